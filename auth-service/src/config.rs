@@ -1,0 +1,284 @@
+//! Configuration: one struct, read once from the environment (and `.env` when present),
+//! validated at startup. Every error names the variable. `.env.example` documents each key.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use secrecy::SecretString;
+
+/// Why startup stopped: the variable and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error in {var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn error(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        message: message.into(),
+    }
+}
+
+/// The whole configuration of the service.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub grpc_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    /// SQLite database file, or `:memory:`.
+    pub sqlite_path: PathBuf,
+    /// Folder of the development mailer's .eml files.
+    pub mail_dir: PathBuf,
+    pub mail_from: String,
+    pub app_name: String,
+    pub mail_max_attempts: u32,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub refresh_reuse_grace: Duration,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub jwt_private_key_pem: Option<SecretString>,
+    pub jwt_key_id: Option<String>,
+    pub auth_secret: Option<SecretString>,
+    pub code_ttl: Duration,
+    pub code_resend_cooldown: Duration,
+    pub code_max_attempts: u32,
+    pub code_max_sends_per_day: u32,
+    pub code_lockout: Duration,
+    pub login_max_attempts: u32,
+    pub login_window: Duration,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    pub hash_concurrency: usize,
+    pub hash_queue: usize,
+    pub log_format: LogFormat,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Reads variables through a lookup function, so tests can hand a map instead of the process env.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn get(&self, var: &str) -> Option<String> {
+        (self.0)(var)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn string(&self, var: &'static str, default: &str) -> String {
+        self.get(var).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|e| error(var, format!("{v:?} is not valid: {e}"))),
+        }
+    }
+
+    fn number<T>(&self, var: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+        T::Err: std::fmt::Display,
+    {
+        let n = self.parse(var, default)?;
+        if n < min || n > max {
+            return Err(error(var, format!("{n} is outside {min}..={max}")));
+        }
+        Ok(n)
+    }
+
+    /// A duration such as `15m`, `7d`, `300s`, `500ms`, or a plain number of seconds.
+    fn duration(
+        &self,
+        var: &'static str,
+        default: &str,
+        min: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let raw = self.string(var, default);
+        let d = match raw.parse::<u64>() {
+            Ok(secs) => Duration::from_secs(secs),
+            Err(_) => humantime::parse_duration(&raw).map_err(|e| {
+                error(
+                    var,
+                    format!("{raw:?} is not a duration like 15m or 7d: {e}"),
+                )
+            })?,
+        };
+        if d < min {
+            return Err(error(
+                var,
+                format!(
+                    "{raw:?} is shorter than {}",
+                    humantime::format_duration(min)
+                ),
+            ));
+        }
+        Ok(d)
+    }
+
+    fn secret(
+        &self,
+        var: &'static str,
+        file_var: &'static str,
+    ) -> Result<Option<SecretString>, ConfigError> {
+        if let Some(v) = self.get(var) {
+            return Ok(Some(SecretString::from(v)));
+        }
+        match self.get(file_var) {
+            None => Ok(None),
+            Some(path) => std::fs::read_to_string(&path)
+                .map(|s| Some(SecretString::from(s)))
+                .map_err(|e| error(file_var, format!("cannot read {path}: {e}"))),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `.env` (when present) into the process environment, then reads it.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(error(".env", e.to_string())),
+        }
+        Self::from_lookup(&|k| std::env::var(k).ok())
+    }
+
+    /// Reads the configuration from any lookup (the environment, or a map in tests).
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(lookup);
+        for (var, part) in [
+            ("MONGODB_URI", "the MongoDB user store"),
+            ("REDIS_URL", "the Redis state store"),
+            ("SMTP_HOST", "the SMTP mailer"),
+            ("MAIL_TRAP_HOST", "the SMTP mailer"),
+        ] {
+            if env.get(var).is_some() {
+                return Err(error(
+                    var,
+                    format!(
+                        "{part} is not part of this build yet; unset it to use the embedded default"
+                    ),
+                ));
+            }
+        }
+        let data_dir = PathBuf::from(env.string("DATA_DIR", "./data"));
+        let sqlite_path = env
+            .get("SQLITE_PATH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("auth.sqlite3"));
+        let mail_dir = env
+            .get("MAIL_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("mail"));
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let log_format = match env.string("LOG_FORMAT", "pretty").as_str() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(error(
+                    "LOG_FORMAT",
+                    format!("{other:?} is not pretty or json"),
+                ));
+            }
+        };
+        let ms = Duration::from_millis;
+        let config = Config {
+            grpc_addr: env.parse("GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?,
+            data_dir,
+            sqlite_path,
+            mail_dir,
+            mail_from: env.string("MAIL_FROM", "Baat Cheet <no-reply@baatcheet.local>"),
+            app_name: env.string("APP_NAME", "Baat Cheet"),
+            mail_max_attempts: env.number("MAIL_MAX_ATTEMPTS", 8, 1, 100)?,
+            access_token_ttl: env.duration("ACCESS_TOKEN_EXPIRY", "15m", ms(1000))?,
+            refresh_token_ttl: env.duration("REFRESH_TOKEN_EXPIRY", "7d", ms(1000))?,
+            refresh_reuse_grace: env.duration("REFRESH_REUSE_GRACE", "10s", ms(0))?,
+            jwt_issuer: env.string("JWT_ISSUER", "baatcheet-auth"),
+            jwt_audience: env.string("JWT_AUDIENCE", "baatcheet"),
+            jwt_private_key_pem: env.secret("JWT_PRIVATE_KEY", "JWT_PRIVATE_KEY_FILE")?,
+            jwt_key_id: env.get("JWT_KEY_ID"),
+            auth_secret: env.secret("AUTH_SECRET", "AUTH_SECRET_FILE")?,
+            code_ttl: env.duration("CODE_TTL", "300s", ms(1000))?,
+            code_resend_cooldown: env.duration("CODE_RESEND_COOLDOWN", "60s", ms(0))?,
+            code_max_attempts: env.number("CODE_MAX_ATTEMPTS", 5, 1, 100)?,
+            code_max_sends_per_day: env.number("CODE_MAX_SENDS_PER_DAY", 10, 1, 1000)?,
+            code_lockout: env.duration("CODE_LOCKOUT", "15m", ms(0))?,
+            login_max_attempts: env.number("LOGIN_MAX_ATTEMPTS", 10, 1, 10_000)?,
+            login_window: env.duration("LOGIN_WINDOW", "15m", ms(1000))?,
+            argon2_memory_kib: env.number("ARGON2_MEMORY_KIB", 19456, 19456, 4 * 1024 * 1024)?,
+            argon2_iterations: env.number("ARGON2_ITERATIONS", 2, 2, 100)?,
+            argon2_parallelism: env.number("ARGON2_PARALLELISM", 1, 1, 64)?,
+            hash_concurrency: env.number("HASH_CONCURRENCY", cores, 1, 1024)?,
+            hash_queue: env.number("HASH_QUEUE", 64, 0, 100_000)?,
+            log_format,
+            shutdown_grace: env.duration("SHUTDOWN_GRACE", "10s", ms(0))?,
+        };
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(&move |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.grpc_addr.to_string(), "127.0.0.1:50051");
+        assert_eq!(c.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(c.refresh_token_ttl, Duration::from_secs(7 * 86400));
+        assert_eq!(c.sqlite_path, PathBuf::from("./data/auth.sqlite3"));
+        assert_eq!(c.code_max_attempts, 5);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (var, value) in [
+            ("ACCESS_TOKEN_EXPIRY", "soon"),
+            ("GRPC_ADDR", "nowhere"),
+            ("ARGON2_MEMORY_KIB", "1024"),
+            ("LOG_FORMAT", "xml"),
+            ("MONGODB_URI", "mongodb://x"),
+        ] {
+            let err = load(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var);
+            assert!(err.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn durations() {
+        let c = load(&[
+            ("ACCESS_TOKEN_EXPIRY", "2s"),
+            ("REFRESH_TOKEN_EXPIRY", "30"),
+        ])
+        .unwrap();
+        assert_eq!(c.access_token_ttl, Duration::from_secs(2));
+        assert_eq!(c.refresh_token_ttl, Duration::from_secs(30));
+    }
+}

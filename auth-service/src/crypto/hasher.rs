@@ -1,0 +1,204 @@
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use argon2::{
+    Algorithm, Argon2, Params, Version,
+    password_hash::{
+        PasswordHash as PhcString, PasswordHasher as _, PasswordVerifier as _, SaltString,
+        rand_core::OsRng,
+    },
+};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
+
+use crate::domain::{Password, PasswordHash};
+
+/// argon2id cost and the bounds of the hashing pool.
+#[derive(Debug, Clone)]
+pub struct HashSettings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Hashes running at once (each holds one blocking thread).
+    pub concurrency: usize,
+    /// Callers allowed to wait for a free slot; past that, callers are refused at once.
+    pub queue: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Every slot and every queue place is taken: answer RESOURCE_EXHAUSTED now.
+    #[error("too many password hashes in progress")]
+    Busy,
+    #[error("password hashing failed: {0}")]
+    Internal(String),
+}
+
+/// Runs argon2id off the async runtime with bounded concurrency and a bounded queue, so a
+/// burst of logins can neither starve the runtime nor pile up waiting callers without end.
+pub struct PasswordHasher {
+    argon2: Argon2<'static>,
+    permits: Arc<Semaphore>,
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: usize,
+    /// A hash of a random password, verified when an account does not exist so that an
+    /// unknown account and a wrong password cost the same time.
+    dummy: String,
+}
+
+/// Holds one place in the pool (running or waiting) until dropped.
+struct Place(Arc<AtomicUsize>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl PasswordHasher {
+    pub fn new(settings: &HashSettings) -> Result<Self, HashError> {
+        let params = Params::new(
+            settings.memory_kib,
+            settings.iterations,
+            settings.parallelism,
+            None,
+        )
+        .map_err(|e| HashError::Internal(e.to_string()))?;
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let random = uuid::Uuid::new_v4().to_string();
+        let salt = SaltString::generate(&mut OsRng);
+        let dummy = argon2
+            .hash_password(random.as_bytes(), &salt)
+            .map_err(|e| HashError::Internal(e.to_string()))?
+            .to_string();
+        let concurrency = settings.concurrency.max(1);
+        Ok(Self {
+            argon2,
+            permits: Arc::new(Semaphore::new(concurrency)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            max_in_flight: concurrency + settings.queue,
+            dummy,
+        })
+    }
+
+    /// Runs `job` on the blocking pool once a slot is free, or refuses at once when full.
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.max_in_flight {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(HashError::Busy);
+        }
+        let _place = Place(self.in_flight.clone());
+        let _permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| HashError::Internal(e.to_string()))?;
+        let argon2 = self.argon2.clone();
+        tokio::task::spawn_blocking(move || job(&argon2))
+            .await
+            .map_err(|e| HashError::Internal(e.to_string()))
+    }
+
+    /// Hashes a new password into a PHC string with a fresh salt.
+    pub async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
+        let secret = SecretString::from(password.expose().to_owned());
+        self.run(move |argon2| {
+            let salt = SaltString::generate(&mut OsRng);
+            argon2
+                .hash_password(secret.expose_secret().as_bytes(), &salt)
+                .map(|h| PasswordHash(h.to_string()))
+                .map_err(|e| HashError::Internal(e.to_string()))
+        })
+        .await?
+    }
+
+    /// Checks a password against a stored hash (or against the dummy hash when `hash` is None,
+    /// which always answers false but costs the same).
+    pub async fn verify(
+        &self,
+        password: &Password,
+        hash: Option<&PasswordHash>,
+    ) -> Result<bool, HashError> {
+        let secret = SecretString::from(password.expose().to_owned());
+        let (phc, real) = match hash {
+            Some(h) => (h.0.clone(), true),
+            None => (self.dummy.clone(), false),
+        };
+        self.run(move |argon2| {
+            let parsed = PhcString::new(&phc).map_err(|e| HashError::Internal(e.to_string()))?;
+            let ok = argon2
+                .verify_password(secret.expose_secret().as_bytes(), &parsed)
+                .is_ok();
+            Ok(ok && real)
+        })
+        .await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap(concurrency: usize, queue: usize) -> PasswordHasher {
+        PasswordHasher::new(&HashSettings {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+            concurrency,
+            queue,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn hash_and_verify() {
+        let hasher = cheap(2, 2);
+        let pw = Password::parse("correct horse").unwrap();
+        let hash = hasher.hash(&pw).await.unwrap();
+        assert!(hash.0.starts_with("$argon2id$"));
+        assert!(!hash.0.contains("correct horse"));
+        assert!(hasher.verify(&pw, Some(&hash)).await.unwrap());
+        let wrong = Password::parse("wrong horse").unwrap();
+        assert!(!hasher.verify(&wrong, Some(&hash)).await.unwrap());
+        assert!(!hasher.verify(&pw, None).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refuses_when_full() {
+        let hasher = Arc::new(
+            PasswordHasher::new(&HashSettings {
+                memory_kib: 19456,
+                iterations: 2,
+                parallelism: 1,
+                concurrency: 1,
+                queue: 1,
+            })
+            .unwrap(),
+        );
+        let pw = || Password::parse("password123").unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..6 {
+            let h = hasher.clone();
+            let p = pw();
+            tasks.push(tokio::spawn(async move { h.hash(&p).await }));
+        }
+        let mut busy = 0;
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(HashError::Busy) => busy += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(ok >= 2, "one running and one queued must finish, got {ok}");
+        assert!(busy >= 1, "the rest must be refused, got {busy} refusals");
+        assert_eq!(hasher.in_flight.load(Ordering::Acquire), 0);
+    }
+}

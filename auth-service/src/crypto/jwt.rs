@@ -1,0 +1,219 @@
+use aws_lc_rs::{
+    rand::SystemRandom,
+    signature::{Ed25519KeyPair, KeyPair},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::domain::{SessionId, UnixMs, UserId};
+
+/// The Ed25519 key that signs access tokens, with its key id.
+pub struct SigningKey {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    /// Public key, base64url: the JWK `x`.
+    x: String,
+}
+
+impl SigningKey {
+    /// Reads a PKCS#8 PEM Ed25519 private key (`openssl genpkey -algorithm ed25519`).
+    /// The key id is the RFC 7638 thumbprint unless one is given.
+    pub fn from_pem(pem_text: &str, kid: Option<String>) -> Result<Self, String> {
+        let parsed = pem::parse(pem_text).map_err(|e| format!("not a PEM key: {e}"))?;
+        if parsed.tag() != "PRIVATE KEY" {
+            return Err(format!(
+                "expected a PKCS#8 \"PRIVATE KEY\" PEM, found {:?}",
+                parsed.tag()
+            ));
+        }
+        Self::from_pkcs8(parsed.contents(), kid)
+    }
+
+    fn from_pkcs8(der: &[u8], kid: Option<String>) -> Result<Self, String> {
+        let pair = Ed25519KeyPair::from_pkcs8(der)
+            .map_err(|e| format!("not an Ed25519 PKCS#8 private key: {e}"))?;
+        let public = pair.public_key().as_ref().to_vec();
+        let x = URL_SAFE_NO_PAD.encode(&public);
+        // RFC 7638: SHA-256 over the required members in lexicographic order, no spaces.
+        let thumbprint = Sha256::digest(format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#));
+        Ok(Self {
+            kid: kid.unwrap_or_else(|| URL_SAFE_NO_PAD.encode(thumbprint)),
+            encoding: EncodingKey::from_ed_der(der),
+            decoding: DecodingKey::from_ed_der(&public),
+            x,
+        })
+    }
+
+    /// A fresh key as PKCS#8 PEM, for development when no key is configured.
+    pub fn generate_pem() -> Result<String, String> {
+        let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+            .map_err(|_| "cannot generate an Ed25519 key".to_string())?;
+        Ok(pem::encode(&pem::Pem::new(
+            "PRIVATE KEY",
+            doc.as_ref().to_vec(),
+        )))
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+}
+
+/// Claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub sid: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+/// A JWK of the public signing key (RFC 8037 OKP).
+#[derive(Debug, Clone, Serialize)]
+pub struct Jwk {
+    pub kty: &'static str,
+    pub crv: &'static str,
+    pub x: String,
+    pub kid: String,
+    pub alg: &'static str,
+    #[serde(rename = "use")]
+    pub use_: &'static str,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("access token expired")]
+    Expired,
+    #[error("access token invalid")]
+    Invalid,
+}
+
+/// Issues and verifies EdDSA access tokens. Verification accepts EdDSA only, with our key id,
+/// issuer and audience: `none`, HMAC and foreign keys are refused before any claim is read.
+pub struct AccessTokens {
+    key: SigningKey,
+    issuer: String,
+    audience: String,
+    ttl_ms: i64,
+    validation: Validation,
+}
+
+impl AccessTokens {
+    pub fn new(key: SigningKey, issuer: String, audience: String, ttl_ms: i64) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[&issuer]);
+        validation.set_audience(&[&audience]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        // Our own clock signs and checks: no leeway, an expired token is expired.
+        validation.leeway = 0;
+        Self {
+            key,
+            issuer,
+            audience,
+            ttl_ms,
+            validation,
+        }
+    }
+
+    pub fn ttl_ms(&self) -> i64 {
+        self.ttl_ms
+    }
+
+    /// Signs a token for `user` in session `sid`; returns it with its expiry.
+    pub fn issue(
+        &self,
+        user: &UserId,
+        sid: &SessionId,
+        now: UnixMs,
+    ) -> Result<(String, UnixMs), String> {
+        let iat = now / 1000;
+        let exp_ms = now + self.ttl_ms;
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user.0.clone(),
+            sid: sid.0.clone(),
+            iat,
+            exp: exp_ms / 1000,
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.key.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.key.encoding)
+            .map_err(|e| format!("signing failed: {e}"))?;
+        Ok((token, (exp_ms / 1000) * 1000))
+    }
+
+    /// Checks signature, algorithm, key id, expiry, issuer and audience.
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        if token.len() > 4096 {
+            return Err(TokenError::Invalid);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.alg != Algorithm::EdDSA || header.kid.as_deref() != Some(self.key.kid.as_str()) {
+            return Err(TokenError::Invalid);
+        }
+        jsonwebtoken::decode::<AccessClaims>(token, &self.key.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })
+    }
+
+    /// The public keys, for GetJwks.
+    pub fn jwks(&self) -> Vec<Jwk> {
+        vec![Jwk {
+            kty: "OKP",
+            crv: "Ed25519",
+            x: self.key.x.clone(),
+            kid: self.key.kid.clone(),
+            alg: "EdDSA",
+            use_: "sig",
+        }]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(ttl_ms: i64) -> AccessTokens {
+        let key = SigningKey::from_pem(&SigningKey::generate_pem().unwrap(), None).unwrap();
+        AccessTokens::new(key, "iss".into(), "aud".into(), ttl_ms)
+    }
+
+    #[test]
+    fn round_trip() {
+        let t = tokens(60_000);
+        let (token, _) = t
+            .issue(
+                &UserId("u1".into()),
+                &SessionId("s1".into()),
+                crate::domain::now_ms(),
+            )
+            .unwrap();
+        let claims = t.verify(&token).unwrap();
+        assert_eq!((claims.sub.as_str(), claims.sid.as_str()), ("u1", "s1"));
+    }
+
+    #[test]
+    fn refuses_other_keys_and_expired() {
+        let (a, b) = (tokens(60_000), tokens(60_000));
+        let now = crate::domain::now_ms();
+        let (token, _) = a
+            .issue(&UserId("u".into()), &SessionId("s".into()), now)
+            .unwrap();
+        assert_eq!(b.verify(&token), Err(TokenError::Invalid));
+        let (old, _) = a
+            .issue(&UserId("u".into()), &SessionId("s".into()), now - 120_000)
+            .unwrap();
+        assert_eq!(a.verify(&old), Err(TokenError::Expired));
+    }
+}

@@ -1,0 +1,67 @@
+//! Domain types, parsed once at the edge of `flows`: a value of one of these types is valid by
+//! construction, so nothing past the parse checks it again.
+
+mod code;
+mod email;
+mod password;
+mod user;
+mod username;
+
+pub use code::{Code, CodeHash};
+pub use email::Email;
+pub use password::{Password, PasswordHash};
+pub use user::{NewUser, Profile, SessionId, User, UserId, UserStatus};
+pub use username::Username;
+
+/// Milliseconds since the Unix epoch. Every stored time uses it, so backends agree on one unit.
+pub type UnixMs = i64;
+
+/// The current time in [`UnixMs`].
+pub fn now_ms() -> UnixMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// A field that failed to parse: its name in the request and a human sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: &'static str,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            field,
+            description: description.into(),
+        }
+    }
+}
+
+/// Collects every invalid field of a request so the caller learns about all of them at once.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    /// Keeps the parsed value, or records why `field` did not parse.
+    pub fn check<T>(&mut self, field: &'static str, parsed: Result<T, String>) -> Option<T> {
+        match parsed {
+            Ok(value) => Some(value),
+            Err(description) => {
+                self.0.push(FieldViolation::new(field, description));
+                None
+            }
+        }
+    }
+
+    /// `Ok(())` when nothing was recorded.
+    pub fn finish(self) -> Result<(), Vec<FieldViolation>> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0)
+        }
+    }
+}

@@ -1,0 +1,135 @@
+use super::{Email, PasswordHash, UnixMs, Username};
+
+/// Id of a user (UUID v7 text, so ids sort by creation).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserId(pub String);
+
+impl UserId {
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
+    }
+}
+
+/// Id of a session (UUID v4 text: not guessable, not ordered).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionId(pub String);
+
+impl SessionId {
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// Parses an id that arrived from outside; anything that is not a UUID names no session.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err("session_id is required".into());
+        }
+        uuid::Uuid::parse_str(raw)
+            .map(|u| Self(u.hyphenated().to_string()))
+            .map_err(|_| "session_id is not a valid session id".into())
+    }
+}
+
+/// Presence of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserStatus {
+    Online,
+    Offline,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Online => "online",
+            UserStatus::Offline => "offline",
+        }
+    }
+
+    pub fn from_stored(s: &str) -> Self {
+        if s == "online" {
+            UserStatus::Online
+        } else {
+            UserStatus::Offline
+        }
+    }
+}
+
+/// Optional profile fields given at sign-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// At most 150 characters.
+    pub bio: String,
+    /// An http(s) URL or empty.
+    pub avatar_url: String,
+}
+
+impl Profile {
+    pub fn parse_bio(raw: &str) -> Result<String, String> {
+        let bio = raw.trim();
+        if bio.chars().count() > 150 {
+            return Err("bio must be at most 150 characters".into());
+        }
+        Ok(bio.to_owned())
+    }
+
+    pub fn parse_avatar_url(raw: &str) -> Result<String, String> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Ok(String::new());
+        }
+        if raw.len() > 2048 {
+            return Err("avatar_url must be at most 2048 characters".into());
+        }
+        match url::Url::parse(raw) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(u.to_string()),
+            _ => Err("avatar_url must be an http or https URL".into()),
+        }
+    }
+}
+
+/// A verified user about to be created: what a pending registration holds.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: Username,
+    pub email: Email,
+    pub password_hash: PasswordHash,
+    pub profile: Profile,
+}
+
+/// A verified user as stored.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    pub email: String,
+    pub password_hash: PasswordHash,
+    pub profile: Profile,
+    pub status: UserStatus,
+    pub last_seen: Option<UnixMs>,
+    pub friend_ids: Vec<String>,
+    pub created_at: UnixMs,
+    pub updated_at: UnixMs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bio_and_avatar() {
+        assert!(Profile::parse_bio(&"b".repeat(150)).is_ok());
+        assert!(Profile::parse_bio(&"b".repeat(151)).is_err());
+        assert_eq!(Profile::parse_avatar_url("").unwrap(), "");
+        assert!(Profile::parse_avatar_url("https://cdn.example.com/a.png").is_ok());
+        assert!(Profile::parse_avatar_url("javascript:alert(1)").is_err());
+        assert!(Profile::parse_avatar_url("not a url").is_err());
+    }
+
+    #[test]
+    fn session_id_parse() {
+        assert!(SessionId::parse("nope").is_err());
+        let id = SessionId::generate();
+        assert_eq!(SessionId::parse(&id.0).unwrap(), id);
+    }
+}

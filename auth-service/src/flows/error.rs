@@ -1,0 +1,134 @@
+use crate::crypto::HashError;
+use crate::domain::{FieldViolation, UnixMs};
+use crate::store::{CreateUserError, StoreError};
+
+/// Every outcome of a flow that is not success. Each variant is one stable reason.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error("invalid request")]
+    InvalidInput(Vec<FieldViolation>),
+    #[error("email is already registered")]
+    EmailTaken,
+    #[error("username is already taken")]
+    UsernameTaken,
+    #[error("no pending registration for this email")]
+    RegistrationNotFound,
+    #[error("no pending password reset for this email")]
+    ResetNotFound,
+    #[error("the code is wrong")]
+    CodeInvalid { attempts_remaining: u32 },
+    #[error("the code has expired; ask for a new one")]
+    CodeExpired,
+    #[error("too many wrong codes; this request is void")]
+    CodeAttemptsExhausted { retry_at: UnixMs },
+    #[error("a code was sent recently; wait before asking again")]
+    ResendCooldown { retry_at: UnixMs },
+    #[error("too many codes sent to this email today")]
+    CodeDailyLimit { retry_at: UnixMs },
+    #[error("wrong email/username or password")]
+    InvalidCredentials,
+    #[error("the current password is wrong")]
+    WrongPassword,
+    #[error("too many sign-in attempts; try again later")]
+    LoginRateLimited { retry_at: UnixMs },
+    #[error("the refresh token is invalid or expired")]
+    RefreshTokenInvalid,
+    #[error("the refresh token was already used; the session has ended")]
+    RefreshTokenReused,
+    #[error("authentication required")]
+    Unauthenticated,
+    #[error("the access token is invalid")]
+    AccessTokenInvalid,
+    #[error("the access token has expired")]
+    AccessTokenExpired,
+    #[error("the session has ended")]
+    SessionRevoked,
+    #[error("no such session")]
+    SessionNotFound,
+    #[error("the server is busy; try again shortly")]
+    Busy,
+    #[error("a backend is unavailable")]
+    Unavailable(#[source] StoreError),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl FlowError {
+    /// The stable machine-readable reason (google.rpc.ErrorInfo.reason).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            FlowError::InvalidInput(_) => "INVALID_ARGUMENT",
+            FlowError::EmailTaken => "EMAIL_TAKEN",
+            FlowError::UsernameTaken => "USERNAME_TAKEN",
+            FlowError::RegistrationNotFound => "REGISTRATION_NOT_FOUND",
+            FlowError::ResetNotFound => "RESET_NOT_FOUND",
+            FlowError::CodeInvalid { .. } => "CODE_INVALID",
+            FlowError::CodeExpired => "CODE_EXPIRED",
+            FlowError::CodeAttemptsExhausted { .. } => "CODE_ATTEMPTS_EXHAUSTED",
+            FlowError::ResendCooldown { .. } => "RESEND_COOLDOWN",
+            FlowError::CodeDailyLimit { .. } => "CODE_DAILY_LIMIT",
+            FlowError::InvalidCredentials => "INVALID_CREDENTIALS",
+            FlowError::WrongPassword => "WRONG_PASSWORD",
+            FlowError::LoginRateLimited { .. } => "LOGIN_RATE_LIMITED",
+            FlowError::RefreshTokenInvalid => "REFRESH_TOKEN_INVALID",
+            FlowError::RefreshTokenReused => "REFRESH_TOKEN_REUSED",
+            FlowError::Unauthenticated => "UNAUTHENTICATED",
+            FlowError::AccessTokenInvalid => "ACCESS_TOKEN_INVALID",
+            FlowError::AccessTokenExpired => "ACCESS_TOKEN_EXPIRED",
+            FlowError::SessionRevoked => "SESSION_REVOKED",
+            FlowError::SessionNotFound => "SESSION_NOT_FOUND",
+            FlowError::Busy => "SERVER_BUSY",
+            FlowError::Unavailable(_) => "BACKEND_UNAVAILABLE",
+            FlowError::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// When the caller may try again, for limits.
+    pub fn retry_at(&self) -> Option<UnixMs> {
+        match self {
+            FlowError::CodeAttemptsExhausted { retry_at }
+            | FlowError::ResendCooldown { retry_at }
+            | FlowError::CodeDailyLimit { retry_at }
+            | FlowError::LoginRateLimited { retry_at } => Some(*retry_at),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn invalid(field: &'static str, description: impl Into<String>) -> Self {
+        FlowError::InvalidInput(vec![FieldViolation::new(field, description)])
+    }
+}
+
+impl From<StoreError> for FlowError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => FlowError::Unavailable(e),
+            StoreError::Internal(msg) => FlowError::Internal(msg),
+        }
+    }
+}
+
+impl From<HashError> for FlowError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => FlowError::Busy,
+            HashError::Internal(msg) => FlowError::Internal(msg),
+        }
+    }
+}
+
+impl From<CreateUserError> for FlowError {
+    fn from(e: CreateUserError) -> Self {
+        match e {
+            CreateUserError::EmailTaken => FlowError::EmailTaken,
+            CreateUserError::UsernameTaken => FlowError::UsernameTaken,
+            CreateUserError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<Vec<FieldViolation>> for FlowError {
+    fn from(v: Vec<FieldViolation>) -> Self {
+        FlowError::InvalidInput(v)
+    }
+}

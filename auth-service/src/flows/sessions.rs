@@ -1,0 +1,148 @@
+use super::{AuthCore, Caller, FlowError, SessionView, TokenPair};
+use crate::crypto::RefreshToken;
+use crate::domain::{SessionId, User, UserId, UserStatus, now_ms};
+use crate::store::RotateOutcome;
+
+impl AuthCore {
+    /// RefreshSession: rotates the refresh token under the grace rule (see
+    /// `SessionStore::rotate_refresh`) and issues a new pair.
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh_session(&self, refresh_token: &str) -> Result<TokenPair, FlowError> {
+        if refresh_token.trim().is_empty() {
+            return Err(FlowError::invalid(
+                "refresh_token",
+                "refresh_token is required",
+            ));
+        }
+        let presented = RefreshToken::parse(refresh_token).ok_or(FlowError::RefreshTokenInvalid)?;
+        let next = RefreshToken::generate(&presented.session_id);
+        let now = now_ms();
+        let next_expires_at = now + self.policy.refresh_ttl_ms;
+        let outcome = self
+            .stores
+            .sessions
+            .rotate_refresh(
+                &presented.session_id,
+                &presented.hash(),
+                &next.hash(),
+                next_expires_at,
+                now,
+                self.policy.refresh_grace_ms,
+            )
+            .await?;
+        match outcome {
+            RotateOutcome::Rotated(session) => {
+                self.token_pair(&session.user_id, next, next_expires_at)
+            }
+            RotateOutcome::Invalid => Err(FlowError::RefreshTokenInvalid),
+            RotateOutcome::ReuseDetected { user_id } => {
+                tracing::warn!(user_id = %user_id.0, session_id = %presented.session_id.0, "refresh token replayed after the grace window; session ended");
+                Err(FlowError::RefreshTokenReused)
+            }
+        }
+    }
+
+    /// Logout: ends the session of `refresh_token`, or else the caller's session.
+    #[tracing::instrument(skip_all)]
+    pub async fn logout(
+        &self,
+        refresh_token: &str,
+        caller: Option<&Caller>,
+    ) -> Result<(), FlowError> {
+        let now = now_ms();
+        let user_id = if !refresh_token.trim().is_empty() {
+            let presented =
+                RefreshToken::parse(refresh_token).ok_or(FlowError::RefreshTokenInvalid)?;
+            let session = self
+                .stores
+                .sessions
+                .revoke_by_refresh(
+                    &presented.session_id,
+                    &presented.hash(),
+                    now,
+                    self.policy.refresh_grace_ms,
+                )
+                .await?
+                .ok_or(FlowError::RefreshTokenInvalid)?;
+            session.user_id
+        } else if let Some(caller) = caller {
+            if !self
+                .stores
+                .sessions
+                .revoke_session(&caller.session_id, &caller.user_id)
+                .await?
+            {
+                return Err(FlowError::SessionRevoked);
+            }
+            caller.user_id.clone()
+        } else {
+            return Err(FlowError::Unauthenticated);
+        };
+        self.stores
+            .users
+            .set_presence(&user_id, UserStatus::Offline, now)
+            .await?;
+        tracing::info!(user_id = %user_id.0, "logged out");
+        Ok(())
+    }
+
+    /// LogoutAll: ends every session of the caller.
+    #[tracing::instrument(skip_all, fields(user_id = %caller.user_id.0))]
+    pub async fn logout_all(&self, caller: &Caller) -> Result<u32, FlowError> {
+        let n = self
+            .stores
+            .sessions
+            .revoke_all(&caller.user_id, None)
+            .await?;
+        self.stores
+            .users
+            .set_presence(&caller.user_id, UserStatus::Offline, now_ms())
+            .await?;
+        Ok(n)
+    }
+
+    /// ListSessions: the caller's live sessions, the current one marked.
+    pub async fn list_sessions(&self, caller: &Caller) -> Result<Vec<SessionView>, FlowError> {
+        let records = self
+            .stores
+            .sessions
+            .list_sessions(&caller.user_id, now_ms())
+            .await?;
+        Ok(records
+            .into_iter()
+            .map(|record| SessionView {
+                current: record.id == caller.session_id,
+                record,
+            })
+            .collect())
+    }
+
+    /// RevokeSession: ends one of the caller's sessions (another user's id is "not found").
+    #[tracing::instrument(skip_all, fields(user_id = %caller.user_id.0))]
+    pub async fn revoke_session(&self, caller: &Caller, session_id: &str) -> Result<(), FlowError> {
+        let id = SessionId::parse(session_id).map_err(|e| FlowError::invalid("session_id", e))?;
+        if self
+            .stores
+            .sessions
+            .revoke_session(&id, &caller.user_id)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(FlowError::SessionNotFound)
+        }
+    }
+
+    /// GetCurrentUser.
+    pub async fn current_user(&self, caller: &Caller) -> Result<User, FlowError> {
+        self.user(&caller.user_id).await
+    }
+
+    pub(super) async fn user(&self, id: &UserId) -> Result<User, FlowError> {
+        self.stores
+            .users
+            .find_by_id(id)
+            .await?
+            .ok_or(FlowError::SessionRevoked)
+    }
+}

@@ -1,0 +1,107 @@
+use super::{AuthCore, ClientInfo, FlowError, TokenPair};
+use crate::crypto::{AccessClaims, Jwk, RefreshToken, TokenError};
+use crate::domain::{SessionId, UserId, now_ms};
+use crate::store::NewSession;
+
+/// An authenticated caller: a valid access token whose session still exists.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub claims: AccessClaims,
+}
+
+impl AuthCore {
+    /// Checks an access token and that its session has not ended. Revocation therefore takes
+    /// effect at once, not when the token expires.
+    pub async fn authenticate(&self, access_token: &str) -> Result<Caller, FlowError> {
+        if access_token.is_empty() {
+            return Err(FlowError::Unauthenticated);
+        }
+        let claims = self.tokens.verify(access_token).map_err(|e| match e {
+            TokenError::Expired => FlowError::AccessTokenExpired,
+            TokenError::Invalid => FlowError::AccessTokenInvalid,
+        })?;
+        let session_id = SessionId(claims.sid.clone());
+        let session = self
+            .stores
+            .sessions
+            .get_session(&session_id, now_ms())
+            .await?;
+        match session {
+            Some(s) if s.user_id.0 == claims.sub => Ok(Caller {
+                user_id: s.user_id,
+                session_id,
+                claims,
+            }),
+            _ => Err(FlowError::SessionRevoked),
+        }
+    }
+
+    /// ValidateAccessToken: for internal services.
+    #[tracing::instrument(skip_all)]
+    pub async fn validate_access_token(
+        &self,
+        access_token: &str,
+    ) -> Result<AccessClaims, FlowError> {
+        if access_token.trim().is_empty() {
+            return Err(FlowError::invalid(
+                "access_token",
+                "access_token is required",
+            ));
+        }
+        Ok(self.authenticate(access_token.trim()).await?.claims)
+    }
+
+    pub fn jwks(&self) -> Vec<Jwk> {
+        self.tokens.jwks()
+    }
+
+    /// Starts a session for `user_id` and issues its first token pair.
+    pub(super) async fn start_session(
+        &self,
+        user_id: &UserId,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, FlowError> {
+        let now = now_ms();
+        let session_id = SessionId::generate();
+        let refresh = RefreshToken::generate(&session_id);
+        let refresh_expires_at = now + self.policy.refresh_ttl_ms;
+        self.stores
+            .sessions
+            .create_session(&NewSession {
+                id: session_id.clone(),
+                user_id: user_id.clone(),
+                refresh_hash: refresh.hash(),
+                expires_at: refresh_expires_at,
+                user_agent: truncate(&client.user_agent, 512),
+                client_ip: truncate(&client.ip, 64),
+                created_at: now,
+            })
+            .await?;
+        self.token_pair(user_id, refresh, refresh_expires_at)
+    }
+
+    pub(super) fn token_pair(
+        &self,
+        user_id: &UserId,
+        refresh: RefreshToken,
+        refresh_expires_at: i64,
+    ) -> Result<TokenPair, FlowError> {
+        let (access_token, access_expires_at) = self
+            .tokens
+            .issue(user_id, &refresh.session_id, now_ms())
+            .map_err(FlowError::Internal)?;
+        Ok(TokenPair {
+            access_token,
+            access_expires_at,
+            refresh_token: refresh.expose().to_owned(),
+            refresh_expires_at,
+            session_id: refresh.session_id.clone(),
+        })
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}

@@ -1,0 +1,284 @@
+//! The gRPC transport: proto requests in, flows called, proto responses or mapped errors out.
+//! No rule lives here.
+
+mod convert;
+pub mod status;
+
+use baatcheet_auth_api::v1::{self as pb, auth_service_server::AuthService};
+use tonic::{Request, Response, Status};
+
+use crate::flows::{Caller, ClientInfo, SharedCore, registration::RegisterInput};
+use status::to_status;
+
+/// `baatcheet.auth.v1.AuthService` over the shared flows.
+pub struct AuthGrpc {
+    core: SharedCore,
+}
+
+impl AuthGrpc {
+    pub fn new(core: SharedCore) -> Self {
+        Self { core }
+    }
+
+    /// The caller of an authenticated RPC, from `authorization: Bearer <token>`.
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let token =
+            bearer(request).ok_or_else(|| to_status(crate::flows::FlowError::Unauthenticated))?;
+        self.core.authenticate(token).await.map_err(to_status)
+    }
+}
+
+fn bearer<T>(request: &Request<T>) -> Option<&str> {
+    let value = request
+        .metadata()
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Client IP and user agent: what a gateway forwards (`x-client-ip`, `x-client-user-agent`),
+/// else the TCP peer and the gRPC client's own `user-agent`.
+fn client_info<T>(request: &Request<T>) -> ClientInfo {
+    let header = |name: &str| {
+        request
+            .metadata()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    ClientInfo {
+        ip: header("x-client-ip")
+            .or_else(|| request.remote_addr().map(|a| a.ip().to_string()))
+            .unwrap_or_default(),
+        user_agent: header("x-client-user-agent")
+            .or_else(|| header("user-agent"))
+            .unwrap_or_default(),
+    }
+}
+
+fn ok<T>(message: T) -> Result<Response<T>, Status> {
+    Ok(Response::new(message))
+}
+
+#[tonic::async_trait]
+impl AuthService for AuthGrpc {
+    async fn register(
+        &self,
+        request: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let r = request.into_inner();
+        let input = RegisterInput {
+            username: &r.username,
+            email: &r.email,
+            password: &r.password,
+            bio: &r.bio,
+            avatar_url: &r.avatar_url,
+        };
+        let delivery = self.core.register(input).await.map_err(to_status)?;
+        ok(pb::RegisterResponse {
+            delivery: Some(convert::delivery(delivery)),
+        })
+    }
+
+    async fn resend_verification_code(
+        &self,
+        request: Request<pb::ResendVerificationCodeRequest>,
+    ) -> Result<Response<pb::ResendVerificationCodeResponse>, Status> {
+        let delivery = self
+            .core
+            .resend_verification_code(&request.get_ref().email)
+            .await
+            .map_err(to_status)?;
+        ok(pb::ResendVerificationCodeResponse {
+            delivery: Some(convert::delivery(delivery)),
+        })
+    }
+
+    async fn verify_registration(
+        &self,
+        request: Request<pb::VerifyRegistrationRequest>,
+    ) -> Result<Response<pb::VerifyRegistrationResponse>, Status> {
+        let client = client_info(&request);
+        let r = request.get_ref();
+        let signed_in = self
+            .core
+            .verify_registration(&r.email, &r.code, &client)
+            .await
+            .map_err(to_status)?;
+        ok(pb::VerifyRegistrationResponse {
+            user: Some(convert::user(signed_in.user)),
+            tokens: Some(convert::tokens(signed_in.tokens)),
+        })
+    }
+
+    async fn login(
+        &self,
+        request: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let client = client_info(&request);
+        let r = request.get_ref();
+        let signed_in = self
+            .core
+            .login(&r.identifier, &r.password, &client)
+            .await
+            .map_err(to_status)?;
+        ok(pb::LoginResponse {
+            user: Some(convert::user(signed_in.user)),
+            tokens: Some(convert::tokens(signed_in.tokens)),
+        })
+    }
+
+    async fn refresh_session(
+        &self,
+        request: Request<pb::RefreshSessionRequest>,
+    ) -> Result<Response<pb::RefreshSessionResponse>, Status> {
+        let tokens = self
+            .core
+            .refresh_session(&request.get_ref().refresh_token)
+            .await
+            .map_err(to_status)?;
+        ok(pb::RefreshSessionResponse {
+            tokens: Some(convert::tokens(tokens)),
+        })
+    }
+
+    async fn logout(
+        &self,
+        request: Request<pb::LogoutRequest>,
+    ) -> Result<Response<pb::LogoutResponse>, Status> {
+        let refresh = request.get_ref().refresh_token.trim().to_owned();
+        let caller = if refresh.is_empty() {
+            Some(self.caller(&request).await?)
+        } else {
+            None
+        };
+        self.core
+            .logout(&refresh, caller.as_ref())
+            .await
+            .map_err(to_status)?;
+        ok(pb::LogoutResponse {})
+    }
+
+    async fn logout_all(
+        &self,
+        request: Request<pb::LogoutAllRequest>,
+    ) -> Result<Response<pb::LogoutAllResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let n = self.core.logout_all(&caller).await.map_err(to_status)?;
+        ok(pb::LogoutAllResponse {
+            revoked_session_count: n as i32,
+        })
+    }
+
+    async fn list_sessions(
+        &self,
+        request: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let sessions = self.core.list_sessions(&caller).await.map_err(to_status)?;
+        ok(pb::ListSessionsResponse {
+            sessions: sessions.into_iter().map(convert::session).collect(),
+        })
+    }
+
+    async fn revoke_session(
+        &self,
+        request: Request<pb::RevokeSessionRequest>,
+    ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        self.core
+            .revoke_session(&caller, &request.get_ref().session_id)
+            .await
+            .map_err(to_status)?;
+        ok(pb::RevokeSessionResponse {})
+    }
+
+    async fn get_current_user(
+        &self,
+        request: Request<pb::GetCurrentUserRequest>,
+    ) -> Result<Response<pb::GetCurrentUserResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let user = self.core.current_user(&caller).await.map_err(to_status)?;
+        ok(pb::GetCurrentUserResponse {
+            user: Some(convert::user(user)),
+        })
+    }
+
+    async fn request_password_reset(
+        &self,
+        request: Request<pb::RequestPasswordResetRequest>,
+    ) -> Result<Response<pb::RequestPasswordResetResponse>, Status> {
+        let issued = self
+            .core
+            .request_password_reset(&request.get_ref().email)
+            .await
+            .map_err(to_status)?;
+        ok(pb::RequestPasswordResetResponse {
+            code_ttl: prost_types::Duration::try_from(self.core.policy.code_ttl).ok(),
+            resend_available_time: convert::timestamp(issued.resend_at),
+        })
+    }
+
+    async fn reset_password(
+        &self,
+        request: Request<pb::ResetPasswordRequest>,
+    ) -> Result<Response<pb::ResetPasswordResponse>, Status> {
+        let r = request.get_ref();
+        let n = self
+            .core
+            .reset_password(&r.email, &r.code, &r.new_password)
+            .await
+            .map_err(to_status)?;
+        ok(pb::ResetPasswordResponse {
+            revoked_session_count: n as i32,
+        })
+    }
+
+    async fn change_password(
+        &self,
+        request: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.get_ref();
+        let n = self
+            .core
+            .change_password(&caller, &r.current_password, &r.new_password)
+            .await
+            .map_err(to_status)?;
+        ok(pb::ChangePasswordResponse {
+            revoked_session_count: n as i32,
+        })
+    }
+
+    async fn validate_access_token(
+        &self,
+        request: Request<pb::ValidateAccessTokenRequest>,
+    ) -> Result<Response<pb::ValidateAccessTokenResponse>, Status> {
+        let claims = self
+            .core
+            .validate_access_token(&request.get_ref().access_token)
+            .await
+            .map_err(to_status)?;
+        ok(pb::ValidateAccessTokenResponse {
+            claims: Some(convert::claims(claims)),
+        })
+    }
+
+    async fn get_jwks(
+        &self,
+        _request: Request<pb::GetJwksRequest>,
+    ) -> Result<Response<pb::GetJwksResponse>, Status> {
+        let keys = self.core.jwks();
+        let jwks_json = serde_json::json!({ "keys": keys }).to_string();
+        ok(pb::GetJwksResponse {
+            keys: keys.into_iter().map(convert::jwk).collect(),
+            jwks_json,
+        })
+    }
+}

@@ -1,0 +1,16 @@
+//! Baat Cheet Auth service: registration, one-time codes, passwords, tokens and sessions over
+//! gRPC (`baatcheet.auth.v1.AuthService`).
+//!
+//! Layers, in one direction: [`grpc`] (transport) → [`flows`] (use cases) → [`domain`] and the
+//! [`store`] / [`mail`] traits. Backends implement the traits and are chosen in [`startup`].
+
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod flows;
+pub mod grpc;
+pub mod keys;
+pub mod mail;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

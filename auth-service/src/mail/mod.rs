@@ -1,0 +1,86 @@
+//! Outgoing mail. Flows put a message in the durable queue ([`Outbox`]); a worker sends it off
+//! the request path with retries and backoff through a [`Mailer`]. The development mailer
+//! writes .eml files into a folder so a person can read the code.
+
+mod eml;
+mod templates;
+mod worker;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+pub use eml::EmlMailer;
+pub use templates::Templates;
+pub use worker::{MailWorker, RetryPolicy};
+
+use crate::crypto::MailSealer;
+use crate::domain::now_ms;
+use crate::store::{MailQueue, StoreResult};
+
+/// A message ready to send: a text part and an HTML part.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct OutgoingMail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+impl std::fmt::Debug for OutgoingMail {
+    // The bodies carry codes: never print them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingMail")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// Worth another try later (relay down, timeout).
+    #[error("temporary mail failure: {0}")]
+    Transient(String),
+    /// Will never succeed (bad address): moved aside at once.
+    #[error("permanent mail failure: {0}")]
+    Permanent(String),
+}
+
+/// Delivers one message.
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError>;
+}
+
+/// The request side of the queue: seals a message, stores it, wakes the worker.
+#[derive(Clone)]
+pub struct Outbox {
+    queue: Arc<dyn MailQueue>,
+    sealer: Arc<MailSealer>,
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn new(queue: Arc<dyn MailQueue>, sealer: Arc<MailSealer>) -> Self {
+        Self {
+            queue,
+            sealer,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    pub async fn enqueue(&self, mail: &OutgoingMail) -> StoreResult<()> {
+        let json = serde_json::to_vec(mail).unwrap_or_default();
+        self.queue
+            .enqueue(&self.sealer.seal(&json), now_ms())
+            .await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    pub(crate) fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+}

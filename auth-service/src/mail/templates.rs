@@ -1,0 +1,116 @@
+use super::OutgoingMail;
+
+/// Branded code mails with a text and an HTML part.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    pub app_name: String,
+}
+
+impl Templates {
+    pub fn verification_code(
+        &self,
+        to: &str,
+        username: Option<&str>,
+        code: &str,
+        ttl: std::time::Duration,
+    ) -> OutgoingMail {
+        self.code_mail(
+            to,
+            format!("Your {} verification code", self.app_name),
+            username,
+            &format!(
+                "Welcome to {}! Use this code to verify your email address:",
+                self.app_name
+            ),
+            code,
+            ttl,
+            "If you did not sign up, you can ignore this email.",
+        )
+    }
+
+    pub fn password_reset_code(
+        &self,
+        to: &str,
+        username: Option<&str>,
+        code: &str,
+        ttl: std::time::Duration,
+    ) -> OutgoingMail {
+        self.code_mail(
+            to,
+            format!("Your {} password reset code", self.app_name),
+            username,
+            "Someone asked to reset the password of your account. Use this code to choose a new one:",
+            code,
+            ttl,
+            "If it was not you, ignore this email: your password stays as it is.",
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn code_mail(
+        &self,
+        to: &str,
+        subject: String,
+        username: Option<&str>,
+        intro: &str,
+        code: &str,
+        ttl: std::time::Duration,
+        outro: &str,
+    ) -> OutgoingMail {
+        let app = &self.app_name;
+        let ttl_text = humantime::format_duration(ttl);
+        let greeting = username
+            .map(|u| format!("Hi {u},"))
+            .unwrap_or_else(|| "Hi,".to_owned());
+        let text = format!(
+            "{greeting}\n\n{intro}\n\n    {code}\n\nThe code expires in {ttl_text}.\n\n{outro}\n\n- The {app} team\n"
+        );
+        let (app_h, greeting_h, intro_h, outro_h) =
+            (escape(app), escape(&greeting), escape(intro), escape(outro));
+        let html = format!(
+            r#"<!doctype html>
+<html><body style="margin:0;padding:24px;background:#f4f4f7;font-family:Helvetica,Arial,sans-serif;color:#333">
+<table role="presentation" width="100%" style="max-width:520px;margin:auto;background:#fff;border-radius:8px;padding:32px">
+<tr><td><h1 style="font-size:22px;color:#4f46e5;margin:0 0 24px">{app_h}</h1>
+<p>{greeting_h}</p><p>{intro_h}</p>
+<p style="font-size:32px;letter-spacing:8px;font-weight:bold;text-align:center;background:#eef;padding:16px;border-radius:6px">{code}</p>
+<p>The code expires in {ttl_text}.</p><p style="color:#777">{outro_h}</p>
+<p>- The {app_h} team</p></td></tr></table></body></html>
+"#
+        );
+        OutgoingMail {
+            to: to.to_owned(),
+            subject,
+            text,
+            html,
+        }
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_parts_carry_the_code_and_html_is_escaped() {
+        let t = Templates {
+            app_name: "Baat <Cheet>".into(),
+        };
+        let m = t.verification_code(
+            "a@example.com",
+            Some("ana"),
+            "012345",
+            std::time::Duration::from_secs(300),
+        );
+        assert!(m.text.contains("012345") && m.html.contains("012345"));
+        assert!(m.html.contains("Baat &lt;Cheet&gt;"));
+        assert!(!format!("{m:?}").contains("012345"));
+    }
+}

@@ -1,0 +1,282 @@
+//! Wiring: config in, a bound server out. `main` and the tests both use [`Application::build`];
+//! tests pass port 0 and read [`Application::local_addr`].
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use baatcheet_auth_api::{FILE_DESCRIPTOR_SET, v1::auth_service_server::AuthServiceServer};
+use http::HeaderName;
+use tokio::{net::TcpListener, sync::watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+use crate::config::{Config, ConfigError};
+use crate::crypto::{AccessTokens, CodeHasher, HashSettings, MailSealer, PasswordHasher};
+use crate::flows::{AuthCore, Policy};
+use crate::grpc::AuthGrpc;
+use crate::keys;
+use crate::mail::{EmlMailer, MailWorker, Mailer, Outbox, RetryPolicy, Templates};
+use crate::store::{CodePolicy, Stores, sqlite::SqliteStore};
+
+/// Largest request message accepted, far above any legitimate auth request.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open the store: {0}")]
+    Store(String),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+    #[error("server error: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A built service with its listener bound, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    core: Arc<AuthCore>,
+    mailer: Arc<dyn Mailer>,
+    config: Config,
+    stores: Stores,
+    sealer: Arc<MailSealer>,
+    sqlite: Arc<SqliteStore>,
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let signing_key = keys::signing_key(&config)?;
+        let secret = keys::server_secret(&config)?;
+        let sqlite = Arc::new(
+            SqliteStore::open(&config.sqlite_path)
+                .map_err(|e| StartupError::Store(e.to_string()))?,
+        );
+        let stores = Stores::single(sqlite.clone());
+        let mailer: Arc<dyn Mailer> = Arc::new(
+            EmlMailer::new(config.mail_dir.clone(), &config.mail_from).map_err(|m| {
+                ConfigError {
+                    var: "MAIL_DIR / MAIL_FROM",
+                    message: m,
+                }
+            })?,
+        );
+        let hasher = PasswordHasher::new(&HashSettings {
+            memory_kib: config.argon2_memory_kib,
+            iterations: config.argon2_iterations,
+            parallelism: config.argon2_parallelism,
+            concurrency: config.hash_concurrency,
+            queue: config.hash_queue,
+        })
+        .map_err(|e| StartupError::Other(e.to_string()))?;
+        let sealer = Arc::new(MailSealer::new(&secret));
+        let outbox = Outbox::new(stores.mail.clone(), sealer.clone());
+        tracing::info!(kid = signing_key.kid(), "access tokens signed with EdDSA");
+        let core = Arc::new(AuthCore {
+            stores: stores.clone(),
+            hasher,
+            tokens: AccessTokens::new(
+                signing_key,
+                config.jwt_issuer.clone(),
+                config.jwt_audience.clone(),
+                ms(config.access_token_ttl),
+            ),
+            codes: CodeHasher::new(&secret),
+            outbox,
+            templates: Templates {
+                app_name: config.app_name.clone(),
+            },
+            policy: Policy {
+                code: CodePolicy {
+                    ttl_ms: ms(config.code_ttl),
+                    cooldown_ms: ms(config.code_resend_cooldown),
+                    max_attempts: config.code_max_attempts,
+                    max_sends_per_day: config.code_max_sends_per_day,
+                    lockout_ms: ms(config.code_lockout),
+                    record_ttl_ms: 24 * 60 * 60 * 1000,
+                },
+                code_ttl: config.code_ttl,
+                refresh_ttl_ms: ms(config.refresh_token_ttl),
+                refresh_grace_ms: ms(config.refresh_reuse_grace),
+                login_max_attempts: config.login_max_attempts,
+                login_window_ms: ms(config.login_window),
+            },
+        });
+        let listener = TcpListener::bind(config.grpc_addr)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: config.grpc_addr,
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartupError::Other(e.to_string()))?;
+        Ok(Self {
+            listener,
+            addr,
+            core,
+            mailer,
+            config,
+            stores,
+            sealer,
+            sqlite,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight calls and the mail worker.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), StartupError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let worker = MailWorker::new(
+            &self.core.outbox,
+            self.stores.mail.clone(),
+            self.sealer.clone(),
+            self.mailer.clone(),
+            RetryPolicy {
+                max_attempts: self.config.mail_max_attempts,
+                base_delay: Duration::from_secs(2),
+                max_delay: Duration::from_secs(600),
+                lease: Duration::from_secs(60),
+            },
+        );
+        let worker = tokio::spawn(worker.run(stop_rx.clone()));
+        let sweeper = self.sqlite.spawn_sweeper(Duration::from_secs(60));
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<AuthServiceServer<AuthGrpc>>().await;
+        let watcher = tokio::spawn(watch_backends(
+            health.clone(),
+            self.stores.clone(),
+            stop_rx.clone(),
+        ));
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| StartupError::Other(e.to_string()))?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| StartupError::Other(e.to_string()))?;
+        let auth = AuthServiceServer::new(AuthGrpc::new(self.core.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+
+        let request_id = HeaderName::from_static("x-request-id");
+        let layers = tower::ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_grpc().make_span_with(|req: &http::Request<_>| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("grpc", method = %req.uri().path(), request_id = %id)
+                }),
+            )
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .into_inner();
+
+        tracing::info!(addr = %self.addr, "auth-service listening (gRPC, gRPC-Web, reflection, health)");
+        let grace = self.config.shutdown_grace;
+        let result = Server::builder()
+            .accept_http1(true)
+            .timeout(Duration::from_secs(30))
+            .layer(layers)
+            .layer(tonic_web::GrpcWebLayer::new())
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(auth)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
+                shutdown.await;
+                tracing::info!("shutting down: finishing in-flight calls");
+                health
+                    .set_not_serving::<AuthServiceServer<AuthGrpc>>()
+                    .await;
+            })
+            .await;
+        let _ = stop_tx.send(true);
+        if tokio::time::timeout(grace, worker).await.is_err() {
+            tracing::warn!("mail worker did not stop in time; unsent mail stays queued");
+        }
+        sweeper.abort();
+        watcher.abort();
+        tracing::info!("stopped");
+        result.map_err(StartupError::from)
+    }
+}
+
+/// Flips the health status with the backends: NOT_SERVING while one does not answer.
+async fn watch_backends(
+    health: tonic_health::server::HealthReporter,
+    stores: Stores,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last = ServingStatus::Serving;
+    loop {
+        let mut status = ServingStatus::Serving;
+        for backend in &stores.health {
+            let ping = tokio::time::timeout(Duration::from_secs(2), backend.ping()).await;
+            if !matches!(ping, Ok(Ok(()))) {
+                status = ServingStatus::NotServing;
+            }
+        }
+        if status != last {
+            tracing::warn!(?status, "backend health changed");
+            health.set_service_status("", status).await;
+            health
+                .set_service_status("baatcheet.auth.v1.AuthService", status)
+                .await;
+            last = status;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

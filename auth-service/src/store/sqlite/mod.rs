@@ -1,0 +1,99 @@
+//! The embedded backend: every store in one SQLite file (or in memory), the default when no
+//! MongoDB / Redis is configured. Each trait method is one transaction on one connection, so
+//! the multi-step rules are atomic; a background sweeper purges expired rows.
+
+mod codes;
+mod mail;
+mod schema;
+mod sessions;
+mod users;
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use rusqlite::Connection;
+
+use super::{Health, StoreError, StoreResult};
+use crate::domain::UnixMs;
+
+/// All stores over one SQLite connection.
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`; `:memory:` keeps it in memory.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let conn = if path.as_os_str() == ":memory:" {
+            Connection::open_in_memory()
+        } else {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Internal(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            Connection::open(path)
+        }
+        .map_err(internal)?;
+        schema::prepare(&conn).map_err(internal)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool, so SQLite never stalls the runtime.
+    async fn call<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Internal("poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
+    }
+
+    /// Deletes everything that has expired; returns how many rows went.
+    pub async fn purge_expired(&self, now: UnixMs) -> StoreResult<usize> {
+        self.call(move |conn| schema::purge_expired(conn, now).map_err(internal))
+            .await
+    }
+
+    /// Starts the sweeper that calls [`SqliteStore::purge_expired`] every `every`.
+    pub fn spawn_sweeper(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let store = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(store) = store.upgrade() else { break };
+                match store.purge_expired(crate::domain::now_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(rows = n, "purged expired rows"),
+                    Err(e) => tracing::warn!(error = %e, "purging expired rows failed"),
+                }
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl Health for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.call(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(internal))
+            .await
+    }
+}
+
+pub(crate) fn internal(e: rusqlite::Error) -> StoreError {
+    StoreError::Internal(e.to_string())
+}

@@ -1,0 +1,14 @@
+//! The gRPC contract of Baat Cheet Auth, `baatcheet.auth.v1`, generated from `proto/` at build
+//! time. Both the service and the gateway depend on this crate and nothing else shares types.
+
+#![allow(clippy::doc_lazy_continuation, clippy::large_enum_variant)]
+
+/// Generated messages, server and client for `baatcheet.auth.v1`.
+pub mod v1 {
+    tonic::include_proto!("baatcheet.auth.v1");
+}
+
+/// Encoded `FileDescriptorSet` of every proto file, including the well-known types it imports,
+/// for `tonic-reflection`.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/baatcheet_auth_descriptor.bin"));
