@@ -1,0 +1,105 @@
+use baatcheet_auth_api::v1 as pb;
+use tonic::Code;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn login_by_email_or_username_starts_a_session_and_sets_presence() {
+    let app = spawn_app().await;
+    let (mail, name) = (email("log"), username("Log"));
+    let (user, _) = app.signup(&name, &mail).await;
+    for identifier in [
+        mail.to_uppercase(),
+        name.to_lowercase(),
+        format!(" {name} "),
+    ] {
+        let signed_in = app.login(&identifier, PASSWORD).await.unwrap();
+        let u = signed_in.user.unwrap();
+        assert_eq!(u.id, user.id);
+        assert_eq!(u.status, pb::UserStatus::Online as i32);
+        let tokens = signed_in.tokens.unwrap();
+        assert_eq!(
+            app.validate(&tokens.access_token).await.unwrap().sub,
+            user.id
+        );
+    }
+    assert_eq!(
+        app.sessions(
+            &app.login(&mail, PASSWORD)
+                .await
+                .unwrap()
+                .tokens
+                .unwrap()
+                .access_token
+        )
+        .await
+        .unwrap()
+        .len(),
+        5
+    );
+}
+
+#[tokio::test]
+async fn unknown_account_and_wrong_password_look_the_same() {
+    let app = spawn_app().await;
+    let mail = email("same");
+    app.signup(&username("same"), &mail).await;
+    let wrong = assert_error(
+        app.login(&mail, "wrong password!").await,
+        Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
+    let unknown = assert_error(
+        app.login(&email("ghost"), PASSWORD).await,
+        Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
+    let unknown_name = assert_error(
+        app.login("ghost_user", PASSWORD).await,
+        Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
+    assert_eq!(wrong.message(), unknown.message());
+    assert_eq!(wrong.message(), unknown_name.message());
+}
+
+#[tokio::test]
+async fn login_attempts_per_identifier_are_limited_and_a_success_resets_them() {
+    let app = spawn_app_with(&[("LOGIN_MAX_ATTEMPTS", "3"), ("LOGIN_WINDOW", "10m")]).await;
+    let mail = email("limit");
+    app.signup(&username("limit"), &mail).await;
+    app.login(&mail, "wrong password 1").await.unwrap_err();
+    app.login(&mail, "wrong password 2").await.unwrap_err();
+    app.login(&mail, PASSWORD)
+        .await
+        .expect("third attempt is within the limit and resets it");
+    for _ in 0..3 {
+        assert_error(
+            app.login(&mail, "wrong password").await,
+            Code::Unauthenticated,
+            "INVALID_CREDENTIALS",
+        );
+    }
+    let status = assert_error(
+        app.login(&mail, PASSWORD).await,
+        Code::ResourceExhausted,
+        "LOGIN_RATE_LIMITED",
+    );
+    let retry = retry_secs(&status).unwrap();
+    assert!((500..=600).contains(&retry), "{retry}");
+}
+
+#[tokio::test]
+async fn login_names_missing_fields() {
+    let app = spawn_app().await;
+    let status = assert_error(
+        app.login("  ", "").await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    let mut fields = violated_fields(&status);
+    fields.sort();
+    assert_eq!(fields, ["identifier", "password"]);
+    let status = app.login("someone", &"p".repeat(129)).await.unwrap_err();
+    assert_eq!(violated_fields(&status), ["password"]);
+}

@@ -1,0 +1,190 @@
+//! The real binary as a process: its logs never hold a secret, bad config stops it with the
+//! variable named, and SIGTERM stops it cleanly.
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use baatcheet_auth_api::v1::{self as pb, auth_service_client::AuthServiceClient};
+
+use crate::helpers::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_auth-service");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn logs_hold_no_password_code_or_token_and_sigterm_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log_path = dir.path().join("service.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("GRPC_ADDR", format!("127.0.0.1:{port}"))
+        .env("DATA_DIR", dir.path())
+        .env("CODE_RESEND_COOLDOWN", "0s")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "trace,h2=info,hyper=info,tower=info")
+        .current_dir(dir.path())
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut client = loop {
+        match AuthServiceClient::connect(format!("http://127.0.0.1:{port}")).await {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("service did not start: {e}"),
+        }
+    };
+
+    let mail = email("logs");
+    let password = "a-very-secret-passphrase";
+    client
+        .register(pb::RegisterRequest {
+            username: username("logs"),
+            email: mail.clone(),
+            password: password.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mail_dir = dir.path().join("mail");
+    let wait_code = |n: usize| {
+        let mail_dir = mail_dir.clone();
+        let mail = mail.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let mails: Vec<_> = read_mails(&mail_dir)
+                    .into_iter()
+                    .filter(|m| m.to == mail)
+                    .collect();
+                if mails.len() >= n {
+                    return extract_code(&mails[n - 1].text).unwrap();
+                }
+                assert!(Instant::now() < deadline, "no mail");
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+    };
+    let code = wait_code(1).await;
+    let verified = client
+        .verify_registration(pb::VerifyRegistrationRequest {
+            email: mail.clone(),
+            code: code.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let tokens = verified.tokens.unwrap();
+    let refreshed = client
+        .refresh_session(pb::RefreshSessionRequest {
+            refresh_token: tokens.refresh_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens
+        .unwrap();
+    client
+        .login(pb::LoginRequest {
+            identifier: mail.clone(),
+            password: "wrong-secret-guess".into(),
+        })
+        .await
+        .unwrap_err();
+    client
+        .request_password_reset(pb::RequestPasswordResetRequest {
+            email: mail.clone(),
+        })
+        .await
+        .unwrap();
+    let reset_code = wait_code(2).await;
+    client
+        .reset_password(pb::ResetPasswordRequest {
+            email: mail.clone(),
+            code: reset_code.clone(),
+            new_password: "another-secret-passphrase".into(),
+        })
+        .await
+        .unwrap();
+
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not stop within 15 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        logs.contains("auth-service listening"),
+        "the log was captured"
+    );
+    assert!(logs.contains("user verified and created"));
+    assert!(logs.contains("stopped"));
+    let refresh_secret = |t: &str| t.split_once('.').unwrap().1.to_owned();
+    for (what, secret) in [
+        ("password", password.to_owned()),
+        ("wrong password", "wrong-secret-guess".to_owned()),
+        ("new password", "another-secret-passphrase".to_owned()),
+        ("code", code),
+        ("reset code", reset_code),
+        ("access token", tokens.access_token.clone()),
+        ("refreshed access token", refreshed.access_token.clone()),
+        ("refresh token", refresh_secret(&tokens.refresh_token)),
+        (
+            "new refresh token",
+            refresh_secret(&refreshed.refresh_token),
+        ),
+    ] {
+        assert!(!logs.contains(&secret), "the {what} appears in the logs");
+    }
+}
+
+#[test]
+fn a_bad_variable_stops_startup_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value) in [
+        ("ACCESS_TOKEN_EXPIRY", "forever"),
+        ("GRPC_ADDR", "nowhere:x"),
+        ("AUTH_SECRET", "c2hvcnQ="),
+    ] {
+        let out = Command::new(BIN)
+            .env_clear()
+            .env("DATA_DIR", dir.path())
+            .env(var, value)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(var), "{var} named in: {stderr}");
+    }
+}

@@ -1,0 +1,337 @@
+use baatcheet_auth_api::v1 as pb;
+use tonic::Code;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn register_mails_a_code_and_verify_creates_the_user_with_a_session() {
+    let app = spawn_app().await;
+    let email = email("ana");
+    let name = username("ana");
+    let response = app
+        .register(
+            &format!("  {name} "),
+            &format!(" {} ", email.to_uppercase()),
+            PASSWORD,
+        )
+        .await
+        .unwrap();
+    let delivery = response.delivery.unwrap();
+    assert_eq!(delivery.email, email, "email is trimmed and lowercased");
+    assert_eq!(delivery.attempts_remaining, 5);
+    let expires = delivery.code_expire_time.unwrap().seconds
+        - delivery.resend_available_time.unwrap().seconds;
+    assert!(
+        (295..=305).contains(&expires),
+        "code lives 300 s, resend after 0 s in tests: {expires}"
+    );
+
+    // Not a user until verified.
+    assert_error(
+        app.login(&email, PASSWORD).await,
+        Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
+
+    let code = app.wait_for_code(&email, 1).await;
+    let mail = &read_mails(&app.mail_dir)[0];
+    assert!(
+        mail.html.contains(&code),
+        "the HTML part carries the code too"
+    );
+    assert!(mail.subject.contains("verification"));
+    let verified = app.verify(&email, &code).await.unwrap();
+    let user = verified.user.unwrap();
+    let tokens = verified.tokens.unwrap();
+    assert_eq!(
+        (user.username.as_str(), user.email.as_str()),
+        (name.as_str(), email.as_str())
+    );
+    assert_eq!(user.status, pb::UserStatus::Online as i32);
+    assert!(user.last_seen_time.is_some());
+    assert_eq!(tokens.token_type, "Bearer");
+    assert_eq!(app.me(&tokens.access_token).await.unwrap().id, user.id);
+
+    // The code is used up.
+    assert_error(
+        app.verify(&email, &code).await,
+        Code::NotFound,
+        "REGISTRATION_NOT_FOUND",
+    );
+}
+
+#[tokio::test]
+async fn every_invalid_field_is_named() {
+    let app = spawn_app().await;
+    let status = app
+        .client()
+        .register(pb::RegisterRequest {
+            username: "a!".into(),
+            email: "not-an-email".into(),
+            password: "short".into(),
+            bio: "b".repeat(151),
+            avatar_url: "javascript:alert(1)".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(reason(&status), "INVALID_ARGUMENT");
+    let mut fields = violated_fields(&status);
+    fields.sort();
+    assert_eq!(
+        fields,
+        ["avatar_url", "bio", "email", "password", "username"]
+    );
+
+    let long = "x".repeat(129);
+    let status = app
+        .register(&username("u"), &email("u"), &long)
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["password"]);
+    assert!(
+        read_mails(&app.mail_dir).is_empty(),
+        "nothing was sent for invalid requests"
+    );
+}
+
+#[tokio::test]
+async fn taken_email_and_username_are_refused() {
+    let app = spawn_app().await;
+    let (mail, name) = (email("taken"), username("Taken"));
+    app.signup(&name, &mail).await;
+    let status = assert_error(
+        app.register(&username("other"), &mail, PASSWORD).await,
+        Code::AlreadyExists,
+        "EMAIL_TAKEN",
+    );
+    assert_eq!(violated_fields(&status), ["email"]);
+    let status = assert_error(
+        app.register(&name.to_lowercase(), &email("other"), PASSWORD)
+            .await,
+        Code::AlreadyExists,
+        "USERNAME_TAKEN",
+    );
+    assert_eq!(violated_fields(&status), ["username"]);
+}
+
+#[tokio::test]
+async fn wrong_codes_count_and_the_sixth_guess_is_refused_even_when_right() {
+    let app = spawn_app().await;
+    let mail = email("guess");
+    app.register(&username("guess"), &mail, PASSWORD)
+        .await
+        .unwrap();
+    let code = app.wait_for_code(&mail, 1).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for remaining in (0..5).rev() {
+        let status = assert_error(
+            app.verify(&mail, wrong).await,
+            Code::InvalidArgument,
+            "CODE_INVALID",
+        );
+        assert_eq!(violated_fields(&status), ["code"]);
+        let info = tonic_types::StatusExt::get_error_details(&status)
+            .error_info()
+            .cloned()
+            .unwrap();
+        assert_eq!(info.metadata["attempts_remaining"], remaining.to_string());
+    }
+    let status = assert_error(
+        app.verify(&mail, &code).await,
+        Code::ResourceExhausted,
+        "CODE_ATTEMPTS_EXHAUSTED",
+    );
+    assert!(retry_secs(&status).unwrap() > 0);
+    assert_error(
+        app.login(&mail, PASSWORD).await,
+        Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
+    // The void request cannot be revived by a resend either.
+    assert_error(
+        app.client()
+            .resend_verification_code(pb::ResendVerificationCodeRequest {
+                email: mail.clone(),
+            })
+            .await,
+        Code::ResourceExhausted,
+        "CODE_ATTEMPTS_EXHAUSTED",
+    );
+}
+
+#[tokio::test]
+async fn a_resend_keeps_the_wrong_guess_budget_and_voids_the_old_code() {
+    let app = spawn_app().await;
+    let mail = email("resend");
+    app.register(&username("resend"), &mail, PASSWORD)
+        .await
+        .unwrap();
+    let first = app.wait_for_code(&mail, 1).await;
+    let wrong = |c: &str| {
+        if c == "999999" {
+            "999998".to_string()
+        } else {
+            "999999".to_string()
+        }
+    };
+    for _ in 0..3 {
+        assert_error(
+            app.verify(&mail, &wrong(&first)).await,
+            Code::InvalidArgument,
+            "CODE_INVALID",
+        );
+    }
+    let resent = app
+        .client()
+        .resend_verification_code(pb::ResendVerificationCodeRequest {
+            email: mail.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .delivery
+        .unwrap();
+    assert_eq!(
+        resent.attempts_remaining, 2,
+        "the budget is shared across resends"
+    );
+    let second = app.wait_for_code(&mail, 2).await;
+    if second != first {
+        let status = assert_error(
+            app.verify(&mail, &first).await,
+            Code::InvalidArgument,
+            "CODE_INVALID",
+        );
+        let _ = status;
+    } else {
+        assert_error(
+            app.verify(&mail, &wrong(&second)).await,
+            Code::InvalidArgument,
+            "CODE_INVALID",
+        );
+    }
+    // A new Register for the same email does not buy a fresh budget either.
+    app.register(&username("resend2"), &mail, PASSWORD)
+        .await
+        .unwrap();
+    let third = app.wait_for_code(&mail, 3).await;
+    assert_error(
+        app.verify(&mail, &wrong(&third)).await,
+        Code::InvalidArgument,
+        "CODE_INVALID",
+    );
+    assert_error(
+        app.verify(&mail, &third).await,
+        Code::ResourceExhausted,
+        "CODE_ATTEMPTS_EXHAUSTED",
+    );
+}
+
+#[tokio::test]
+async fn resend_cooldown_answers_resource_exhausted_with_a_retry_delay() {
+    let app = spawn_app_with(&[("CODE_RESEND_COOLDOWN", "60s")]).await;
+    let mail = email("cool");
+    let first = app
+        .register(&username("cool"), &mail, PASSWORD)
+        .await
+        .unwrap()
+        .delivery
+        .unwrap();
+    let resend_after = first.resend_available_time.unwrap().seconds
+        - first.code_expire_time.unwrap().seconds
+        + 300;
+    assert!((59..=61).contains(&resend_after), "{resend_after}");
+    let status = assert_error(
+        app.client()
+            .resend_verification_code(pb::ResendVerificationCodeRequest {
+                email: mail.clone(),
+            })
+            .await,
+        Code::ResourceExhausted,
+        "RESEND_COOLDOWN",
+    );
+    let retry = retry_secs(&status).unwrap();
+    assert!((55..=60).contains(&retry), "retry delay {retry}");
+    // Registering again is the same request: same cooldown.
+    assert_error(
+        app.register(&username("cool2"), &mail, PASSWORD).await,
+        Code::ResourceExhausted,
+        "RESEND_COOLDOWN",
+    );
+    app.wait_for_code(&mail, 1).await;
+    assert_eq!(app.mails_to(&mail).len(), 1, "one code mail only");
+}
+
+#[tokio::test]
+async fn the_daily_code_limit_stops_mail_bombing() {
+    let app = spawn_app_with(&[("CODE_MAX_SENDS_PER_DAY", "3")]).await;
+    let mail = email("bomb");
+    app.register(&username("bomb"), &mail, PASSWORD)
+        .await
+        .unwrap();
+    let resend = || {
+        let (mut client, email) = (app.client(), mail.clone());
+        async move {
+            client
+                .resend_verification_code(pb::ResendVerificationCodeRequest { email })
+                .await
+        }
+    };
+    resend().await.unwrap();
+    resend().await.unwrap();
+    let status = assert_error(resend().await, Code::ResourceExhausted, "CODE_DAILY_LIMIT");
+    assert!(retry_secs(&status).unwrap() > 3600);
+}
+
+#[tokio::test]
+async fn an_expired_code_is_refused() {
+    let app = spawn_app_with(&[("CODE_TTL", "1s")]).await;
+    let mail = email("exp");
+    app.register(&username("exp"), &mail, PASSWORD)
+        .await
+        .unwrap();
+    let code = app.wait_for_code(&mail, 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    assert_error(
+        app.verify(&mail, &code).await,
+        Code::FailedPrecondition,
+        "CODE_EXPIRED",
+    );
+    // A resend gives a working code.
+    app.client()
+        .resend_verification_code(pb::ResendVerificationCodeRequest {
+            email: mail.clone(),
+        })
+        .await
+        .unwrap();
+    let fresh = app.wait_for_code(&mail, 2).await;
+    app.verify(&mail, &fresh).await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_registrations_are_not_found() {
+    let app = spawn_app().await;
+    assert_error(
+        app.verify(&email("nobody"), "123456").await,
+        Code::NotFound,
+        "REGISTRATION_NOT_FOUND",
+    );
+    assert_error(
+        app.client()
+            .resend_verification_code(pb::ResendVerificationCodeRequest {
+                email: email("nobody"),
+            })
+            .await,
+        Code::NotFound,
+        "REGISTRATION_NOT_FOUND",
+    );
+    let status = assert_error(
+        app.verify("bad", "12x").await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    let mut fields = violated_fields(&status);
+    fields.sort();
+    assert_eq!(fields, ["code", "email"]);
+}

@@ -1,0 +1,133 @@
+//! The gRPC surface around the RPCs: health, reflection, request ids, limits on input,
+//! persistence across a restart.
+
+use baatcheet_auth_api::v1 as pb;
+use tonic::Code;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::helpers::*;
+
+async fn channel(app: &TestApp) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn health_reports_serving() {
+    let app = spawn_app().await;
+    let mut health = HealthClient::new(channel(&app).await);
+    for service in ["", "baatcheet.auth.v1.AuthService"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+    }
+}
+
+#[tokio::test]
+async fn reflection_lists_the_service() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let app = spawn_app().await;
+    let mut client = ServerReflectionClient::new(channel(&app).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = client
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"baatcheet.auth.v1.AuthService".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_request_id_is_echoed_or_made() {
+    let app = spawn_app().await;
+    let mut request = tonic::Request::new(pb::GetJwksRequest {});
+    request
+        .metadata_mut()
+        .insert("x-request-id", "req-abc-123".parse().unwrap());
+    let response = app.client().get_jwks(request).await.unwrap();
+    assert_eq!(
+        response.metadata().get("x-request-id").unwrap(),
+        "req-abc-123"
+    );
+    let response = app.client().get_jwks(pb::GetJwksRequest {}).await.unwrap();
+    let made = response
+        .metadata()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(made.len(), 36, "a UUID: {made}");
+}
+
+#[tokio::test]
+async fn an_oversized_message_is_refused_and_the_server_keeps_serving() {
+    let app = spawn_app().await;
+    let huge = "x".repeat(200 * 1024);
+    let status = app
+        .register("huge", &email("huge"), &huge)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    app.client()
+        .get_jwks(pb::GetJwksRequest {})
+        .await
+        .expect("still serving");
+}
+
+#[tokio::test]
+async fn users_and_sessions_survive_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.sqlite3").display().to_string();
+    let overrides = [("SQLITE_PATH", db.as_str())];
+    let app = spawn_in(data, &overrides).await;
+    let mail = email("keep");
+    let (user, tokens) = app.signup(&username("keep"), &mail).await;
+    let data = app.stop().await;
+    assert!(
+        data.path().join("jwt-ed25519.pem").exists(),
+        "the development key is kept in the data folder"
+    );
+
+    let app = spawn_in(data, &overrides).await;
+    assert_eq!(
+        app.validate(&tokens.access_token).await.unwrap().sub,
+        user.id,
+        "same key, same session"
+    );
+    let next = app.refresh(&tokens.refresh_token).await.unwrap();
+    assert_eq!(next.session_id, tokens.session_id);
+    assert_eq!(
+        app.login(&mail, PASSWORD).await.unwrap().user.unwrap().id,
+        user.id
+    );
+}
