@@ -1,0 +1,32 @@
+//! One conformance suite for the store traits, run against every backend. A backend is
+//! correct when it passes all of it; the flows rely on nothing more.
+
+mod suite;
+
+use std::{path::Path, sync::Arc};
+
+use auth_service::store::{Stores, sqlite::SqliteStore};
+
+/// Instantiates every test of the suite for one backend factory.
+macro_rules! conformance {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+            suite::all_tests!($make);
+        }
+    };
+}
+
+async fn sqlite_memory() -> Stores {
+    Stores::single(Arc::new(SqliteStore::open(Path::new(":memory:")).unwrap()))
+}
+
+async fn sqlite_file() -> Stores {
+    let dir = tempfile::tempdir().unwrap().keep();
+    Stores::single(Arc::new(
+        SqliteStore::open(&dir.join("conformance.sqlite3")).unwrap(),
+    ))
+}
+
+conformance!(sqlite_in_memory, sqlite_memory());
+conformance!(sqlite_on_disk, sqlite_file());
