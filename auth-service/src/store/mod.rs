@@ -6,6 +6,8 @@
 //! "check the cooldown and issue a code", "compare the code and count the attempt",
 //! "rotate the refresh token under the grace rule". A flow never reads, decides and writes back.
 
+pub mod mongo;
+pub mod redis;
 pub mod sqlite;
 
 use std::sync::Arc;

@@ -1,0 +1,1 @@
+//! MongoDB user store.

@@ -1,0 +1,1 @@
+//! Redis state store (pending codes, sessions, limits, mail queue).
