@@ -54,6 +54,52 @@ pub struct Config {
     pub hash_queue: usize,
     pub log_format: LogFormat,
     pub shutdown_grace: Duration,
+    /// Users in MongoDB when set; else in the SQLite file.
+    pub mongo: Option<MongoConfig>,
+    /// Short-lived state in Redis when set; else in the SQLite file.
+    pub redis: Option<RedisConfig>,
+    /// Mail through an SMTP relay when set; else .eml files in `mail_dir`.
+    pub smtp: Option<SmtpConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MongoConfig {
+    pub uri: SecretString,
+    /// Credentials that override the URI's (the seed's DB_USERNAME / DB_PASSWORD).
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    /// Database name (DB_NAME), else the URI's default database, else `baatcheet`.
+    pub database: Option<String>,
+    pub max_pool_size: u32,
+    pub server_selection_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub retry_writes: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` (TLS).
+    pub url: SecretString,
+    pub pool_size: u32,
+    /// Longest wait for a connection or a command before answering UNAVAILABLE.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    None,
+    StartTls,
+    Tls,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub tls: SmtpTls,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,21 +206,6 @@ impl Config {
     /// Reads the configuration from any lookup (the environment, or a map in tests).
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(lookup);
-        for (var, part) in [
-            ("MONGODB_URI", "the MongoDB user store"),
-            ("REDIS_URL", "the Redis state store"),
-            ("SMTP_HOST", "the SMTP mailer"),
-            ("MAIL_TRAP_HOST", "the SMTP mailer"),
-        ] {
-            if env.get(var).is_some() {
-                return Err(error(
-                    var,
-                    format!(
-                        "{part} is not part of this build yet; unset it to use the embedded default"
-                    ),
-                ));
-            }
-        }
         let data_dir = PathBuf::from(env.string("DATA_DIR", "./data"));
         let sqlite_path = env
             .get("SQLITE_PATH")
@@ -198,6 +229,21 @@ impl Config {
             }
         };
         let ms = Duration::from_millis;
+        let mongo = mongo_config(&env)?;
+        let redis = match env.get("REDIS_URL") {
+            None => None,
+            Some(url) => {
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return Err(error("REDIS_URL", "must start with redis:// or rediss://"));
+                }
+                Some(RedisConfig {
+                    url: SecretString::from(url),
+                    pool_size: env.number("REDIS_POOL_SIZE", 16, 1, 1024)?,
+                    timeout: env.duration("REDIS_TIMEOUT", "2s", ms(10))?,
+                })
+            }
+        };
+        let smtp = smtp_config(&env)?;
         let config = Config {
             grpc_addr: env.parse("GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?,
             data_dir,
@@ -228,9 +274,85 @@ impl Config {
             hash_queue: env.number("HASH_QUEUE", 64, 0, 100_000)?,
             log_format,
             shutdown_grace: env.duration("SHUTDOWN_GRACE", "10s", ms(0))?,
+            mongo,
+            redis,
+            smtp,
         };
         Ok(config)
     }
+}
+
+fn mongo_config(env: &Env<'_>) -> Result<Option<MongoConfig>, ConfigError> {
+    let ms = Duration::from_millis;
+    let Some(uri) = env.get("MONGODB_URI") else {
+        for var in ["DB_USERNAME", "DB_PASSWORD"] {
+            if env.get(var).is_some() {
+                return Err(error(
+                    "MONGODB_URI",
+                    format!("{var} is set but MONGODB_URI is not"),
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) {
+        return Err(error(
+            "MONGODB_URI",
+            "must start with mongodb:// or mongodb+srv://",
+        ));
+    }
+    Ok(Some(MongoConfig {
+        uri: SecretString::from(uri),
+        username: env.get("DB_USERNAME"),
+        password: env.get("DB_PASSWORD").map(SecretString::from),
+        database: env.get("DB_NAME"),
+        max_pool_size: env.number("MONGODB_MAX_POOL_SIZE", 20, 1, 10_000)?,
+        server_selection_timeout: env.duration("MONGODB_SERVER_SELECTION_TIMEOUT", "2s", ms(10))?,
+        connect_timeout: env.duration("MONGODB_CONNECT_TIMEOUT", "2s", ms(10))?,
+        retry_writes: env.parse("MONGODB_RETRY_WRITES", true)?,
+    }))
+}
+
+/// SMTP_* variables, with the seed's MAIL_TRAP_* as fallbacks.
+fn smtp_config(env: &Env<'_>) -> Result<Option<SmtpConfig>, ConfigError> {
+    let either = |primary: &'static str, fallback: &'static str| {
+        env.get(primary)
+            .map(|v| (primary, v))
+            .or_else(|| env.get(fallback).map(|v| (fallback, v)))
+    };
+    let Some((_, host)) = either("SMTP_HOST", "MAIL_TRAP_HOST") else {
+        return Ok(None);
+    };
+    let tls = match env.string("SMTP_TLS", "starttls").to_lowercase().as_str() {
+        "none" => SmtpTls::None,
+        "starttls" => SmtpTls::StartTls,
+        "tls" => SmtpTls::Tls,
+        other => {
+            return Err(error(
+                "SMTP_TLS",
+                format!("{other:?} is not none, starttls or tls"),
+            ));
+        }
+    };
+    let default_port = match tls {
+        SmtpTls::None => 25,
+        SmtpTls::StartTls => 587,
+        SmtpTls::Tls => 465,
+    };
+    let port = match either("SMTP_PORT", "MAIL_TRAP_PORT") {
+        None => default_port,
+        Some((var, v)) => v
+            .parse()
+            .map_err(|e| error(var, format!("{v:?} is not a port: {e}")))?,
+    };
+    Ok(Some(SmtpConfig {
+        host,
+        port,
+        username: either("SMTP_USERNAME", "MAIL_TRAP_USERNAME").map(|(_, v)| v),
+        password: either("SMTP_PASSWORD", "MAIL_TRAP_PASSWORD").map(|(_, v)| SecretString::from(v)),
+        tls,
+        timeout: env.duration("SMTP_TIMEOUT", "10s", Duration::from_millis(100))?,
+    }))
 }
 
 #[cfg(test)]
@@ -263,12 +385,52 @@ mod tests {
             ("GRPC_ADDR", "nowhere"),
             ("ARGON2_MEMORY_KIB", "1024"),
             ("LOG_FORMAT", "xml"),
-            ("MONGODB_URI", "mongodb://x"),
+            ("MONGODB_URI", "postgres://x"),
+            ("REDIS_URL", "http://x"),
+            ("SMTP_TLS", "maybe"),
+            ("DB_USERNAME", "only-this"),
         ] {
+            let mut pairs = vec![(var, value)];
+            if var == "SMTP_TLS" {
+                pairs.push(("SMTP_HOST", "smtp.example.com"));
+            }
+            let err = load(&pairs).unwrap_err();
+            let expected = if var == "DB_USERNAME" {
+                "MONGODB_URI"
+            } else {
+                var
+            };
+            assert_eq!(err.var, expected);
+            assert!(err.to_string().contains(expected));
+        }
+        for (var, value) in [("GRPC_ADDR", "x")] {
             let err = load(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var);
             assert!(err.to_string().contains(var));
         }
+    }
+
+    #[test]
+    fn production_backends() {
+        let c = load(&[
+            ("MONGODB_URI", "mongodb://db:27017"),
+            ("DB_NAME", "chat"),
+            ("REDIS_URL", "rediss://cache:6380"),
+            ("MAIL_TRAP_HOST", "smtp.mailtrap.io"),
+            ("MAIL_TRAP_PORT", "2525"),
+            ("SMTP_TLS", "none"),
+        ])
+        .unwrap();
+        assert_eq!(c.mongo.unwrap().database.as_deref(), Some("chat"));
+        assert_eq!(c.redis.unwrap().timeout, Duration::from_secs(2));
+        let smtp = c.smtp.unwrap();
+        assert_eq!(
+            (smtp.host.as_str(), smtp.port, smtp.tls),
+            ("smtp.mailtrap.io", 2525, SmtpTls::None)
+        );
+        let c = load(&[("SMTP_HOST", "relay"), ("SMTP_TLS", "tls")]).unwrap();
+        assert_eq!(c.smtp.unwrap().port, 465);
+        assert!(load(&[]).unwrap().smtp.is_none());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod domain;
 pub mod flows;
 pub mod grpc;
+pub mod healthcheck;
 pub mod keys;
 pub mod mail;
 pub mod startup;

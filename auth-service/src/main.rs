@@ -1,30 +1,39 @@
-use auth_service::{config::Config, startup::Application, telemetry};
+use std::{process::ExitCode, time::Duration};
+
+use auth_service::{config::Config, healthcheck, startup, telemetry};
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("auth-service: {e}");
-            return std::process::ExitCode::from(2);
+            return ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_format);
-    match Application::build(config).await {
-        Ok(app) => match app
-            .run_until_stopped(auth_service::startup::shutdown_signal())
-            .await
-        {
-            Ok(()) => std::process::ExitCode::SUCCESS,
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return match healthcheck::check(config.grpc_addr, Duration::from_secs(3)).await {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                tracing::error!(error = %e, "server stopped with an error");
-                std::process::ExitCode::FAILURE
+                eprintln!("auth-service healthcheck: {e}");
+                ExitCode::FAILURE
             }
-        },
+        };
+    }
+    telemetry::init(config.log_format);
+    let app = match startup::Application::build(config).await {
+        Ok(app) => app,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             eprintln!("auth-service: {e}");
-            std::process::ExitCode::from(2)
+            return ExitCode::from(2);
+        }
+    };
+    match app.run_until_stopped(startup::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server stopped with an error");
+            ExitCode::FAILURE
         }
     }
 }

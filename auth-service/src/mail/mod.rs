@@ -3,6 +3,7 @@
 //! writes .eml files into a folder so a person can read the code.
 
 mod eml;
+mod smtp;
 mod templates;
 mod worker;
 
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 pub use eml::EmlMailer;
+pub use smtp::SmtpMailer;
 pub use templates::Templates;
 pub use worker::{MailWorker, RetryPolicy};
 

@@ -1,0 +1,324 @@
+//! Throughput and latency of the main RPCs over real gRPC on loopback, printed as a table.
+//!
+//!     cargo bench -p auth-service --bench flows
+//!
+//! The service runs in this process on an on-disk SQLite file (or on MONGODB_URI / REDIS_URL
+//! when those are set in the environment). BENCH_SECONDS (default 5) and BENCH_CLIENTS
+//! (default 16) tune the run. Client and server share the machine's cores.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use auth_service::{
+    config::Config,
+    crypto::{HashSettings, PasswordHasher},
+    domain::Password,
+    startup::Application,
+};
+use baatcheet_auth_api::v1::{self as pb, auth_service_client::AuthServiceClient};
+use tonic::transport::Channel;
+
+const PASSWORD: &str = "correct horse battery";
+
+fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Row {
+    name: &'static str,
+    ok: u64,
+    errors: u64,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Row {
+    fn print(&self) {
+        let mut l = self.latencies.clone();
+        l.sort();
+        let pct = |p: f64| {
+            l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or_default()
+        };
+        println!(
+            "| {:<26} | {:>9.0} | {:>8.2} | {:>8.2} | {:>8.2} | {:>6} |",
+            self.name,
+            self.ok as f64 / self.elapsed.as_secs_f64(),
+            pct(0.50).as_secs_f64() * 1e3,
+            pct(0.99).as_secs_f64() * 1e3,
+            l.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+            self.errors
+        );
+    }
+}
+
+/// Runs `call` from `clients` concurrent tasks for `seconds`.
+async fn measure<F, Fut>(name: &'static str, clients: usize, seconds: u64, call: F) -> Row
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut errors, mut latencies, mut i) = (0u64, 0u64, Vec::new(), 0u64);
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    if call(c, i).await {
+                        ok += 1
+                    } else {
+                        errors += 1
+                    }
+                    latencies.push(t.elapsed());
+                    i += 1;
+                }
+                (ok, errors, latencies)
+            })
+        })
+        .collect();
+    let mut row = Row {
+        name,
+        ok: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+    };
+    for t in tasks {
+        let (ok, errors, lat) = t.await.expect("bench task");
+        row.ok += ok;
+        row.errors += errors;
+        row.latencies.extend(lat);
+    }
+    row.elapsed = start.elapsed();
+    row
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds: u64 = env_or("BENCH_SECONDS", 5);
+    let clients: usize = env_or("BENCH_CLIENTS", 16);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut vars: HashMap<String, String> = std::env::vars().collect();
+    vars.insert("GRPC_ADDR".into(), "127.0.0.1:0".into());
+    vars.insert("DATA_DIR".into(), dir.path().display().to_string());
+    vars.insert("CODE_RESEND_COOLDOWN".into(), "0s".into());
+    vars.insert("LOGIN_MAX_ATTEMPTS".into(), "1000000000".into());
+    let config = Config::from_lookup(&move |k| vars.get(k).cloned()).expect("config");
+    let (memory_kib, iterations) = (config.argon2_memory_kib, config.argon2_iterations);
+    let mail_dir = config.mail_dir.clone();
+    let app = Application::build(config).await.expect("service");
+    let url = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+
+    // Raw argon2id cost, one at a time, for reference.
+    let hasher = PasswordHasher::new(&HashSettings {
+        memory_kib,
+        iterations,
+        parallelism: 1,
+        concurrency: 1,
+        queue: 0,
+    })
+    .unwrap();
+    let pw = Password::parse(PASSWORD).unwrap();
+    let t = Instant::now();
+    for _ in 0..20 {
+        hasher.hash(&pw).await.unwrap();
+    }
+    let hash_ms = t.elapsed().as_secs_f64() * 1e3 / 20.0;
+
+    let channel = Channel::from_shared(url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
+    let client = AuthServiceClient::new(channel.clone());
+
+    // One user, signed up through the real flow (code read from the mail).
+    let email = "bench@example.com";
+    client
+        .clone()
+        .register(pb::RegisterRequest {
+            username: "bench".into(),
+            email: email.into(),
+            password: PASSWORD.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("register");
+    let code = loop {
+        let found = std::fs::read_dir(&mail_dir).ok().and_then(|entries| {
+            entries.flatten().find_map(|e| {
+                let text = std::fs::read_to_string(e.path()).ok()?;
+                text.lines()
+                    .map(str::trim)
+                    .find(|l| l.len() == 6 && l.bytes().all(|b| b.is_ascii_digit()))
+                    .map(str::to_owned)
+            })
+        });
+        if let Some(code) = found {
+            break code;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let signed = client
+        .clone()
+        .verify_registration(pb::VerifyRegistrationRequest {
+            email: email.into(),
+            code,
+        })
+        .await
+        .expect("verify")
+        .into_inner();
+    let access = signed.tokens.unwrap().access_token;
+
+    println!(
+        "\nauth-service over gRPC on loopback: {clients} concurrent clients, {seconds} s per row, {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    println!(
+        "argon2id m={memory_kib} KiB t={iterations} p=1: {hash_ms:.1} ms per hash (one at a time)\n"
+    );
+    println!(
+        "| {:<26} | {:>9} | {:>8} | {:>8} | {:>8} | {:>6} |",
+        "rpc", "req/s", "p50 ms", "p99 ms", "max ms", "errors"
+    );
+    println!(
+        "|{:-<28}|{:->11}|{:->10}|{:->10}|{:->10}|{:->8}|",
+        "", "", "", "", "", ""
+    );
+
+    let c = client.clone();
+    measure("GetJwks (baseline)", clients, seconds, move |_, _| {
+        let mut c = c.clone();
+        async move { c.get_jwks(pb::GetJwksRequest {}).await.is_ok() }
+    })
+    .await
+    .print();
+
+    let (c, token) = (client.clone(), access.clone());
+    measure("ValidateAccessToken", clients, seconds, move |_, _| {
+        let (mut c, token) = (c.clone(), token.clone());
+        async move {
+            c.validate_access_token(pb::ValidateAccessTokenRequest {
+                access_token: token,
+            })
+            .await
+            .is_ok()
+        }
+    })
+    .await
+    .print();
+
+    let c = client.clone();
+    measure("Login", clients, seconds, move |_, _| {
+        let mut c = c.clone();
+        async move {
+            c.login(pb::LoginRequest {
+                identifier: email.into(),
+                password: PASSWORD.into(),
+            })
+            .await
+            .is_ok()
+        }
+    })
+    .await
+    .print();
+
+    // Each client refreshes its own session's chain.
+    let mut chains = Vec::new();
+    for _ in 0..clients {
+        let t = client
+            .clone()
+            .login(pb::LoginRequest {
+                identifier: email.into(),
+                password: PASSWORD.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        chains.push(std::sync::Arc::new(tokio::sync::Mutex::new(
+            t.tokens.unwrap().refresh_token,
+        )));
+    }
+    let c = client.clone();
+    measure(
+        "RefreshSession (rotation)",
+        clients,
+        seconds,
+        move |i, _| {
+            let (mut c, chain) = (c.clone(), chains[i].clone());
+            async move {
+                let mut token = chain.lock().await;
+                match c
+                    .refresh_session(pb::RefreshSessionRequest {
+                        refresh_token: token.clone(),
+                    })
+                    .await
+                {
+                    Ok(r) => {
+                        *token = r.into_inner().tokens.unwrap().refresh_token;
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+        },
+    )
+    .await
+    .print();
+
+    let c = client.clone();
+    measure(
+        "Register (hash + queue mail)",
+        clients,
+        seconds,
+        move |i, n| {
+            let mut c = c.clone();
+            async move {
+                c.register(pb::RegisterRequest {
+                    username: format!("b{i}_{n}"),
+                    email: format!("b{i}_{n}@example.com"),
+                    password: PASSWORD.into(),
+                    ..Default::default()
+                })
+                .await
+                .is_ok()
+            }
+        },
+    )
+    .await
+    .print();
+
+    println!(
+        "\npeak RSS of this process (service + clients): {:.1} MiB",
+        peak_rss_mib()
+    );
+}

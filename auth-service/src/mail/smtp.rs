@@ -1,0 +1,57 @@
+use async_trait::async_trait;
+use lettre::{
+    AsyncSmtpTransport, AsyncTransport, Tokio1Executor, message::Mailbox,
+    transport::smtp::authentication::Credentials,
+};
+use secrecy::ExposeSecret;
+
+use super::{MailError, Mailer, OutgoingMail, eml::build_message};
+use crate::config::{SmtpConfig, SmtpTls};
+
+/// Sends through an SMTP relay with lettre (pooled connections, TLS as configured).
+pub struct SmtpMailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl SmtpMailer {
+    pub fn new(config: &SmtpConfig, from: &str) -> Result<Self, String> {
+        let from = from
+            .parse()
+            .map_err(|e| format!("{from:?} is not a mailbox: {e}"))?;
+        let builder = match config.tls {
+            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&config.host),
+            SmtpTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&config.host),
+            SmtpTls::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
+                &config.host,
+            )),
+        }
+        .map_err(|e| format!("cannot set up SMTP for {}: {e}", config.host))?;
+        let mut builder = builder.port(config.port).timeout(Some(config.timeout));
+        if let Some(user) = &config.username {
+            let password = config
+                .password
+                .as_ref()
+                .map(|p| p.expose_secret().to_owned())
+                .unwrap_or_default();
+            builder = builder.credentials(Credentials::new(user.clone(), password));
+        }
+        Ok(Self {
+            transport: builder.build(),
+            from,
+        })
+    }
+}
+
+#[async_trait]
+impl Mailer for SmtpMailer {
+    async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError> {
+        let message = build_message(&self.from, mail)?;
+        match self.transport.send(message).await {
+            Ok(_) => Ok(()),
+            // 5xx: the relay will never take this message; anything else may pass later.
+            Err(e) if e.is_permanent() => Err(MailError::Permanent(e.to_string())),
+            Err(e) => Err(MailError::Transient(e.to_string())),
+        }
+    }
+}
