@@ -4,6 +4,7 @@
 //! Layers, in one direction: [`grpc`] (transport) → [`flows`] (use cases) → [`domain`] and the
 //! [`store`] / [`mail`] traits. Backends implement the traits and are chosen in [`startup`].
 
+pub mod backends;
 pub mod config;
 pub mod crypto;
 pub mod domain;

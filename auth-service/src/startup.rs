@@ -11,15 +11,16 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::TraceLayer,
+    trace::{DefaultOnFailure, TraceLayer},
 };
 
+use crate::backends::{self, BackendError};
 use crate::config::{Config, ConfigError};
 use crate::crypto::{AccessTokens, CodeHasher, HashSettings, MailSealer, PasswordHasher};
 use crate::flows::{AuthCore, Policy};
 use crate::grpc::AuthGrpc;
 use crate::keys;
-use crate::mail::{EmlMailer, MailWorker, Mailer, Outbox, RetryPolicy, Templates};
+use crate::mail::{MailWorker, Mailer, Outbox, RetryPolicy, Templates};
 use crate::store::{CodePolicy, Stores, sqlite::SqliteStore};
 
 /// Largest request message accepted, far above any legitimate auth request.
@@ -29,8 +30,8 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 pub enum StartupError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot open the store: {0}")]
-    Store(String),
+    #[error("cannot open {0}")]
+    Backend(#[from] BackendError),
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -51,7 +52,7 @@ pub struct Application {
     config: Config,
     stores: Stores,
     sealer: Arc<MailSealer>,
-    sqlite: Arc<SqliteStore>,
+    sqlite: Option<Arc<SqliteStore>>,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -62,19 +63,9 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let signing_key = keys::signing_key(&config)?;
         let secret = keys::server_secret(&config)?;
-        let sqlite = Arc::new(
-            SqliteStore::open(&config.sqlite_path)
-                .map_err(|e| StartupError::Store(e.to_string()))?,
-        );
-        let stores = Stores::single(sqlite.clone());
-        let mailer: Arc<dyn Mailer> = Arc::new(
-            EmlMailer::new(config.mail_dir.clone(), &config.mail_from).map_err(|m| {
-                ConfigError {
-                    var: "MAIL_DIR / MAIL_FROM",
-                    message: m,
-                }
-            })?,
-        );
+        let backends = backends::open(&config).await?;
+        tracing::info!(backends = %backends.description, "backends chosen");
+        let (stores, sqlite, mailer) = (backends.stores, backends.sqlite, backends.mailer);
         let hasher = PasswordHasher::new(&HashSettings {
             memory_kib: config.argon2_memory_kib,
             iterations: config.argon2_iterations,
@@ -154,13 +145,16 @@ impl Application {
             self.mailer.clone(),
             RetryPolicy {
                 max_attempts: self.config.mail_max_attempts,
-                base_delay: Duration::from_secs(2),
-                max_delay: Duration::from_secs(600),
+                base_delay: self.config.mail_retry_base_delay,
+                max_delay: self.config.mail_retry_max_delay,
                 lease: Duration::from_secs(60),
             },
         );
         let worker = tokio::spawn(worker.run(stop_rx.clone()));
-        let sweeper = self.sqlite.spawn_sweeper(Duration::from_secs(60));
+        let sweeper = self
+            .sqlite
+            .as_ref()
+            .map(|s| s.spawn_sweeper(Duration::from_secs(60)));
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<AuthServiceServer<AuthGrpc>>().await;
@@ -187,14 +181,18 @@ impl Application {
         let layers = tower::ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
             .layer(
-                TraceLayer::new_for_grpc().make_span_with(|req: &http::Request<_>| {
-                    let id = req
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
-                    tracing::info_span!("grpc", method = %req.uri().path(), request_id = %id)
-                }),
+                TraceLayer::new_for_grpc()
+                    .make_span_with(|req: &http::Request<_>| {
+                        let id = req
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("");
+                        tracing::info_span!("grpc", method = %req.uri().path(), request_id = %id)
+                    })
+                    // Refusals (a wrong code, a bad token) are answers, not server failures: flows
+                    // log what matters, and INTERNAL is logged where it is mapped.
+                    .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
             )
             .layer(PropagateRequestIdLayer::new(request_id))
             .into_inner();
@@ -222,7 +220,9 @@ impl Application {
         if tokio::time::timeout(grace, worker).await.is_err() {
             tracing::warn!("mail worker did not stop in time; unsent mail stays queued");
         }
-        sweeper.abort();
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
         watcher.abort();
         tracing::info!("stopped");
         result.map_err(StartupError::from)

@@ -30,3 +30,13 @@ async fn sqlite_file() -> Stores {
 
 conformance!(sqlite_in_memory, sqlite_memory());
 conformance!(sqlite_on_disk, sqlite_file());
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod mongo_backend;
+conformance!(mongo, mongo_backend::stores());
+
+mod redis_backend;
+conformance!(redis, redis_backend::stores());
+conformance!(redis_cluster_node, redis_backend::cluster_stores());

@@ -1,1 +1,416 @@
-//! Redis state store (pending codes, sessions, limits, mail queue).
+//! Redis state store: pending codes, sessions and refresh tokens, rate limits and the mail
+//! queue (users stay in MongoDB or SQLite). Any number of service instances can share it.
+//!
+//! # Rules
+//! - Every change of more than one value is one Lua script ([`scripts`]), so it is atomic on
+//!   the server; there is no read-decide-write from Rust.
+//! - Times are the `now` the caller passes, as in the SQLite backend, so both decide alike and
+//!   tests can move time. TTLs are absolute (`PEXPIREAT`) from those times, so the service
+//!   and Redis clocks must roughly agree (NTP); a record is also checked against `now`, so a
+//!   key that outlives its time by a little is never mistaken for a live one.
+//! - Keys one script touches share a hash tag (the part in braces) so the layout works on
+//!   Redis Cluster. The test suite runs everything against a single-node cluster, where a
+//!   script touching two slots fails with CROSSSLOT.
+//! - Only hashes are stored: code HMACs as raw 32 bytes, refresh token SHA-256s as hex; mail
+//!   is sealed before it arrives. Nothing here ever sees a code or a refresh token.
+//! - A Redis that is down or slow makes calls fail with [`StoreError::Unavailable`] within the
+//!   configured timeouts (2 s by default); the pool reconnects by itself when Redis is back.
+//!
+//! # Key layout
+//! `<prefix>` is [`RedisSettings::key_prefix`] (empty by default). Times are Unix ms.
+//!
+//! | Key | Type | Value | TTL |
+//! |-----|------|-------|-----|
+//! | `register:{<email>}`, `reset:{<email>}` | HASH | `payload` (JSON: username, email, argon2 hash, profile / reset user id), `code_hash` (32-byte HMAC, raw), `code_expires_at`, `last_sent_at`, `attempts_used`, `locked_until` (only while locked), `window_start`, `sends` (codes sent in the day window), `expires_at` | until `expires_at` = max(last send + record TTL, day window end, lockout end); deleted when the code is used |
+//! | `ratelimit:{<key>}` (e.g. `ratelimit:{login:<identifier>}`) | HASH | `count`, `window_ends_at` | until the window ends |
+//! | `session:{<sid>}:user` | STRING | user id of the session (never changes) | until the session expires; moved on rotation, deleted when it ends |
+//! | `user:{<uid>}:session:<sid>` | HASH | `user_id`, `created_at`, `last_used_at`, `expires_at`, `user_agent`, `client_ip` | until the session expires (moved forward on rotation) |
+//! | `user:{<uid>}:session:<sid>:refresh` | HASH | field: SHA-256 of a refresh token (hex); value `<expires_at>:<used_at>` (`used_at` empty while unused) | same as the session |
+//! | `user:{<uid>}:session:<sid>:refresh:expiry` | ZSET | refresh token hash (hex), scored by its expiry; prunes expired tokens at rotation | same as the session |
+//! | `user:{<uid>}:sessions` | ZSET | session ids of the user, scored by session expiry | until the latest session expiry |
+//! | `{mail}:due` | ZSET | ids of waiting and leased messages, scored by due time (a claim moves it to the lease end) | none: the queue is durable |
+//! | `{mail}:sealed` | HASH | id → sealed message (ChaCha20-Poly1305), dead letters included | none |
+//! | `{mail}:attempts` | HASH | id → delivery attempts | none |
+//! | `{mail}:errors` | HASH | id → last delivery error | none |
+//! | `{mail}:dead` | SET | ids of dead letters, kept for an operator | none |
+//!
+//! # Why sessions are tagged by user
+//! `revoke_all` (after a password reset) must end every session of a user, so the user's index
+//! and the sessions it names live in one slot: `user:{<uid>}:...`. Rotation and logout only
+//! know the session id (a refresh token is `<sid>.<secret>`), so `session:{<sid>}:user` maps a
+//! session to its user. That pointer is written before the session and never changes, so
+//! reading it outside the script cannot race: the script then checks the session itself. If
+//! the pointer's expiry ever lagged behind (its extension after a rotation is a second
+//! command), the session could only end early, never live longer.
+//!
+//! A script names every key it touches (as Cluster wants), so `revoke_all` reads the index
+//! first and then ends the listed sessions, up to 128 per script; a session that starts
+//! meanwhile survives, as it would with SQLite if it started just after the `DELETE`.
+//!
+//! The seed's `register:<email>` / `register:ratelimit:<email>` pair became one hash: the
+//! cooldown and daily counters (`last_sent_at`, `window_start`, `sends`) live and die with the
+//! request (same expiry, gone with it once the code is used), exactly as the SQLite row does,
+//! and one key keeps every code script on one key.
+//!
+//! # Connections
+//! A bb8 pool of multiplexed connections: a connection is checked with PING when taken from
+//! the pool, so after a Redis restart the first call already gets a fresh connection, and
+//! scripts are reloaded on the NOSCRIPT reply (the PING costs one round trip per call, which
+//! buys recovery without a failed call). `rediss://` URLs use TLS (rustls) with the webpki
+//! roots, or with [`RedisSettings::tls_root_ca_pem`] for a private CA.
+//!
+//! Needs Redis 6.2 or newer (`SET ... PXAT`). The layout is Cluster-ready, but the client is
+//! a standalone one: on a real multi-node Cluster the pool would hold
+//! `redis::cluster_async` connections (crate feature `cluster-async`) instead.
+
+mod codes;
+mod keys;
+mod limits;
+mod mail;
+mod scripts;
+mod sessions;
+
+use std::{
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use bb8::{ErrorSink, ManageConnection, PooledConnection, RunError};
+use redis::{
+    AsyncConnectionConfig, Client, ErrorKind, FromRedisValue, RedisError, ScriptInvocation,
+    ServerErrorKind, TlsCertificates, Value, aio::MultiplexedConnection,
+};
+
+use self::{keys::Keys, scripts::Scripts};
+use super::{Health, StoreError, StoreResult};
+
+/// How to reach Redis and how long to wait for it.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// Most connections the pool opens (each is multiplexed).
+    pub pool_size: u32,
+    /// Longest wait for a connection from the pool, including connecting.
+    pub connection_timeout: Duration,
+    /// Longest time one store call may take in all; past it the call is `Unavailable`.
+    pub command_timeout: Duration,
+    /// Put before every key, to share one Redis between deployments (or tests). No braces.
+    pub key_prefix: String,
+    /// PEM root certificates for `rediss://` when the server's CA is private; `None` trusts
+    /// the webpki roots.
+    pub tls_root_ca_pem: Option<Vec<u8>>,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            pool_size: 16,
+            connection_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(2),
+            key_prefix: String::new(),
+            tls_root_ca_pem: None,
+        }
+    }
+}
+
+/// Pending codes, sessions, rate limits and the mail queue in Redis.
+pub struct RedisStore {
+    pool: bb8::Pool<Manager>,
+    keys: Keys,
+    scripts: Scripts,
+    settings: RedisSettings,
+    last_connect_error: Arc<Mutex<Option<String>>>,
+}
+
+impl RedisStore {
+    /// Opens a pool to `url` (`redis://` or `rediss://`) and checks that Redis answers.
+    pub async fn connect(url: &str, settings: RedisSettings) -> StoreResult<Self> {
+        let store = Self::connect_lazy(url, settings)?;
+        store.ping().await?;
+        Ok(store)
+    }
+
+    /// Opens a pool to `url` without waiting for Redis: calls fail as `Unavailable` until it
+    /// answers. Only a malformed URL or settings fail here. Call it inside a Tokio runtime
+    /// (the pool starts a reaper task).
+    pub fn connect_lazy(url: &str, settings: RedisSettings) -> StoreResult<Self> {
+        let config_error = |m: String| StoreError::Internal(format!("Redis settings: {m}"));
+        let keys = Keys::new(&settings.key_prefix).map_err(config_error)?;
+        let tls = url.trim_start().to_ascii_lowercase().starts_with("rediss:");
+        if tls {
+            install_crypto_provider();
+        }
+        let client = match (&settings.tls_root_ca_pem, tls) {
+            (Some(pem), true) => Client::build_with_tls(
+                url,
+                TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            _ => Client::open(url),
+        }
+        // The URL may hold a password: only the reason is reported.
+        .map_err(|e| config_error(format!("invalid Redis URL: {}", e.category())))?;
+        let manager = Manager {
+            client,
+            config: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(settings.connection_timeout))
+                .set_response_timeout(Some(settings.command_timeout)),
+        };
+        let last_connect_error = Arc::new(Mutex::new(None));
+        let pool = bb8::Pool::builder()
+            .max_size(settings.pool_size.max(1))
+            .min_idle(None)
+            .connection_timeout(settings.connection_timeout)
+            .test_on_check_out(true)
+            .error_sink(Box::new(LastError(last_connect_error.clone())))
+            .build_unchecked(manager);
+        Ok(Self {
+            pool,
+            keys,
+            scripts: Scripts::new(),
+            settings,
+            last_connect_error,
+        })
+    }
+
+    /// The settings this store was opened with.
+    pub fn settings(&self) -> &RedisSettings {
+        &self.settings
+    }
+
+    /// A pooled connection, or `Unavailable` after the connection timeout.
+    async fn conn(&self) -> StoreResult<PooledConnection<'_, Manager>> {
+        self.pool.get().await.map_err(|e| match e {
+            RunError::User(e) => redis_error(e),
+            RunError::TimedOut => {
+                let cause = self
+                    .last_connect_error
+                    .lock()
+                    .ok()
+                    .and_then(|last| last.clone())
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default();
+                StoreError::Unavailable(format!(
+                    "no Redis connection within {:?}{cause}",
+                    self.settings.connection_timeout
+                ))
+            }
+        })
+    }
+
+    /// Bounds a whole call (pool wait included) by the command timeout.
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        tokio::time::timeout(self.settings.command_timeout, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "Redis did not answer {op} within {:?}",
+                    self.settings.command_timeout
+                )))
+            })
+    }
+
+    /// Runs one script.
+    async fn eval(&self, op: &'static str, script: &ScriptInvocation<'_>) -> StoreResult<Reply> {
+        self.timed(op, async {
+            let mut conn = self.conn().await?;
+            let value: Value = script.invoke_async(&mut *conn).await.map_err(redis_error)?;
+            Ok(Reply::from(value))
+        })
+        .await
+    }
+
+    /// Runs one command.
+    async fn query<T: FromRedisValue>(&self, op: &'static str, cmd: &redis::Cmd) -> StoreResult<T> {
+        self.timed(op, async {
+            let mut conn = self.conn().await?;
+            cmd.query_async(&mut *conn).await.map_err(redis_error)
+        })
+        .await
+    }
+
+    /// Sends several commands in one round trip (not atomic: each is a step of its own).
+    async fn query_pipe<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        pipe: &redis::Pipeline,
+    ) -> StoreResult<T> {
+        self.timed(op, async {
+            let mut conn = self.conn().await?;
+            pipe.query_async(&mut *conn).await.map_err(redis_error)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Health for RedisStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.query::<()>("ping", &redis::cmd("PING")).await
+    }
+}
+
+/// Makes bb8 open multiplexed connections with our timeouts (bb8-redis's manager keeps the
+/// redis crate's 500 ms response timeout, shorter than a configured command timeout).
+struct Manager {
+    client: Client,
+    config: AsyncConnectionConfig,
+}
+
+impl ManageConnection for Manager {
+    type Connection = MultiplexedConnection;
+    type Error = RedisError;
+
+    async fn connect(&self) -> Result<Self::Connection, Self::Error> {
+        self.client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+    }
+
+    async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        redis::cmd("PING").query_async(conn).await
+    }
+
+    fn has_broken(&self, _: &mut Self::Connection) -> bool {
+        false
+    }
+}
+
+/// Keeps the pool's last connection error, so `Unavailable` can say why.
+#[derive(Debug, Clone)]
+struct LastError(Arc<Mutex<Option<String>>>);
+
+impl ErrorSink<RedisError> for LastError {
+    fn sink(&self, error: RedisError) {
+        tracing::debug!(error = %error, "Redis connection failed");
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some(error.to_string());
+        }
+    }
+
+    fn boxed_clone(&self) -> Box<dyn ErrorSink<RedisError>> {
+        Box::new(self.clone())
+    }
+}
+
+/// rustls picks its crypto provider from its crate features; when a build enables more than
+/// one it refuses to guess, so ring (already in the build for SMTP) is installed once.
+fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Err means another thread installed one first: that one serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+/// Connection, I/O and timeout failures (and a server that is loading or failing over) are
+/// `Unavailable`; anything else (a script error, a wrong type) is `Internal`.
+fn redis_error(e: RedisError) -> StoreError {
+    let unavailable = e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::ClusterDown
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::ReadOnly
+                )
+        );
+    if unavailable {
+        StoreError::Unavailable(format!("Redis: {e}"))
+    } else {
+        StoreError::Internal(format!("Redis: {e}"))
+    }
+}
+
+/// The array a script returns: a status number first, then its values.
+struct Reply(Vec<Value>);
+
+impl From<Value> for Reply {
+    fn from(value: Value) -> Self {
+        match value {
+            Value::Array(items) => Self(items),
+            other => Self(vec![other]),
+        }
+    }
+}
+
+impl Reply {
+    fn bad(&self, i: usize) -> StoreError {
+        // Values may be payloads: only the shape is reported.
+        StoreError::Internal(format!(
+            "unexpected Redis script reply: item {i} of {}",
+            self.0.len()
+        ))
+    }
+
+    fn status(&self) -> StoreResult<i64> {
+        self.int(0)
+    }
+
+    fn int(&self, i: usize) -> StoreResult<i64> {
+        match self.0.get(i) {
+            Some(Value::Int(n)) => Ok(*n),
+            Some(Value::BulkString(b)) => std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| self.bad(i)),
+            _ => Err(self.bad(i)),
+        }
+    }
+
+    fn bytes(&self, i: usize) -> StoreResult<Vec<u8>> {
+        match self.0.get(i) {
+            Some(Value::BulkString(b)) => Ok(b.clone()),
+            _ => Err(self.bad(i)),
+        }
+    }
+
+    fn text(&self, i: usize) -> StoreResult<String> {
+        String::from_utf8(self.bytes(i)?).map_err(|_| self.bad(i))
+    }
+}
+
+/// Lower-case hex, for hashes used as field names (readable in redis-cli).
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes
+        .iter()
+        .flat_map(|b| [DIGITS[(b >> 4) as usize], DIGITS[(b & 15) as usize]])
+        .map(char::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_is_lower_case() {
+        assert_eq!(hex(&[0x00, 0xab, 0x7f]), "00ab7f");
+    }
+
+    #[tokio::test]
+    async fn urls_are_checked_without_connecting() {
+        let lazy = |url: &str| RedisStore::connect_lazy(url, RedisSettings::default());
+        assert!(lazy("redis://127.0.0.1:1/").is_ok());
+        assert!(lazy("rediss://redis.example.com:6380/0").is_ok());
+        assert!(lazy("http://example.com").is_err());
+        let braces = RedisSettings {
+            key_prefix: "{x}".into(),
+            ..RedisSettings::default()
+        };
+        assert!(RedisStore::connect_lazy("redis://127.0.0.1:1/", braces).is_err());
+    }
+}

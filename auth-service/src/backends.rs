@@ -1,0 +1,173 @@
+//! Chooses the backends once, at startup, from config: users in MongoDB or SQLite, state in
+//! Redis or SQLite, mail through SMTP or into the .eml folder. Nothing else names a backend.
+
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+
+use crate::config::{Config, ConfigError};
+use crate::mail::{EmlMailer, Mailer, SmtpMailer};
+use crate::store::{
+    Health, StoreError, Stores,
+    mongo::{MongoSettings, MongoUserStore},
+    redis::{RedisSettings, RedisStore},
+    sqlite::SqliteStore,
+};
+
+/// The chosen stores, plus the SQLite store when one is in use (its sweeper must run).
+pub struct Backends {
+    pub stores: Stores,
+    pub sqlite: Option<Arc<SqliteStore>>,
+    pub mailer: Arc<dyn Mailer>,
+    pub description: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{backend}: {source}")]
+    Store {
+        backend: &'static str,
+        source: StoreError,
+    },
+}
+
+pub async fn open(config: &Config) -> Result<Backends, BackendError> {
+    let needs_sqlite = config.mongo.is_none() || config.redis.is_none();
+    let sqlite = if needs_sqlite {
+        Some(Arc::new(SqliteStore::open(&config.sqlite_path).map_err(
+            |source| BackendError::Store {
+                backend: "SQLite",
+                source,
+            },
+        )?))
+    } else {
+        None
+    };
+    let mut health: Vec<Arc<dyn Health>> = Vec::new();
+    if let Some(s) = &sqlite {
+        health.push(s.clone());
+    }
+
+    let (users, users_name): (Arc<dyn crate::store::UserStore>, _) = match &config.mongo {
+        Some(mongo) => {
+            let settings = MongoSettings {
+                max_pool_size: mongo.max_pool_size,
+                server_selection_timeout: mongo.server_selection_timeout,
+                connect_timeout: mongo.connect_timeout,
+            };
+            let store = Arc::new(
+                MongoUserStore::connect_with(
+                    mongo.uri.expose_secret(),
+                    mongo.database.as_deref(),
+                    mongo
+                        .username
+                        .as_deref()
+                        .zip(mongo.password.as_ref().map(|p| p.expose_secret())),
+                    mongo.retry_writes,
+                    &settings,
+                )
+                .await
+                .map_err(|source| BackendError::Store {
+                    backend: "MongoDB (MONGODB_URI)",
+                    source,
+                })?,
+            );
+            health.push(store.clone());
+            (store, "MongoDB")
+        }
+        None => (sqlite.clone().expect("opened above"), "SQLite"),
+    };
+
+    let (state, state_name) = match &config.redis {
+        Some(redis) => {
+            let store = Arc::new(
+                RedisStore::connect_lazy(
+                    redis.url.expose_secret(),
+                    RedisSettings {
+                        pool_size: redis.pool_size,
+                        connection_timeout: redis.timeout,
+                        command_timeout: redis.timeout,
+                        ..RedisSettings::default()
+                    },
+                )
+                .map_err(|source| BackendError::Store {
+                    backend: "Redis (REDIS_URL)",
+                    source,
+                })?,
+            );
+            health.push(store.clone());
+            (StateStores::from_redis(store), "Redis")
+        }
+        None => (
+            StateStores::from_sqlite(sqlite.clone().expect("opened above")),
+            "SQLite",
+        ),
+    };
+
+    let (mailer, mail_name): (Arc<dyn Mailer>, String) = match &config.smtp {
+        Some(smtp) => (
+            Arc::new(
+                SmtpMailer::new(smtp, &config.mail_from).map_err(|message| ConfigError {
+                    var: "SMTP_HOST / MAIL_FROM",
+                    message,
+                })?,
+            ),
+            format!("SMTP {}:{}", smtp.host, smtp.port),
+        ),
+        None => (
+            Arc::new(
+                EmlMailer::new(config.mail_dir.clone(), &config.mail_from).map_err(|message| {
+                    ConfigError {
+                        var: "MAIL_DIR / MAIL_FROM",
+                        message,
+                    }
+                })?,
+            ),
+            format!(".eml files in {}", config.mail_dir.display()),
+        ),
+    };
+
+    Ok(Backends {
+        stores: Stores {
+            users,
+            pending: state.pending,
+            sessions: state.sessions,
+            limits: state.limits,
+            mail: state.mail,
+            health,
+        },
+        sqlite,
+        mailer,
+        description: format!("users: {users_name}; state: {state_name}; mail: {mail_name}"),
+    })
+}
+
+/// The short-lived-state stores, all from one backend.
+struct StateStores {
+    pending: Arc<dyn crate::store::PendingCodeStore>,
+    sessions: Arc<dyn crate::store::SessionStore>,
+    limits: Arc<dyn crate::store::RateLimitStore>,
+    mail: Arc<dyn crate::store::MailQueue>,
+}
+
+impl StateStores {
+    fn from_redis(s: Arc<RedisStore>) -> Self {
+        Self {
+            pending: s.clone(),
+            sessions: s.clone(),
+            limits: s.clone(),
+            mail: s,
+        }
+    }
+
+    fn from_sqlite(s: Arc<SqliteStore>) -> Self {
+        Self {
+            pending: s.clone(),
+            sessions: s.clone(),
+            limits: s.clone(),
+            mail: s,
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Pending registrations and password resets: one hash per purpose and email, changed only by
+//! the `ISSUE_CODE` and `VERIFY_CODE` scripts (same rules as `sqlite/codes.rs`).
+
+use async_trait::async_trait;
+
+use super::RedisStore;
+use crate::domain::{CodeHash, Email, UnixMs};
+use crate::store::{
+    CodeIssued, CodePolicy, CodePurpose, IssueError, PendingCodeStore, PendingPayload, StoreError,
+    VerifyError,
+};
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+#[async_trait]
+impl PendingCodeStore for RedisStore {
+    async fn issue_code(
+        &self,
+        purpose: CodePurpose,
+        email: &Email,
+        payload: Option<&PendingPayload>,
+        code: &CodeHash,
+        now: UnixMs,
+        policy: &CodePolicy,
+    ) -> Result<CodeIssued, IssueError> {
+        let key = self.keys.pending(purpose, email);
+        let payload = payload.map(PendingPayload::to_json);
+        let code_expires_at = now + policy.ttl_ms;
+        let mut call = self.scripts.issue_code.key(&key);
+        call.arg(now)
+            .arg(if payload.is_some() { "1" } else { "0" })
+            .arg(payload.as_deref().unwrap_or_default())
+            .arg(&code.0[..])
+            .arg(policy.cooldown_ms)
+            .arg(policy.max_sends_per_day)
+            .arg(code_expires_at)
+            .arg(now + policy.record_ttl_ms)
+            .arg(DAY_MS);
+        let reply = self.eval("issue_code", &call).await?;
+        match reply.status()? {
+            0 => {
+                let attempts_used = u32::try_from(reply.int(2)?).unwrap_or(u32::MAX);
+                Ok(CodeIssued {
+                    code_expires_at: reply.int(1)?,
+                    resend_at: now + policy.cooldown_ms,
+                    attempts_remaining: policy.max_attempts.saturating_sub(attempts_used),
+                })
+            }
+            1 => Err(IssueError::Locked {
+                retry_at: reply.int(1)?,
+            }),
+            2 => Err(IssueError::Cooldown {
+                retry_at: reply.int(1)?,
+            }),
+            3 => Err(IssueError::DailyLimit {
+                retry_at: reply.int(1)?,
+            }),
+            4 => Err(IssueError::NotFound),
+            other => Err(unknown_status("issue_code", other).into()),
+        }
+    }
+
+    async fn verify_code(
+        &self,
+        purpose: CodePurpose,
+        email: &Email,
+        code: &CodeHash,
+        now: UnixMs,
+        policy: &CodePolicy,
+    ) -> Result<PendingPayload, VerifyError> {
+        let key = self.keys.pending(purpose, email);
+        let mut call = self.scripts.verify_code.key(&key);
+        call.arg(now)
+            .arg(&code.0[..])
+            .arg(policy.max_attempts)
+            .arg(now + policy.lockout_ms);
+        let reply = self.eval("verify_code", &call).await?;
+        match reply.status()? {
+            0 => Ok(PendingPayload::from_json(&reply.text(1)?)?),
+            1 => Err(VerifyError::NotFound),
+            2 => Err(VerifyError::Expired),
+            3 => Err(VerifyError::Exhausted {
+                retry_at: reply.int(1)?,
+            }),
+            4 => Err(VerifyError::Wrong {
+                attempts_remaining: u32::try_from(reply.int(1)?).unwrap_or(0),
+            }),
+            other => Err(unknown_status("verify_code", other).into()),
+        }
+    }
+}
+
+pub(super) fn unknown_status(script: &str, status: i64) -> StoreError {
+    StoreError::Internal(format!("Redis script {script} answered status {status}"))
+}

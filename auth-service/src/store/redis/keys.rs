@@ -1,0 +1,131 @@
+//! Key names. Every name is built here, so the layout in the module docs is the whole truth.
+//!
+//! The part in braces is the Redis Cluster hash tag: keys that one script touches always have
+//! the same tag, so they live in one slot.
+
+use crate::domain::{Email, SessionId, UserId};
+use crate::store::CodePurpose;
+
+/// Builds key names under an optional prefix (one deployment or one test per prefix).
+#[derive(Debug, Clone)]
+pub(super) struct Keys {
+    prefix: String,
+}
+
+/// The keys of one session, all tagged with the user id.
+pub(super) struct SessionKeys {
+    /// HASH: the session record.
+    pub record: String,
+    /// HASH: refresh token hash (hex) → `<expires_at>:<used_at or empty>`.
+    pub refresh: String,
+    /// ZSET: refresh token hash (hex) scored by its expiry, to prune expired tokens.
+    pub refresh_expiry: String,
+    /// ZSET: the user's session ids scored by session expiry.
+    pub index: String,
+}
+
+/// The mail queue keys, all tagged `{mail}`.
+pub(super) struct MailKeys {
+    /// ZSET: id of every waiting or leased message, scored by when it is due.
+    pub due: String,
+    /// HASH: id → sealed message (live and dead letters).
+    pub sealed: String,
+    /// HASH: id → delivery attempts so far.
+    pub attempts: String,
+    /// HASH: id → last delivery error.
+    pub errors: String,
+    /// SET: ids of dead letters.
+    pub dead: String,
+}
+
+impl Keys {
+    /// A prefix with a brace would change the hash tags, so it is refused.
+    pub fn new(prefix: &str) -> Result<Self, String> {
+        if prefix.contains(['{', '}']) {
+            return Err(format!(
+                "the Redis key prefix {prefix:?} must not contain braces (they are hash tags)"
+            ));
+        }
+        Ok(Self {
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// `register:{<email>}` or `reset:{<email>}`.
+    pub fn pending(&self, purpose: CodePurpose, email: &Email) -> String {
+        format!("{}{}:{{{}}}", self.prefix, purpose.as_str(), email.as_str())
+    }
+
+    /// `ratelimit:{<key>}`.
+    pub fn rate_limit(&self, key: &str) -> String {
+        format!("{}ratelimit:{{{key}}}", self.prefix)
+    }
+
+    /// `session:{<sid>}:user`: which user a session belongs to (its keys are tagged by user).
+    pub fn session_owner(&self, id: &SessionId) -> String {
+        format!("{}session:{{{}}}:user", self.prefix, id.0)
+    }
+
+    /// `user:{<uid>}:sessions`: the user's session index.
+    pub fn session_index(&self, user: &str) -> String {
+        format!("{}user:{{{user}}}:sessions", self.prefix)
+    }
+
+    /// Everything of session `id` of user `user`.
+    pub fn session(&self, user: &str, id: &str) -> SessionKeys {
+        let record = format!("{}user:{{{user}}}:session:{id}", self.prefix);
+        SessionKeys {
+            refresh: format!("{record}:refresh"),
+            refresh_expiry: format!("{record}:refresh:expiry"),
+            record,
+            index: self.session_index(user),
+        }
+    }
+
+    /// Same as [`Keys::session`] for a typed user id.
+    pub fn session_of(&self, user: &UserId, id: &SessionId) -> SessionKeys {
+        self.session(&user.0, &id.0)
+    }
+
+    pub fn mail(&self) -> MailKeys {
+        let key = |name: &str| format!("{}{{mail}}:{name}", self.prefix);
+        MailKeys {
+            due: key("due"),
+            sealed: key("sealed"),
+            attempts: key("attempts"),
+            errors: key("errors"),
+            dead: key("dead"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_tags() {
+        let keys = Keys::new("t:").unwrap();
+        let email = Email::parse("a@example.com").unwrap();
+        assert_eq!(
+            keys.pending(CodePurpose::Registration, &email),
+            "t:register:{a@example.com}"
+        );
+        assert_eq!(
+            keys.pending(CodePurpose::PasswordReset, &email),
+            "t:reset:{a@example.com}"
+        );
+        assert_eq!(keys.rate_limit("login:x"), "t:ratelimit:{login:x}");
+        let s = keys.session("u1", "s1");
+        assert_eq!(
+            (s.record.as_str(), s.refresh.as_str(), s.index.as_str()),
+            (
+                "t:user:{u1}:session:s1",
+                "t:user:{u1}:session:s1:refresh",
+                "t:user:{u1}:sessions"
+            )
+        );
+        assert_eq!(keys.mail().due, "t:{mail}:due");
+        assert!(Keys::new("a{b").is_err());
+    }
+}

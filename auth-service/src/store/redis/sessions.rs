@@ -1,0 +1,304 @@
+//! Sessions and their refresh-token families (same rules as `sqlite/sessions.rs`). A session's
+//! keys are tagged by its user (see the module docs); `session:{<sid>}:user` finds the user
+//! when only the session id is known.
+
+use async_trait::async_trait;
+use redis::Value;
+
+use super::{RedisStore, Reply, codes::unknown_status, hex, keys::SessionKeys};
+use crate::domain::{SessionId, UnixMs, UserId};
+use crate::store::{
+    NewSession, RefreshHash, RotateOutcome, SessionRecord, SessionStore, StoreResult,
+};
+
+/// Sessions ended per script call by `revoke_all`, so one call stays short.
+const REVOKE_BATCH: usize = 128;
+
+/// The fields of the session hash, in the order the scripts return them.
+const FIELDS: [&str; 6] = [
+    "user_id",
+    "created_at",
+    "last_used_at",
+    "expires_at",
+    "user_agent",
+    "client_ip",
+];
+
+impl RedisStore {
+    /// Whose session `id` is, if it still exists.
+    async fn owner(&self, id: &SessionId) -> StoreResult<Option<UserId>> {
+        let owner: Option<String> = self
+            .query(
+                "session_owner",
+                redis::cmd("GET").arg(self.keys.session_owner(id)),
+            )
+            .await?;
+        Ok(owner.map(UserId))
+    }
+
+    /// Drops the owner pointers of ended sessions. A pointer left behind only names a session
+    /// that no longer exists (and expires with it), so a failure is logged, not returned.
+    async fn forget_owners<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("DEL")
+                .arg(self.keys.session_owner(&SessionId(id.to_owned())))
+                .ignore();
+        }
+        if let Err(e) = self.query_pipe::<()>("forget_session_owner", &pipe).await {
+            tracing::warn!(error = %e, "cannot delete a session owner pointer; it expires by itself");
+        }
+    }
+
+    /// Ends sessions `ids` of `user` in one script; returns how many existed.
+    async fn revoke_ids(&self, user: &str, ids: &[String]) -> StoreResult<u32> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut call = self
+            .scripts
+            .revoke_sessions
+            .key(self.keys.session_index(user));
+        for id in ids {
+            let keys = self.keys.session(user, id);
+            call.key(keys.record)
+                .key(keys.refresh)
+                .key(keys.refresh_expiry)
+                .arg(id);
+        }
+        let reply = self.eval("revoke_sessions", &call).await?;
+        let ended = (0..reply.0.len())
+            .map(|i| reply.text(i))
+            .collect::<StoreResult<Vec<_>>>()?;
+        // Only the pointers of sessions that ended: an id of another user's session names
+        // nothing under this user and must keep working for its owner.
+        self.forget_owners(ended.iter().map(String::as_str)).await;
+        Ok(u32::try_from(ended.len()).unwrap_or(u32::MAX))
+    }
+}
+
+/// A session record from a script reply: `[status, user, created, last used, expires, agent, ip]`.
+fn record_from_reply(id: &SessionId, reply: &Reply) -> StoreResult<SessionRecord> {
+    Ok(SessionRecord {
+        id: id.clone(),
+        user_id: UserId(reply.text(1)?),
+        created_at: reply.int(2)?,
+        last_used_at: reply.int(3)?,
+        expires_at: reply.int(4)?,
+        user_agent: reply.text(5)?,
+        client_ip: reply.text(6)?,
+    })
+}
+
+/// A session record from `HMGET` of [`FIELDS`]; `None` when the hash does not exist.
+fn record_from_fields(id: &str, values: Vec<Value>) -> StoreResult<Option<SessionRecord>> {
+    let mut reply = vec![Value::Int(0)];
+    reply.extend(values);
+    let reply = Reply(reply);
+    if matches!(reply.0.get(1), None | Some(Value::Nil)) {
+        return Ok(None);
+    }
+    record_from_reply(&SessionId(id.to_owned()), &reply).map(Some)
+}
+
+fn session_call<'a>(script: &'a redis::Script, keys: &SessionKeys) -> redis::ScriptInvocation<'a> {
+    let mut call = script.key(&keys.record);
+    call.key(&keys.refresh)
+        .key(&keys.refresh_expiry)
+        .key(&keys.index);
+    call
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn create_session(&self, s: &NewSession) -> StoreResult<()> {
+        // The pointer first: a session is never reachable by id without it, and a pointer
+        // whose session never got written names nothing.
+        self.query::<()>(
+            "create_session_owner",
+            redis::cmd("SET")
+                .arg(self.keys.session_owner(&s.id))
+                .arg(&s.user_id.0)
+                .arg("PXAT")
+                .arg(s.expires_at),
+        )
+        .await?;
+        let keys = self.keys.session_of(&s.user_id, &s.id);
+        let mut call = session_call(&self.scripts.create_session, &keys);
+        call.arg(&s.id.0)
+            .arg(&s.user_id.0)
+            .arg(s.created_at)
+            .arg(s.expires_at)
+            .arg(&s.user_agent)
+            .arg(&s.client_ip)
+            .arg(hex(&s.refresh_hash));
+        self.eval("create_session", &call).await.map(|_| ())
+    }
+
+    async fn rotate_refresh(
+        &self,
+        id: &SessionId,
+        presented: &RefreshHash,
+        next: &RefreshHash,
+        next_expires_at: UnixMs,
+        now: UnixMs,
+        grace_ms: i64,
+    ) -> StoreResult<RotateOutcome> {
+        let Some(user) = self.owner(id).await? else {
+            return Ok(RotateOutcome::Invalid);
+        };
+        let keys = self.keys.session_of(&user, id);
+        let mut call = session_call(&self.scripts.rotate_refresh, &keys);
+        call.arg(&id.0)
+            .arg(now)
+            .arg(hex(presented))
+            .arg(hex(next))
+            .arg(next_expires_at)
+            .arg(grace_ms);
+        let reply = self.eval("rotate_refresh", &call).await?;
+        match reply.status()? {
+            0 => Ok(RotateOutcome::Invalid),
+            1 => {
+                let record = record_from_reply(id, &reply)?;
+                // The pointer follows the session's new expiry. If this fails the pointer
+                // expires first and the session can only end early: logged, not returned.
+                let extended = self
+                    .query::<()>(
+                        "extend_session_owner",
+                        redis::cmd("PEXPIREAT")
+                            .arg(self.keys.session_owner(id))
+                            .arg(record.expires_at),
+                    )
+                    .await;
+                if let Err(e) = extended {
+                    tracing::warn!(error = %e, session_id = %id.0, "cannot extend a session owner pointer");
+                }
+                Ok(RotateOutcome::Rotated(record))
+            }
+            2 => {
+                self.forget_owners([id.0.as_str()]).await;
+                Ok(RotateOutcome::ReuseDetected {
+                    user_id: UserId(reply.text(1)?),
+                })
+            }
+            other => Err(unknown_status("rotate_refresh", other)),
+        }
+    }
+
+    async fn get_session(&self, id: &SessionId, now: UnixMs) -> StoreResult<Option<SessionRecord>> {
+        let Some(user) = self.owner(id).await? else {
+            return Ok(None);
+        };
+        let keys = self.keys.session_of(&user, id);
+        let values: Vec<Value> = self
+            .query(
+                "get_session",
+                redis::cmd("HMGET").arg(&keys.record).arg(&FIELDS[..]),
+            )
+            .await?;
+        Ok(record_from_fields(&id.0, values)?.filter(|s| s.expires_at > now))
+    }
+
+    async fn list_sessions(
+        &self,
+        user_id: &UserId,
+        now: UnixMs,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        let ids: Vec<String> = self
+            .query(
+                "list_sessions",
+                redis::cmd("ZRANGE")
+                    .arg(self.keys.session_index(&user_id.0))
+                    .arg(0)
+                    .arg(-1),
+            )
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HMGET")
+                .arg(self.keys.session(&user_id.0, id).record)
+                .arg(&FIELDS[..]);
+        }
+        let rows: Vec<Vec<Value>> = self.query_pipe("list_sessions", &pipe).await?;
+        let mut live = Vec::new();
+        let mut gone = Vec::new();
+        for (id, values) in ids.iter().zip(rows) {
+            match record_from_fields(id, values)? {
+                Some(s) if s.expires_at > now => live.push(s),
+                Some(_) => {}
+                None => gone.push(id.as_str()),
+            }
+        }
+        if !gone.is_empty() {
+            // Index entries of sessions Redis already expired: tidy up, harmless if it fails.
+            let tidy = self
+                .query::<()>(
+                    "list_sessions_tidy",
+                    redis::cmd("ZREM")
+                        .arg(self.keys.session_index(&user_id.0))
+                        .arg(&gone),
+                )
+                .await;
+            if let Err(e) = tidy {
+                tracing::debug!(error = %e, "cannot tidy a session index");
+            }
+        }
+        live.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.0.cmp(&b.id.0)));
+        Ok(live)
+    }
+
+    async fn revoke_session(&self, id: &SessionId, user_id: &UserId) -> StoreResult<bool> {
+        Ok(self
+            .revoke_ids(&user_id.0, std::slice::from_ref(&id.0))
+            .await?
+            == 1)
+    }
+
+    async fn revoke_by_refresh(
+        &self,
+        id: &SessionId,
+        presented: &RefreshHash,
+        now: UnixMs,
+        grace_ms: i64,
+    ) -> StoreResult<Option<SessionRecord>> {
+        let Some(user) = self.owner(id).await? else {
+            return Ok(None);
+        };
+        let keys = self.keys.session_of(&user, id);
+        let mut call = session_call(&self.scripts.revoke_by_refresh, &keys);
+        call.arg(&id.0).arg(now).arg(hex(presented)).arg(grace_ms);
+        let reply = self.eval("revoke_by_refresh", &call).await?;
+        match reply.status()? {
+            0 => Ok(None),
+            1 => {
+                self.forget_owners([id.0.as_str()]).await;
+                record_from_reply(id, &reply).map(Some)
+            }
+            other => Err(unknown_status("revoke_by_refresh", other)),
+        }
+    }
+
+    async fn revoke_all(&self, user_id: &UserId, keep: Option<&SessionId>) -> StoreResult<u32> {
+        let ids: Vec<String> = self
+            .query(
+                "revoke_all",
+                redis::cmd("ZRANGE")
+                    .arg(self.keys.session_index(&user_id.0))
+                    .arg(0)
+                    .arg(-1),
+            )
+            .await?;
+        let ids: Vec<String> = ids
+            .into_iter()
+            .filter(|id| keep.is_none_or(|k| k.0 != *id))
+            .collect();
+        let mut ended = 0;
+        for batch in ids.chunks(REVOKE_BATCH) {
+            ended += self.revoke_ids(&user_id.0, batch).await?;
+        }
+        Ok(ended)
+    }
+}

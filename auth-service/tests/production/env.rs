@@ -1,0 +1,149 @@
+//! One production-like environment: Redis, MongoDB and SMTP servers of this test, and
+//! service instances configured to use them.
+
+use std::time::{Duration, Instant};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+
+use crate::helpers::{TestApp, spawn_in};
+use crate::support::{
+    mongo_server::{SecantusServer, Storage, fresh_database_name},
+    redis_server::RedisServer,
+    smtp_server::SmtpServer,
+};
+
+pub struct Backends {
+    pub redis: RedisServer,
+    pub mongo: Option<SecantusServer>,
+    pub mongo_uri: String,
+    pub database: String,
+    pub smtp: SmtpServer,
+    /// Shared by every instance, as production requires.
+    pub auth_secret: String,
+    pub signing_key: String,
+}
+
+impl Backends {
+    /// Fresh servers; MongoDB from `MONGODB_URI` when set (a fresh database either way),
+    /// unless `own_mongo` asks for a SecantusDB this test can stop.
+    pub async fn start(own_mongo: bool) -> Self {
+        let redis = RedisServer::start();
+        let external = std::env::var("MONGODB_URI")
+            .ok()
+            .filter(|u| !u.trim().is_empty());
+        let (mongo, mongo_uri) = match external {
+            Some(uri) if !own_mongo => (None, uri),
+            _ => {
+                let server = SecantusServer::start(Storage::Disk).await;
+                let uri = server.uri();
+                (Some(server), uri)
+            }
+        };
+        Self {
+            redis,
+            mongo,
+            mongo_uri,
+            database: fresh_database_name(),
+            smtp: SmtpServer::start().await,
+            auth_secret: STANDARD.encode(auth_service::crypto::ServerSecret::generate()),
+            signing_key: auth_service::crypto::SigningKey::generate_pem().unwrap(),
+        }
+    }
+
+    /// A service instance on these backends; `extra` overrides.
+    pub async fn instance(&self, extra: &[(&str, &str)]) -> TestApp {
+        let smtp_port = self.smtp.port().to_string();
+        let redis_url = self.redis.url();
+        let mut vars: Vec<(&str, &str)> = vec![
+            ("MONGODB_URI", &self.mongo_uri),
+            ("DB_NAME", &self.database),
+            ("REDIS_URL", &redis_url),
+            ("SMTP_HOST", "127.0.0.1"),
+            ("SMTP_PORT", &smtp_port),
+            ("SMTP_TLS", "none"),
+            ("AUTH_SECRET", &self.auth_secret),
+            ("JWT_PRIVATE_KEY", &self.signing_key),
+            ("MAIL_RETRY_BASE_DELAY", "200ms"),
+            ("MAIL_RETRY_MAX_DELAY", "1s"),
+            ("MAIL_MAX_ATTEMPTS", "100"),
+            ("REDIS_TIMEOUT", "1s"),
+            ("MONGODB_SERVER_SELECTION_TIMEOUT", "1s"),
+            ("MONGODB_CONNECT_TIMEOUT", "1s"),
+        ];
+        vars.extend_from_slice(extra);
+        spawn_in(tempfile::tempdir().unwrap(), &vars).await
+    }
+
+    /// Every message the SMTP server received for `email`, parsed: (subject, text part).
+    pub fn mails_to(&self, email: &str) -> Vec<(String, String)> {
+        self.smtp
+            .messages()
+            .iter()
+            .filter_map(|raw| {
+                let msg = mail_parser::MessageParser::default().parse(raw)?;
+                let to = msg.to()?.first()?.address()?.to_string();
+                to.eq_ignore_ascii_case(email).then(|| {
+                    (
+                        msg.subject().unwrap_or_default().to_owned(),
+                        msg.body_text(0).unwrap_or_default().into_owned(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Waits (bounded) for the nth mail to `email` and returns its code.
+    pub async fn wait_for_code(&self, email: &str, nth: usize, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let mails = self.mails_to(email);
+            if mails.len() >= nth {
+                return crate::helpers::extract_code(&mails[nth - 1].1)
+                    .expect("a code in the mail");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mail #{nth} to {email} did not arrive within {within:?} (have {})",
+                mails.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Registers on `app`, reads the code from SMTP, verifies.
+    pub async fn signup(
+        &self,
+        app: &TestApp,
+        username: &str,
+        email: &str,
+    ) -> (
+        baatcheet_auth_api::v1::User,
+        baatcheet_auth_api::v1::TokenPair,
+    ) {
+        let before = self.mails_to(email).len();
+        app.register(username, email, crate::helpers::PASSWORD)
+            .await
+            .expect("register");
+        let code = self
+            .wait_for_code(email, before + 1, Duration::from_secs(15))
+            .await;
+        let verified = app.verify(email, &code).await.expect("verify");
+        (verified.user.unwrap(), verified.tokens.unwrap())
+    }
+}
+
+/// Polls `check` until it holds or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,209 @@
+use std::time::Duration;
+
+use baatcheet_auth_api::v1 as pb;
+use futures::TryStreamExt;
+use tonic::Code;
+
+use crate::env::Backends;
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_flow_runs_on_mongo_redis_and_smtp_and_nothing_stored_is_a_secret() {
+    let backends = Backends::start(false).await;
+    let app = backends.instance(&[]).await;
+    let (mail, name) = (email("prod"), username("prod"));
+
+    // Sign-up: the code arrives through the real SMTP server.
+    app.register(&name, &mail, PASSWORD).await.unwrap();
+    let code = backends
+        .wait_for_code(&mail, 1, Duration::from_secs(15))
+        .await;
+    let message = backends.smtp.messages().pop().unwrap();
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&message)
+        .unwrap();
+    assert!(
+        parsed.body_html(0).unwrap().contains(&code),
+        "HTML part too"
+    );
+    assert_eq!(
+        app.verify(&mail, "000000")
+            .await
+            .err()
+            .map(|s| reason(&s))
+            .filter(|_| code != "000000"),
+        Some("CODE_INVALID".into())
+    );
+    let verified = app.verify(&mail, &code).await.unwrap();
+    let tokens = verified.tokens.unwrap();
+    assert_error(
+        app.register(&username("x"), &mail, PASSWORD).await,
+        Code::AlreadyExists,
+        "EMAIL_TAKEN",
+    );
+    assert_error(
+        app.register(&name.to_uppercase(), &email("x"), PASSWORD)
+            .await,
+        Code::AlreadyExists,
+        "USERNAME_TAKEN",
+    );
+
+    let login = app.login(&name, PASSWORD).await.unwrap().tokens.unwrap();
+    assert_eq!(app.sessions(&login.access_token).await.unwrap().len(), 2);
+    let rotated = app.refresh(&tokens.refresh_token).await.unwrap();
+    app.validate(&rotated.access_token).await.unwrap();
+    app.client()
+        .request_password_reset(pb::RequestPasswordResetRequest {
+            email: mail.clone(),
+        })
+        .await
+        .unwrap();
+    let reset_code = backends
+        .wait_for_code(&mail, 2, Duration::from_secs(15))
+        .await;
+    let new_password = "another secret passphrase";
+    let done = app
+        .client()
+        .reset_password(pb::ResetPasswordRequest {
+            email: mail.clone(),
+            code: reset_code.clone(),
+            new_password: new_password.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.revoked_session_count, 2);
+    let after = app
+        .login(&mail, new_password)
+        .await
+        .unwrap()
+        .tokens
+        .unwrap();
+    // A pending registration that is never verified stays out of the user store.
+    let pending_mail = email("pending");
+    app.register(&username("pending"), &pending_mail, "pending user password")
+        .await
+        .unwrap();
+    backends
+        .wait_for_code(&pending_mail, 1, Duration::from_secs(15))
+        .await;
+    app.client()
+        .logout(pb::LogoutRequest {
+            refresh_token: after.refresh_token.clone(),
+        })
+        .await
+        .unwrap();
+
+    // Everything Redis and MongoDB hold, as text.
+    let mut stored = String::new();
+    let client = redis::Client::open(backends.redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    for key in &keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let value: redis::Value = match kind.as_str() {
+            "string" => redis::cmd("GET")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            "hash" => redis::cmd("HGETALL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            "zset" => redis::cmd("ZRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            "set" => redis::cmd("SMEMBERS")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            "list" => redis::cmd("LRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            other => panic!("unexpected Redis type {other} for {key}"),
+        };
+        stored.push_str(&format!("{key} => {value:?}\n"));
+        stored.push_str(&String::from_utf8_lossy(&flatten(&value)));
+    }
+    let mongo = mongodb::Client::with_uri_str(&backends.mongo_uri)
+        .await
+        .unwrap();
+    let db = mongo.database(&backends.database);
+    let mut documents = 0;
+    for collection in db.list_collection_names().await.unwrap() {
+        let mut cursor = db
+            .collection::<mongodb::bson::Document>(&collection)
+            .find(mongodb::bson::doc! {})
+            .await
+            .unwrap();
+        while let Some(doc) = cursor.try_next().await.unwrap() {
+            documents += 1;
+            stored.push_str(&format!("{collection}: {doc}\n"));
+        }
+    }
+    assert_eq!(
+        documents, 1,
+        "one verified user; the pending one is not in MongoDB"
+    );
+    assert!(
+        stored.contains("$argon2id$"),
+        "the scan saw the password hash"
+    );
+    let secret_part = |t: &str| t.split_once('.').unwrap().1.to_owned();
+    for (what, secret) in [
+        ("password", PASSWORD.to_owned()),
+        ("new password", new_password.to_owned()),
+        (
+            "pending user's password",
+            "pending user password".to_owned(),
+        ),
+        ("registration code", code),
+        ("reset code", reset_code),
+        ("refresh token", secret_part(&tokens.refresh_token)),
+        ("rotated refresh token", secret_part(&rotated.refresh_token)),
+        ("login refresh token", secret_part(&login.refresh_token)),
+        ("access token", tokens.access_token.clone()),
+    ] {
+        assert!(
+            !stored.contains(&secret),
+            "the {what} is stored in plain text"
+        );
+    }
+}
+
+/// Every byte string inside a Redis reply, concatenated.
+fn flatten(value: &redis::Value) -> Vec<u8> {
+    match value {
+        redis::Value::BulkString(b) => b.clone(),
+        redis::Value::SimpleString(s) => s.clone().into_bytes(),
+        redis::Value::Array(items) | redis::Value::Set(items) => {
+            items.iter().flat_map(flatten).collect()
+        }
+        redis::Value::Map(pairs) => pairs
+            .iter()
+            .flat_map(|(k, v)| [flatten(k), flatten(v)].concat())
+            .collect(),
+        other => format!("{other:?}").into_bytes(),
+    }
+}

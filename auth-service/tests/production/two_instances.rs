@@ -1,0 +1,118 @@
+//! Two service instances sharing one Redis and one MongoDB: one cooldown, one attempt budget,
+//! one set of sessions, one mail queue, and races across instances keep the atomic rules.
+
+use std::time::Duration;
+
+use baatcheet_auth_api::v1 as pb;
+use tonic::Code;
+
+use crate::env::Backends;
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_share_limits_sessions_and_the_mail_queue() {
+    let backends = Backends::start(false).await;
+    let cooldown = [("CODE_RESEND_COOLDOWN", "30s")];
+    let a = backends.instance(&cooldown).await;
+    let b = backends.instance(&cooldown).await;
+
+    // One cooldown.
+    let mail = email("twin");
+    a.register(&username("twin"), &mail, PASSWORD)
+        .await
+        .unwrap();
+    assert_error(
+        b.client()
+            .resend_verification_code(pb::ResendVerificationCodeRequest {
+                email: mail.clone(),
+            })
+            .await,
+        Code::ResourceExhausted,
+        "RESEND_COOLDOWN",
+    );
+    // One attempt budget: wrong guesses alternate between the instances.
+    let code = backends
+        .wait_for_code(&mail, 1, Duration::from_secs(15))
+        .await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for (i, remaining) in (0..4).rev().enumerate() {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let status = assert_error(
+            app.verify(&mail, wrong).await,
+            Code::InvalidArgument,
+            "CODE_INVALID",
+        );
+        let info = tonic_types::StatusExt::get_error_details(&status)
+            .error_info()
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            info.metadata["attempts_remaining"],
+            (remaining + 1).to_string()
+        );
+    }
+    // The same right code sent to both at once: one user.
+    let (ra, rb) = tokio::join!(a.verify(&mail, &code), b.verify(&mail, &code));
+    assert_eq!(
+        [ra.is_ok(), rb.is_ok()].iter().filter(|ok| **ok).count(),
+        1,
+        "{ra:?} {rb:?}"
+    );
+    let tokens = ra.or(rb).unwrap().tokens.unwrap();
+
+    // One set of sessions.
+    let other = b.login(&mail, PASSWORD).await.unwrap().tokens.unwrap();
+    assert_eq!(a.sessions(&tokens.access_token).await.unwrap().len(), 2);
+    a.client()
+        .revoke_session(authed(
+            pb::RevokeSessionRequest {
+                session_id: other.session_id.clone(),
+            },
+            &tokens.access_token,
+        ))
+        .await
+        .unwrap();
+    assert_error(
+        b.validate(&other.access_token).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+
+    // A refresh race across instances without grace: at most one continues.
+    let no_grace = [("REFRESH_REUSE_GRACE", "0s")];
+    let (c, d) = (
+        backends.instance(&no_grace).await,
+        backends.instance(&no_grace).await,
+    );
+    let fresh = c.login(&mail, PASSWORD).await.unwrap().tokens.unwrap();
+    let (rc, rd) = tokio::join!(
+        c.refresh(&fresh.refresh_token),
+        d.refresh(&fresh.refresh_token)
+    );
+    assert!(
+        [rc.is_ok(), rd.is_ok()].iter().filter(|ok| **ok).count() <= 1,
+        "{rc:?} {rd:?}"
+    );
+
+    // One mail queue: every message is sent exactly once although two workers drain it.
+    let people: Vec<String> = (0..8).map(|i| email(&format!("q{i}"))).collect();
+    for (i, person) in people.iter().enumerate() {
+        let app = if i % 2 == 0 { &a } else { &b };
+        app.register(&username(&format!("q{i}")), person, PASSWORD)
+            .await
+            .unwrap();
+    }
+    for person in &people {
+        backends
+            .wait_for_code(person, 1, Duration::from_secs(15))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for person in &people {
+        assert_eq!(
+            backends.mails_to(person).len(),
+            1,
+            "{person} got one message"
+        );
+    }
+}
