@@ -109,8 +109,10 @@ impl MailWorker {
                     .await
             }
             Err(e) => {
-                tracing::error!(mail_id = %queued.id, attempts = queued.attempts, error = %e, "mail moved to dead letters");
-                self.queue.dead_letter(&queued.id, &e.to_string()).await
+                let moved = self.queue.dead_letter(&queued.id, &e.to_string()).await;
+                let dead_letters = self.queue.dead_letter_count().await.unwrap_or_default();
+                tracing::error!(mail_id = %queued.id, attempts = queued.attempts, error = %e, dead_letters, "mail moved to dead letters");
+                moved
             }
         };
         if let Err(e) = result {

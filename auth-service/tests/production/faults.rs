@@ -154,3 +154,44 @@ async fn a_queued_message_survives_a_restart_of_the_service() {
         .await;
     app.verify(&mail, &code).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_keeps_failing_is_moved_to_the_dead_letters_not_dropped() {
+    let backends = Backends::start(false).await;
+    backends.smtp.stop();
+    let app = backends.instance(&[("MAIL_MAX_ATTEMPTS", "2")]).await;
+    let mail = email("dead");
+    app.register(&username("dead"), &mail, PASSWORD)
+        .await
+        .unwrap();
+    let client = redis::Client::open(backends.redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    eventually(Duration::from_secs(15), "a dead letter", || {
+        let mut conn = conn.clone();
+        async move {
+            let n: u64 = redis::cmd("SCARD")
+                .arg("{mail}:dead")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            n == 1
+        }
+    })
+    .await;
+    // Kept for an operator, and not sent once SMTP is back.
+    backends.smtp.restart().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(backends.mails_to(&mail).is_empty());
+    let sealed: Vec<String> = redis::cmd("HKEYS")
+        .arg("{mail}:sealed")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(sealed.len(), 1, "the dead letter keeps its message");
+    let dead: u64 = redis::cmd("SCARD")
+        .arg("{mail}:dead")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(dead, 1);
+}
