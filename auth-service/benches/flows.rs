@@ -128,7 +128,7 @@ async fn main() {
     vars.insert("GRPC_ADDR".into(), "127.0.0.1:0".into());
     vars.insert("DATA_DIR".into(), dir.path().display().to_string());
     vars.insert("CODE_RESEND_COOLDOWN".into(), "0s".into());
-    vars.insert("LOGIN_MAX_ATTEMPTS".into(), "1000000000".into());
+    vars.insert("LOGIN_MAX_ATTEMPTS".into(), "10000".into());
     let config = Config::from_lookup(&move |k| vars.get(k).cloned()).expect("config");
     let (memory_kib, iterations) = (config.argon2_memory_kib, config.argon2_iterations);
     let mail_dir = config.mail_dir.clone();

@@ -6,8 +6,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use baatcheet_auth_api::{FILE_DESCRIPTOR_SET, v1::auth_service_server::AuthServiceServer};
 use http::HeaderName;
 use tokio::{net::TcpListener, sync::watch};
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::ServingStatus;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -203,6 +202,10 @@ impl Application {
 
         tracing::info!(addr = %self.addr, "auth-service listening (gRPC, gRPC-Web, reflection, health)");
         let grace = self.config.shutdown_grace;
+        // Small gRPC frames must not wait for Nagle's algorithm (40 ms delayed-ACK stalls).
+        let incoming = TcpIncoming::from(self.listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(Duration::from_secs(60)));
         let result = Server::builder()
             .accept_http1(true)
             .timeout(Duration::from_secs(30))
@@ -212,7 +215,7 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(auth)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
+            .serve_with_incoming_shutdown(incoming, async move {
                 shutdown.await;
                 tracing::info!("shutting down: finishing in-flight calls");
                 health

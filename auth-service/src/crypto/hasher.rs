@@ -1,6 +1,7 @@
 use std::sync::{
-    Arc,
+    Arc, Mutex,
     atomic::{AtomicUsize, Ordering},
+    mpsc,
 };
 
 use argon2::{
@@ -11,7 +12,7 @@ use argon2::{
     },
 };
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use crate::domain::{Password, PasswordHash};
 
@@ -21,26 +22,31 @@ pub struct HashSettings {
     pub memory_kib: u32,
     pub iterations: u32,
     pub parallelism: u32,
-    /// Hashes running at once (each holds one blocking thread).
+    /// Hashes running at once: the number of hashing threads.
     pub concurrency: usize,
-    /// Callers allowed to wait for a free slot; past that, callers are refused at once.
+    /// Callers allowed to wait for a free thread; past that, callers are refused at once.
     pub queue: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
-    /// Every slot and every queue place is taken: answer RESOURCE_EXHAUSTED now.
+    /// Every thread and every queue place is taken: answer RESOURCE_EXHAUSTED now.
     #[error("too many password hashes in progress")]
     Busy,
     #[error("password hashing failed: {0}")]
     Internal(String),
 }
 
-/// Runs argon2id off the async runtime with bounded concurrency and a bounded queue, so a
-/// burst of logins can neither starve the runtime nor pile up waiting callers without end.
+type Job = Box<dyn FnOnce(&Argon2<'static>) + Send>;
+
+/// Runs argon2id on a fixed set of threads of its own, fed by a bounded queue, so a burst of
+/// logins can neither starve the async runtime nor pile up waiting callers without end.
+/// Fixed threads (rather than the runtime's blocking pool) also bound memory: each hash needs
+/// `memory_kib`, and the allocator keeps such a block per thread that ever hashed, so the
+/// number of threads that hash must be the concurrency, not whatever the blocking pool grew to.
 pub struct PasswordHasher {
-    argon2: Argon2<'static>,
-    permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
+    /// Jobs accepted and not finished (running or queued), at most `max_in_flight`.
     in_flight: Arc<AtomicUsize>,
     max_in_flight: usize,
     /// A hash of a random password, verified when an account does not exist so that an
@@ -48,7 +54,7 @@ pub struct PasswordHasher {
     dummy: String,
 }
 
-/// Holds one place in the pool (running or waiting) until dropped.
+/// One place in the pool (running or queued), given back when the job ends or is dropped.
 struct Place(Arc<AtomicUsize>);
 
 impl Drop for Place {
@@ -73,17 +79,38 @@ impl PasswordHasher {
             .hash_password(random.as_bytes(), &salt)
             .map_err(|e| HashError::Internal(e.to_string()))?
             .to_string();
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        let inbox = Arc::new(Mutex::new(inbox));
         let concurrency = settings.concurrency.max(1);
+        for n in 0..concurrency {
+            let (inbox, argon2) = (inbox.clone(), argon2.clone());
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let job = match inbox.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(&argon2),
+                            Err(_) => return, // the hasher was dropped
+                        }
+                    }
+                })
+                .map_err(|e| HashError::Internal(format!("cannot start a hashing thread: {e}")))?;
+        }
         Ok(Self {
-            argon2,
-            permits: Arc::new(Semaphore::new(concurrency)),
+            jobs,
             in_flight: Arc::new(AtomicUsize::new(0)),
             max_in_flight: concurrency + settings.queue,
             dummy,
         })
     }
 
-    /// Runs `job` on the blocking pool once a slot is free, or refuses at once when full.
+    /// Runs `job` on a hashing thread, or refuses at once when every thread and queue place
+    /// is taken.
     async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
@@ -92,17 +119,19 @@ impl PasswordHasher {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(HashError::Busy);
         }
-        let _place = Place(self.in_flight.clone());
-        let _permit = self
-            .permits
-            .clone()
-            .acquire_owned()
+        let place = Place(self.in_flight.clone());
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |argon2| {
+            let result = job(argon2);
+            drop(place);
+            let _ = reply.send(result);
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| HashError::Internal("hashing threads are gone".into()))?;
+        answer
             .await
-            .map_err(|e| HashError::Internal(e.to_string()))?;
-        let argon2 = self.argon2.clone();
-        tokio::task::spawn_blocking(move || job(&argon2))
-            .await
-            .map_err(|e| HashError::Internal(e.to_string()))
+            .map_err(|_| HashError::Internal("a hashing thread failed".into()))
     }
 
     /// Hashes a new password into a PHC string with a fresh salt.
@@ -199,6 +228,11 @@ mod tests {
         }
         assert!(ok >= 2, "one running and one queued must finish, got {ok}");
         assert!(busy >= 1, "the rest must be refused, got {busy} refusals");
-        assert_eq!(hasher.in_flight.load(Ordering::Acquire), 0);
+        assert_eq!(
+            hasher.in_flight.load(Ordering::Acquire),
+            0,
+            "every place given back"
+        );
+        hasher.hash(&pw()).await.unwrap();
     }
 }

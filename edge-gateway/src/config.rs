@@ -1,0 +1,380 @@
+//! Configuration: one struct, read once from the environment (and `.env` when present), validated
+//! at startup. Every error names the variable. The reference of every key is in the crate README.
+
+use std::{net::IpAddr, time::Duration};
+
+use cookie::SameSite;
+use http::HeaderValue;
+
+/// Why startup stopped: the variable and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error in {var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn error(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        message: message.into(),
+    }
+}
+
+/// The whole configuration of the gateway.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port.
+    pub host: IpAddr,
+    pub port: u16,
+    /// Where the auth service's gRPC API is, e.g. `http://127.0.0.1:50051`.
+    pub auth_service_url: String,
+    /// `production` turns on secure cookies and turns off the page unless said otherwise.
+    pub production: bool,
+    pub cookies: CookiePolicy,
+    /// Browser origins allowed to call the API with credentials, normalized (`scheme://host[:port]`).
+    pub cors_origins: Vec<HeaderValue>,
+    /// How many proxies in front of the gateway append to `X-Forwarded-For`; 0 ignores the header.
+    pub trust_proxy_hops: usize,
+    pub rate_limit: RateLimit,
+    /// Whole-request deadline at the edge.
+    pub request_timeout: Duration,
+    /// Deadline of one gRPC call to the auth service.
+    pub grpc_timeout: Duration,
+    /// Whether the static page is served at `/`.
+    pub serve_page: bool,
+    pub log_format: LogFormat,
+    /// How long in-flight requests may run after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+/// Attributes of the token cookies.
+#[derive(Debug, Clone)]
+pub struct CookiePolicy {
+    pub same_site: SameSite,
+    pub secure: bool,
+    pub domain: Option<String>,
+}
+
+/// Per client IP: a steady rate and a burst (a token bucket).
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Reads variables through a lookup function, so tests can hand a map instead of the process env.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn get(&self, var: &str) -> Option<String> {
+        (self.0)(var)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn string(&self, var: &'static str, default: &str) -> String {
+        self.get(var).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|e| error(var, format!("{v:?} is not valid: {e}"))),
+        }
+    }
+
+    fn flag(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(var).map(|v| v.to_ascii_lowercase()).as_deref() {
+            None => Ok(default),
+            Some("1" | "true" | "on" | "yes") => Ok(true),
+            Some("0" | "false" | "off" | "no") => Ok(false),
+            Some(other) => Err(error(var, format!("{other:?} is not on/off or true/false"))),
+        }
+    }
+
+    fn positive(&self, var: &'static str, default: u32) -> Result<u32, ConfigError> {
+        let n: u32 = self.parse(var, default)?;
+        if n == 0 {
+            return Err(error(var, "must be at least 1"));
+        }
+        Ok(n)
+    }
+
+    /// A duration such as `15s`, `2m`, `500ms`, or a plain number of seconds.
+    fn duration(&self, var: &'static str, default: &str) -> Result<Duration, ConfigError> {
+        let raw = self.string(var, default);
+        let d = match raw.parse::<u64>() {
+            Ok(secs) => Duration::from_secs(secs),
+            Err(_) => humantime::parse_duration(&raw)
+                .map_err(|e| error(var, format!("{raw:?} is not a duration like 15s: {e}")))?,
+        };
+        if d.is_zero() {
+            return Err(error(var, "must be longer than zero"));
+        }
+        Ok(d)
+    }
+}
+
+impl Config {
+    /// Loads `.env` (when present) into the process environment, then reads it.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(error(".env", e.to_string())),
+        }
+        Self::from_lookup(&|k| std::env::var(k).ok())
+    }
+
+    /// Reads the configuration from any lookup (the environment, or a map in tests).
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(lookup);
+        let production = production(&env)?;
+        let cookies = cookie_policy(&env, production)?;
+        let auth_service_url = env.string("AUTH_SERVICE_URL", "http://127.0.0.1:50051");
+        match auth_service_url.parse::<http::Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
+            _ => {
+                return Err(error(
+                    "AUTH_SERVICE_URL",
+                    format!(
+                        "{auth_service_url:?} is not an http(s) URL like http://127.0.0.1:50051"
+                    ),
+                ));
+            }
+        }
+        let log_format = match env.string("LOG_FORMAT", "pretty").as_str() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(error(
+                    "LOG_FORMAT",
+                    format!("{other:?} is not pretty or json"),
+                ));
+            }
+        };
+        let request_timeout = env.duration("REQUEST_TIMEOUT", "15s")?;
+        let grpc_timeout = env.duration("GRPC_TIMEOUT", "10s")?;
+        if grpc_timeout > request_timeout {
+            return Err(error(
+                "GRPC_TIMEOUT",
+                "must not be longer than REQUEST_TIMEOUT, or the edge gives up first",
+            ));
+        }
+        Ok(Config {
+            host: env.parse("HTTP_HOST", IpAddr::from([127, 0, 0, 1]))?,
+            port: env.parse("PORT", 8080)?,
+            auth_service_url,
+            production,
+            cookies,
+            cors_origins: cors_origins(&env)?,
+            trust_proxy_hops: trust_proxy(&env)?,
+            rate_limit: RateLimit {
+                per_second: env.positive("RATE_LIMIT_PER_SECOND", 20)?,
+                burst: env.positive("RATE_LIMIT_BURST", 100)?,
+            },
+            request_timeout,
+            grpc_timeout,
+            serve_page: env.flag("SERVE_PAGE", !production)?,
+            log_format,
+            shutdown_grace: env.duration("SHUTDOWN_GRACE", "10s")?,
+        })
+    }
+}
+
+impl Config {
+    /// Whether `origin` (an `Origin` header) is on CORS_ORIGINS.
+    pub fn allows_origin(&self, origin: &[u8]) -> bool {
+        self.cors_origins
+            .iter()
+            .any(|o| o.as_bytes().eq_ignore_ascii_case(origin))
+    }
+}
+
+/// `APP_ENV` wins over `NODE_ENV` (the seed's name); anything but `production` is development.
+fn production(env: &Env<'_>) -> Result<bool, ConfigError> {
+    let (var, value) = match env.get("APP_ENV") {
+        Some(v) => ("APP_ENV", v),
+        None => ("NODE_ENV", env.string("NODE_ENV", "development")),
+    };
+    match value.to_ascii_lowercase().as_str() {
+        "production" | "prod" => Ok(true),
+        "development" | "dev" | "test" => Ok(false),
+        other => Err(error(
+            var,
+            format!("{other:?} is not production, development or test"),
+        )),
+    }
+}
+
+fn cookie_policy(env: &Env<'_>, production: bool) -> Result<CookiePolicy, ConfigError> {
+    let same_site = match env
+        .string("COOKIE_SAMESITE", "Strict")
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "strict" => SameSite::Strict,
+        "lax" => SameSite::Lax,
+        "none" => SameSite::None,
+        other => {
+            return Err(error(
+                "COOKIE_SAMESITE",
+                format!("{other:?} is not Strict, Lax or None"),
+            ));
+        }
+    };
+    let secure = env.flag("COOKIE_SECURE", production)?;
+    // Browsers drop a SameSite=None cookie that is not Secure, so None forces Secure.
+    let secure = secure || same_site == SameSite::None;
+    let domain = env.get("COOKIE_DOMAIN");
+    if let Some(d) = domain.as_ref().filter(|d| d.contains([';', ',', ' ', '/'])) {
+        return Err(error("COOKIE_DOMAIN", format!("{d:?} is not a domain")));
+    }
+    Ok(CookiePolicy {
+        same_site,
+        secure,
+        domain,
+    })
+}
+
+/// Each entry must be an origin (`scheme://host[:port]`); it is compared with the browser's
+/// `Origin` header byte for byte, after lowercasing and dropping a trailing slash.
+fn cors_origins(env: &Env<'_>) -> Result<Vec<HeaderValue>, ConfigError> {
+    let Some(raw) = env.get("CORS_ORIGINS") else {
+        return Ok(Vec::new());
+    };
+    let mut origins = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let origin = entry.trim_end_matches('/').to_ascii_lowercase();
+        let valid = origin
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| {
+                matches!(u.scheme_str(), Some("http" | "https"))
+                    && u.host().is_some()
+                    && u.path_and_query().is_none_or(|p| p.as_str() == "/")
+            })
+            .is_some();
+        if !valid || origin == "*" {
+            return Err(error(
+                "CORS_ORIGINS",
+                format!("{entry:?} is not an origin like https://app.example.com"),
+            ));
+        }
+        let value = HeaderValue::from_str(&origin)
+            .map_err(|_| error("CORS_ORIGINS", format!("{entry:?} is not a header value")))?;
+        origins.push(value);
+    }
+    Ok(origins)
+}
+
+/// `off`/`false`/`0` (default), `on`/`true` (one proxy), or a number of proxies.
+fn trust_proxy(env: &Env<'_>) -> Result<usize, ConfigError> {
+    match env
+        .get("TRUST_PROXY")
+        .map(|v| v.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("off" | "false" | "no") => Ok(0),
+        Some("on" | "true" | "yes") => Ok(1),
+        Some(n) => n.parse().map_err(|_| {
+            error(
+                "TRUST_PROXY",
+                format!("{n:?} is not on/off or a number of proxies"),
+            )
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(&move |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_development() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.host.to_string(), "127.0.0.1");
+        assert_eq!(c.auth_service_url, "http://127.0.0.1:50051");
+        assert_eq!(c.cookies.same_site, SameSite::Strict);
+        assert!(!c.cookies.secure);
+        assert!(c.serve_page);
+        assert_eq!(c.trust_proxy_hops, 0);
+        assert!(c.cors_origins.is_empty());
+    }
+
+    #[test]
+    fn production_turns_on_secure_cookies_and_off_the_page() {
+        for var in ["NODE_ENV", "APP_ENV"] {
+            let c = load(&[(var, "production")]).unwrap();
+            assert!(c.production && c.cookies.secure && !c.serve_page);
+        }
+        let c = load(&[("NODE_ENV", "production"), ("COOKIE_SECURE", "off")]).unwrap();
+        assert!(!c.cookies.secure);
+    }
+
+    #[test]
+    fn same_site_none_forces_secure() {
+        let c = load(&[("COOKIE_SAMESITE", "None"), ("COOKIE_SECURE", "false")]).unwrap();
+        assert!(c.cookies.secure);
+    }
+
+    #[test]
+    fn origins_are_normalized() {
+        let c = load(&[(
+            "CORS_ORIGINS",
+            "http://LOCALHOST:5173/, https://app.example.com",
+        )])
+        .unwrap();
+        assert_eq!(
+            c.cors_origins,
+            ["http://localhost:5173", "https://app.example.com"]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (var, value) in [
+            ("PORT", "eighty"),
+            ("HTTP_HOST", "everywhere"),
+            ("AUTH_SERVICE_URL", "grpc:nowhere"),
+            ("COOKIE_SAMESITE", "sometimes"),
+            ("COOKIE_SECURE", "maybe"),
+            ("CORS_ORIGINS", "*"),
+            ("CORS_ORIGINS", "https://app.example.com/path"),
+            ("TRUST_PROXY", "everyone"),
+            ("RATE_LIMIT_BURST", "0"),
+            ("REQUEST_TIMEOUT", "soon"),
+            ("NODE_ENV", "staging"),
+            ("LOG_FORMAT", "xml"),
+        ] {
+            let err = load(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var, "{value}");
+            assert!(err.to_string().contains(var));
+        }
+        let err = load(&[("GRPC_TIMEOUT", "20s"), ("REQUEST_TIMEOUT", "5s")]).unwrap_err();
+        assert_eq!(err.var, "GRPC_TIMEOUT");
+    }
+}

@@ -1,0 +1,409 @@
+//! The one mapping from a gRPC `Status` (and from the edge's own refusals) to an HTTP status and
+//! the JSON error shape `{ statusCode, success: false, error: { code, message, details } }`.
+//!
+//! `code` is the service's stable reason (google.rpc.ErrorInfo.reason); `details` are its
+//! google.rpc.BadRequest field violations with the field names the JSON body used.
+
+use std::borrow::Cow;
+
+use axum::{
+    extract::{Request, rejection::JsonRejection},
+    http::{HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use tonic::{Code, Status};
+use tonic_types::{ErrorInfo, StatusExt};
+use utoipa::ToSchema;
+
+/// An error answer of the gateway, ready to become a response.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    code: Cow<'static, str>,
+    message: Cow<'static, str>,
+    details: Vec<FieldError>,
+    retry_after_seconds: Option<u64>,
+    attempts_remaining: Option<u32>,
+}
+
+/// The JSON body of every error.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// The HTTP status, repeated.
+    #[schema(example = 422)]
+    pub status_code: u16,
+    /// Always false.
+    pub success: bool,
+    pub error: ErrorObject,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorObject {
+    /// Stable machine-readable reason, e.g. `EMAIL_TAKEN`, `CODE_EXPIRED`, `NOT_FOUND`.
+    #[schema(example = "INVALID_ARGUMENT")]
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Invalid fields of the request body, by their JSON names.
+    pub details: Vec<FieldError>,
+    /// Seconds to wait before trying again (also in the `Retry-After` header).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
+    /// Wrong code guesses left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts_remaining: Option<u32>,
+}
+
+/// One invalid field.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FieldError {
+    /// JSON name of the field, e.g. `email`.
+    pub field: String,
+    /// Why it is invalid.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error of the edge itself (not of the auth service).
+    pub fn new(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            status,
+            code: code.into(),
+            message: message.into(),
+            details: Vec::new(),
+            retry_after_seconds: None,
+            attempts_remaining: None,
+        }
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
+    }
+
+    pub fn unauthenticated(message: &'static str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message)
+    }
+
+    pub fn rate_limited(retry_after_seconds: u64) -> Self {
+        Self {
+            retry_after_seconds: Some(retry_after_seconds),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                "too many requests from this address; slow down",
+            )
+        }
+    }
+
+    /// The answer for a response that a layer produced with a bare status and no JSON body
+    /// (body too large, method not allowed, edge timeout, ...).
+    pub fn from_bare_status(status: StatusCode) -> Self {
+        let (code, message) = match status {
+            StatusCode::NOT_FOUND => return Self::not_found(),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "METHOD_NOT_ALLOWED",
+                "this route does not accept this method",
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => (
+                "PAYLOAD_TOO_LARGE",
+                "the request body is larger than 16 KiB",
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+                "UNSUPPORTED_MEDIA_TYPE",
+                "send the body as application/json",
+            ),
+            StatusCode::GATEWAY_TIMEOUT => ("GATEWAY_TIMEOUT", "the request took too long"),
+            s if s.is_server_error() => ("INTERNAL", "internal error"),
+            _ => ("BAD_REQUEST", "the request is malformed"),
+        };
+        Self::new(status, code, message)
+    }
+
+    /// Maps a Status of the auth service. Field names become camelCase; routes whose JSON
+    /// names differ further rename them with [`ApiError::rename_field`].
+    pub fn from_status(status: &Status) -> Self {
+        let details = status.get_error_details();
+        let info = details.error_info();
+        let violations: Vec<FieldError> = details
+            .bad_request()
+            .map(|b| {
+                b.field_violations
+                    .iter()
+                    .map(|v| FieldError {
+                        field: camel_case(&v.field),
+                        message: v.description.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let reason = info.map(|i| i.reason.clone()).filter(|r| !r.is_empty());
+        let retry_after_seconds = details
+            .retry_info()
+            .and_then(|r| r.retry_delay)
+            .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+            .or_else(|| metadata(info, "retry_after_seconds"));
+        let http = http_status(status.code(), reason.as_deref(), !violations.is_empty());
+        // A Status without an ErrorInfo did not come from the service's own mapping (a transport
+        // failure, a proxy): its message may name hosts and ports, so it is not passed on.
+        let (code, message): (Cow<'static, str>, Cow<'static, str>) = match reason {
+            Some(reason) if http != StatusCode::INTERNAL_SERVER_ERROR => {
+                (reason.into(), status.message().to_owned().into())
+            }
+            Some(reason) => (reason.into(), "internal error".into()),
+            None => generic(status.code()),
+        };
+        if http.is_server_error() {
+            tracing::warn!(grpc_code = ?status.code(), grpc_message = %status.message(), "auth service call failed");
+        }
+        Self {
+            status: http,
+            code,
+            message,
+            details: violations,
+            retry_after_seconds: retry_after_seconds
+                .filter(|_| http == StatusCode::TOO_MANY_REQUESTS || http.is_server_error()),
+            attempts_remaining: metadata(info, "attempts_remaining"),
+        }
+    }
+
+    /// Renames a field in the details, for routes whose JSON name is not the camelCase of the
+    /// proto field (`code` is `otp` in verify-otp).
+    pub fn rename_field(mut self, from: &str, to: &str) -> Self {
+        for d in &mut self.details {
+            if d.field == from {
+                d.field = to.to_owned();
+            }
+        }
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+}
+
+/// A number in ErrorInfo.metadata (`retry_after_seconds`, `attempts_remaining`).
+fn metadata<T: std::str::FromStr>(info: Option<&ErrorInfo>, key: &str) -> Option<T> {
+    info?.metadata.get(key)?.parse().ok()
+}
+
+/// HTTP status of a gRPC code; see the table in the crate README.
+fn http_status(code: Code, reason: Option<&str>, has_fields: bool) -> StatusCode {
+    match code {
+        Code::InvalidArgument | Code::OutOfRange if has_fields => StatusCode::UNPROCESSABLE_ENTITY,
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        // The request's own input is stale (an expired code): fix the request. Otherwise the
+        // target is in a state that conflicts with it.
+        Code::FailedPrecondition if has_fields || reason == Some("CODE_EXPIRED") => {
+            StatusCode::BAD_REQUEST
+        }
+        Code::FailedPrecondition => StatusCode::CONFLICT,
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Code and message for a Status whose own text is not shown.
+fn generic(code: Code) -> (Cow<'static, str>, Cow<'static, str>) {
+    let (c, m) = match code {
+        Code::Unavailable | Code::Cancelled => (
+            "UNAVAILABLE",
+            "the auth service is unavailable; try again shortly",
+        ),
+        Code::DeadlineExceeded => (
+            "DEADLINE_EXCEEDED",
+            "the auth service did not answer in time; try again shortly",
+        ),
+        Code::Unauthenticated => ("UNAUTHENTICATED", "authentication required"),
+        Code::NotFound => ("NOT_FOUND", "not found"),
+        Code::InvalidArgument => ("INVALID_ARGUMENT", "invalid request"),
+        Code::ResourceExhausted => ("RESOURCE_EXHAUSTED", "too many requests; try again later"),
+        _ => ("INTERNAL", "internal error"),
+    };
+    (c.into(), m.into())
+}
+
+fn camel_case(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut upper = false;
+    for c in field.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => {
+                ApiError::from_bare_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+            }
+            JsonRejection::JsonSyntaxError(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "MALFORMED_JSON",
+                "the request body is not valid JSON",
+            ),
+            JsonRejection::JsonDataError(e) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_BODY",
+                format!("the request body has the wrong shape: {}", e.body_text()),
+            ),
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::from_bare_status(StatusCode::PAYLOAD_TOO_LARGE)
+            }
+            _ => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_BODY",
+                "the request body could not be read",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            status_code: self.status.as_u16(),
+            success: false,
+            error: ErrorObject {
+                code: self.code.into_owned(),
+                message: self.message.into_owned(),
+                details: self.details,
+                retry_after_seconds: self.retry_after_seconds,
+                attempts_remaining: self.attempts_remaining,
+            },
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after_seconds {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// Middleware: gives every error response that a layer or the router made without a JSON body
+/// (413 from the body limit, 405, 504 from the timeout, ...) the error shape. Headers such as
+/// `Allow` are kept.
+pub async fn shape_bare_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let shaped = ApiError::from_bare_status(status).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(shaped.headers().clone());
+    Response::from_parts(parts, shaped.into_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::{collections::HashMap, time::Duration};
+    use tonic_types::ErrorDetails;
+
+    fn status(code: Code, details: ErrorDetails) -> Status {
+        Status::with_error_details(code, "the service says so", details)
+    }
+
+    #[test]
+    fn field_violations_become_422_with_json_names() {
+        let mut d = ErrorDetails::with_bad_request_violation("avatar_url", "not a URL");
+        d.set_error_info("INVALID_ARGUMENT", "auth.baatcheet", HashMap::new());
+        let e = ApiError::from_status(&status(Code::InvalidArgument, d));
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(e.details[0].field, "avatarUrl");
+        assert_eq!(e.code, "INVALID_ARGUMENT");
+        assert_eq!(
+            e.rename_field("avatarUrl", "avatar").details[0].field,
+            "avatar"
+        );
+    }
+
+    #[test]
+    fn limits_carry_retry_after() {
+        let mut d = ErrorDetails::with_retry_info(Some(Duration::from_millis(29_200)));
+        d.set_error_info("RESEND_COOLDOWN", "auth.baatcheet", HashMap::new());
+        let e = ApiError::from_status(&status(Code::ResourceExhausted, d));
+        assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(e.retry_after_seconds, Some(30));
+        let r = e.into_response();
+        assert_eq!(r.headers()[header::RETRY_AFTER], "30");
+    }
+
+    #[test]
+    fn transport_errors_do_not_leak() {
+        let e = ApiError::from_status(&Status::unavailable(
+            "tcp connect error: 10.1.2.3:50051 refused",
+        ));
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!e.message.contains("10.1.2.3"));
+        let mut d = ErrorDetails::new();
+        d.set_error_info("INTERNAL", "auth.baatcheet", HashMap::new());
+        let e = ApiError::from_status(&Status::with_error_details(
+            Code::Internal,
+            "disk /var/x broke",
+            d,
+        ));
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!e.message.contains("/var/x"));
+    }
+
+    #[test]
+    fn every_code_has_a_status() {
+        let cases = [
+            (Code::InvalidArgument, StatusCode::BAD_REQUEST),
+            (Code::AlreadyExists, StatusCode::CONFLICT),
+            (Code::Unauthenticated, StatusCode::UNAUTHORIZED),
+            (Code::PermissionDenied, StatusCode::FORBIDDEN),
+            (Code::NotFound, StatusCode::NOT_FOUND),
+            (Code::ResourceExhausted, StatusCode::TOO_MANY_REQUESTS),
+            (Code::FailedPrecondition, StatusCode::CONFLICT),
+            (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+            (Code::DeadlineExceeded, StatusCode::SERVICE_UNAVAILABLE),
+            (Code::Unknown, StatusCode::INTERNAL_SERVER_ERROR),
+            (Code::Unimplemented, StatusCode::INTERNAL_SERVER_ERROR),
+        ];
+        for (code, http) in cases {
+            assert_eq!(http_status(code, None, false), http, "{code:?}");
+        }
+        assert_eq!(
+            http_status(Code::FailedPrecondition, Some("CODE_EXPIRED"), false),
+            StatusCode::BAD_REQUEST
+        );
+    }
+}

@@ -1,0 +1,116 @@
+//! The OpenAPI 3 document: paths and schemas come from the handlers' `#[utoipa::path]` and the
+//! request/response structs' `ToSchema`, collected by `utoipa_axum::routes!` as the router is
+//! built, so the document cannot drift from the routes.
+
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Baat Cheet Auth — edge gateway",
+        description = "HTTP/JSON for browsers over the auth service's gRPC API. Tokens travel only \
+in httpOnly cookies (`accessToken`, `refreshToken`); non-browser clients may send \
+`Authorization: Bearer <access token>` instead. Errors: `{ statusCode, success: false, \
+error: { code, message, details } }`.",
+        license(name = "MIT"),
+    ),
+    tags(
+        (name = "registration", description = "Sign-up with an emailed code"),
+        (name = "session", description = "Sign-in, refresh, sign-out"),
+        (name = "account", description = "The signed-in caller"),
+        (name = "password", description = "Forgot, reset, change"),
+        (name = "ops", description = "Health, readiness, metrics, keys, this document"),
+    ),
+    modifiers(&SecuritySchemes),
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "accessCookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("accessToken"))),
+        );
+        components.add_security_scheme(
+            "refreshCookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("refreshToken"))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Adds the answers the edge itself may give (see the crate README) to every operation that does
+/// not document that status already: 400/413/415 where there is a JSON body, 403 and 429 under
+/// /api/auth, 429 on the JWKS, and 500/503/504 everywhere the auth service is called.
+pub fn document_edge_errors(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let api = path.starts_with("/api/auth/");
+        let calls_service = api || path == "/.well-known/jwks.json" || path == "/readyz";
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.put,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let body = operation.request_body.is_some();
+            let mut add = |status: &str, description: &str, when: bool| {
+                if when {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error(description).into());
+                }
+            };
+            add("400", "MALFORMED_JSON or INVALID_BODY", body);
+            add(
+                "403",
+                "CSRF_REJECTED: token cookies from an origin not allowed",
+                api,
+            );
+            add("413", "PAYLOAD_TOO_LARGE: body over 16 KiB", body);
+            add("415", "UNSUPPORTED_MEDIA_TYPE: send application/json", body);
+            add(
+                "429",
+                "RATE_LIMITED (per client IP), with Retry-After",
+                api || path == "/.well-known/jwks.json",
+            );
+            add("500", "INTERNAL", calls_service);
+            add(
+                "503",
+                "UNAVAILABLE or DEADLINE_EXCEEDED: the auth service is unreachable or slow",
+                calls_service,
+            );
+            add("504", "GATEWAY_TIMEOUT: REQUEST_TIMEOUT passed", true);
+        }
+    }
+}

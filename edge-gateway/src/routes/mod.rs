@@ -1,0 +1,99 @@
+//! The router: /api/auth (CSRF-checked, rate-limited, never cached), the JWKS (rate-limited),
+//! the operator routes, the page, and the layers every response goes through.
+
+pub mod account;
+pub mod ops;
+pub mod password;
+pub mod registration;
+pub mod session;
+
+use std::sync::Arc;
+
+use axum::{
+    Extension, Router,
+    extract::DefaultBodyLimit,
+    http::StatusCode,
+    middleware::{from_fn, from_fn_with_state},
+};
+use tower_http::{
+    compression::CompressionLayer,
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+};
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::client_ip::resolve_client_ip;
+use crate::error::{ApiError, shape_bare_errors};
+use crate::openapi::{self, ApiDoc};
+use crate::ratelimit::{self, IpLimiter};
+use crate::{cors, csrf, metrics, page, security, state::AppState, telemetry};
+
+/// Largest request body accepted; auth requests are a few hundred bytes.
+pub const BODY_LIMIT: usize = 16 * 1024;
+
+/// The whole HTTP application.
+pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_json::Error> {
+    let config = app.config().clone();
+    let auth = OpenApiRouter::new()
+        .routes(routes!(registration::register))
+        .routes(routes!(registration::verify_otp))
+        .routes(routes!(registration::resend_otp))
+        .routes(routes!(session::login))
+        .routes(routes!(session::refresh))
+        .routes(routes!(session::logout, session::logout_get))
+        .routes(routes!(session::logout_all))
+        .routes(routes!(account::me))
+        .routes(routes!(account::sessions))
+        .routes(routes!(account::revoke_session))
+        .routes(routes!(password::forgot))
+        .routes(routes!(password::reset))
+        .routes(routes!(password::change))
+        .layer(from_fn_with_state(app.clone(), csrf::check_origin))
+        .layer(security::no_store());
+    let limited = OpenApiRouter::new()
+        .nest("/api/auth", auth)
+        .routes(routes!(ops::jwks))
+        .layer(from_fn_with_state(limiter, ratelimit::limit));
+    let operators = OpenApiRouter::new()
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi_json));
+    let (mut router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(limited)
+        .merge(operators)
+        .split_for_parts();
+    openapi::document_edge_errors(&mut doc);
+    router = router.layer(Extension(ops::OpenApiJson(doc.to_json()?.into())));
+    if config.serve_page {
+        router = router.merge(page::router());
+    }
+
+    let helmet: Arc<[_]> = security::headers(config.cookies.secure).into();
+
+    // The last layer added runs first.
+    Ok(router
+        .fallback(|| async { ApiError::not_found() })
+        .with_state(app.clone())
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            config.request_timeout,
+        ))
+        .layer(CompressionLayer::new())
+        .layer(from_fn_with_state(helmet, security::add_headers))
+        .layer(from_fn(shape_bare_errors))
+        .layer(cors::layer(&config.cors_origins))
+        .layer(from_fn_with_state(app, cors::hide_policy_from_unlisted))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(telemetry::access_log())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(from_fn(metrics::track))
+        .layer(from_fn_with_state(
+            config.trust_proxy_hops,
+            resolve_client_ip,
+        )))
+}

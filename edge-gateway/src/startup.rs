@@ -1,0 +1,147 @@
+//! Wiring: config in, a bound server out. `main` and the tests both use [`Application::build`];
+//! tests pass port 0 and read [`Application::local_addr`].
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::Router;
+use tokio::{net::TcpListener, sync::oneshot};
+use tonic::transport::Endpoint;
+
+use crate::config::{Config, ConfigError};
+use crate::ratelimit::{self, IpLimiter};
+use crate::{routes, state::AppState};
+
+#[derive(thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("AUTH_SERVICE_URL is not usable: {0}")]
+    AuthServiceUrl(#[source] tonic::transport::Error),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot render the OpenAPI document: {0}")]
+    OpenApi(#[from] serde_json::Error),
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// `main` returns this error: print it as the sentence it is.
+impl std::fmt::Debug for StartupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// A built gateway with its listener bound, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    router: Router,
+    limiter: Arc<IpLimiter>,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    /// Connects lazily: the gateway starts (and /readyz says so) while the auth service is down.
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        metrics_handle_installed();
+        let channel = Endpoint::from_shared(config.auth_service_url.clone())
+            .map_err(StartupError::AuthServiceUrl)?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(config.grpc_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        let addr = SocketAddr::new(config.host, config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let limiter = ratelimit::limiter(config.rate_limit);
+        let shutdown_grace = config.shutdown_grace;
+        let router = routes::router(AppState::new(config, channel), limiter.clone())?;
+        Ok(Self {
+            listener,
+            addr,
+            router,
+            limiter,
+            shutdown_grace,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish for up to
+    /// SHUTDOWN_GRACE.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let sweeper = tokio::spawn(ratelimit::sweep(self.limiter));
+        let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stopping_tx.send(());
+        };
+        tracing::info!(addr = %self.addr, "edge-gateway listening (HTTP/1.1 and h2c)");
+        let server = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal);
+        let grace = self.shutdown_grace;
+        let deadline = async move {
+            if stopping_rx.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(grace).await;
+        };
+        let result = tokio::select! {
+            result = server => result.map_err(StartupError::Serve),
+            () = deadline => {
+                tracing::warn!("requests still running after the grace period; stopping anyway");
+                Ok(())
+            }
+        };
+        sweeper.abort();
+        tracing::info!("stopped");
+        result
+    }
+}
+
+fn metrics_handle_installed() {
+    let _ = crate::metrics::handle();
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

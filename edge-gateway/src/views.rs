@@ -1,0 +1,183 @@
+//! Proto messages to the JSON the browser sees: camelCase, RFC 3339 times, no tokens.
+
+use std::time::{Duration, SystemTime};
+
+use baatcheet_auth_api::v1 as pb;
+use prost_types::Timestamp;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A verified user.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    pub bio: String,
+    /// Empty when none.
+    pub avatar_url: String,
+    /// `online` or `offline`.
+    #[schema(example = "online")]
+    pub status: &'static str,
+    pub last_seen_at: Option<String>,
+    pub friend_ids: Vec<String>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+/// `data` of answers about the caller.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserData {
+    pub user: UserView,
+}
+
+/// `data` of a sign-in (verify-otp, login): the user and when the cookie tokens expire.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignedIn {
+    pub user: UserView,
+    pub session: SessionTokens,
+}
+
+/// The session behind the token cookies. The tokens themselves are only in httpOnly cookies.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionTokens {
+    pub session_id: String,
+    pub access_token_expires_at: Option<String>,
+    pub refresh_token_expires_at: Option<String>,
+}
+
+/// One signed-in device.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    pub id: String,
+    pub created_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub user_agent: String,
+    pub client_ip: String,
+    /// True for the session of this request's token.
+    pub current: bool,
+}
+
+/// `data` of GET sessions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionView>,
+}
+
+/// Where a code went and when it expires.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CodeDelivery {
+    pub email: String,
+    pub code_expires_at: Option<String>,
+    /// When another code may be asked for.
+    pub resend_available_at: Option<String>,
+    /// Wrong guesses left.
+    pub attempts_remaining: i32,
+}
+
+/// `data` of password/forgot: the same whether or not the account exists.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResetRequested {
+    /// How long a code, if one was sent, stays valid.
+    pub code_ttl_seconds: Option<i64>,
+    pub resend_available_at: Option<String>,
+}
+
+/// How many sessions an action ended.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokedSessions {
+    pub revoked_session_count: i32,
+}
+
+/// RFC 3339 with milliseconds, UTC.
+pub fn rfc3339(ts: Option<&Timestamp>) -> Option<String> {
+    let ts = ts?;
+    let secs = u64::try_from(ts.seconds).ok()?;
+    let nanos = u32::try_from(ts.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)?;
+    let at = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
+    Some(humantime::format_rfc3339_millis(at).to_string())
+}
+
+impl From<pb::User> for UserView {
+    fn from(u: pb::User) -> Self {
+        let status = match pb::UserStatus::try_from(u.status) {
+            Ok(pb::UserStatus::Online) => "online",
+            Ok(pb::UserStatus::Offline) => "offline",
+            _ => "unknown",
+        };
+        Self {
+            last_seen_at: rfc3339(u.last_seen_time.as_ref()),
+            created_at: rfc3339(u.create_time.as_ref()),
+            updated_at: rfc3339(u.update_time.as_ref()),
+            id: u.id,
+            username: u.username,
+            email: u.email,
+            bio: u.bio,
+            avatar_url: u.avatar_url,
+            status,
+            friend_ids: u.friend_ids,
+        }
+    }
+}
+
+impl From<&pb::TokenPair> for SessionTokens {
+    fn from(t: &pb::TokenPair) -> Self {
+        Self {
+            session_id: t.session_id.clone(),
+            access_token_expires_at: rfc3339(t.access_token_expire_time.as_ref()),
+            refresh_token_expires_at: rfc3339(t.refresh_token_expire_time.as_ref()),
+        }
+    }
+}
+
+impl From<pb::Session> for SessionView {
+    fn from(s: pb::Session) -> Self {
+        Self {
+            created_at: rfc3339(s.create_time.as_ref()),
+            last_used_at: rfc3339(s.last_use_time.as_ref()),
+            expires_at: rfc3339(s.expire_time.as_ref()),
+            id: s.id,
+            user_agent: s.user_agent,
+            client_ip: s.client_ip,
+            current: s.current,
+        }
+    }
+}
+
+impl From<pb::CodeDelivery> for CodeDelivery {
+    fn from(d: pb::CodeDelivery) -> Self {
+        Self {
+            code_expires_at: rfc3339(d.code_expire_time.as_ref()),
+            resend_available_at: rfc3339(d.resend_available_time.as_ref()),
+            email: d.email,
+            attempts_remaining: d.attempts_remaining,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        let ts = Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 5_000_000,
+        };
+        assert_eq!(
+            rfc3339(Some(&ts)).as_deref(),
+            Some("2023-11-14T22:13:20.005Z")
+        );
+        assert_eq!(rfc3339(None), None);
+    }
+}

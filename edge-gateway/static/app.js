@@ -1,0 +1,159 @@
+// The page of the edge gateway. No build step, no framework.
+// The API is this page's own origin, or the one in ?api=http://host:port when the page is
+// served from elsewhere (that origin must be on the gateway's CORS_ORIGINS).
+// Tokens live in httpOnly cookies: this script never sees them; it only sends credentials.
+'use strict';
+
+const apiOrigin = (new URLSearchParams(location.search).get('api') || '').replace(/\/+$/, '');
+const API = `${apiOrigin}/api/auth`;
+const $ = (id) => document.getElementById(id);
+
+async function api(method, path, body) {
+  const init = { method, credentials: 'include', headers: {} };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(API + path, init);
+  } catch (e) {
+    return { ok: false, status: 0, json: null, error: { message: `network error: ${e.message}` } };
+  }
+  let json = null;
+  try { json = await response.json(); } catch { /* not JSON */ }
+  $('last-response').textContent = `${method} ${path} → ${response.status}\n${JSON.stringify(json, null, 2)}`;
+  return { ok: response.ok, status: response.status, json, error: json && json.error };
+}
+
+function say(text, isError = false) {
+  $('status').textContent = text;
+  $('status').classList.toggle('error', isError);
+}
+
+function sayError(result) {
+  const e = result.error || {};
+  const fields = (e.details || []).map((d) => `${d.field}: ${d.message}`).join('; ');
+  const extra = e.retryAfterSeconds ? ` (retry in ${e.retryAfterSeconds}s)` : '';
+  say(`${e.message || `failed (${result.status})`}${fields ? ` — ${fields}` : ''}${extra}`, true);
+}
+
+function formData(form) {
+  return Object.fromEntries(new FormData(form).entries());
+}
+
+function showSignedIn(user) {
+  $('signed-out').hidden = true;
+  $('signed-in').hidden = false;
+  const me = $('me');
+  me.replaceChildren();
+  for (const [label, value] of [
+    ['Username', user.username], ['Email', user.email], ['Id', user.id], ['Status', user.status],
+  ]) {
+    const dt = document.createElement('dt');
+    dt.textContent = label;
+    const dd = document.createElement('dd');
+    dd.textContent = value;
+    dd.dataset.field = label.toLowerCase();
+    me.append(dt, dd);
+  }
+}
+
+function showSignedOut() {
+  $('signed-in').hidden = true;
+  $('signed-out').hidden = false;
+  $('sessions').replaceChildren();
+}
+
+async function loadMe() {
+  let result = await api('GET', '/me');
+  if (result.status === 401) {
+    // The access cookie may have expired: one refresh, then try again.
+    const refreshed = await api('POST', '/refresh');
+    if (refreshed.ok) result = await api('GET', '/me');
+  }
+  if (result.ok) {
+    showSignedIn(result.json.data.user);
+    say(`Signed in as ${result.json.data.user.username}`);
+  } else {
+    showSignedOut();
+    if (result.status === 401) say('Signed out. Sign up or sign in.');
+    else sayError(result);
+  }
+  return result;
+}
+
+async function loadSessions() {
+  const result = await api('GET', '/sessions');
+  if (!result.ok) return sayError(result);
+  const list = $('sessions');
+  list.replaceChildren();
+  for (const s of result.json.data.sessions) {
+    const li = document.createElement('li');
+    li.dataset.sessionId = s.id;
+    li.textContent = `${s.current ? '(this device) ' : ''}${s.userAgent || 'unknown device'} · ${s.clientIp || '?'} · since ${s.createdAt}`;
+    if (!s.current) {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.textContent = 'End';
+      button.addEventListener('click', async () => {
+        const r = await api('DELETE', `/sessions/${encodeURIComponent(s.id)}`);
+        if (r.ok) loadSessions(); else sayError(r);
+      });
+      li.append(' ', button);
+    }
+    list.append(li);
+  }
+  say(`${result.json.data.sessions.length} session(s)`);
+}
+
+$('register-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const body = formData(event.target);
+  const result = await api('POST', '/register', body);
+  if (!result.ok) return sayError(result);
+  $('verify-form').elements.email.value = body.email;
+  say(`Code sent to ${result.json.data.email}. Enter it below.`);
+});
+
+$('verify-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const result = await api('POST', '/verify-otp', formData(event.target));
+  if (!result.ok) return sayError(result);
+  showSignedIn(result.json.data.user);
+  say(`Welcome, ${result.json.data.user.username}! You are signed in.`);
+});
+
+$('resend').addEventListener('click', async () => {
+  const email = $('verify-form').elements.email.value;
+  const result = await api('POST', '/resend-otp', { email });
+  if (!result.ok) return sayError(result);
+  say(`A new code was sent to ${email}.`);
+});
+
+$('login-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const result = await api('POST', '/login', formData(event.target));
+  if (!result.ok) return sayError(result);
+  showSignedIn(result.json.data.user);
+  say(`Signed in as ${result.json.data.user.username}`);
+});
+
+$('load-me').addEventListener('click', loadMe);
+$('load-sessions').addEventListener('click', loadSessions);
+
+$('refresh').addEventListener('click', async () => {
+  const result = await api('POST', '/refresh');
+  if (!result.ok) { showSignedOut(); return sayError(result); }
+  say(`Tokens refreshed; access until ${result.json.data.accessTokenExpiresAt}`);
+});
+
+for (const [id, path, text] of [['logout', '/logout', 'Logged out.'], ['logout-all', '/logout-all', 'Logged out everywhere.']]) {
+  $(id).addEventListener('click', async () => {
+    const result = await api('POST', path);
+    showSignedOut();
+    if (result.ok) say(text); else sayError(result);
+  });
+}
+
+loadMe();

@@ -1,0 +1,382 @@
+//! `spawn_app()` starts an auth service and a gateway on random ports with a fresh data folder
+//! and returns a [`TestApp`] that speaks HTTP to the gateway. Cookies are handled explicitly (no
+//! cookie store) so tests can assert every attribute. Codes are read from the .eml files the
+//! development mailer writes, as a person would.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+/// The origin the gateways of these tests allow (CORS_ORIGINS).
+pub const ALLOWED_ORIGIN: &str = "http://app.test:5173";
+pub const PASSWORD: &str = "correct horse battery";
+pub const USER_AGENT: &str = "gateway-tests/1.0";
+
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>` of the gateway.
+    pub base: String,
+    pub grpc_addr: SocketAddr,
+    pub mail_dir: PathBuf,
+    pub client: reqwest::Client,
+    mails_read: Mutex<HashMap<String, usize>>,
+    stops: Vec<oneshot::Sender<()>>,
+    _data: Option<tempfile::TempDir>,
+}
+
+/// Environment of both processes; the defaults keep tests fast and out of each other's way.
+pub struct Env {
+    pub service: Vec<(&'static str, String)>,
+    pub gateway: Vec<(&'static str, String)>,
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Self {
+            service: vec![],
+            gateway: vec![
+                ("CORS_ORIGINS", ALLOWED_ORIGIN.to_owned()),
+                ("RATE_LIMIT_PER_SECOND", "10000".to_owned()),
+                ("RATE_LIMIT_BURST", "10000".to_owned()),
+            ],
+        }
+    }
+}
+
+impl Env {
+    pub fn service(mut self, key: &'static str, value: &str) -> Self {
+        self.service.push((key, value.to_owned()));
+        self
+    }
+
+    pub fn gateway(mut self, key: &'static str, value: &str) -> Self {
+        self.gateway.retain(|(k, _)| *k != key);
+        self.gateway.push((key, value.to_owned()));
+        self
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Env::default()).await
+}
+
+pub async fn spawn_app_with(env: Env) -> TestApp {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mail_dir = data.path().join("mail");
+    let mut service_env: HashMap<String, String> = [
+        ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
+        ("DATA_DIR", data.path().display().to_string()),
+        ("SQLITE_PATH", ":memory:".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    service_env.extend(env.service.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    let config = auth_service::config::Config::from_lookup(&|k| service_env.get(k).cloned())
+        .expect("service config");
+    let service = auth_service::startup::Application::build(config)
+        .await
+        .expect("auth service");
+    let grpc_addr = service.local_addr();
+    let (stop_service, stopped) = oneshot::channel::<()>();
+    tokio::spawn(service.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+
+    let mut app = spawn_gateway(&format!("http://{grpc_addr}"), env.gateway).await;
+    app.grpc_addr = grpc_addr;
+    app.mail_dir = mail_dir;
+    app.stops.push(stop_service);
+    app._data = Some(data);
+    app
+}
+
+/// A gateway alone, pointed at `auth_service_url` (which may be closed).
+pub async fn spawn_gateway(auth_service_url: &str, env: Vec<(&'static str, String)>) -> TestApp {
+    let mut gateway_env: HashMap<String, String> = [
+        ("PORT", "0".to_owned()),
+        ("HTTP_HOST", "127.0.0.1".to_owned()),
+        ("AUTH_SERVICE_URL", auth_service_url.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    gateway_env.extend(env.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    let config = edge_gateway::config::Config::from_lookup(&|k| gateway_env.get(k).cloned())
+        .expect("gateway config");
+    let gateway = edge_gateway::startup::Application::build(config)
+        .await
+        .expect("gateway");
+    let base = format!("http://{}", gateway.local_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(gateway.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    TestApp {
+        base,
+        grpc_addr: "127.0.0.1:0".parse().expect("addr"),
+        mail_dir: PathBuf::new(),
+        client,
+        mails_read: Mutex::new(HashMap::new()),
+        stops: vec![stop],
+        _data: None,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        for stop in self.stops.drain(..) {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The token cookies of one signed-in browser.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub access: String,
+    pub refresh: String,
+}
+
+impl Session {
+    /// A `Cookie` header as a browser would send it to /api/auth.
+    pub fn cookie_header(&self) -> String {
+        format!("accessToken={}; refreshToken={}", self.access, self.refresh)
+    }
+}
+
+/// One `Set-Cookie` of a response, parsed.
+#[derive(Debug, Clone)]
+pub struct SetCookie {
+    pub raw: String,
+    pub cookie: cookie::Cookie<'static>,
+}
+
+/// The `Set-Cookie` headers of a response by cookie name.
+pub fn set_cookies(response: &Response) -> HashMap<String, SetCookie> {
+    response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| {
+            let raw = v.to_str().expect("ascii set-cookie").to_owned();
+            let cookie = cookie::Cookie::parse(raw.clone()).expect("valid set-cookie");
+            (cookie.name().to_owned(), SetCookie { raw, cookie })
+        })
+        .collect()
+}
+
+/// The session whose cookies a sign-in response set.
+pub fn session_from(response: &Response) -> Session {
+    let cookies = set_cookies(response);
+    let value = |name: &str| {
+        cookies
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} cookie in {:?}", response.headers()))
+            .cookie
+            .value()
+            .to_owned()
+    };
+    Session {
+        access: value("accessToken"),
+        refresh: value("refreshToken"),
+    }
+}
+
+/// Status and body of a response.
+pub async fn read(response: Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"));
+    (status, body)
+}
+
+/// Asserts the error shape, the HTTP status and the code; returns the body.
+#[track_caller]
+pub fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (expected, Some(code)),
+        "{body:#}"
+    );
+    assert_eq!(body["statusCode"], expected.as_u16(), "{body:#}");
+    assert_eq!(body["success"], false, "{body:#}");
+    assert!(body["error"]["message"].is_string(), "{body:#}");
+    assert!(body["error"]["details"].is_array(), "{body:#}");
+}
+
+/// The JSON field names in an error's details.
+pub fn detail_fields(body: &Value) -> Vec<String> {
+    body["error"]["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .map(|d| d["field"].as_str().expect("field").to_owned())
+        .collect()
+}
+
+static NEXT_USER: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh username and email.
+pub fn new_identity() -> (String, String) {
+    let n = NEXT_USER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .subsec_nanos();
+    let username = format!("user_{n}_{nanos}");
+    let email = format!("{username}@example.com");
+    (username, email)
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    /// POST with a JSON body and no cookie.
+    pub async fn post_json(&self, path: &str, body: Value) -> Response {
+        self.request(Method::POST, path)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// A request carrying the session's cookies.
+    pub fn with_session(&self, method: Method, path: &str, session: &Session) -> RequestBuilder {
+        self.request(method, path)
+            .header(header::COOKIE, session.cookie_header())
+    }
+
+    pub async fn get_me(&self, session: &Session) -> (StatusCode, Value) {
+        read(
+            self.with_session(Method::GET, "/api/auth/me", session)
+                .send()
+                .await
+                .expect("me"),
+        )
+        .await
+    }
+
+    pub async fn register(&self, username: &str, email: &str) -> (StatusCode, Value) {
+        read(
+            self.post_json(
+                "/api/auth/register",
+                json!({ "username": username, "email": email, "password": PASSWORD }),
+            )
+            .await,
+        )
+        .await
+    }
+
+    /// Registers, reads the code from the mail folder, verifies: a signed-in new user.
+    pub async fn signed_up_user(&self) -> (String, String, Session) {
+        let (username, email) = new_identity();
+        let (status, body) = self.register(&username, &email).await;
+        assert_eq!(status, StatusCode::CREATED, "{body:#}");
+        let code = self.next_code(&email).await;
+        let response = self
+            .post_json(
+                "/api/auth/verify-otp",
+                json!({ "email": email, "otp": code }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let session = session_from(&response);
+        (username, email, session)
+    }
+
+    /// Signs in again as an existing user: a second browser.
+    pub async fn login(&self, identifier: &str, password: &str) -> Session {
+        let response = self
+            .post_json(
+                "/api/auth/login",
+                json!({ "identifier": identifier, "password": password }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        session_from(&response)
+    }
+
+    /// The code of the next mail to `email` not read yet, waiting up to 10 s for it to be written.
+    pub async fn next_code(&self, email: &str) -> String {
+        let nth = {
+            let mut read = self.mails_read.lock().expect("lock");
+            let n = read.entry(email.to_owned()).or_default();
+            *n += 1;
+            *n
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mails: Vec<Mail> = read_mails(&self.mail_dir)
+                .into_iter()
+                .filter(|m| m.to.eq_ignore_ascii_case(email))
+                .collect();
+            if let Some(code) = mails.get(nth - 1).and_then(|m| extract_code(&m.text)) {
+                return code;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no mail #{nth} to {email} within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+pub struct Mail {
+    pub to: String,
+    pub text: String,
+    modified: SystemTime,
+}
+
+/// Parses every .eml in `dir` as MIME, oldest first; a file still being written is skipped.
+pub fn read_mails(dir: &Path) -> Vec<Mail> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut mails: Vec<Mail> = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .filter_map(|e| {
+            let bytes = std::fs::read(e.path()).ok()?;
+            let modified = e.metadata().ok()?.modified().ok()?;
+            let message = mail_parser::MessageParser::default().parse(&bytes)?;
+            Some(Mail {
+                to: message.to()?.first()?.address()?.to_string(),
+                text: message.body_text(0)?.to_string(),
+                modified,
+            })
+        })
+        .collect();
+    mails.sort_by_key(|m| m.modified);
+    mails
+}
+
+/// The code as a person finds it: a line of the text part that is exactly six digits.
+pub fn extract_code(text: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .find(|line| line.len() == 6 && line.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_owned)
+}

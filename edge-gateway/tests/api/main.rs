@@ -1,0 +1,10 @@
+//! Integration tests over real HTTP: a real auth service (gRPC on a random port, SQLite in
+//! memory, .eml mail folder) and a real gateway (random port) in this process. One binary with a
+//! module per feature keeps link time down.
+
+mod account;
+mod edge;
+mod helpers;
+mod password;
+mod registration;
+mod session;

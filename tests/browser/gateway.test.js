@@ -1,0 +1,172 @@
+'use strict';
+// A real browser against the real gateway and auth service: Debian's Chromium, driven by
+// playwright-core. The page is served from a second origin (on CORS_ORIGINS); a third origin,
+// not on the list, must be refused. Run with tests/browser/run.sh.
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { startStack, mailedCode, logs, logOf, waitFor } = require('./harness');
+
+let stack;
+
+before(async () => {
+  stack = await startStack();
+});
+
+after(async () => {
+  if (stack) await stack.teardown();
+});
+
+const PASSWORD = 'correct horse battery';
+const suffix = `${Date.now().toString(36)}${process.pid}`;
+const user = { username: `browser_${suffix}`, email: `browser_${suffix}@example.com` };
+
+async function statusText(page, pattern) {
+  await page.locator('#status').filter({ hasText: pattern }).waitFor({ timeout: 15000 });
+  return page.locator('#status').textContent();
+}
+
+async function tokenCookies() {
+  // All of them: filtering by URL would drop refreshToken, whose Path is /api/auth.
+  const cookies = await stack.context.cookies();
+  return Object.fromEntries(cookies.filter((c) => /^(access|refresh)Token$/.test(c.name)).map((c) => [c.name, c]));
+}
+
+async function refusedCsrfCount() {
+  const text = await (await fetch(`${stack.gateway}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('gateway_refused_requests_total') && l.includes('reason="csrf"'));
+  return line ? Number(line.trim().split(/\s+/).pop()) : 0;
+}
+
+test('sign up, verify, me, refresh, sessions, log out from a second origin', { timeout: 120000 }, async (t) => {
+  const page = await stack.context.newPage();
+  t.after(() => page.close());
+  page.on('pageerror', (e) => console.error('page error:', e));
+  try {
+    await page.goto(`${stack.pageOrigin}/index.html?api=${encodeURIComponent(stack.gateway)}`);
+    await statusText(page, 'Signed out');
+
+    // Sign up.
+    const register = page.locator('#register-form');
+    await register.locator('[name=username]').fill(user.username);
+    await register.locator('[name=email]').fill(user.email);
+    await register.locator('[name=password]').fill(PASSWORD);
+    await register.locator('button[type=submit]').click();
+    await statusText(page, 'Code sent');
+
+    // The code, from the dev mail folder, as a person would read it.
+    const code = await mailedCode(stack.mailDir, user.email);
+    assert.match(code, /^\d{6}$/);
+    const verify = page.locator('#verify-form');
+    assert.equal(await verify.locator('[name=email]').inputValue(), user.email);
+    await verify.locator('[name=otp]').fill(code);
+    await verify.locator('button[type=submit]').click();
+    await statusText(page, 'Welcome');
+    assert.equal(await page.locator('#me dd[data-field=username]').textContent(), user.username);
+
+    // The tokens are in the browser's jar, httpOnly, and page script cannot read them.
+    const jar = await tokenCookies();
+    assert.ok(jar.accessToken && jar.refreshToken, 'both token cookies are set');
+    assert.equal(jar.accessToken.httpOnly, true);
+    assert.equal(jar.refreshToken.httpOnly, true);
+    assert.equal(jar.accessToken.sameSite, 'Strict');
+    assert.equal(jar.refreshToken.path, '/api/auth');
+    const visible = await page.evaluate(() => document.cookie);
+    assert.ok(!visible.includes('accessToken') && !visible.includes('refreshToken'), `document.cookie: ${visible}`);
+    assert.ok(!visible.includes(jar.accessToken.value) && !visible.includes(jar.refreshToken.value));
+    const lastBody = await page.locator('#last-response').textContent();
+    assert.ok(!lastBody.includes(jar.accessToken.value), 'no token in a JSON body');
+
+    // "me", loaded with the cookie.
+    await page.locator('#load-me').click();
+    await statusText(page, `Signed in as ${user.username}`);
+
+    // Refresh: both cookies are replaced.
+    await page.locator('#refresh').click();
+    await statusText(page, 'Tokens refreshed');
+    const refreshed = await tokenCookies();
+    assert.notEqual(refreshed.refreshToken.value, jar.refreshToken.value);
+    assert.notEqual(refreshed.accessToken.value, jar.accessToken.value);
+    await page.locator('#load-me').click();
+    await statusText(page, `Signed in as ${user.username}`);
+
+    // Sessions.
+    await page.locator('#load-sessions').click();
+    await statusText(page, '1 session(s)');
+    assert.match(await page.locator('#sessions li').first().textContent(), /this device/);
+
+    // An origin not on CORS_ORIGINS: the browser gets no CORS answer, and the gateway refuses
+    // the cookie-carrying logout (CSRF) before the service hears of it.
+    const foreign = await stack.context.newPage();
+    await foreign.goto(`${stack.foreignOrigin}/style.css`);
+    const csrfBefore = await refusedCsrfCount();
+    const attempts = await foreign.evaluate(async (gateway) => {
+      const tryFetch = async (path, init) => {
+        try {
+          const r = await fetch(gateway + path, { credentials: 'include', ...init });
+          return `read ${r.status}`;
+        } catch (e) {
+          return `refused: ${e.name}`;
+        }
+      };
+      return {
+        me: await tryFetch('/api/auth/me', {}),
+        logout: await tryFetch('/api/auth/logout', { method: 'POST' }),
+        preflighted: await tryFetch('/api/auth/logout-all', {
+          method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}',
+        }),
+      };
+    }, stack.gateway);
+    await foreign.close();
+    assert.deepEqual(attempts, {
+      me: 'refused: TypeError',
+      logout: 'refused: TypeError',
+      preflighted: 'refused: TypeError',
+    });
+    assert.ok((await refusedCsrfCount()) > csrfBefore, 'the gateway refused the cross-origin logout');
+    await page.locator('#load-me').click();
+    await statusText(page, `Signed in as ${user.username}`);
+
+    // Log out: both cookies are gone and "me" says signed out.
+    await page.locator('#logout').click();
+    await statusText(page, 'Logged out.');
+    assert.deepEqual(Object.keys(await tokenCookies()), []);
+    await page.locator('#load-me').isHidden();
+    await page.reload();
+    await statusText(page, 'Signed out');
+
+    // The gateway's access log has a line per request with its id, and no secret.
+    const gatewayLog = logOf(stack, 'edge-gateway');
+    assert.match(gatewayLog, /"path":"\/api\/auth\/verify-otp"/);
+    assert.match(gatewayLog, /"request_id":"[0-9a-f-]{36}"/);
+    for (const secret of [jar.accessToken.value, jar.refreshToken.value, refreshed.refreshToken.value, PASSWORD]) {
+      assert.ok(!gatewayLog.includes(secret), 'a secret in the gateway log');
+    }
+    // The code alone, not as a piece of a timestamp's fraction or another number.
+    assert.doesNotMatch(gatewayLog, new RegExp(`(?<![\\d.])${code}(?!\\d)`), 'the code in the gateway log');
+  } catch (e) {
+    e.message += `\n${logs(stack)}`;
+    throw e;
+  }
+});
+
+test('the page served by the gateway itself signs in same-origin under its CSP', { timeout: 60000 }, async (t) => {
+  const page = await stack.context.newPage();
+  t.after(() => page.close());
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  await page.goto(`${stack.gateway}/`);
+  await statusText(page, 'Signed out');
+  const login = page.locator('#login-form');
+  await login.locator('[name=identifier]').fill(user.email);
+  await login.locator('[name=password]').fill(PASSWORD);
+  await login.locator('button[type=submit]').click();
+  await statusText(page, `Signed in as ${user.username}`);
+  const visible = await page.evaluate(() => document.cookie);
+  assert.ok(!visible.includes('Token'), `document.cookie: ${visible}`);
+  await page.locator('#logout').click();
+  await statusText(page, 'Logged out.');
+  assert.deepEqual(errors.filter((e) => !e.includes('401')), [], 'no script or CSP errors');
+  await waitFor(async () => Object.keys(await tokenCookies()).length === 0, 'cookies to be cleared', 5000);
+});
