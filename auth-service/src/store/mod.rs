@@ -276,6 +276,10 @@ pub trait SessionStore: Send + Sync {
     /// - token used less than `grace_ms` ago: `next` added as well (a benign race of two
     ///   requests carrying one token must not log the device out);
     /// - token used longer ago: a replay of a stolen token, so the whole session ends.
+    ///
+    /// A `now` earlier than the recorded use (two callers read their clocks in one order and
+    /// arrive in the other) counts as zero time apart: inside a grace window, never inside a
+    /// zero one.
     async fn rotate_refresh(
         &self,
         id: &SessionId,

@@ -19,6 +19,7 @@ macro_rules! all_tests {
             expired_codes_and_the_daily_limit,
             purposes_do_not_mix,
             refresh_rotation_follows_the_grace_rule,
+            a_reuse_stamped_before_the_first_use_is_still_a_reuse,
             sessions_list_revoke_and_revoke_all,
             revoke_by_refresh_needs_a_usable_token,
             rate_limits_count_in_a_fixed_window,
@@ -629,6 +630,69 @@ pub async fn refresh_rotation_follows_the_grace_rule(s: Stores) {
             .unwrap(),
         RotateOutcome::Invalid
     );
+}
+
+/// Two instances (or two requests) read their clocks in one order and reach the store in the
+/// other: the second use may carry a `now` earlier than the recorded use. Without a grace
+/// window that is still a second use, so a replay.
+pub async fn a_reuse_stamped_before_the_first_use_is_still_a_reuse(s: Stores) {
+    let now = now_ms();
+    let user = UserId(unique("u"));
+    let session = new_session(&user, hash(40), now);
+    s.sessions.create_session(&session).await.unwrap();
+    let first = s
+        .sessions
+        .rotate_refresh(
+            &session.id,
+            &hash(40),
+            &hash(41),
+            now + 60 * MIN,
+            now + 10,
+            0,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(first, RotateOutcome::Rotated(_)));
+    let late = s
+        .sessions
+        .rotate_refresh(
+            &session.id,
+            &hash(40),
+            &hash(42),
+            now + 60 * MIN,
+            now + 9,
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(late, RotateOutcome::ReuseDetected { user_id: user });
+    // With a grace window the same order is a benign race.
+    let other = new_session(&UserId(unique("u")), hash(43), now);
+    s.sessions.create_session(&other).await.unwrap();
+    s.sessions
+        .rotate_refresh(
+            &other.id,
+            &hash(43),
+            &hash(44),
+            now + 60 * MIN,
+            now + 10,
+            5_000,
+        )
+        .await
+        .unwrap();
+    let raced = s
+        .sessions
+        .rotate_refresh(
+            &other.id,
+            &hash(43),
+            &hash(45),
+            now + 60 * MIN,
+            now + 9,
+            5_000,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(raced, RotateOutcome::Rotated(_)), "{raced:?}");
 }
 
 pub async fn sessions_list_revoke_and_revoke_all(s: Stores) {

@@ -151,7 +151,9 @@ local exp, used = token(raw)
 if exp <= now then return {0} end
 if not used then
   redis.call('HSET', KEYS[2], ARGV[3], int(exp) .. ':' .. ARGV[2])
-elseif now - used >= grace then
+-- A use stamped before the recorded one (clocks read in one order, arriving in the other)
+-- counts as simultaneous: never inside a zero grace window.
+elseif math.max(now - used, 0) >= grace then
   -- Used before and outside the grace window: a replay, so the whole family ends.
   end_session(sid)
   return {2, s[1]}
@@ -186,7 +188,7 @@ local raw = redis.call('HGET', KEYS[2], ARGV[3])
 if not raw then return {0} end
 local exp, used = token(raw)
 if exp <= now then return {0} end
-if used and now - used >= grace then return {0} end
+if used and math.max(now - used, 0) >= grace then return {0} end
 end_session(sid)
 return {1, s[1], s[2], s[3], s[4], s[5], s[6]}
 "#

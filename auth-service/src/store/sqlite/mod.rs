@@ -1,6 +1,10 @@
 //! The embedded backend: every store in one SQLite file (or in memory), the default when no
 //! MongoDB / Redis is configured. Each trait method is one transaction on one connection, so
 //! the multi-step rules are atomic; a background sweeper purges expired rows.
+//!
+//! The connection lives on one thread of its own and calls are sent to it. SQLite writes one
+//! transaction at a time anyway, and one thread (rather than the runtime's blocking pool)
+//! keeps the runtime free and the memory of the process bounded.
 
 mod codes;
 mod mail;
@@ -8,11 +12,7 @@ mod schema;
 mod sessions;
 mod users;
 
-use std::{
-    path::Path,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{path::Path, sync::Arc, sync::mpsc, time::Duration};
 
 use async_trait::async_trait;
 use rusqlite::Connection;
@@ -20,9 +20,11 @@ use rusqlite::Connection;
 use super::{Health, StoreError, StoreResult};
 use crate::domain::UnixMs;
 
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
 /// All stores over one SQLite connection.
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl SqliteStore {
@@ -40,26 +42,35 @@ impl SqliteStore {
         }
         .map_err(internal)?;
         schema::prepare(&conn).map_err(internal)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sqlite".into())
+            .spawn(move || {
+                let mut conn = conn;
+                // Ends when the store (every sender) is dropped.
+                for job in inbox {
+                    job(&mut conn);
+                }
+            })
+            .map_err(|e| StoreError::Internal(format!("cannot start the SQLite thread: {e}")))?;
+        Ok(Self { jobs })
     }
 
-    /// Runs `f` with the connection on the blocking pool, so SQLite never stalls the runtime.
+    /// Runs `f` with the connection on the SQLite thread.
     async fn call<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::Internal("poisoned".into()))?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move |conn| {
+                let _ = reply.send(f(conn));
+            }))
+            .map_err(|_| StoreError::Internal("the SQLite thread is gone".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Internal("the SQLite thread failed".into()))?
     }
 
     /// Deletes everything that has expired; returns how many rows went.

@@ -107,7 +107,8 @@ impl SessionStore for SqliteStore {
                     )
                     .map_err(internal)?;
                 }
-                Some(used) if now - used < grace_ms => {}
+                // A use stamped before the recorded one counts as simultaneous (see the trait).
+                Some(used) if (now - used).max(0) < grace_ms => {}
                 Some(_) => {
                     tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
                         .map_err(internal)?;
@@ -203,7 +204,7 @@ impl SessionStore for SqliteStore {
             };
             match live_token(&tx, &id, &presented, now).map_err(internal)? {
                 Some(None) => {}
-                Some(Some(used)) if now - used < grace_ms => {}
+                Some(Some(used)) if (now - used).max(0) < grace_ms => {}
                 _ => return Ok(None),
             }
             tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
