@@ -47,13 +47,14 @@ impl Row {
                 .unwrap_or_default()
         };
         println!(
-            "| {:<26} | {:>9.0} | {:>8.2} | {:>8.2} | {:>8.2} | {:>6} |",
+            "| {:<28} | {:>9.0} | {:>8.2} | {:>8.2} | {:>8.2} | {:>6} | {:>13.0} |",
             self.name,
             self.ok as f64 / self.elapsed.as_secs_f64(),
             pct(0.50).as_secs_f64() * 1e3,
             pct(0.99).as_secs_f64() * 1e3,
             l.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
-            self.errors
+            self.errors,
+            peak_rss_mib()
         );
     }
 }
@@ -207,12 +208,12 @@ async fn main() {
         "argon2id m={memory_kib} KiB t={iterations} p=1: {hash_ms:.1} ms per hash (one at a time)\n"
     );
     println!(
-        "| {:<26} | {:>9} | {:>8} | {:>8} | {:>8} | {:>6} |",
-        "rpc", "req/s", "p50 ms", "p99 ms", "max ms", "errors"
+        "| {:<28} | {:>9} | {:>8} | {:>8} | {:>8} | {:>6} | {:>13} |",
+        "rpc", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "peak RSS MiB"
     );
     println!(
-        "|{:-<28}|{:->11}|{:->10}|{:->10}|{:->10}|{:->8}|",
-        "", "", "", "", "", ""
+        "|{:-<30}|{:->11}|{:->10}|{:->10}|{:->10}|{:->8}|{:->15}|",
+        "", "", "", "", "", "", ""
     );
 
     let c = client.clone();

@@ -5,9 +5,9 @@ use std::sync::{
 };
 
 use argon2::{
-    Algorithm, Argon2, Params, Version,
+    Algorithm, Argon2, Block, Params, Version,
     password_hash::{
-        PasswordHash as PhcString, PasswordHasher as _, PasswordVerifier as _, SaltString,
+        Output, ParamsString, PasswordHash as PhcString, PasswordHasher as _, Salt, SaltString,
         rand_core::OsRng,
     },
 };
@@ -37,13 +37,13 @@ pub enum HashError {
     Internal(String),
 }
 
-type Job = Box<dyn FnOnce(&Argon2<'static>) + Send>;
+type Job = Box<dyn FnOnce(&Argon2<'static>, &mut Vec<Block>) + Send>;
 
 /// Runs argon2id on a fixed set of threads of its own, fed by a bounded queue, so a burst of
 /// logins can neither starve the async runtime nor pile up waiting callers without end.
-/// Fixed threads (rather than the runtime's blocking pool) also bound memory: each hash needs
-/// `memory_kib`, and the allocator keeps such a block per thread that ever hashed, so the
-/// number of threads that hash must be the concurrency, not whatever the blocking pool grew to.
+/// Each thread keeps its `memory_kib` work area from one hash to the next: no 19 MiB
+/// allocation (and its page faults) per hash, and memory bounded by threads × `memory_kib`
+/// instead of whatever the allocator keeps after freeing such blocks on many threads.
 pub struct PasswordHasher {
     jobs: mpsc::Sender<Job>,
     /// Jobs accepted and not finished (running or queued), at most `max_in_flight`.
@@ -87,6 +87,7 @@ impl PasswordHasher {
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
                 .spawn(move || {
+                    let mut memory = Vec::new();
                     loop {
                         // The lock is held only while waiting for the next job.
                         let job = match inbox.lock() {
@@ -94,7 +95,7 @@ impl PasswordHasher {
                             Err(_) => return,
                         };
                         match job {
-                            Ok(job) => job(&argon2),
+                            Ok(job) => job(&argon2, &mut memory),
                             Err(_) => return, // the hasher was dropped
                         }
                     }
@@ -113,7 +114,7 @@ impl PasswordHasher {
     /// is taken.
     async fn run<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
+        job: impl FnOnce(&Argon2<'static>, &mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, HashError> {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.max_in_flight {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -121,8 +122,8 @@ impl PasswordHasher {
         }
         let place = Place(self.in_flight.clone());
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |argon2| {
-            let result = job(argon2);
+        let job: Job = Box::new(move |argon2, memory| {
+            let result = job(argon2, memory);
             drop(place);
             let _ = reply.send(result);
         });
@@ -137,18 +138,30 @@ impl PasswordHasher {
     /// Hashes a new password into a PHC string with a fresh salt.
     pub async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
         let secret = SecretString::from(password.expose().to_owned());
-        self.run(move |argon2| {
+        self.run(move |argon2, memory| {
             let salt = SaltString::generate(&mut OsRng);
-            argon2
-                .hash_password(secret.expose_secret().as_bytes(), &salt)
-                .map(|h| PasswordHash(h.to_string()))
-                .map_err(|e| HashError::Internal(e.to_string()))
+            let output = compute(
+                argon2,
+                memory,
+                secret.expose_secret().as_bytes(),
+                salt.as_salt(),
+            )?;
+            let phc = PhcString {
+                algorithm: Algorithm::Argon2id.ident(),
+                version: Some(Version::V0x13.into()),
+                params: ParamsString::try_from(argon2.params())?,
+                salt: Some(salt.as_salt()),
+                hash: Some(output),
+            };
+            Ok(PasswordHash(phc.to_string()))
         })
         .await?
+        .map_err(|e: argon2::password_hash::Error| HashError::Internal(e.to_string()))
     }
 
     /// Checks a password against a stored hash (or against the dummy hash when `hash` is None,
-    /// which always answers false but costs the same).
+    /// which always answers false but costs the same). The stored hash's own algorithm,
+    /// version and cost are used, so hashes made under older settings keep verifying.
     pub async fn verify(
         &self,
         password: &Password,
@@ -159,15 +172,52 @@ impl PasswordHasher {
             Some(h) => (h.0.clone(), true),
             None => (self.dummy.clone(), false),
         };
-        self.run(move |argon2| {
-            let parsed = PhcString::new(&phc).map_err(|e| HashError::Internal(e.to_string()))?;
-            let ok = argon2
-                .verify_password(secret.expose_secret().as_bytes(), &parsed)
-                .is_ok();
-            Ok(ok && real)
+        self.run(move |_, memory| {
+            let parsed = PhcString::new(&phc)?;
+            let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+                return Ok(false);
+            };
+            let version = parsed
+                .version
+                .map(Version::try_from)
+                .transpose()?
+                .unwrap_or_default();
+            let stored = Argon2::new(
+                Algorithm::try_from(parsed.algorithm)?,
+                version,
+                Params::try_from(&parsed)?,
+            );
+            let computed = compute(&stored, memory, secret.expose_secret().as_bytes(), salt)?;
+            // `Output` compares in constant time.
+            Ok(computed == expected && real)
         })
         .await?
+        .map_err(|e: argon2::password_hash::Error| HashError::Internal(e.to_string()))
     }
+}
+
+/// argon2 over `memory`, the calling thread's work area, grown once to the cost's size.
+fn compute(
+    argon2: &Argon2<'_>,
+    memory: &mut Vec<Block>,
+    password: &[u8],
+    salt: Salt<'_>,
+) -> Result<Output, argon2::password_hash::Error> {
+    let mut salt_bytes = [0u8; 64];
+    let salt = salt.decode_b64(&mut salt_bytes)?;
+    let blocks = argon2.params().block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let len = argon2
+        .params()
+        .output_len()
+        .unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    Output::init_with(len, |out| {
+        argon2
+            .hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+            .map_err(Into::into)
+    })
 }
 
 #[cfg(test)]
@@ -196,6 +246,45 @@ mod tests {
         let wrong = Password::parse("wrong horse").unwrap();
         assert!(!hasher.verify(&wrong, Some(&hash)).await.unwrap());
         assert!(!hasher.verify(&pw, None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hashes_are_standard_phc_strings_both_ways() {
+        use argon2::password_hash::PasswordVerifier as _;
+        let hasher = cheap(1, 1);
+        let pw = Password::parse("interoperable").unwrap();
+        // Ours verifies with the argon2 crate's own verifier...
+        let ours = hasher.hash(&pw).await.unwrap();
+        let parsed = PhcString::new(&ours.0).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"interoperable", &parsed)
+                .is_ok()
+        );
+        assert!(
+            Argon2::default()
+                .verify_password(b"other", &parsed)
+                .is_err()
+        );
+        // ...and one made elsewhere, with other costs, verifies with ours.
+        let params = Params::new(2048, 3, 1, None).unwrap();
+        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(b"interoperable", &SaltString::generate(&mut OsRng))
+            .unwrap()
+            .to_string();
+        assert!(
+            hasher
+                .verify(&pw, Some(&PasswordHash(theirs.clone())))
+                .await
+                .unwrap()
+        );
+        let wrong = Password::parse("not interoperable").unwrap();
+        assert!(
+            !hasher
+                .verify(&wrong, Some(&PasswordHash(theirs)))
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
