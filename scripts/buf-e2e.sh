@@ -171,7 +171,8 @@ for path in sorted(folder.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns, rev
     part = msg.get_body(preferencelist=("plain",))
     if part is None:
         sys.exit(3)
-    m = re.search(r"(?<!\d)(\d{6})(?!\d)", part.get_content())
+    # The code is the line that is exactly six digits (the greeting may hold digits too).
+    m = re.search(r"^\s*(\d{6})\s*$", part.get_content(), re.M)
     if m is None:
         sys.exit(3)
     print(m.group(1))

@@ -2,12 +2,13 @@
 # Installs the Python test servers into one virtualenv the Rust tests find by themselves:
 #   secantusd-py  SecantusDB, a MongoDB wire-protocol server (tests/support/mongo_server.rs)
 #   aiosmtpd      an SMTP server for the mailer tests
+#   schemathesis  generates requests from the gateway's /openapi.json (tests/schemathesis)
 # Idempotent: a venv that already has the pinned versions is left alone (no network then).
 # The tests look in ~/.cache/baatcheet-auth/venv/bin, or take the server from env SECANTUSD.
 set -euo pipefail
 
 VENV="$HOME/.cache/baatcheet-auth/venv"
-PINS=(secantusdb==0.7.0b3 aiosmtpd==1.4.6)
+PINS=(secantusdb==0.7.0b3 aiosmtpd==1.4.6 schemathesis==4.32.5)
 
 have_pins() {
   local pin installed
