@@ -29,20 +29,7 @@ impl AuthCore {
         };
 
         let limit_key = format!("login:{identifier}");
-        let policy = &self.policy;
-        if let Err(retry_at) = self
-            .stores
-            .limits
-            .hit(
-                &limit_key,
-                policy.login_max_attempts,
-                policy.login_window_ms,
-                now_ms(),
-            )
-            .await?
-        {
-            return Err(FlowError::LoginRateLimited { retry_at });
-        }
+        self.count_attempt(&limit_key).await?;
 
         let user = if identifier.contains('@') {
             match Email::parse(&identifier) {
@@ -55,6 +42,11 @@ impl AuthCore {
                 Err(_) => None,
             }
         };
+        // One budget per account too: an email and a username of one account share it.
+        let account_key = user.as_ref().map(|u| format!("login:user:{}", u.id.0));
+        if let Some(key) = &account_key {
+            self.count_attempt(key).await?;
+        }
         let verified = self
             .hasher
             .verify(&password, user.as_ref().map(|u| &u.password_hash))
@@ -64,7 +56,21 @@ impl AuthCore {
             return Err(FlowError::InvalidCredentials);
         };
         self.stores.limits.clear(&limit_key).await?;
+        if let Some(key) = &account_key {
+            self.stores.limits.clear(key).await?;
+        }
         let tokens = self.start_session(&user.id, client).await?;
+        // A password reset or change that landed while the old password was being checked
+        // ends every session, but not one created after it: look again, and undo ours.
+        let current = self.stores.users.find_by_id(&user.id).await?;
+        if current.is_none_or(|u| u.password_hash != user.password_hash) {
+            self.stores
+                .sessions
+                .revoke_session(&tokens.session_id, &user.id)
+                .await?;
+            tracing::info!(user_id = %user.id.0, "login raced a password change; refused");
+            return Err(FlowError::InvalidCredentials);
+        }
         let now = now_ms();
         self.stores
             .users
@@ -74,5 +80,24 @@ impl AuthCore {
         user.last_seen = Some(now);
         tracing::info!(user_id = %user.id.0, session_id = %tokens.session_id.0, "signed in");
         Ok(SignedIn { user, tokens })
+    }
+
+    /// Counts one attempt against `key` under the login limit.
+    pub(super) async fn count_attempt(&self, key: &str) -> Result<(), FlowError> {
+        let policy = &self.policy;
+        match self
+            .stores
+            .limits
+            .hit(
+                key,
+                policy.login_max_attempts,
+                policy.login_window_ms,
+                now_ms(),
+            )
+            .await?
+        {
+            Ok(_) => Ok(()),
+            Err(retry_at) => Err(FlowError::LoginRateLimited { retry_at }),
+        }
     }
 }

@@ -103,6 +103,10 @@ impl AuthCore {
             return Err(FlowError::Internal("parsed fields missing".into()));
         };
         let user = self.user(&caller.user_id).await?;
+        // Guesses of the current password share the account's login budget, so a stolen
+        // access token cannot be used to find the password.
+        let account_key = format!("login:user:{}", user.id.0);
+        self.count_attempt(&account_key).await?;
         if !self
             .hasher
             .verify(&current_pw, Some(&user.password_hash))
@@ -110,6 +114,7 @@ impl AuthCore {
         {
             return Err(FlowError::WrongPassword);
         }
+        self.stores.limits.clear(&account_key).await?;
         let new_hash = self.hasher.hash(&new_pw).await?;
         self.stores
             .users

@@ -103,3 +103,23 @@ async fn login_names_missing_fields() {
     let status = app.login("someone", &"p".repeat(129)).await.unwrap_err();
     assert_eq!(violated_fields(&status), ["password"]);
 }
+
+#[tokio::test]
+async fn an_account_has_one_budget_whichever_identifier_is_used() {
+    let app = spawn_app_with(&[("LOGIN_MAX_ATTEMPTS", "3"), ("LOGIN_WINDOW", "10m")]).await;
+    let (mail, name) = (email("alt"), username("alt"));
+    app.signup(&name, &mail).await;
+    for identifier in [&mail, &name, &mail] {
+        assert_error(
+            app.login(identifier, "wrong password").await,
+            Code::Unauthenticated,
+            "INVALID_CREDENTIALS",
+        );
+    }
+    // Each identifier alone is under the limit; the account is not.
+    assert_error(
+        app.login(&name, PASSWORD).await,
+        Code::ResourceExhausted,
+        "LOGIN_RATE_LIMITED",
+    );
+}

@@ -182,3 +182,32 @@ async fn change_password_keeps_this_session_and_ends_the_others() {
         "UNAUTHENTICATED",
     );
 }
+
+#[tokio::test]
+async fn current_password_guesses_share_the_login_budget() {
+    let app = spawn_app_with(&[("LOGIN_MAX_ATTEMPTS", "3"), ("LOGIN_WINDOW", "10m")]).await;
+    let (_, tokens) = app.signup(&username("guess"), &email("guess")).await;
+    let change = |current: &str| {
+        let mut client = app.client();
+        let request = authed(
+            pb::ChangePasswordRequest {
+                current_password: current.into(),
+                new_password: NEW_PASSWORD.into(),
+            },
+            &tokens.access_token,
+        );
+        async move { client.change_password(request).await }
+    };
+    for _ in 0..3 {
+        assert_error(
+            change("a wrong guess").await,
+            Code::InvalidArgument,
+            "WRONG_PASSWORD",
+        );
+    }
+    assert_error(
+        change(PASSWORD).await,
+        Code::ResourceExhausted,
+        "LOGIN_RATE_LIMITED",
+    );
+}
