@@ -57,6 +57,8 @@ pub struct Config {
     pub hash_queue: usize,
     pub log_format: LogFormat,
     pub shutdown_grace: Duration,
+    /// Browser origins allowed to call gRPC-Web across origins.
+    pub grpc_web_cors_origins: Vec<http::HeaderValue>,
     /// Users in MongoDB when set; else in the SQLite file.
     pub mongo: Option<MongoConfig>,
     /// Short-lived state in Redis when set; else in the SQLite file.
@@ -247,6 +249,25 @@ impl Config {
             }
         };
         let smtp = smtp_config(&env)?;
+        let grpc_web_cors_origins = env
+            .string("GRPC_WEB_CORS_ORIGINS", "")
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(|o| {
+                let valid =
+                    (o.starts_with("http://") || o.starts_with("https://")) && !o.ends_with('/');
+                http::HeaderValue::from_str(o)
+                    .ok()
+                    .filter(|_| valid)
+                    .ok_or_else(|| {
+                        error(
+                            "GRPC_WEB_CORS_ORIGINS",
+                            format!("{o:?} is not an origin like https://app.example.com"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let config = Config {
             grpc_addr: env.parse("GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?,
             data_dir,
@@ -282,6 +303,7 @@ impl Config {
             mongo,
             redis,
             smtp,
+            grpc_web_cors_origins,
         };
         Ok(config)
     }
@@ -394,6 +416,7 @@ mod tests {
             ("REDIS_URL", "http://x"),
             ("SMTP_TLS", "maybe"),
             ("DB_USERNAME", "only-this"),
+            ("GRPC_WEB_CORS_ORIGINS", "*"),
         ] {
             let mut pairs = vec![(var, value)];
             if var == "SMTP_TLS" {

@@ -210,6 +210,10 @@ impl Application {
             .accept_http1(true)
             .timeout(Duration::from_secs(30))
             .layer(layers)
+            // CORS answers preflights before gRPC-Web translation sees them.
+            .layer(tower::util::option_layer(grpc_web_cors(
+                &self.config.grpc_web_cors_origins,
+            )))
             .layer(tonic_web::GrpcWebLayer::new())
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -234,6 +238,37 @@ impl Application {
         tracing::info!("stopped");
         result.map_err(StartupError::from)
     }
+}
+
+/// CORS for browsers calling gRPC-Web from the listed origins (none: no CORS headers, so only
+/// same-origin pages and non-browser clients). Bearer tokens travel in `authorization`, so no
+/// credentials (cookies) are allowed.
+fn grpc_web_cors(origins: &[http::HeaderValue]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let header = |name: &'static str| HeaderName::from_static(name);
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+            .allow_methods([http::Method::POST])
+            .allow_headers([
+                header("content-type"),
+                header("x-grpc-web"),
+                header("x-user-agent"),
+                header("grpc-timeout"),
+                header("authorization"),
+                header("x-request-id"),
+            ])
+            .expose_headers([
+                header("grpc-status"),
+                header("grpc-message"),
+                header("grpc-status-details-bin"),
+                header("x-request-id"),
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// Flips the health status with the backends: NOT_SERVING while one does not answer.

@@ -131,3 +131,70 @@ async fn users_and_sessions_survive_a_restart() {
         user.id
     );
 }
+
+/// A raw HTTP/1.1 request on the gRPC port (gRPC-Web is served there); the response head.
+async fn http1(addr: std::net::SocketAddr, request: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).to_lowercase()
+}
+
+#[tokio::test]
+async fn grpc_web_cors_answers_listed_origins_only() {
+    let app = spawn_app_with(&[(
+        "GRPC_WEB_CORS_ORIGINS",
+        "http://app.example.test, https://other.example.test",
+    )])
+    .await;
+    let preflight = |origin: &str| {
+        format!(
+            "OPTIONS /baatcheet.auth.v1.AuthService/GetJwks HTTP/1.1\r\nHost: {}\r\nOrigin: {origin}\r\n\
+             Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type,x-grpc-web,authorization\r\n\r\n",
+            app.addr
+        )
+    };
+    let allowed = http1(app.addr, preflight("http://app.example.test")).await;
+    assert!(allowed.starts_with("http/1.1 200"), "{allowed}");
+    assert!(
+        allowed.contains("access-control-allow-origin: http://app.example.test"),
+        "{allowed}"
+    );
+    assert!(
+        allowed.contains("authorization"),
+        "the bearer header may be sent: {allowed}"
+    );
+    let refused = http1(app.addr, preflight("http://evil.example.test")).await;
+    assert!(
+        !refused.contains("access-control-allow-origin"),
+        "{refused}"
+    );
+
+    // Without the variable, no CORS headers at all.
+    let plain = spawn_app().await;
+    let none = http1(
+        plain.addr,
+        preflight("http://app.example.test")
+            .replace(&app.addr.to_string(), &plain.addr.to_string()),
+    )
+    .await;
+    assert!(!none.contains("access-control-allow-origin"), "{none}");
+    // gRPC-Web itself still works cross-origin for listed origins (a real call, HTTP/1.1).
+    let call = format!(
+        "POST /baatcheet.auth.v1.AuthService/GetJwks HTTP/1.1\r\nHost: {}\r\nOrigin: http://app.example.test\r\n\
+         Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nContent-Length: 5\r\n\r\n\0\0\0\0\0",
+        app.addr
+    );
+    let answer = http1(app.addr, call).await;
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("access-control-allow-origin: http://app.example.test"),
+        "{answer}"
+    );
+    assert!(answer.contains("access-control-expose-headers"), "{answer}");
+}
