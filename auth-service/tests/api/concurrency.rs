@@ -2,21 +2,34 @@
 
 use baatcheet_auth_api::v1::{self as pb, auth_service_client::AuthServiceClient};
 use futures::future::join_all;
-use tonic::Code;
+use std::future::Future;
+
+use tonic::{Code, Response, Status};
 
 use crate::helpers::*;
 
-/// `n` clients, each on its own HTTP/2 connection, so calls truly run in parallel.
-async fn clients(app: &TestApp, n: usize) -> Vec<AuthServiceClient<tonic::transport::Channel>> {
-    let mut out = Vec::new();
-    for _ in 0..n {
-        out.push(
-            AuthServiceClient::connect(format!("http://{}", app.addr))
-                .await
-                .unwrap(),
-        );
+type Client = AuthServiceClient<tonic::transport::Channel>;
+
+/// Sends `call` from `n` clients at once, each on its own HTTP/2 connection (so the calls
+/// truly run in parallel), and returns every answer in client order.
+async fn race<T, F, Fut>(app: &TestApp, n: usize, call: F) -> Vec<Result<Response<T>, Status>>
+where
+    T: Send + 'static,
+    F: Fn(Client, usize) -> Fut,
+    Fut: Future<Output = Result<Response<T>, Status>> + Send + 'static,
+{
+    let mut calls = Vec::new();
+    for i in 0..n {
+        let client = Client::connect(format!("http://{}", app.addr))
+            .await
+            .unwrap();
+        calls.push(tokio::spawn(call(client, i)));
     }
-    out
+    join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -27,18 +40,14 @@ async fn concurrent_verifications_of_one_registration_create_exactly_one_user() 
         .await
         .unwrap();
     let code = app.wait_for_code(&mail, 1).await;
-    let calls = clients(&app, 12).await.into_iter().map(|mut c| {
+    let results = race(&app, 12, |mut c, _| {
         let (mail, code) = (mail.clone(), code.clone());
-        tokio::spawn(async move {
+        async move {
             c.verify_registration(pb::VerifyRegistrationRequest { email: mail, code })
                 .await
-        })
-    });
-    let results: Vec<_> = join_all(calls)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap())
-        .collect();
+        }
+    })
+    .await;
     let ok: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert_eq!(ok.len(), 1, "exactly one verification wins");
     for r in results.iter().filter_map(|r| r.as_ref().err()) {
@@ -61,20 +70,20 @@ async fn concurrent_wrong_guesses_never_exceed_the_budget() {
         .unwrap();
     let code = app.wait_for_code(&mail, 1).await;
     let wrong = if code == "000001" { "000002" } else { "000001" };
-    let calls = clients(&app, 20).await.into_iter().map(|mut c| {
+    let results = race(&app, 20, |mut c, _| {
         let mail = mail.clone();
-        tokio::spawn(async move {
+        async move {
             c.verify_registration(pb::VerifyRegistrationRequest {
                 email: mail,
                 code: wrong.into(),
             })
             .await
-        })
-    });
-    let reasons: Vec<String> = join_all(calls)
-        .await
-        .into_iter()
-        .map(|r| reason(&r.unwrap().unwrap_err()))
+        }
+    })
+    .await;
+    let reasons: Vec<String> = results
+        .iter()
+        .map(|r| reason(r.as_ref().unwrap_err()))
         .collect();
     assert_eq!(
         reasons.iter().filter(|r| *r == "CODE_INVALID").count(),
@@ -100,27 +109,19 @@ async fn concurrent_wrong_guesses_never_exceed_the_budget() {
 async fn concurrent_registers_of_one_email_send_one_code() {
     let app = spawn_app_with(&[("CODE_RESEND_COOLDOWN", "60s")]).await;
     let mail = email("dup");
-    let calls = clients(&app, 8)
-        .await
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut c)| {
-            let mail = mail.clone();
-            tokio::spawn(async move {
-                c.register(pb::RegisterRequest {
-                    username: format!("dup_user_{i}"),
-                    email: mail,
-                    password: PASSWORD.into(),
-                    ..Default::default()
-                })
-                .await
+    let results = race(&app, 8, |mut c, i| {
+        let mail = mail.clone();
+        async move {
+            c.register(pb::RegisterRequest {
+                username: format!("dup_user_{i}"),
+                email: mail,
+                password: PASSWORD.into(),
+                ..Default::default()
             })
-        });
-    let results: Vec<_> = join_all(calls)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap())
-        .collect();
+            .await
+        }
+    })
+    .await;
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
     for r in results.iter().filter_map(|r| r.as_ref().err()) {
         assert_eq!(reason(r), "RESEND_COOLDOWN");
@@ -136,20 +137,16 @@ async fn concurrent_rotations_without_grace_never_both_continue_the_family() {
     let mail = email("rot0");
     let (_, tokens) = app.signup(&username("rot0"), &mail).await;
     let other = app.login(&mail, PASSWORD).await.unwrap().tokens.unwrap();
-    let calls = clients(&app, 8).await.into_iter().map(|mut c| {
+    let results = race(&app, 8, |mut c, _| {
         let token = tokens.refresh_token.clone();
-        tokio::spawn(async move {
+        async move {
             c.refresh_session(pb::RefreshSessionRequest {
                 refresh_token: token,
             })
             .await
-        })
-    });
-    let results: Vec<_> = join_all(calls)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap())
-        .collect();
+        }
+    })
+    .await;
     let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert!(
         winners.len() <= 1,
@@ -185,21 +182,20 @@ async fn concurrent_rotations_without_grace_never_both_continue_the_family() {
 async fn concurrent_rotations_inside_the_grace_window_all_keep_the_session() {
     let app = spawn_app_with(&[("REFRESH_REUSE_GRACE", "30s")]).await;
     let (_, tokens) = app.signup(&username("rotg"), &email("rotg")).await;
-    let calls = clients(&app, 8).await.into_iter().map(|mut c| {
+    let results = race(&app, 8, |mut c, _| {
         let token = tokens.refresh_token.clone();
-        tokio::spawn(async move {
+        async move {
             c.refresh_session(pb::RefreshSessionRequest {
                 refresh_token: token,
             })
             .await
-        })
-    });
-    let pairs: Vec<pb::TokenPair> = join_all(calls)
-        .await
+        }
+    })
+    .await;
+    let pairs: Vec<pb::TokenPair> = results
         .into_iter()
         .map(|r| {
-            r.unwrap()
-                .expect("benign race gets a pair")
+            r.expect("benign race gets a pair")
                 .into_inner()
                 .tokens
                 .unwrap()
@@ -223,21 +219,17 @@ async fn a_full_hash_queue_answers_resource_exhausted_at_once() {
     .await;
     let mail = email("busy");
     app.signup(&username("busy"), &mail).await;
-    let calls = clients(&app, 16).await.into_iter().map(|mut c| {
+    let results = race(&app, 16, |mut c, _| {
         let mail = mail.clone();
-        tokio::spawn(async move {
+        async move {
             c.login(pb::LoginRequest {
                 identifier: mail,
                 password: PASSWORD.into(),
             })
             .await
-        })
-    });
-    let results: Vec<_> = join_all(calls)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap())
-        .collect();
+        }
+    })
+    .await;
     let busy: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert!(results.iter().any(|r| r.is_ok()), "some logins get through");
     assert!(
