@@ -83,6 +83,39 @@ fn registration(user: &NewUser) -> PendingPayload {
     PendingPayload::Registration(user.clone())
 }
 
+/// Starts (or restarts) the pending registration of `user` with code `n`.
+async fn start_registration(
+    s: &Stores,
+    user: &NewUser,
+    n: u8,
+    now: i64,
+    p: &CodePolicy,
+) -> Result<CodeIssued, IssueError> {
+    s.pending
+        .issue_code(
+            CodePurpose::Registration,
+            &user.email,
+            Some(&registration(user)),
+            &code(n),
+            now,
+            p,
+        )
+        .await
+}
+
+/// Presents code `n` for the pending registration of `email`.
+async fn guess(
+    s: &Stores,
+    email: &Email,
+    n: u8,
+    now: i64,
+    p: &CodePolicy,
+) -> Result<PendingPayload, VerifyError> {
+    s.pending
+        .verify_code(CodePurpose::Registration, email, &code(n), now, p)
+        .await
+}
+
 pub async fn users_are_unique_by_email_and_case_insensitive_username(s: Stores) {
     let now = now_ms();
     let a = new_user("Uniq");
@@ -172,18 +205,7 @@ pub async fn a_code_is_issued_with_cooldown_and_consumed_once(s: Stores) {
     let (p, now) = (policy(), now_ms());
     let user = new_user("code");
     let email = user.email.clone();
-    let issued = s
-        .pending
-        .issue_code(
-            CodePurpose::Registration,
-            &email,
-            Some(&registration(&user)),
-            &code(1),
-            now,
-            &p,
-        )
-        .await
-        .unwrap();
+    let issued = start_registration(&s, &user, 1, now, &p).await.unwrap();
     assert_eq!(
         issued,
         CodeIssued {
@@ -211,11 +233,7 @@ pub async fn a_code_is_issued_with_cooldown_and_consumed_once(s: Stores) {
             .await,
         Err(IssueError::NotFound)
     ));
-    let payload = s
-        .pending
-        .verify_code(CodePurpose::Registration, &email, &code(1), now + 10, &p)
-        .await
-        .unwrap();
+    let payload = guess(&s, &email, 1, now + 10, &p).await.unwrap();
     let PendingPayload::Registration(back) = payload else {
         panic!("wrong payload")
     };
@@ -228,9 +246,7 @@ pub async fn a_code_is_issued_with_cooldown_and_consumed_once(s: Stores) {
         )
     );
     assert!(matches!(
-        s.pending
-            .verify_code(CodePurpose::Registration, &email, &code(1), now + 20, &p)
-            .await,
+        guess(&s, &email, 1, now + 20, &p).await,
         Err(VerifyError::NotFound)
     ));
 }
@@ -239,22 +255,9 @@ pub async fn wrong_codes_are_counted_across_resends_until_void(s: Stores) {
     let (p, now) = (policy(), now_ms());
     let user = new_user("wrong");
     let email = user.email.clone();
-    s.pending
-        .issue_code(
-            CodePurpose::Registration,
-            &email,
-            Some(&registration(&user)),
-            &code(1),
-            now,
-            &p,
-        )
-        .await
-        .unwrap();
+    start_registration(&s, &user, 1, now, &p).await.unwrap();
     for left in [4, 3] {
-        let r = s
-            .pending
-            .verify_code(CodePurpose::Registration, &email, &code(9), now + 1, &p)
-            .await;
+        let r = guess(&s, &email, 9, now + 1, &p).await;
         assert!(
             matches!(r, Err(VerifyError::Wrong { attempts_remaining }) if attempts_remaining == left),
             "{r:?}"
@@ -275,15 +278,7 @@ pub async fn wrong_codes_are_counted_across_resends_until_void(s: Stores) {
     assert_eq!(resent.attempts_remaining, 3);
     assert!(
         matches!(
-            s.pending
-                .verify_code(
-                    CodePurpose::Registration,
-                    &email,
-                    &code(1),
-                    now + MIN + 1,
-                    &p
-                )
-                .await,
+            guess(&s, &email, 1, now + MIN + 1, &p).await,
             Err(VerifyError::Wrong {
                 attempts_remaining: 2
             })
@@ -291,40 +286,19 @@ pub async fn wrong_codes_are_counted_across_resends_until_void(s: Stores) {
         "the old code is void after a resend"
     );
     // Starting over with a payload keeps the count too.
-    let restarted = s
-        .pending
-        .issue_code(
-            CodePurpose::Registration,
-            &email,
-            Some(&registration(&user)),
-            &code(3),
-            now + 2 * MIN,
-            &p,
-        )
+    let restarted = start_registration(&s, &user, 3, now + 2 * MIN, &p)
         .await
         .unwrap();
     assert_eq!(restarted.attempts_remaining, 2);
     for left in [1, 0] {
-        let r = s
-            .pending
-            .verify_code(
-                CodePurpose::Registration,
-                &email,
-                &code(9),
-                now + 2 * MIN + 1,
-                &p,
-            )
-            .await;
+        let r = guess(&s, &email, 9, now + 2 * MIN + 1, &p).await;
         assert!(
             matches!(r, Err(VerifyError::Wrong { attempts_remaining }) if attempts_remaining == left),
             "{r:?}"
         );
     }
     let t = now + 2 * MIN + 2;
-    let r = s
-        .pending
-        .verify_code(CodePurpose::Registration, &email, &code(3), t, &p)
-        .await;
+    let r = guess(&s, &email, 3, t, &p).await;
     assert!(
         matches!(r, Err(VerifyError::Exhausted { retry_at }) if retry_at > t),
         "{r:?}"
@@ -347,41 +321,14 @@ pub async fn a_lockout_runs_out_and_a_new_code_gets_a_fresh_budget(s: Stores) {
     let (p, now) = (policy(), now_ms());
     let user = new_user("lock");
     let email = user.email.clone();
-    s.pending
-        .issue_code(
-            CodePurpose::Registration,
-            &email,
-            Some(&registration(&user)),
-            &code(1),
-            now,
-            &p,
-        )
-        .await
-        .unwrap();
+    start_registration(&s, &user, 1, now, &p).await.unwrap();
     for _ in 0..5 {
-        let _ = s
-            .pending
-            .verify_code(CodePurpose::Registration, &email, &code(9), now + 1, &p)
-            .await;
+        let _ = guess(&s, &email, 9, now + 1, &p).await;
     }
     let after = now + 1 + p.lockout_ms + 1;
-    let fresh = s
-        .pending
-        .issue_code(
-            CodePurpose::Registration,
-            &email,
-            Some(&registration(&user)),
-            &code(5),
-            after,
-            &p,
-        )
-        .await
-        .unwrap();
+    let fresh = start_registration(&s, &user, 5, after, &p).await.unwrap();
     assert_eq!(fresh.attempts_remaining, 5);
-    s.pending
-        .verify_code(CodePurpose::Registration, &email, &code(5), after + 1, &p)
-        .await
-        .unwrap();
+    guess(&s, &email, 5, after + 1, &p).await.unwrap();
 }
 
 pub async fn expired_codes_and_the_daily_limit(s: Stores) {
@@ -392,27 +339,9 @@ pub async fn expired_codes_and_the_daily_limit(s: Stores) {
     let now = now_ms();
     let user = new_user("daily");
     let email = user.email.clone();
-    s.pending
-        .issue_code(
-            CodePurpose::Registration,
-            &email,
-            Some(&registration(&user)),
-            &code(1),
-            now,
-            &p,
-        )
-        .await
-        .unwrap();
+    start_registration(&s, &user, 1, now, &p).await.unwrap();
     assert!(matches!(
-        s.pending
-            .verify_code(
-                CodePurpose::Registration,
-                &email,
-                &code(1),
-                now + p.ttl_ms,
-                &p
-            )
-            .await,
+        guess(&s, &email, 1, now + p.ttl_ms, &p).await,
         Err(VerifyError::Expired)
     ));
     s.pending
@@ -453,33 +382,14 @@ pub async fn expired_codes_and_the_daily_limit(s: Stores) {
         "{r:?}"
     );
     // The expired check did not cost an attempt; the last code still works.
-    s.pending
-        .verify_code(
-            CodePurpose::Registration,
-            &email,
-            &code(3),
-            now + 3 * MIN,
-            &p,
-        )
-        .await
-        .unwrap();
+    guess(&s, &email, 3, now + 3 * MIN, &p).await.unwrap();
 }
 
 pub async fn purposes_do_not_mix(s: Stores) {
     let (p, now) = (policy(), now_ms());
     let user = new_user("mix");
     let email = user.email.clone();
-    s.pending
-        .issue_code(
-            CodePurpose::Registration,
-            &email,
-            Some(&registration(&user)),
-            &code(1),
-            now,
-            &p,
-        )
-        .await
-        .unwrap();
+    start_registration(&s, &user, 1, now, &p).await.unwrap();
     let reset = PendingPayload::PasswordReset {
         user_id: Some(UserId("u1".into())),
     };
@@ -508,10 +418,7 @@ pub async fn purposes_do_not_mix(s: Stores) {
     assert!(
         matches!(back, PendingPayload::PasswordReset { user_id: Some(UserId(ref id)) } if id == "u1")
     );
-    s.pending
-        .verify_code(CodePurpose::Registration, &email, &code(1), now + 1, &p)
-        .await
-        .unwrap();
+    guess(&s, &email, 1, now + 1, &p).await.unwrap();
 }
 
 fn new_session(user: &UserId, refresh: RefreshHash, now: i64) -> NewSession {
@@ -858,17 +765,7 @@ pub async fn concurrent_right_codes_consume_once(s: Stores) {
     let (p, now) = (policy(), now_ms());
     let user = new_user("race");
     let email = user.email.clone();
-    s.pending
-        .issue_code(
-            CodePurpose::Registration,
-            &email,
-            Some(&registration(&user)),
-            &code(1),
-            now,
-            &p,
-        )
-        .await
-        .unwrap();
+    start_registration(&s, &user, 1, now, &p).await.unwrap();
     let pending = s.pending.clone();
     let tasks = (0..20).map(|_| {
         let (pending, email, p) = (pending.clone(), email.clone(), p.clone());
