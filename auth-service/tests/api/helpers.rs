@@ -3,12 +3,16 @@
 
 use std::{
     collections::HashMap,
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, Instant, SystemTime},
 };
 
 use auth_service::{config::Config, startup::Application};
+#[path = "../support/mail.rs"]
+mod mail;
 use baatcheet_auth_api::v1::{self as pb, auth_service_client::AuthServiceClient};
+#[allow(unused_imports)] // each test binary uses its part
+pub use mail::{Mail, extract_code, parse_mail, read_mails};
 use tokio::sync::oneshot;
 use tonic::{Code, Request, Status, transport::Channel};
 use tonic_types::StatusExt;
@@ -214,48 +218,6 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
     }
-}
-
-pub struct Mail {
-    pub to: String,
-    pub subject: String,
-    pub text: String,
-    pub html: String,
-    modified: SystemTime,
-}
-
-/// Parses every .eml in `dir` as MIME, oldest first.
-pub fn read_mails(dir: &Path) -> Vec<Mail> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut mails: Vec<Mail> = entries
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-        .filter_map(|e| {
-            let bytes = std::fs::read(e.path()).ok()?;
-            let modified = e.metadata().ok()?.modified().ok()?;
-            let msg = mail_parser::MessageParser::default().parse(&bytes)?;
-            let to = msg.to()?.first()?.address()?.to_string();
-            Some(Mail {
-                to,
-                subject: msg.subject().unwrap_or_default().to_string(),
-                text: msg.body_text(0)?.to_string(),
-                html: msg.body_html(0).map(|h| h.to_string()).unwrap_or_default(),
-                modified,
-            })
-        })
-        .collect();
-    mails.sort_by_key(|m| m.modified);
-    mails
-}
-
-/// The code as a person finds it: the line of the text part that is exactly six digits.
-pub fn extract_code(text: &str) -> Option<String> {
-    text.lines()
-        .map(str::trim)
-        .find(|line| line.len() == 6 && line.bytes().all(|b| b.is_ascii_digit()))
-        .map(str::to_owned)
 }
 
 /// A request with `authorization: Bearer <token>`.

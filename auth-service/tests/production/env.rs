@@ -79,16 +79,9 @@ impl Backends {
         self.smtp
             .messages()
             .iter()
-            .filter_map(|raw| {
-                let msg = mail_parser::MessageParser::default().parse(raw)?;
-                let to = msg.to()?.first()?.address()?.to_string();
-                to.eq_ignore_ascii_case(email).then(|| {
-                    (
-                        msg.subject().unwrap_or_default().to_owned(),
-                        msg.body_text(0).unwrap_or_default().into_owned(),
-                    )
-                })
-            })
+            .filter_map(|raw| crate::helpers::parse_mail(raw))
+            .filter(|m| m.to.eq_ignore_ascii_case(email))
+            .map(|m| (m.subject, m.text))
             .collect()
     }
 

@@ -3,10 +3,15 @@
 //! cookie store) so tests can assert every attribute. Codes are read from the .eml files the
 //! development mailer writes, as a person would.
 
+#[path = "../../../auth-service/tests/support/mail.rs"]
+mod mail;
+#[allow(unused_imports)] // each test binary uses its part
+pub use mail::{Mail, extract_code, read_mails};
+
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{
         Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -342,41 +347,4 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
-}
-
-pub struct Mail {
-    pub to: String,
-    pub text: String,
-    modified: SystemTime,
-}
-
-/// Parses every .eml in `dir` as MIME, oldest first; a file still being written is skipped.
-pub fn read_mails(dir: &Path) -> Vec<Mail> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut mails: Vec<Mail> = entries
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-        .filter_map(|e| {
-            let bytes = std::fs::read(e.path()).ok()?;
-            let modified = e.metadata().ok()?.modified().ok()?;
-            let message = mail_parser::MessageParser::default().parse(&bytes)?;
-            Some(Mail {
-                to: message.to()?.first()?.address()?.to_string(),
-                text: message.body_text(0)?.to_string(),
-                modified,
-            })
-        })
-        .collect();
-    mails.sort_by_key(|m| m.modified);
-    mails
-}
-
-/// The code as a person finds it: a line of the text part that is exactly six digits.
-pub fn extract_code(text: &str) -> Option<String> {
-    text.lines()
-        .map(str::trim)
-        .find(|line| line.len() == 6 && line.bytes().all(|b| b.is_ascii_digit()))
-        .map(str::to_owned)
 }
