@@ -35,6 +35,10 @@ pub struct Config {
     /// Delay after the first failed send; doubles per try up to `mail_retry_max_delay`.
     pub mail_retry_base_delay: Duration,
     pub mail_retry_max_delay: Duration,
+    /// Messages one instance sends at once.
+    pub mail_concurrency: usize,
+    /// How long a dead letter is kept.
+    pub mail_dead_letter_ttl: Duration,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub refresh_reuse_grace: Duration,
@@ -47,9 +51,21 @@ pub struct Config {
     pub code_resend_cooldown: Duration,
     pub code_max_attempts: u32,
     pub code_max_sends_per_day: u32,
-    pub code_lockout: Duration,
+    pub code_max_guesses_per_day: u32,
+    /// How long a pending sign-up or reset lives after its last code.
+    pub code_request_ttl: Duration,
+    /// Register / ResendVerificationCode / RequestPasswordReset calls per client network per hour.
+    pub code_requests_per_ip_per_hour: u32,
+    /// Register for a taken email answers like a new sign-up and notifies the owner.
+    pub signup_enumeration_safe: bool,
     pub login_max_attempts: u32,
     pub login_window: Duration,
+    pub login_max_failures_per_ip: u32,
+    pub login_slowdown_after: u32,
+    pub login_slowdown_max: Duration,
+    pub max_sessions_per_user: u32,
+    /// Peers whose `x-client-ip` / `x-client-user-agent` metadata is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
@@ -180,6 +196,29 @@ impl Env<'_> {
         Ok(d)
     }
 
+    fn flag(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(var).map(|v| v.to_ascii_lowercase()).as_deref() {
+            None => Ok(default),
+            Some("1" | "true" | "on" | "yes") => Ok(true),
+            Some("0" | "false" | "off" | "no") => Ok(false),
+            Some(other) => Err(error(var, format!("{other:?} is not true/false or on/off"))),
+        }
+    }
+
+    /// Comma-separated CIDRs (`10.0.0.0/8`) or single addresses.
+    fn networks(&self, var: &'static str, default: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.string(var, default)
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty() && *n != "none")
+            .map(|n| {
+                n.parse::<ipnet::IpNet>()
+                    .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| error(var, format!("{n:?} is not a CIDR like 10.0.0.0/8")))
+            })
+            .collect()
+    }
+
     fn secret(
         &self,
         var: &'static str,
@@ -234,6 +273,13 @@ impl Config {
             }
         };
         let ms = Duration::from_millis;
+        if env.get("CODE_LOCKOUT").is_some() {
+            return Err(error(
+                "CODE_LOCKOUT",
+                "is no longer used: a request is void after CODE_MAX_ATTEMPTS wrong codes, and \
+                 CODE_MAX_GUESSES_PER_DAY bounds the guesses per email; unset it",
+            ));
+        }
         let mongo = mongo_config(&env)?;
         let redis = match env.get("REDIS_URL") {
             None => None,
@@ -278,6 +324,8 @@ impl Config {
             mail_max_attempts: env.number("MAIL_MAX_ATTEMPTS", 8, 1, 100)?,
             mail_retry_base_delay: env.duration("MAIL_RETRY_BASE_DELAY", "2s", ms(10))?,
             mail_retry_max_delay: env.duration("MAIL_RETRY_MAX_DELAY", "10m", ms(10))?,
+            mail_concurrency: env.number("MAIL_CONCURRENCY", 8, 1, 256)?,
+            mail_dead_letter_ttl: env.duration("MAIL_DEAD_LETTER_TTL", "7d", ms(1000))?,
             access_token_ttl: env.duration("ACCESS_TOKEN_EXPIRY", "15m", ms(1000))?,
             refresh_token_ttl: env.duration("REFRESH_TOKEN_EXPIRY", "7d", ms(1000))?,
             refresh_reuse_grace: env.duration("REFRESH_REUSE_GRACE", "10s", ms(0))?,
@@ -290,9 +338,27 @@ impl Config {
             code_resend_cooldown: env.duration("CODE_RESEND_COOLDOWN", "60s", ms(0))?,
             code_max_attempts: env.number("CODE_MAX_ATTEMPTS", 5, 1, 100)?,
             code_max_sends_per_day: env.number("CODE_MAX_SENDS_PER_DAY", 10, 1, 1000)?,
-            code_lockout: env.duration("CODE_LOCKOUT", "15m", ms(0))?,
+            code_max_guesses_per_day: env.number("CODE_MAX_GUESSES_PER_DAY", 20, 1, 10_000)?,
+            code_request_ttl: env.duration("CODE_REQUEST_TTL", "1h", ms(1000))?,
+            code_requests_per_ip_per_hour: env.number(
+                "CODE_REQUESTS_PER_IP_PER_HOUR",
+                20,
+                1,
+                1_000_000,
+            )?,
+            signup_enumeration_safe: env.flag("SIGNUP_ENUMERATION_SAFE", false)?,
             login_max_attempts: env.number("LOGIN_MAX_ATTEMPTS", 10, 1, 10_000)?,
             login_window: env.duration("LOGIN_WINDOW", "15m", ms(1000))?,
+            login_max_failures_per_ip: env.number(
+                "LOGIN_MAX_FAILURES_PER_IP",
+                100,
+                1,
+                1_000_000,
+            )?,
+            login_slowdown_after: env.number("LOGIN_SLOWDOWN_AFTER", 20, 1, 1_000_000)?,
+            login_slowdown_max: env.duration("LOGIN_SLOWDOWN_MAX", "5s", ms(0))?,
+            max_sessions_per_user: env.number("MAX_SESSIONS_PER_USER", 50, 1, 10_000)?,
+            trusted_proxies: env.networks("TRUSTED_PROXIES", "127.0.0.0/8,::1/128")?,
             argon2_memory_kib: env.number("ARGON2_MEMORY_KIB", 19456, 19456, 4 * 1024 * 1024)?,
             argon2_iterations: env.number("ARGON2_ITERATIONS", 2, 2, 100)?,
             argon2_parallelism: env.number("ARGON2_PARALLELISM", 1, 1, 64)?,
@@ -417,6 +483,11 @@ mod tests {
             ("SMTP_TLS", "maybe"),
             ("DB_USERNAME", "only-this"),
             ("GRPC_WEB_CORS_ORIGINS", "*"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("SIGNUP_ENUMERATION_SAFE", "maybe"),
+            ("MAX_SESSIONS_PER_USER", "0"),
+            ("CODE_LOCKOUT", "15m"),
+            ("MAIL_CONCURRENCY", "0"),
         ] {
             let mut pairs = vec![(var, value)];
             if var == "SMTP_TLS" {
@@ -456,6 +527,20 @@ mod tests {
         let c = load(&[("SMTP_HOST", "relay"), ("SMTP_TLS", "tls")]).unwrap();
         assert_eq!(c.smtp.unwrap().port, 465);
         assert!(load(&[]).unwrap().smtp.is_none());
+    }
+
+    #[test]
+    fn trusted_proxies() {
+        let c = load(&[]).unwrap();
+        let loopback: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(c.trusted_proxies.iter().any(|n| n.contains(&loopback)));
+        let c = load(&[("TRUSTED_PROXIES", "10.1.0.0/16, 192.0.2.7")]).unwrap();
+        let inside: std::net::IpAddr = "10.1.2.3".parse().unwrap();
+        let single: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(c.trusted_proxies.iter().any(|n| n.contains(&inside)));
+        assert!(c.trusted_proxies.iter().any(|n| n.contains(&single)));
+        assert!(!c.trusted_proxies.iter().any(|n| n.contains(&loopback)));
+        assert!(load(&[("TRUSTED_PROXIES", "none")]).unwrap().trusted_proxies.is_empty());
     }
 
     #[test]

@@ -15,8 +15,8 @@ use tower_http::{
 
 use crate::backends::{self, BackendError};
 use crate::config::{Config, ConfigError};
-use crate::crypto::{AccessTokens, CodeHasher, HashSettings, MailSealer, PasswordHasher};
-use crate::flows::{AuthCore, Policy};
+use crate::crypto::{AccessTokens, CodeHasher, EmailTagger, HashSettings, PasswordHasher, Sealer};
+use crate::flows::{AuthCore, LoginPolicy, Policy};
 use crate::grpc::AuthGrpc;
 use crate::keys;
 use crate::mail::{MailWorker, Mailer, Outbox, RetryPolicy, Templates};
@@ -24,6 +24,11 @@ use crate::store::{CodePolicy, Stores, sqlite::SqliteStore};
 
 /// Largest request message accepted, far above any legitimate auth request.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Largest header block (all metadata of one request) accepted. A larger one is refused on its
+/// own stream; it never takes down the connection other requests share. The gateway refuses
+/// tokens over 4 KiB before they get here.
+const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -50,7 +55,7 @@ pub struct Application {
     mailer: Arc<dyn Mailer>,
     config: Config,
     stores: Stores,
-    sealer: Arc<MailSealer>,
+    sealer: Arc<Sealer>,
     sqlite: Option<Arc<SqliteStore>>,
 }
 
@@ -73,7 +78,7 @@ impl Application {
             queue: config.hash_queue,
         })
         .map_err(|e| StartupError::Other(e.to_string()))?;
-        let sealer = Arc::new(MailSealer::new(&secret));
+        let sealer = Arc::new(Sealer::for_mail(&secret));
         let outbox = Outbox::new(stores.mail.clone(), sealer.clone());
         tracing::info!(kid = signing_key.kid(), "access tokens signed with EdDSA");
         let core = Arc::new(AuthCore {
@@ -86,6 +91,8 @@ impl Application {
                 ms(config.access_token_ttl),
             ),
             codes: CodeHasher::new(&secret),
+            refresh_sealer: Sealer::for_refresh_tokens(&secret),
+            email_tags: EmailTagger::new(&secret),
             outbox,
             templates: Templates {
                 app_name: config.app_name.clone(),
@@ -96,14 +103,22 @@ impl Application {
                     cooldown_ms: ms(config.code_resend_cooldown),
                     max_attempts: config.code_max_attempts,
                     max_sends_per_day: config.code_max_sends_per_day,
-                    lockout_ms: ms(config.code_lockout),
-                    record_ttl_ms: 24 * 60 * 60 * 1000,
+                    max_guesses_per_day: config.code_max_guesses_per_day,
+                    pending_ttl_ms: ms(config.code_request_ttl),
                 },
                 code_ttl: config.code_ttl,
+                code_sends_per_ip_per_hour: config.code_requests_per_ip_per_hour,
+                signup_enumeration_safe: config.signup_enumeration_safe,
                 refresh_ttl_ms: ms(config.refresh_token_ttl),
                 refresh_grace_ms: ms(config.refresh_reuse_grace),
-                login_max_attempts: config.login_max_attempts,
-                login_window_ms: ms(config.login_window),
+                max_sessions_per_user: config.max_sessions_per_user,
+                login: LoginPolicy {
+                    max_attempts: config.login_max_attempts,
+                    window_ms: ms(config.login_window),
+                    max_failures_per_ip: config.login_max_failures_per_ip,
+                    slowdown_after: config.login_slowdown_after,
+                    slowdown_max: config.login_slowdown_max,
+                },
             },
         });
         let listener = TcpListener::bind(config.grpc_addr)
@@ -147,6 +162,8 @@ impl Application {
                 base_delay: self.config.mail_retry_base_delay,
                 max_delay: self.config.mail_retry_max_delay,
                 lease: Duration::from_secs(60),
+                concurrency: self.config.mail_concurrency,
+                dead_letter_ttl: self.config.mail_dead_letter_ttl,
             },
         );
         let worker = tokio::spawn(worker.run(stop_rx.clone()));
@@ -177,7 +194,8 @@ impl Application {
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()
             .map_err(|e| StartupError::Other(e.to_string()))?;
-        let auth = AuthServiceServer::new(AuthGrpc::new(self.core.clone()))
+        let trusted_proxies = self.config.trusted_proxies.clone().into();
+        let auth = AuthServiceServer::new(AuthGrpc::new(self.core.clone(), trusted_proxies))
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
 
         let request_id = HeaderName::from_static("x-request-id");
@@ -208,6 +226,7 @@ impl Application {
             .with_keepalive(Some(Duration::from_secs(60)));
         let result = Server::builder()
             .accept_http1(true)
+            .http2_max_header_list_size(Some(MAX_HEADER_LIST_BYTES))
             .timeout(Duration::from_secs(30))
             .layer(layers)
             // CORS answers preflights before gRPC-Web translation sees them.

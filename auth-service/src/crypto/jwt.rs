@@ -110,8 +110,10 @@ impl AccessTokens {
         validation.set_issuer(&[&issuer]);
         validation.set_audience(&[&audience]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        // Our own clock signs and checks: no leeway, an expired token is expired.
+        // Our own clock signs and checks: no leeway, an expired token is expired, and a token
+        // that says it is not valid yet (`nbf`) is refused until then.
         validation.leeway = 0;
+        validation.validate_nbf = true;
         Self {
             key,
             issuer,

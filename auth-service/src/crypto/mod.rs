@@ -7,4 +7,4 @@ mod secrets;
 
 pub use hasher::{HashError, HashSettings, PasswordHasher};
 pub use jwt::{AccessClaims, AccessTokens, Jwk, SigningKey, TokenError};
-pub use secrets::{CodeHasher, MailSealer, RefreshToken, ServerSecret};
+pub use secrets::{CodeHasher, EmailTagger, RefreshToken, Sealer, ServerSecret};

@@ -8,7 +8,7 @@ use rand::TryRngCore;
 use secrecy::{ExposeSecret, SecretBox};
 use sha2::{Digest, Sha256};
 
-use crate::domain::{Code, CodeHash, Email, SessionId};
+use crate::domain::{Code, CodeHash, Email, PendingId, SessionId};
 use crate::store::{CodePurpose, RefreshHash};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -23,6 +23,11 @@ impl ServerSecret {
             return Err("must be at least 32 bytes".into());
         }
         Ok(Self(SecretBox::new(Box::new(bytes))))
+    }
+
+    /// A fresh secret, for tests and tools.
+    pub fn random() -> Self {
+        Self(SecretBox::new(Box::new(Self::generate())))
     }
 
     /// 32 fresh random bytes.
@@ -51,19 +56,50 @@ pub struct CodeHasher {
 impl CodeHasher {
     pub fn new(secret: &ServerSecret) -> Self {
         Self {
-            key: secret.derive("baatcheet-auth/code-hash/v1"),
+            key: secret.derive("baatcheet-auth/code-hash/v2"),
         }
     }
 
-    /// HMAC over purpose, email and code, so a hash fits only the request it was made for.
-    pub fn hash(&self, purpose: CodePurpose, email: &Email, code: &Code) -> CodeHash {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.key).expect("any key length");
-        for part in [purpose.as_str(), email.as_str(), code.expose()] {
-            mac.update(&(part.len() as u32).to_be_bytes());
-            mac.update(part.as_bytes());
-        }
-        CodeHash(mac.finalize().into_bytes().into())
+    /// HMAC over purpose, email, request id and code, so a hash fits only the request it was
+    /// made for.
+    pub fn hash(&self, purpose: CodePurpose, email: &Email, id: &PendingId, code: &Code) -> CodeHash {
+        CodeHash(keyed(
+            &self.key,
+            &[purpose.as_str(), email.as_str(), id.as_str(), code.expose()],
+        ))
     }
+}
+
+/// Names an email in logs without writing it: the first 12 hex digits of an HMAC keyed with
+/// the server secret. The same address always gets the same tag (so its lines can be found
+/// by an operator who computes it), and a log reader cannot reverse it or test guesses.
+pub struct EmailTagger {
+    key: [u8; 32],
+}
+
+impl EmailTagger {
+    pub fn new(secret: &ServerSecret) -> Self {
+        Self {
+            key: secret.derive("baatcheet-auth/log-email-tag/v1"),
+        }
+    }
+
+    pub fn tag(&self, email: &Email) -> String {
+        keyed(&self.key, &[email.as_str()])[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// HMAC-SHA256 over length-prefixed parts, so no two lists of parts collide.
+fn keyed(key: &[u8; 32], parts: &[&str]) -> [u8; 32] {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("any key length");
+    for part in parts {
+        mac.update(&(part.len() as u32).to_be_bytes());
+        mac.update(part.as_bytes());
+    }
+    mac.finalize().into_bytes().into()
 }
 
 /// An opaque refresh token: `<session id>.<256 random bits, base64url>`. The session id
@@ -113,14 +149,26 @@ impl std::fmt::Debug for RefreshToken {
     }
 }
 
-/// Encrypts queued mail (ChaCha20-Poly1305): the bodies carry codes, and the queue is storage.
-pub struct MailSealer {
+/// Encrypts what the service must store but nobody may read (ChaCha20-Poly1305): queued mail,
+/// whose bodies carry codes, and the successor refresh token kept for the grace window. Each
+/// use has its own key, so a sealed value of one kind never opens as another.
+pub struct Sealer {
     cipher: ChaCha20Poly1305,
 }
 
-impl MailSealer {
-    pub fn new(secret: &ServerSecret) -> Self {
-        let key = secret.derive("baatcheet-auth/mail-seal/v1");
+impl Sealer {
+    /// The sealer of the mail queue.
+    pub fn for_mail(secret: &ServerSecret) -> Self {
+        Self::new(secret, "baatcheet-auth/mail-seal/v1")
+    }
+
+    /// The sealer of refresh tokens kept for the grace window.
+    pub fn for_refresh_tokens(secret: &ServerSecret) -> Self {
+        Self::new(secret, "baatcheet-auth/refresh-successor/v1")
+    }
+
+    fn new(secret: &ServerSecret, label: &str) -> Self {
+        let key = secret.derive(label);
         Self {
             cipher: ChaCha20Poly1305::new(&key.into()),
         }
@@ -140,12 +188,12 @@ impl MailSealer {
 
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, String> {
         if sealed.len() < 12 {
-            return Err("sealed mail too short".into());
+            return Err("sealed value too short".into());
         }
         let (nonce, ct) = sealed.split_at(12);
         self.cipher
             .decrypt(nonce.into(), ct)
-            .map_err(|_| "sealed mail does not open with this server secret".into())
+            .map_err(|_| "the sealed value does not open with this server secret".into())
     }
 }
 
@@ -158,23 +206,31 @@ mod tests {
     }
 
     #[test]
-    fn code_hash_binds_purpose_and_email() {
+    fn code_hash_binds_purpose_email_and_request() {
         let h = CodeHasher::new(&secret());
         let code = Code::parse("123456").unwrap();
         let a = Email::parse("a@example.com").unwrap();
         let b = Email::parse("b@example.com").unwrap();
-        assert_eq!(
-            h.hash(CodePurpose::Registration, &a, &code),
-            h.hash(CodePurpose::Registration, &a, &code)
-        );
+        let (id, other_id) = (PendingId::generate(), PendingId::generate());
+        let reg = CodePurpose::Registration;
+        assert_eq!(h.hash(reg, &a, &id, &code), h.hash(reg, &a, &id, &code));
+        assert_ne!(h.hash(reg, &a, &id, &code), h.hash(reg, &b, &id, &code));
+        assert_ne!(h.hash(reg, &a, &id, &code), h.hash(reg, &a, &other_id, &code));
         assert_ne!(
-            h.hash(CodePurpose::Registration, &a, &code),
-            h.hash(CodePurpose::Registration, &b, &code)
+            h.hash(reg, &a, &id, &code),
+            h.hash(CodePurpose::PasswordReset, &a, &id, &code)
         );
-        assert_ne!(
-            h.hash(CodePurpose::Registration, &a, &code),
-            h.hash(CodePurpose::PasswordReset, &a, &code)
-        );
+    }
+
+    #[test]
+    fn email_tags_are_short_stable_and_keyed() {
+        let s = secret();
+        let a = Email::parse("a@example.com").unwrap();
+        let tag = EmailTagger::new(&s).tag(&a);
+        assert_eq!(tag.len(), 12);
+        assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(tag, EmailTagger::new(&s).tag(&a));
+        assert_ne!(tag, EmailTagger::new(&secret()).tag(&a));
     }
 
     #[test]
@@ -190,13 +246,20 @@ mod tests {
 
     #[test]
     fn seal_round_trip_and_tamper() {
-        let s = MailSealer::new(&secret());
+        let s = Sealer::for_mail(&secret());
         let sealed = s.seal(b"code 123456");
         assert!(!sealed.windows(6).any(|w| w == b"123456"));
         assert_eq!(s.open(&sealed).unwrap(), b"code 123456");
         let mut bad = sealed.clone();
         bad[20] ^= 1;
         assert!(s.open(&bad).is_err());
-        assert!(MailSealer::new(&secret()).open(&sealed).is_err());
+        assert!(Sealer::for_mail(&secret()).open(&sealed).is_err());
+        let same_secret = secret();
+        let sealed = Sealer::for_mail(&same_secret).seal(b"x");
+        assert!(
+            Sealer::for_refresh_tokens(&same_secret)
+                .open(&sealed)
+                .is_err()
+        );
     }
 }

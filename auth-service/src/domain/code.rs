@@ -39,6 +39,17 @@ impl std::fmt::Debug for Code {
 #[derive(Clone, PartialEq, Eq)]
 pub struct CodeHash(pub [u8; 32]);
 
+impl CodeHash {
+    /// A hash no code has: the stored code of a decoy request, which no guess can match.
+    pub fn unguessable() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng
+            .try_fill_bytes(&mut bytes)
+            .expect("the OS random source works");
+        Self(bytes)
+    }
+}
+
 impl std::fmt::Debug for CodeHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("CodeHash(..)")

@@ -1,15 +1,19 @@
 //! Domain types, parsed once at the edge of `flows`: a value of one of these types is valid by
 //! construction, so nothing past the parse checks it again.
 
+mod client;
 mod code;
 mod email;
 mod password;
+mod pending;
 mod user;
 mod username;
 
+pub use client::ClientInfo;
 pub use code::{Code, CodeHash};
 pub use email::Email;
 pub use password::{Password, PasswordHash};
+pub use pending::PendingId;
 pub use user::{NewUser, Profile, SessionId, User, UserId, UserStatus};
 pub use username::Username;
 

@@ -88,9 +88,11 @@ impl Profile {
     }
 }
 
-/// A verified user about to be created: what a pending registration holds.
+/// A verified user about to be created: what a pending registration holds. The id is chosen
+/// when the registration starts, so two racing verifications of one registration agree on it.
 #[derive(Debug, Clone)]
 pub struct NewUser {
+    pub id: UserId,
     pub username: Username,
     pub email: Email,
     pub password_hash: PasswordHash,

@@ -11,16 +11,26 @@ pub enum FlowError {
     EmailTaken,
     #[error("username is already taken")]
     UsernameTaken,
-    #[error("no pending registration for this email")]
+    #[error("registration_id is required: start with Register, which returns it")]
+    RegistrationIdRequired,
+    #[error("reset_id is required: start with RequestPasswordReset, which returns it")]
+    ResetIdRequired,
+    #[error("no such pending registration")]
     RegistrationNotFound,
-    #[error("no pending password reset for this email")]
+    #[error("no such pending password reset")]
     ResetNotFound,
     #[error("the code is wrong")]
     CodeInvalid { attempts_remaining: u32 },
     #[error("the code has expired; ask for a new one")]
     CodeExpired,
-    #[error("too many wrong codes; this request is void")]
-    CodeAttemptsExhausted { retry_at: UnixMs },
+    #[error("too many wrong codes; this request is void, start again")]
+    CodeAttemptsExhausted,
+    #[error("too many wrong codes for this email today")]
+    TooManyGuessesToday { retry_at: UnixMs },
+    #[error("too many sign-up codes requested from this network; try again later")]
+    SignupRateLimited { retry_at: UnixMs },
+    #[error("too many password reset codes requested from this network; try again later")]
+    ResetRateLimited { retry_at: UnixMs },
     #[error("a code was sent recently; wait before asking again")]
     ResendCooldown { retry_at: UnixMs },
     #[error("too many codes sent to this email today")]
@@ -60,11 +70,16 @@ impl FlowError {
             FlowError::InvalidInput(_) => "INVALID_ARGUMENT",
             FlowError::EmailTaken => "EMAIL_TAKEN",
             FlowError::UsernameTaken => "USERNAME_TAKEN",
+            FlowError::RegistrationIdRequired => "REGISTRATION_ID_REQUIRED",
+            FlowError::ResetIdRequired => "RESET_ID_REQUIRED",
             FlowError::RegistrationNotFound => "REGISTRATION_NOT_FOUND",
             FlowError::ResetNotFound => "RESET_NOT_FOUND",
             FlowError::CodeInvalid { .. } => "CODE_INVALID",
             FlowError::CodeExpired => "CODE_EXPIRED",
-            FlowError::CodeAttemptsExhausted { .. } => "CODE_ATTEMPTS_EXHAUSTED",
+            FlowError::CodeAttemptsExhausted => "CODE_ATTEMPTS_EXHAUSTED",
+            FlowError::TooManyGuessesToday { .. } => "TOO_MANY_GUESSES_TODAY",
+            FlowError::SignupRateLimited { .. } => "SIGNUP_RATE_LIMITED",
+            FlowError::ResetRateLimited { .. } => "RESET_RATE_LIMITED",
             FlowError::ResendCooldown { .. } => "RESEND_COOLDOWN",
             FlowError::CodeDailyLimit { .. } => "CODE_DAILY_LIMIT",
             FlowError::InvalidCredentials => "INVALID_CREDENTIALS",
@@ -86,7 +101,9 @@ impl FlowError {
     /// When the caller may try again, for limits.
     pub fn retry_at(&self) -> Option<UnixMs> {
         match self {
-            FlowError::CodeAttemptsExhausted { retry_at }
+            FlowError::TooManyGuessesToday { retry_at }
+            | FlowError::SignupRateLimited { retry_at }
+            | FlowError::ResetRateLimited { retry_at }
             | FlowError::ResendCooldown { retry_at }
             | FlowError::CodeDailyLimit { retry_at }
             | FlowError::LoginRateLimited { retry_at } => Some(*retry_at),
@@ -122,6 +139,7 @@ impl From<CreateUserError> for FlowError {
         match e {
             CreateUserError::EmailTaken => FlowError::EmailTaken,
             CreateUserError::UsernameTaken => FlowError::UsernameTaken,
+            CreateUserError::IdTaken => FlowError::Internal("a user id was taken twice".into()),
             CreateUserError::Store(e) => e.into(),
         }
     }

@@ -1,10 +1,24 @@
+//! Login, and the limits around every password check (login and ChangePassword).
+//!
+//! Limits exist to stop guessing, so they must not become a way to lock the owner out:
+//! - only wrong passwords count, after the check: a right password is never refused because
+//!   other attempts are in flight;
+//! - the hard limits are per (account, client network) and per client network, so guesses
+//!   from elsewhere never refuse the owner's own device;
+//! - across all networks an account only slows down: past `slowdown_after` wrong passwords
+//!   every attempt waits a little longer (up to `slowdown_max`), the owner's included, but
+//!   nobody is refused;
+//! - a check that raced past a hard limit (many guesses at once) is answered
+//!   LOGIN_RATE_LIMITED whatever its result, so a burst learns no more than the limit allows.
+
+use std::time::Duration;
+
 use super::{AuthCore, ClientInfo, FlowError, SignedIn};
-use crate::domain::{Email, Password, UserStatus, Username, Violations, now_ms};
+use crate::domain::{Email, Password, SessionId, User, UserId, UserStatus, Username, Violations, now_ms};
 
 impl AuthCore {
     /// Login by email or username. An unknown account and a wrong password give the same
     /// error after the same work (a dummy hash is verified), so neither reveals which it was.
-    /// Attempts per identifier are limited; a success clears the count.
     #[tracing::instrument(skip_all)]
     pub async fn login(
         &self,
@@ -28,37 +42,19 @@ impl AuthCore {
             return Err(FlowError::Internal("parsed fields missing".into()));
         };
 
-        let limit_key = format!("login:{identifier}");
-        self.count_attempt(&limit_key).await?;
-
-        let user = if identifier.contains('@') {
-            match Email::parse(&identifier) {
-                Ok(email) => self.stores.users.find_by_email(&email).await?,
-                Err(_) => None,
-            }
-        } else {
-            match Username::parse(&identifier) {
-                Ok(name) => self.stores.users.find_by_username(&name).await?,
-                Err(_) => None,
-            }
-        };
-        // One budget per account too: an email and a username of one account share it.
-        let account_key = user.as_ref().map(|u| format!("login:user:{}", u.id.0));
-        if let Some(key) = &account_key {
-            self.count_attempt(key).await?;
-        }
+        let user = self.find_by_identifier(&identifier).await?;
+        let guard = self.password_guard_for_login(user.as_ref(), &identifier, client);
+        guard.admit(self).await?;
         let verified = self
             .hasher
             .verify(&password, user.as_ref().map(|u| &u.password_hash))
             .await?;
-        let Some(mut user) = user.filter(|_| verified) else {
+        let user = user.filter(|_| verified);
+        guard.record(self, user.is_some()).await?;
+        let Some(mut user) = user else {
             tracing::info!("login refused");
             return Err(FlowError::InvalidCredentials);
         };
-        self.stores.limits.clear(&limit_key).await?;
-        if let Some(key) = &account_key {
-            self.stores.limits.clear(key).await?;
-        }
         let tokens = self.start_session(&user.id, client).await?;
         // A password reset or change that landed while the old password was being checked
         // ends every session, but not one created after it: look again, and undo ours.
@@ -82,22 +78,154 @@ impl AuthCore {
         Ok(SignedIn { user, tokens })
     }
 
-    /// Counts one attempt against `key` under the login limit.
-    pub(super) async fn count_attempt(&self, key: &str) -> Result<(), FlowError> {
-        let policy = &self.policy;
-        match self
-            .stores
-            .limits
-            .hit(
-                key,
-                policy.login_max_attempts,
-                policy.login_window_ms,
-                now_ms(),
-            )
-            .await?
-        {
-            Ok(_) => Ok(()),
-            Err(retry_at) => Err(FlowError::LoginRateLimited { retry_at }),
+    async fn find_by_identifier(&self, identifier: &str) -> Result<Option<User>, FlowError> {
+        Ok(if identifier.contains('@') {
+            match Email::parse(identifier) {
+                Ok(email) => self.stores.users.find_by_email(&email).await?,
+                Err(_) => None,
+            }
+        } else {
+            match Username::parse(identifier) {
+                Ok(name) => self.stores.users.find_by_username(&name).await?,
+                Err(_) => None,
+            }
+        })
+    }
+
+    /// The counters of a login: per (account, network), per network, and the account's
+    /// slowdown. An unknown identifier gets counters of its own, used the same way.
+    fn password_guard_for_login(
+        &self,
+        user: Option<&User>,
+        identifier: &str,
+        client: &ClientInfo,
+    ) -> PasswordGuard {
+        let account = match user {
+            Some(user) => user.id.0.clone(),
+            None => format!("?{identifier}"),
+        };
+        let network = client.network();
+        PasswordGuard {
+            hard: vec![
+                (
+                    format!("login:pair:{account}:{network}"),
+                    self.policy.login.max_attempts,
+                ),
+                (
+                    format!("login:net:{network}"),
+                    self.policy.login.max_failures_per_ip,
+                ),
+            ],
+            account: format!("login:acct:{account}"),
         }
+    }
+
+    /// The counters of ChangePassword: per (account, session), and the account's slowdown.
+    pub(super) fn password_guard_for_session(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+    ) -> PasswordGuard {
+        PasswordGuard {
+            hard: vec![(
+                format!("pwchange:{}:{}", user.0, session.0),
+                self.policy.login.max_attempts,
+            )],
+            account: format!("login:acct:{}", user.0),
+        }
+    }
+}
+
+/// The limits around one password check. The first hard counter is the pair (the device)
+/// that a right password clears.
+pub(super) struct PasswordGuard {
+    /// (counter key, most wrong passwords per window).
+    hard: Vec<(String, u32)>,
+    /// Wrong passwords of the account from anywhere, for the slowdown.
+    account: String,
+}
+
+impl PasswordGuard {
+    /// Before the check: refuses at once (no hash spent) when a hard limit is reached, and
+    /// waits while the account is being guessed at from many places.
+    pub(super) async fn admit(&self, core: &AuthCore) -> Result<(), FlowError> {
+        let now = now_ms();
+        self.refuse_if_over(core, now).await?;
+        let (failures, _) = core.stores.limits.count(&self.account, now).await?;
+        let delay = slowdown(
+            failures,
+            core.policy.login.slowdown_after,
+            core.policy.login.slowdown_max,
+        );
+        if !delay.is_zero() {
+            tracing::info!(
+                delay_ms = delay.as_millis() as u64,
+                failures,
+                "account under password guessing; slowing down"
+            );
+            tokio::time::sleep(delay).await;
+        }
+        Ok(())
+    }
+
+    /// After the check: a wrong password is counted on every counter (one atomic step each),
+    /// a right one clears the device's counter. Past a hard limit the answer is
+    /// LOGIN_RATE_LIMITED whatever the result.
+    pub(super) async fn record(&self, core: &AuthCore, verified: bool) -> Result<(), FlowError> {
+        let (limits, now, window) = (&core.stores.limits, now_ms(), core.policy.login.window_ms);
+        if verified {
+            self.refuse_if_over(core, now).await?;
+            if let Some((pair, _)) = self.hard.first() {
+                limits.clear(pair).await?;
+            }
+            return Ok(());
+        }
+        // No limit of its own: it only feeds the slowdown.
+        let _ = limits.hit(&self.account, u32::MAX, window, now).await?;
+        for (key, limit) in &self.hard {
+            if let Err(retry_at) = limits.hit(key, *limit, window, now).await? {
+                return Err(FlowError::LoginRateLimited { retry_at });
+            }
+        }
+        Ok(())
+    }
+
+    async fn refuse_if_over(&self, core: &AuthCore, now: i64) -> Result<(), FlowError> {
+        for (key, limit) in &self.hard {
+            let (count, ends) = core.stores.limits.count(key, now).await?;
+            if count >= *limit {
+                return Err(FlowError::LoginRateLimited { retry_at: ends });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The wait before a check on an account with `failures` wrong passwords in the window: none
+/// below `after`, then 500 ms doubling every further `after` failures, at most `max`.
+fn slowdown(failures: u32, after: u32, max: Duration) -> Duration {
+    if after == 0 || failures < after {
+        return Duration::ZERO;
+    }
+    let doublings = ((failures - after) / after).min(16);
+    Duration::from_millis(500)
+        .saturating_mul(1 << doublings)
+        .min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slowdown_grows_and_is_capped() {
+        let max = Duration::from_secs(5);
+        assert_eq!(slowdown(19, 20, max), Duration::ZERO);
+        assert_eq!(slowdown(20, 20, max), Duration::from_millis(500));
+        assert_eq!(slowdown(40, 20, max), Duration::from_secs(1));
+        assert_eq!(slowdown(60, 20, max), Duration::from_secs(2));
+        assert_eq!(slowdown(10_000, 20, max), max);
+        assert_eq!(slowdown(u32::MAX, 1, max), max);
+        assert_eq!(slowdown(5, 0, max), Duration::ZERO);
     }
 }

@@ -11,11 +11,12 @@ mod tokens;
 
 use std::{sync::Arc, time::Duration};
 
+pub use crate::domain::ClientInfo;
 pub use error::FlowError;
 pub use tokens::Caller;
 
-use crate::crypto::{AccessTokens, CodeHasher, PasswordHasher};
-use crate::domain::{SessionId, UnixMs, User};
+use crate::crypto::{AccessTokens, CodeHasher, EmailTagger, PasswordHasher, Sealer};
+use crate::domain::{PendingId, SessionId, UnixMs, User};
 use crate::mail::{Outbox, Templates};
 use crate::store::{CodePolicy, SessionRecord, Stores};
 
@@ -24,10 +25,31 @@ use crate::store::{CodePolicy, SessionRecord, Stores};
 pub struct Policy {
     pub code: CodePolicy,
     pub code_ttl: Duration,
+    /// Codes (sign-up and reset) one client network may ask for per hour.
+    pub code_sends_per_ip_per_hour: u32,
+    /// Register for a taken email answers like a new sign-up (and mails the owner a notice).
+    pub signup_enumeration_safe: bool,
     pub refresh_ttl_ms: i64,
     pub refresh_grace_ms: i64,
-    pub login_max_attempts: u32,
-    pub login_window_ms: i64,
+    /// Sessions one user may hold; a new one ends the least recently used beyond it.
+    pub max_sessions_per_user: u32,
+    pub login: LoginPolicy,
+}
+
+/// How wrong passwords are limited. Only wrong passwords count; none of these limits can be
+/// run down by others to refuse the owner's own device (see `flows/login.rs`).
+#[derive(Debug, Clone)]
+pub struct LoginPolicy {
+    /// Wrong passwords per (account, client network) per window; then LOGIN_RATE_LIMITED for
+    /// that pair only.
+    pub max_attempts: u32,
+    pub window_ms: i64,
+    /// Wrong passwords per client network per window, whatever the account.
+    pub max_failures_per_ip: u32,
+    /// Wrong passwords per account per window (all networks) after which every attempt on the
+    /// account waits a little, doubling up to `slowdown_max`. It slows, it never refuses.
+    pub slowdown_after: u32,
+    pub slowdown_max: Duration,
 }
 
 /// Everything the flows need, built once at startup and shared.
@@ -36,19 +58,16 @@ pub struct AuthCore {
     pub hasher: PasswordHasher,
     pub tokens: AccessTokens,
     pub codes: CodeHasher,
+    /// Seals the successor refresh token kept for the grace window.
+    pub refresh_sealer: Sealer,
+    /// Names emails in logs without writing them.
+    pub email_tags: EmailTagger,
     pub outbox: Outbox,
     pub templates: Templates,
     pub policy: Policy,
 }
 
 pub type SharedCore = Arc<AuthCore>;
-
-/// Who is calling from where, as the transport saw it; recorded on new sessions.
-#[derive(Debug, Clone, Default)]
-pub struct ClientInfo {
-    pub ip: String,
-    pub user_agent: String,
-}
 
 /// A new access + refresh token pair.
 #[derive(Debug)]
@@ -63,6 +82,8 @@ pub struct TokenPair {
 /// Where a code went and what the caller may do next.
 #[derive(Debug, Clone)]
 pub struct CodeDelivery {
+    /// The pending request, for its holder only.
+    pub id: PendingId,
     pub email: String,
     pub code_expires_at: UnixMs,
     pub resend_at: UnixMs,

@@ -1,39 +1,90 @@
-use super::{AuthCore, Caller, FlowError, registration::verify_error};
-use crate::domain::{Code, Email, Password, Violations, now_ms};
-use crate::store::{CodeIssued, CodePurpose, PendingPayload};
+//! Password reset by emailed code (bound, like sign-up, to a random id only the requester
+//! holds) and password change.
+
+use super::{
+    AuthCore, Caller, ClientInfo, FlowError,
+    registration::{parse_id, verify_error},
+};
+use crate::domain::{Code, CodeHash, Email, Password, PendingId, Violations, now_ms};
+use crate::store::{CodeIssued, CodePurpose, IssueError, PendingPayload};
+
+/// What RequestPasswordReset answers, the same whether or not an account has the email.
+#[derive(Debug)]
+pub struct ResetRequested {
+    pub id: PendingId,
+    pub issued: CodeIssued,
+}
 
 impl AuthCore {
-    /// RequestPasswordReset: answers the same for known and unknown emails (same limits,
-    /// same response); only a known account gets mail.
-    #[tracing::instrument(skip_all, fields(email = %email.trim()))]
-    pub async fn request_password_reset(&self, email: &str) -> Result<CodeIssued, FlowError> {
+    /// RequestPasswordReset: answers the same for known and unknown emails (same limits, same
+    /// response, a request id either way); only a known account gets mail. For an unknown
+    /// email the request is a decoy that no code can finish.
+    #[tracing::instrument(skip_all, fields(email = tracing::field::Empty))]
+    pub async fn request_password_reset(
+        &self,
+        email: &str,
+        client: &ClientInfo,
+    ) -> Result<ResetRequested, FlowError> {
         let email = Email::parse(email).map_err(|e| FlowError::invalid("email", e))?;
-        let user = self.stores.users.find_by_email(&email).await?;
-        let payload = PendingPayload::PasswordReset {
-            user_id: user.as_ref().map(|u| u.id.clone()),
-        };
-        let code = Code::generate();
-        let issued = self
-            .issue(CodePurpose::PasswordReset, &email, Some(&payload), &code)
+        self.tag_span(&email);
+        self.limit_code_requests(client, |retry_at| FlowError::ResetRateLimited { retry_at })
             .await?;
+        let user = self.stores.users.find_by_email(&email).await?;
+        let id = PendingId::generate();
+        let code = Code::generate();
+        let (payload, hash) = match &user {
+            Some(user) => (
+                PendingPayload::PasswordReset {
+                    user_id: user.id.clone(),
+                },
+                self.codes.hash(CodePurpose::PasswordReset, &email, &id, &code),
+            ),
+            None => (PendingPayload::Decoy, CodeHash::unguessable()),
+        };
+        let issued = self
+            .stores
+            .pending
+            .issue_code(
+                CodePurpose::PasswordReset,
+                &email,
+                &id,
+                Some(&payload),
+                &hash,
+                now_ms(),
+                &self.policy.code,
+            )
+            .await
+            .map_err(|e| match e {
+                IssueError::DailyLimit { retry_at } => FlowError::CodeDailyLimit { retry_at },
+                IssueError::Cooldown { retry_at } => FlowError::ResendCooldown { retry_at },
+                IssueError::Exhausted => FlowError::CodeAttemptsExhausted,
+                IssueError::NotFound => FlowError::ResetNotFound,
+                IssueError::Store(e) => e.into(),
+            })?;
         if let Some(user) = user {
-            let mail = self.templates.password_reset_code(
-                email.as_str(),
-                Some(&user.username),
-                code.expose(),
-                self.policy.code_ttl,
-            );
+            let mail = self
+                .templates
+                .password_reset_code(
+                    email.as_str(),
+                    Some(&user.username),
+                    code.expose(),
+                    self.policy.code_ttl,
+                )
+                .expiring_at(issued.code_expires_at);
             self.outbox.enqueue(&mail).await?;
         }
-        Ok(issued)
+        Ok(ResetRequested { id, issued })
     }
 
     /// ResetPassword: the new password is hashed first (so an overloaded hasher costs the
-    /// user no code attempt), then the code is checked and consumed, then every session ends.
-    #[tracing::instrument(skip_all, fields(email = %email.trim()))]
+    /// user no code attempt), then the code of the caller's request is checked, the password
+    /// set, the email's other resets ended and every session ended. The request is kept until
+    /// the password is set, so a failure on the way loses nothing.
+    #[tracing::instrument(skip_all, fields(email = tracing::field::Empty))]
     pub async fn reset_password(
         &self,
         email: &str,
+        reset_id: &str,
         code: &str,
         new_password: &str,
     ) -> Result<u32, FlowError> {
@@ -41,28 +92,30 @@ impl AuthCore {
         let email = v.check("email", Email::parse(email));
         let code = v.check("code", Code::parse(code));
         let password = v.check("new_password", Password::parse(new_password));
+        let id = parse_id(&mut v, "reset_id", reset_id);
         v.finish()?;
-        let (Some(email), Some(code), Some(password)) = (email, code, password) else {
+        let (Some(email), Some(code), Some(password), Some(id)) = (email, code, password, id)
+        else {
             return Err(FlowError::Internal("parsed fields missing".into()));
         };
+        let id = id.ok_or(FlowError::ResetIdRequired)?;
+        self.tag_span(&email);
         let new_hash = self.hasher.hash(&password).await?;
-        let hash = self.codes.hash(CodePurpose::PasswordReset, &email, &code);
+        let hash = self.codes.hash(CodePurpose::PasswordReset, &email, &id, &code);
         let payload = self
             .stores
             .pending
             .verify_code(
                 CodePurpose::PasswordReset,
                 &email,
+                &id,
                 &hash,
                 now_ms(),
                 &self.policy.code,
             )
             .await
             .map_err(|e| verify_error(e, FlowError::ResetNotFound))?;
-        let PendingPayload::PasswordReset {
-            user_id: Some(user_id),
-        } = payload
-        else {
+        let PendingPayload::PasswordReset { user_id } = payload else {
             return Err(FlowError::ResetNotFound);
         };
         if !self
@@ -73,12 +126,18 @@ impl AuthCore {
         {
             return Err(FlowError::ResetNotFound);
         }
+        self.stores
+            .pending
+            .finish_pending(CodePurpose::PasswordReset, &email)
+            .await?;
         let ended = self.stores.sessions.revoke_all(&user_id, None).await?;
         tracing::info!(user_id = %user_id.0, sessions_ended = ended, "password reset");
         Ok(ended)
     }
 
-    /// ChangePassword: needs the current password; ends the caller's other sessions.
+    /// ChangePassword: needs the current password; ends the caller's other sessions. Wrong
+    /// guesses are limited per account and session (a stolen access token cannot be used to
+    /// find the password) and count toward the account's slowdown like wrong logins.
     #[tracing::instrument(skip_all, fields(user_id = %caller.user_id.0))]
     pub async fn change_password(
         &self,
@@ -103,18 +162,16 @@ impl AuthCore {
             return Err(FlowError::Internal("parsed fields missing".into()));
         };
         let user = self.user(&caller.user_id).await?;
-        // Guesses of the current password share the account's login budget, so a stolen
-        // access token cannot be used to find the password.
-        let account_key = format!("login:user:{}", user.id.0);
-        self.count_attempt(&account_key).await?;
-        if !self
+        let guard = self.password_guard_for_session(&user.id, &caller.session_id);
+        guard.admit(self).await?;
+        let verified = self
             .hasher
             .verify(&current_pw, Some(&user.password_hash))
-            .await?
-        {
+            .await?;
+        guard.record(self, verified).await?;
+        if !verified {
             return Err(FlowError::WrongPassword);
         }
-        self.stores.limits.clear(&account_key).await?;
         let new_hash = self.hasher.hash(&new_pw).await?;
         self.stores
             .users

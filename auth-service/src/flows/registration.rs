@@ -1,8 +1,16 @@
+//! Sign-up: Register starts a pending registration bound to a random id that only the caller
+//! holds; ResendVerificationCode and VerifyRegistration need that id, so knowing someone's
+//! email never lets you finish, resend or spend the guesses of their sign-up.
+
 use super::{AuthCore, ClientInfo, CodeDelivery, FlowError, SignedIn};
 use crate::domain::{
-    Code, Email, NewUser, Password, Profile, UserStatus, Username, Violations, now_ms,
+    Code, CodeHash, Email, NewUser, Password, PendingId, Profile, UserId, UserStatus, Username,
+    Violations, now_ms,
 };
-use crate::store::{CodeIssued, CodePurpose, IssueError, PendingPayload, VerifyError};
+use crate::store::{CodeIssued, CodePurpose, CreateUserError, IssueError, PendingPayload, VerifyError};
+
+/// How often the owner of a taken email is told that someone tried to sign up with it.
+const SIGNUP_NOTICE_WINDOW_MS: i64 = 60 * 60 * 1000;
 
 /// Raw fields of a Register request.
 pub struct RegisterInput<'a> {
@@ -14,10 +22,15 @@ pub struct RegisterInput<'a> {
 }
 
 impl AuthCore {
-    /// Register: validates, refuses taken email/username, hashes the password now (so no
-    /// plaintext is ever stored), records a pending registration and mails a code.
-    #[tracing::instrument(skip_all, fields(email = %input.email.trim()))]
-    pub async fn register(&self, input: RegisterInput<'_>) -> Result<CodeDelivery, FlowError> {
+    /// Register: validates, refuses a taken username (usernames are public) and a taken email
+    /// (unless SIGNUP_ENUMERATION_SAFE), hashes the password now (so no plaintext is ever
+    /// stored), records a pending registration and mails a code.
+    #[tracing::instrument(skip_all, fields(email = tracing::field::Empty))]
+    pub async fn register(
+        &self,
+        input: RegisterInput<'_>,
+        client: &ClientInfo,
+    ) -> Result<CodeDelivery, FlowError> {
         let mut v = Violations::default();
         let username = v.check("username", Username::parse(input.username));
         let email = v.check("email", Email::parse(input.email));
@@ -30,10 +43,11 @@ impl AuthCore {
         else {
             return Err(FlowError::Internal("parsed fields missing".into()));
         };
-
-        if self.stores.users.find_by_email(&email).await?.is_some() {
-            return Err(FlowError::EmailTaken);
-        }
+        self.tag_span(&email);
+        // Counted before anything is looked up, so the answers (even EMAIL_TAKEN) come at a
+        // bounded rate per network.
+        self.limit_code_requests(client, |retry_at| FlowError::SignupRateLimited { retry_at })
+            .await?;
         if self
             .stores
             .users
@@ -43,69 +57,125 @@ impl AuthCore {
         {
             return Err(FlowError::UsernameTaken);
         }
+        let owner = self.stores.users.find_by_email(&email).await?;
+        if owner.is_some() && !self.policy.signup_enumeration_safe {
+            return Err(FlowError::EmailTaken);
+        }
+        // Hashed for a taken email too, so both answers take the same time.
         let password_hash = self.hasher.hash(&password).await?;
-        let payload = PendingPayload::Registration(NewUser {
-            username: username.clone(),
-            email: email.clone(),
-            password_hash,
-            profile: Profile { bio, avatar_url },
-        });
-        let code = Code::generate();
+        let id = PendingId::generate();
+        let Some(owner) = owner else {
+            let payload = PendingPayload::Registration(NewUser {
+                id: UserId::generate(),
+                username: username.clone(),
+                email: email.clone(),
+                password_hash,
+                profile: Profile { bio, avatar_url },
+            });
+            let code = Code::generate();
+            let hash = self.codes.hash(CodePurpose::Registration, &email, &id, &code);
+            let issued = self
+                .issue(CodePurpose::Registration, &email, &id, Some(&payload), &hash)
+                .await?;
+            self.mail_verification_code(&email, Some(username.as_str()), &code, &issued)
+                .await?;
+            tracing::info!("registration pending, code queued");
+            return Ok(delivery(id, &email, issued));
+        };
+        // The email is taken and the answer must not say so: a decoy request that no code
+        // finishes, limited like a real one, and a notice to the owner instead of a code.
         let issued = self
-            .issue(CodePurpose::Registration, &email, Some(&payload), &code)
+            .issue(
+                CodePurpose::Registration,
+                &email,
+                &id,
+                Some(&PendingPayload::Decoy),
+                &CodeHash::unguessable(),
+            )
             .await?;
-        let mail = self.templates.verification_code(
-            email.as_str(),
-            Some(username.as_str()),
-            code.expose(),
-            self.policy.code_ttl,
-        );
-        self.outbox.enqueue(&mail).await?;
-        tracing::info!("registration pending, code queued");
-        Ok(delivery(&email, issued))
+        let notice_key = format!("notice:signup:{}", email.as_str());
+        let notify = self
+            .stores
+            .limits
+            .hit(&notice_key, 1, SIGNUP_NOTICE_WINDOW_MS, now_ms())
+            .await?
+            .is_ok();
+        if notify {
+            let mail = self
+                .templates
+                .signup_attempt_notice(email.as_str(), &owner.username);
+            self.outbox.enqueue(&mail).await?;
+        }
+        tracing::info!(notified = notify, "sign-up for a taken email answered as new");
+        Ok(delivery(id, &email, issued))
     }
 
-    /// ResendVerificationCode: a new code for a live pending registration, same budget.
-    #[tracing::instrument(skip_all, fields(email = %email.trim()))]
-    pub async fn resend_verification_code(&self, email: &str) -> Result<CodeDelivery, FlowError> {
-        let email = Email::parse(email).map_err(|e| FlowError::invalid("email", e))?;
-        let code = Code::generate();
-        let issued = self
-            .issue(CodePurpose::Registration, &email, None, &code)
+    /// ResendVerificationCode: a new code for the caller's live pending registration, with
+    /// the same wrong-guess budget.
+    #[tracing::instrument(skip_all, fields(email = tracing::field::Empty))]
+    pub async fn resend_verification_code(
+        &self,
+        email: &str,
+        registration_id: &str,
+        client: &ClientInfo,
+    ) -> Result<CodeDelivery, FlowError> {
+        let mut v = Violations::default();
+        let email = v.check("email", Email::parse(email));
+        let id = parse_id(&mut v, "registration_id", registration_id);
+        v.finish()?;
+        let (Some(email), Some(id)) = (email, id) else {
+            return Err(FlowError::Internal("parsed fields missing".into()));
+        };
+        let id = id.ok_or(FlowError::RegistrationIdRequired)?;
+        self.tag_span(&email);
+        self.limit_code_requests(client, |retry_at| FlowError::SignupRateLimited { retry_at })
             .await?;
-        let mail = self.templates.verification_code(
-            email.as_str(),
-            None,
-            code.expose(),
-            self.policy.code_ttl,
-        );
-        self.outbox.enqueue(&mail).await?;
-        Ok(delivery(&email, issued))
+        let code = Code::generate();
+        let hash = self.codes.hash(CodePurpose::Registration, &email, &id, &code);
+        let issued = self
+            .issue(CodePurpose::Registration, &email, &id, None, &hash)
+            .await?;
+        match &issued.payload {
+            PendingPayload::Registration(user) => {
+                self.mail_verification_code(&email, Some(user.username.as_str()), &code, &issued)
+                    .await?;
+            }
+            // A decoy's code goes nowhere (the owner was told once already).
+            _ => {}
+        }
+        Ok(delivery(id, &email, issued))
     }
 
-    /// VerifyRegistration: checks the code (counting the attempt), creates the user once,
-    /// starts a session.
-    #[tracing::instrument(skip_all, fields(email = %email.trim()))]
+    /// VerifyRegistration: checks the code of the caller's request (counting a wrong guess),
+    /// creates the user, ends the email's other pending sign-ups, starts a session. The request
+    /// is kept until the user exists, so a failure on the way loses nothing: the same code
+    /// works again.
+    #[tracing::instrument(skip_all, fields(email = tracing::field::Empty))]
     pub async fn verify_registration(
         &self,
         email: &str,
         code: &str,
+        registration_id: &str,
         client: &ClientInfo,
     ) -> Result<SignedIn, FlowError> {
         let mut v = Violations::default();
         let email = v.check("email", Email::parse(email));
         let code = v.check("code", Code::parse(code));
+        let id = parse_id(&mut v, "registration_id", registration_id);
         v.finish()?;
-        let (Some(email), Some(code)) = (email, code) else {
+        let (Some(email), Some(code), Some(id)) = (email, code, id) else {
             return Err(FlowError::Internal("parsed fields missing".into()));
         };
-        let hash = self.codes.hash(CodePurpose::Registration, &email, &code);
+        let id = id.ok_or(FlowError::RegistrationIdRequired)?;
+        self.tag_span(&email);
+        let hash = self.codes.hash(CodePurpose::Registration, &email, &id, &code);
         let payload = self
             .stores
             .pending
             .verify_code(
                 CodePurpose::Registration,
                 &email,
+                &id,
                 &hash,
                 now_ms(),
                 &self.policy.code,
@@ -113,12 +183,25 @@ impl AuthCore {
             .await
             .map_err(|e| verify_error(e, FlowError::RegistrationNotFound))?;
         let PendingPayload::Registration(new_user) = payload else {
-            return Err(FlowError::Internal(
-                "registration record holds another payload".into(),
-            ));
+            // A decoy's code matches no guess; a reset's cannot be under this purpose.
+            return Err(FlowError::RegistrationNotFound);
         };
         let now = now_ms();
-        let mut user = self.stores.users.create_user(&new_user, now).await?;
+        let mut user = match self.stores.users.create_user(&new_user, now).await {
+            Ok(user) => user,
+            // A racing verification of this same registration created it first.
+            Err(CreateUserError::IdTaken | CreateUserError::EmailTaken) => {
+                match self.stores.users.find_by_id(&new_user.id).await? {
+                    Some(user) => user,
+                    None => return Err(FlowError::EmailTaken),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.stores
+            .pending
+            .finish_pending(CodePurpose::Registration, &email)
+            .await?;
         let tokens = self.start_session(&user.id, client).await?;
         self.stores
             .users
@@ -130,28 +213,87 @@ impl AuthCore {
         Ok(SignedIn { user, tokens })
     }
 
-    /// Records a fresh code for `email`, mapping the store's refusals.
+    /// Records a fresh code (its hash) for request `id`, mapping the store's refusals.
     pub(super) async fn issue(
         &self,
         purpose: CodePurpose,
         email: &Email,
+        id: &PendingId,
         payload: Option<&PendingPayload>,
-        code: &Code,
+        hash: &CodeHash,
     ) -> Result<CodeIssued, FlowError> {
-        let hash = self.codes.hash(purpose, email, code);
         self.stores
             .pending
-            .issue_code(purpose, email, payload, &hash, now_ms(), &self.policy.code)
+            .issue_code(purpose, email, id, payload, hash, now_ms(), &self.policy.code)
             .await
             .map_err(|e| match e {
                 IssueError::Cooldown { retry_at } => FlowError::ResendCooldown { retry_at },
                 IssueError::DailyLimit { retry_at } => FlowError::CodeDailyLimit { retry_at },
-                IssueError::Locked { retry_at } => FlowError::CodeAttemptsExhausted { retry_at },
+                IssueError::Exhausted => FlowError::CodeAttemptsExhausted,
                 // Only a resend comes without a payload, and only registrations are resent.
                 IssueError::NotFound => FlowError::RegistrationNotFound,
                 IssueError::Store(e) => e.into(),
             })
     }
+
+    /// Counts one code request of the client's network against its hourly budget.
+    pub(super) async fn limit_code_requests(
+        &self,
+        client: &ClientInfo,
+        refused: impl FnOnce(i64) -> FlowError,
+    ) -> Result<(), FlowError> {
+        let key = format!("codes:net:{}", client.network());
+        match self
+            .stores
+            .limits
+            .hit(
+                &key,
+                self.policy.code_sends_per_ip_per_hour,
+                60 * 60 * 1000,
+                now_ms(),
+            )
+            .await?
+        {
+            Ok(_) => Ok(()),
+            Err(retry_at) => Err(refused(retry_at)),
+        }
+    }
+
+    /// Puts the email's keyed tag (never the address) on the current span.
+    pub(super) fn tag_span(&self, email: &Email) {
+        tracing::Span::current().record("email", self.email_tags.tag(email));
+    }
+
+    async fn mail_verification_code(
+        &self,
+        email: &Email,
+        username: Option<&str>,
+        code: &Code,
+        issued: &CodeIssued,
+    ) -> Result<(), FlowError> {
+        let mail = self
+            .templates
+            .verification_code(email.as_str(), username, code.expose(), self.policy.code_ttl)
+            .expiring_at(issued.code_expires_at);
+        Ok(self.outbox.enqueue(&mail).await?)
+    }
+}
+
+/// A pending request id from a request: `Some(None)` when it is empty (the caller did not
+/// start the flow, or lost the id), `None` (with a violation) when it is not one of ours.
+pub(super) fn parse_id(
+    v: &mut Violations,
+    field: &'static str,
+    raw: &str,
+) -> Option<Option<PendingId>> {
+    if raw.trim().is_empty() {
+        return Some(None);
+    }
+    v.check(
+        field,
+        PendingId::parse(raw).map_err(|e| format!("{field} {e}")),
+    )
+    .map(Some)
 }
 
 pub(super) fn verify_error(e: VerifyError, not_found: FlowError) -> FlowError {
@@ -159,13 +301,15 @@ pub(super) fn verify_error(e: VerifyError, not_found: FlowError) -> FlowError {
         VerifyError::NotFound => not_found,
         VerifyError::Expired => FlowError::CodeExpired,
         VerifyError::Wrong { attempts_remaining } => FlowError::CodeInvalid { attempts_remaining },
-        VerifyError::Exhausted { retry_at } => FlowError::CodeAttemptsExhausted { retry_at },
+        VerifyError::Exhausted => FlowError::CodeAttemptsExhausted,
+        VerifyError::DailyGuessLimit { retry_at } => FlowError::TooManyGuessesToday { retry_at },
         VerifyError::Store(e) => e.into(),
     }
 }
 
-fn delivery(email: &Email, issued: CodeIssued) -> CodeDelivery {
+fn delivery(id: PendingId, email: &Email, issued: CodeIssued) -> CodeDelivery {
     CodeDelivery {
+        id,
         email: email.as_str().to_owned(),
         code_expires_at: issued.code_expires_at,
         resend_at: issued.resend_at,

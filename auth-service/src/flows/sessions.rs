@@ -1,7 +1,7 @@
 use super::{AuthCore, Caller, FlowError, SessionView, TokenPair};
 use crate::crypto::RefreshToken;
 use crate::domain::{SessionId, User, UserId, UserStatus, now_ms};
-use crate::store::RotateOutcome;
+use crate::store::{NextRefresh, RotateOutcome};
 
 impl AuthCore {
     /// RefreshSession: rotates the refresh token under the grace rule (see
@@ -24,8 +24,11 @@ impl AuthCore {
             .rotate_refresh(
                 &presented.session_id,
                 &presented.hash(),
-                &next.hash(),
-                next_expires_at,
+                &NextRefresh {
+                    hash: next.hash(),
+                    sealed: self.refresh_sealer.seal(next.expose().as_bytes()),
+                    expires_at: next_expires_at,
+                },
                 now,
                 self.policy.refresh_grace_ms,
             )
@@ -33,6 +36,21 @@ impl AuthCore {
         match outcome {
             RotateOutcome::Rotated(session) => {
                 self.token_pair(&session.user_id, next, next_expires_at)
+            }
+            // The same refresh token the first use got (a fresh access token for the same
+            // session): the session keeps exactly one live refresh token.
+            RotateOutcome::Replayed { session, sealed } => {
+                let successor = self
+                    .refresh_sealer
+                    .open(&sealed)
+                    .ok()
+                    .and_then(|raw| String::from_utf8(raw).ok())
+                    .and_then(|raw| RefreshToken::parse(&raw))
+                    .filter(|t| t.session_id == session.id)
+                    .ok_or_else(|| {
+                        FlowError::Internal("a sealed successor token does not open".into())
+                    })?;
+                self.token_pair(&session.user_id, successor, session.expires_at)
             }
             RotateOutcome::Invalid => Err(FlowError::RefreshTokenInvalid),
             RotateOutcome::ReuseDetected { user_id } => {
@@ -42,7 +60,9 @@ impl AuthCore {
         }
     }
 
-    /// Logout: ends the session of `refresh_token`, or else the caller's session.
+    /// Logout: ends the session of `refresh_token`; when there is none, or it is refused
+    /// (a stale cookie), the session of the caller's access token. Either way a session the
+    /// caller could prove ends: clearing cookies must never leave it alive.
     #[tracing::instrument(skip_all)]
     pub async fn logout(
         &self,
@@ -50,37 +70,45 @@ impl AuthCore {
         caller: Option<&Caller>,
     ) -> Result<(), FlowError> {
         let now = now_ms();
-        let user_id = if !refresh_token.trim().is_empty() {
-            let presented =
-                RefreshToken::parse(refresh_token).ok_or(FlowError::RefreshTokenInvalid)?;
-            let session = self
-                .stores
-                .sessions
-                .revoke_by_refresh(
-                    &presented.session_id,
-                    &presented.hash(),
-                    now,
-                    self.policy.refresh_grace_ms,
-                )
-                .await?
-                .ok_or(FlowError::RefreshTokenInvalid)?;
-            session.user_id
-        } else if let Some(caller) = caller {
-            if !self
-                .stores
-                .sessions
-                .revoke_session(&caller.session_id, &caller.user_id)
-                .await?
-            {
-                return Err(FlowError::SessionRevoked);
+        let mut refused = None;
+        if !refresh_token.trim().is_empty() {
+            let ended = match RefreshToken::parse(refresh_token) {
+                Some(presented) => {
+                    self.stores
+                        .sessions
+                        .revoke_by_refresh(
+                            &presented.session_id,
+                            &presented.hash(),
+                            now,
+                            self.policy.refresh_grace_ms,
+                        )
+                        .await?
+                }
+                None => None,
+            };
+            match ended {
+                Some(session) => return self.logged_out(&session.user_id, now).await,
+                None => refused = Some(FlowError::RefreshTokenInvalid),
             }
-            caller.user_id.clone()
-        } else {
-            return Err(FlowError::Unauthenticated);
+        }
+        let Some(caller) = caller else {
+            return Err(refused.unwrap_or(FlowError::Unauthenticated));
         };
+        if !self
+            .stores
+            .sessions
+            .revoke_session(&caller.session_id, &caller.user_id)
+            .await?
+        {
+            return Err(FlowError::SessionRevoked);
+        }
+        self.logged_out(&caller.user_id, now).await
+    }
+
+    async fn logged_out(&self, user_id: &UserId, now: i64) -> Result<(), FlowError> {
         self.stores
             .users
-            .set_presence(&user_id, UserStatus::Offline, now)
+            .set_presence(user_id, UserStatus::Offline, now)
             .await?;
         tracing::info!(user_id = %user_id.0, "logged out");
         Ok(())

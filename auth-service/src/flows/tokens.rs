@@ -67,18 +67,30 @@ impl AuthCore {
         let session_id = SessionId::generate();
         let refresh = RefreshToken::generate(&session_id);
         let refresh_expires_at = now + self.policy.refresh_ttl_ms;
-        self.stores
+        let evicted = self
+            .stores
             .sessions
-            .create_session(&NewSession {
-                id: session_id.clone(),
-                user_id: user_id.clone(),
-                refresh_hash: refresh.hash(),
-                expires_at: refresh_expires_at,
-                user_agent: truncate(&client.user_agent, 512),
-                client_ip: truncate(&client.ip, 64),
-                created_at: now,
-            })
+            .create_session(
+                &NewSession {
+                    id: session_id.clone(),
+                    user_id: user_id.clone(),
+                    refresh_hash: refresh.hash(),
+                    expires_at: refresh_expires_at,
+                    user_agent: truncate(&client.user_agent, 512),
+                    client_ip: truncate(&client.ip_text(), 64),
+                    created_at: now,
+                },
+                self.policy.max_sessions_per_user,
+            )
             .await?;
+        for old in &evicted {
+            tracing::info!(
+                user_id = %user_id.0,
+                evicted_session_id = %old.0,
+                max_sessions = self.policy.max_sessions_per_user,
+                "session limit reached: least recently used session ended"
+            );
+        }
         self.token_pair(user_id, refresh, refresh_expires_at)
     }
 

@@ -4,7 +4,10 @@
 mod convert;
 pub mod status;
 
+use std::sync::Arc;
+
 use baatcheet_auth_api::v1::{self as pb, auth_service_server::AuthService};
+use ipnet::IpNet;
 use tonic::{Request, Response, Status};
 
 use crate::flows::{Caller, ClientInfo, SharedCore, registration::RegisterInput};
@@ -13,11 +16,16 @@ use status::to_status;
 /// `baatcheet.auth.v1.AuthService` over the shared flows.
 pub struct AuthGrpc {
     core: SharedCore,
+    /// Peers whose `x-client-ip` / `x-client-user-agent` are believed (TRUSTED_PROXIES).
+    trusted_proxies: Arc<[IpNet]>,
 }
 
 impl AuthGrpc {
-    pub fn new(core: SharedCore) -> Self {
-        Self { core }
+    pub fn new(core: SharedCore, trusted_proxies: Arc<[IpNet]>) -> Self {
+        Self {
+            core,
+            trusted_proxies,
+        }
     }
 
     /// The caller of an authenticated RPC, from `authorization: Bearer <token>`.
@@ -25,6 +33,30 @@ impl AuthGrpc {
         let token =
             bearer(request).ok_or_else(|| to_status(crate::flows::FlowError::Unauthenticated))?;
         self.core.authenticate(token).await.map_err(to_status)
+    }
+
+    /// Client IP and user agent: what a trusted proxy (the gateway) forwards in `x-client-ip`
+    /// and `x-client-user-agent`; from anyone else those headers are ignored and the TCP peer
+    /// and the gRPC client's own `user-agent` are used, so nobody can pose as another address.
+    fn client_info<T>(&self, request: &Request<T>) -> ClientInfo {
+        let header = |name: &str| {
+            request
+                .metadata()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let peer = request.remote_addr().map(|a| a.ip());
+        let trusted = peer.is_some_and(|ip| self.trusted_proxies.iter().any(|n| n.contains(&ip)));
+        let forwarded = |name| header(name).filter(|_| trusted);
+        ClientInfo {
+            ip: forwarded("x-client-ip")
+                .and_then(|ip| ip.trim().parse().ok())
+                .or(peer),
+            user_agent: forwarded("x-client-user-agent")
+                .or_else(|| header("user-agent"))
+                .unwrap_or_default(),
+        }
     }
 }
 
@@ -42,26 +74,6 @@ fn bearer<T>(request: &Request<T>) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Client IP and user agent: what a gateway forwards (`x-client-ip`, `x-client-user-agent`),
-/// else the TCP peer and the gRPC client's own `user-agent`.
-fn client_info<T>(request: &Request<T>) -> ClientInfo {
-    let header = |name: &str| {
-        request
-            .metadata()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    ClientInfo {
-        ip: header("x-client-ip")
-            .or_else(|| request.remote_addr().map(|a| a.ip().to_string()))
-            .unwrap_or_default(),
-        user_agent: header("x-client-user-agent")
-            .or_else(|| header("user-agent"))
-            .unwrap_or_default(),
-    }
-}
-
 fn ok<T>(message: T) -> Result<Response<T>, Status> {
     Ok(Response::new(message))
 }
@@ -72,6 +84,7 @@ impl AuthService for AuthGrpc {
         &self,
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let client = self.client_info(&request);
         let r = request.into_inner();
         let input = RegisterInput {
             username: &r.username,
@@ -80,8 +93,13 @@ impl AuthService for AuthGrpc {
             bio: &r.bio,
             avatar_url: &r.avatar_url,
         };
-        let delivery = self.core.register(input).await.map_err(to_status)?;
+        let delivery = self
+            .core
+            .register(input, &client)
+            .await
+            .map_err(to_status)?;
         ok(pb::RegisterResponse {
+            registration_id: delivery.id.as_str().to_owned(),
             delivery: Some(convert::delivery(delivery)),
         })
     }
@@ -90,9 +108,11 @@ impl AuthService for AuthGrpc {
         &self,
         request: Request<pb::ResendVerificationCodeRequest>,
     ) -> Result<Response<pb::ResendVerificationCodeResponse>, Status> {
+        let client = self.client_info(&request);
+        let r = request.get_ref();
         let delivery = self
             .core
-            .resend_verification_code(&request.get_ref().email)
+            .resend_verification_code(&r.email, &r.registration_id, &client)
             .await
             .map_err(to_status)?;
         ok(pb::ResendVerificationCodeResponse {
@@ -104,11 +124,11 @@ impl AuthService for AuthGrpc {
         &self,
         request: Request<pb::VerifyRegistrationRequest>,
     ) -> Result<Response<pb::VerifyRegistrationResponse>, Status> {
-        let client = client_info(&request);
+        let client = self.client_info(&request);
         let r = request.get_ref();
         let signed_in = self
             .core
-            .verify_registration(&r.email, &r.code, &client)
+            .verify_registration(&r.email, &r.code, &r.registration_id, &client)
             .await
             .map_err(to_status)?;
         ok(pb::VerifyRegistrationResponse {
@@ -121,7 +141,7 @@ impl AuthService for AuthGrpc {
         &self,
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
-        let client = client_info(&request);
+        let client = self.client_info(&request);
         let r = request.get_ref();
         let signed_in = self
             .core
@@ -153,8 +173,12 @@ impl AuthService for AuthGrpc {
         request: Request<pb::LogoutRequest>,
     ) -> Result<Response<pb::LogoutResponse>, Status> {
         let refresh = request.get_ref().refresh_token.trim().to_owned();
+        // The access token matters without a refresh token, and as the fallback when the
+        // refresh token is refused (a stale cookie must not leave the session alive).
         let caller = if refresh.is_empty() {
             Some(self.caller(&request).await?)
+        } else if bearer(&request).is_some() {
+            self.caller(&request).await.ok()
         } else {
             None
         };
@@ -214,14 +238,16 @@ impl AuthService for AuthGrpc {
         &self,
         request: Request<pb::RequestPasswordResetRequest>,
     ) -> Result<Response<pb::RequestPasswordResetResponse>, Status> {
-        let issued = self
+        let client = self.client_info(&request);
+        let requested = self
             .core
-            .request_password_reset(&request.get_ref().email)
+            .request_password_reset(&request.get_ref().email, &client)
             .await
             .map_err(to_status)?;
         ok(pb::RequestPasswordResetResponse {
             code_ttl: prost_types::Duration::try_from(self.core.policy.code_ttl).ok(),
-            resend_available_time: convert::timestamp(issued.resend_at),
+            resend_available_time: convert::timestamp(requested.issued.resend_at),
+            reset_id: requested.id.as_str().to_owned(),
         })
     }
 
@@ -232,7 +258,7 @@ impl AuthService for AuthGrpc {
         let r = request.get_ref();
         let n = self
             .core
-            .reset_password(&r.email, &r.code, &r.new_password)
+            .reset_password(&r.email, &r.reset_id, &r.code, &r.new_password)
             .await
             .map_err(to_status)?;
         ok(pb::ResetPasswordResponse {

@@ -42,11 +42,22 @@ pub fn to_status(err: FlowError) -> Status {
             details.add_bad_request_violation("current_password", "the current password is wrong");
             Code::InvalidArgument
         }
+        FlowError::RegistrationIdRequired => {
+            details.add_bad_request_violation("registration_id", "registration_id is required");
+            Code::InvalidArgument
+        }
+        FlowError::ResetIdRequired => {
+            details.add_bad_request_violation("reset_id", "reset_id is required");
+            Code::InvalidArgument
+        }
         FlowError::RegistrationNotFound | FlowError::ResetNotFound | FlowError::SessionNotFound => {
             Code::NotFound
         }
         FlowError::CodeExpired => Code::FailedPrecondition,
-        FlowError::CodeAttemptsExhausted { .. }
+        FlowError::CodeAttemptsExhausted
+        | FlowError::TooManyGuessesToday { .. }
+        | FlowError::SignupRateLimited { .. }
+        | FlowError::ResetRateLimited { .. }
         | FlowError::ResendCooldown { .. }
         | FlowError::CodeDailyLimit { .. }
         | FlowError::LoginRateLimited { .. }

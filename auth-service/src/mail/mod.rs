@@ -18,8 +18,8 @@ pub use smtp::SmtpMailer;
 pub use templates::Templates;
 pub use worker::{MailWorker, RetryPolicy};
 
-use crate::crypto::MailSealer;
-use crate::domain::now_ms;
+use crate::crypto::Sealer;
+use crate::domain::{UnixMs, now_ms};
 use crate::store::{MailQueue, StoreResult};
 
 /// A message ready to send: a text part and an HTML part.
@@ -29,6 +29,20 @@ pub struct OutgoingMail {
     pub subject: String,
     pub text: String,
     pub html: String,
+    /// When the message stops being worth sending (a code mail: when its code expires). The
+    /// worker moves a message it could not send by then to the dead letters instead.
+    #[serde(default)]
+    pub expires_at: Option<UnixMs>,
+}
+
+impl OutgoingMail {
+    /// The same message, not sent after `at`.
+    pub fn expiring_at(self, at: UnixMs) -> Self {
+        Self {
+            expires_at: Some(at),
+            ..self
+        }
+    }
 }
 
 impl std::fmt::Debug for OutgoingMail {
@@ -60,12 +74,12 @@ pub trait Mailer: Send + Sync {
 #[derive(Clone)]
 pub struct Outbox {
     queue: Arc<dyn MailQueue>,
-    sealer: Arc<MailSealer>,
+    sealer: Arc<Sealer>,
     wake: Arc<Notify>,
 }
 
 impl Outbox {
-    pub fn new(queue: Arc<dyn MailQueue>, sealer: Arc<MailSealer>) -> Self {
+    pub fn new(queue: Arc<dyn MailQueue>, sealer: Arc<Sealer>) -> Self {
         Self {
             queue,
             sealer,

@@ -83,6 +83,39 @@ impl Templates {
             subject,
             text,
             html,
+            expires_at: None,
+        }
+    }
+
+    /// To the owner of an email someone tried to sign up with again (SIGNUP_ENUMERATION_SAFE).
+    pub fn signup_attempt_notice(&self, to: &str, username: &str) -> OutgoingMail {
+        let app = &self.app_name;
+        let subject = format!("Someone tried to sign up for {app} with your address");
+        let text = format!(
+            "Hi {username},\n\nSomeone just tried to create a new {app} account with this email \
+             address. Your account already uses it, so nothing changed.\n\nIf it was you, sign in \
+             instead, or reset your password if you forgot it. If it was not you, you can ignore \
+             this email.\n\n- The {app} team\n"
+        );
+        let (app_h, user_h) = (escape(app), escape(username));
+        let html = format!(
+            r#"<!doctype html>
+<html><body style="margin:0;padding:24px;background:#f4f4f7;font-family:Helvetica,Arial,sans-serif;color:#333">
+<table role="presentation" width="100%" style="max-width:520px;margin:auto;background:#fff;border-radius:8px;padding:32px">
+<tr><td><h1 style="font-size:22px;color:#4f46e5;margin:0 0 24px">{app_h}</h1>
+<p>Hi {user_h},</p><p>Someone just tried to create a new {app_h} account with this email address.
+Your account already uses it, so nothing changed.</p>
+<p>If it was you, sign in instead, or reset your password if you forgot it.</p>
+<p style="color:#777">If it was not you, you can ignore this email.</p>
+<p>- The {app_h} team</p></td></tr></table></body></html>
+"#
+        );
+        OutgoingMail {
+            to: to.to_owned(),
+            subject,
+            text,
+            html,
+            expires_at: None,
         }
     }
 }

@@ -1,14 +1,23 @@
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use rand::Rng;
-use tokio::sync::{Notify, watch};
+use tokio::{
+    sync::{Notify, Semaphore, watch},
+    task::JoinSet,
+};
 
 use super::{MailError, Mailer, Outbox, OutgoingMail};
-use crate::crypto::MailSealer;
+use crate::crypto::Sealer;
 use crate::domain::now_ms;
 use crate::store::{MailQueue, QueuedMail};
 
-/// How the worker retries.
+/// How often the worker deletes dead letters older than [`RetryPolicy::dead_letter_ttl`].
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// How the worker sends and retries.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// Tries before a message is moved to the dead letters.
@@ -18,6 +27,10 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// How long a claimed message is reserved for one send.
     pub lease: Duration,
+    /// Messages sent at once by this instance, so one slow address cannot hold up the queue.
+    pub concurrency: usize,
+    /// How long a dead letter is kept for an operator.
+    pub dead_letter_ttl: Duration,
 }
 
 impl RetryPolicy {
@@ -31,59 +44,108 @@ impl RetryPolicy {
     }
 }
 
-/// Drains the mail queue: claim, open, send, then complete / retry later / dead-letter.
+/// Drains the mail queue: claim, open, send, then complete / retry later / dead-letter. Up to
+/// `concurrency` messages are in flight at once, taken oldest first.
 pub struct MailWorker {
+    inner: Arc<Inner>,
+    wake: Arc<Notify>,
+}
+
+struct Inner {
     queue: Arc<dyn MailQueue>,
-    sealer: Arc<MailSealer>,
+    sealer: Arc<Sealer>,
     mailer: Arc<dyn Mailer>,
     policy: RetryPolicy,
-    wake: Arc<Notify>,
 }
 
 impl MailWorker {
     pub fn new(
         outbox: &Outbox,
         queue: Arc<dyn MailQueue>,
-        sealer: Arc<MailSealer>,
+        sealer: Arc<Sealer>,
         mailer: Arc<dyn Mailer>,
         policy: RetryPolicy,
     ) -> Self {
         Self {
-            queue,
-            sealer,
-            mailer,
-            policy,
+            inner: Arc::new(Inner {
+                queue,
+                sealer,
+                mailer,
+                policy,
+            }),
             wake: outbox.waker(),
         }
     }
 
-    /// Runs until `shutdown` turns true; a message being sent then is finished first.
+    /// Runs until `shutdown` turns true; messages being sent then are finished first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let inner = &self.inner;
+        let permits = Arc::new(Semaphore::new(inner.policy.concurrency.max(1)));
+        let mut sending = JoinSet::new();
+        let mut last_purge: Option<Instant> = None;
         loop {
+            while sending.try_join_next().is_some() {}
             if *shutdown.borrow() {
-                return;
+                break;
             }
-            match self
+            if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+                inner.purge_dead_letters().await;
+                last_purge = Some(Instant::now());
+            }
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        break; // the service is gone
+                    }
+                    continue;
+                }
+            };
+            match inner
                 .queue
-                .claim_due(now_ms(), self.policy.lease.as_millis() as i64)
+                .claim_due(now_ms(), inner.policy.lease.as_millis() as i64)
                 .await
             {
                 Ok(Some(mail)) => {
-                    self.deliver(mail).await;
+                    let inner = inner.clone();
+                    sending.spawn(async move {
+                        inner.deliver(mail).await;
+                        drop(permit);
+                    });
                     continue;
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "mail queue unavailable"),
             }
-            let idle = match self.queue.next_due().await {
+            drop(permit);
+            let idle = match inner.queue.next_due().await {
                 Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(10, 1000) as u64),
                 _ => Duration::from_secs(1),
             };
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(idle) => {}
-                _ = shutdown.changed() => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
             }
+        }
+        while sending.join_next().await.is_some() {}
+    }
+}
+
+impl Inner {
+    async fn purge_dead_letters(&self) {
+        let before = now_ms() - self.policy.dead_letter_ttl.as_millis() as i64;
+        match self.queue.purge_dead_letters(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "dead letters past their keep time deleted"),
+            Err(e) => tracing::warn!(error = %e, "cannot purge dead letters"),
         }
     }
 
@@ -93,6 +155,10 @@ impl MailWorker {
             .open(&queued.sealed)
             .and_then(|json| serde_json::from_slice(&json).map_err(|e| e.to_string()));
         let outcome = match mail {
+            // A code that expired in the queue would only confuse its reader.
+            Ok(mail) if mail.expires_at.is_some_and(|at| at <= now_ms()) => Err(
+                MailError::Permanent("its code expired before it could be sent".into()),
+            ),
             Ok(mail) => self.mailer.send(&mail).await,
             Err(e) => Err(MailError::Permanent(e)),
         };
@@ -109,7 +175,10 @@ impl MailWorker {
                     .await
             }
             Err(e) => {
-                let moved = self.queue.dead_letter(&queued.id, &e.to_string()).await;
+                let moved = self
+                    .queue
+                    .dead_letter(&queued.id, &e.to_string(), now_ms())
+                    .await;
                 let dead_letters = self.queue.dead_letter_count().await.unwrap_or_default();
                 tracing::error!(mail_id = %queued.id, attempts = queued.attempts, error = %e, dead_letters, "mail moved to dead letters");
                 moved

@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    CodeHash, Email, NewUser, PasswordHash, Profile, SessionId, UnixMs, User, UserId, UserStatus,
-    Username,
+    CodeHash, Email, NewUser, PasswordHash, PendingId, Profile, SessionId, UnixMs, User, UserId,
+    UserStatus, Username,
 };
 
 /// A failure of the storage backend itself (as opposed to a domain outcome).
@@ -40,6 +40,9 @@ pub enum CreateUserError {
     EmailTaken,
     #[error("username is taken")]
     UsernameTaken,
+    /// A user with this id exists: a racing verification of the same registration created it.
+    #[error("a user with this id exists")]
+    IdTaken,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -47,7 +50,7 @@ pub enum CreateUserError {
 /// Verified users. Email and username (case-insensitively) are unique in the backend itself.
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Creates the user if both email and username are free, atomically.
+    /// Creates the user (with the id in `new`) if both email and username are free, atomically.
     async fn create_user(&self, new: &NewUser, now: UnixMs) -> Result<User, CreateUserError>;
     async fn find_by_id(&self, id: &UserId) -> StoreResult<Option<User>>;
     async fn find_by_email(&self, email: &Email) -> StoreResult<Option<User>>;
@@ -80,30 +83,41 @@ impl CodePurpose {
 }
 
 /// The limits around one-time codes, from config.
+///
+/// Two budgets apply: one per pending request (`max_attempts` wrong guesses, a resend
+/// `cooldown_ms`), which only the request's holder can spend, and one per email for a day
+/// (`max_sends_per_day` codes, `max_guesses_per_day` wrong guesses over every request of
+/// the email), which bounds how often anyone can mail an address or guess at its codes.
 #[derive(Debug, Clone)]
 pub struct CodePolicy {
     /// How long a code is accepted.
     pub ttl_ms: i64,
-    /// Minimum time between two codes sent to one email.
+    /// Minimum time between two codes of one pending request.
     pub cooldown_ms: i64,
-    /// Wrong guesses allowed per pending request, shared across resends.
+    /// Wrong guesses allowed per pending request, shared across its resends.
     pub max_attempts: u32,
-    /// Codes sent to one email per rolling day (from the first of them).
+    /// Codes sent to one email per day (a window from the first of them), all requests.
     pub max_sends_per_day: u32,
-    /// How long a pending request whose budget ran out stays void.
-    pub lockout_ms: i64,
+    /// Wrong guesses per email per day (a window from the first of them), all requests.
+    pub max_guesses_per_day: u32,
     /// How long a pending request is kept after its last code was sent.
-    pub record_ttl_ms: i64,
+    pub pending_ttl_ms: i64,
 }
+
+/// One day in milliseconds: the window of the per-email budgets.
+pub const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// What a pending request carries until its code is verified.
 #[derive(Debug, Clone)]
 pub enum PendingPayload {
     /// A registration: the user to create, password already hashed.
     Registration(NewUser),
-    /// A password reset; `None` when no account has the email (nothing is mailed then, but
-    /// the request is answered and limited exactly the same, so it reveals nothing).
-    PasswordReset { user_id: Option<UserId> },
+    /// A password reset of an account.
+    PasswordReset { user_id: UserId },
+    /// A request that must look real but can never succeed: a reset for an email no account
+    /// has, or (with SIGNUP_ENUMERATION_SAFE) a sign-up for a taken email. Its code was mailed
+    /// to nobody; it is answered and limited exactly like a real request, so it reveals nothing.
+    Decoy,
 }
 
 /// The stored form of a payload, shared by every backend.
@@ -111,6 +125,7 @@ pub enum PendingPayload {
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum StoredPayload {
     Registration {
+        user_id: String,
         username: String,
         email: String,
         password_hash: String,
@@ -118,14 +133,16 @@ enum StoredPayload {
         avatar_url: String,
     },
     PasswordReset {
-        user_id: Option<String>,
+        user_id: String,
     },
+    Decoy,
 }
 
 impl PendingPayload {
     pub fn to_json(&self) -> String {
         let stored = match self {
             PendingPayload::Registration(u) => StoredPayload::Registration {
+                user_id: u.id.0.clone(),
                 username: u.username.as_str().to_owned(),
                 email: u.email.as_str().to_owned(),
                 password_hash: u.password_hash.0.clone(),
@@ -133,8 +150,9 @@ impl PendingPayload {
                 avatar_url: u.profile.avatar_url.clone(),
             },
             PendingPayload::PasswordReset { user_id } => StoredPayload::PasswordReset {
-                user_id: user_id.as_ref().map(|u| u.0.clone()),
+                user_id: user_id.0.clone(),
             },
+            PendingPayload::Decoy => StoredPayload::Decoy,
         };
         serde_json::to_string(&stored).unwrap_or_default()
     }
@@ -144,42 +162,47 @@ impl PendingPayload {
         let stored: StoredPayload = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
         Ok(match stored {
             StoredPayload::Registration {
+                user_id,
                 username,
                 email,
                 password_hash,
                 bio,
                 avatar_url,
             } => PendingPayload::Registration(NewUser {
+                id: UserId(user_id),
                 username: Username::parse(&username).map_err(bad)?,
                 email: Email::parse(&email).map_err(bad)?,
                 password_hash: PasswordHash(password_hash),
                 profile: Profile { bio, avatar_url },
             }),
             StoredPayload::PasswordReset { user_id } => PendingPayload::PasswordReset {
-                user_id: user_id.map(UserId),
+                user_id: UserId(user_id),
             },
+            StoredPayload::Decoy => PendingPayload::Decoy,
         })
     }
 }
 
 /// A code was recorded (and may now be mailed).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct CodeIssued {
     pub code_expires_at: UnixMs,
     pub resend_at: UnixMs,
     pub attempts_remaining: u32,
+    /// What the request carries (for a resend: what it was started with).
+    pub payload: PendingPayload,
 }
 
 /// Why no code was issued.
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
-    #[error("a code was sent too recently")]
+    #[error("a code of this request was sent too recently")]
     Cooldown { retry_at: UnixMs },
     #[error("too many codes sent to this email today")]
     DailyLimit { retry_at: UnixMs },
     #[error("the request is void after too many wrong codes")]
-    Locked { retry_at: UnixMs },
-    #[error("no pending request for this email")]
+    Exhausted,
+    #[error("no such pending request")]
     NotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -188,44 +211,61 @@ pub enum IssueError {
 /// Why a code was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("no pending request for this email")]
+    #[error("no such pending request")]
     NotFound,
     #[error("the code has expired")]
     Expired,
     #[error("wrong code")]
     Wrong { attempts_remaining: u32 },
-    #[error("too many wrong codes")]
-    Exhausted { retry_at: UnixMs },
+    #[error("too many wrong codes for this request")]
+    Exhausted,
+    #[error("too many wrong codes for this email today")]
+    DailyGuessLimit { retry_at: UnixMs },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Pending registrations and password resets, each keyed by purpose and email.
+/// Pending registrations and password resets. Each request has its own [`PendingId`] (held
+/// only by whoever started it) and belongs to a purpose and an email, whose daily budgets it
+/// shares with the email's other requests. Bounded: a request costs one of the email's daily
+/// sends and lives `pending_ttl_ms` after its last code.
 #[async_trait]
 pub trait PendingCodeStore: Send + Sync {
-    /// Records `code` for `email`, atomically with the cooldown, daily and lockout checks.
-    /// With a payload it starts (or restarts) the pending request, keeping the wrong-guess
-    /// count of one still live; without, it is a resend and needs a live request.
+    /// Records `code` for request `id`, atomically with the budget checks. With a payload it
+    /// starts the request (a new id; the email's daily send budget applies); without, it is a
+    /// resend and needs the live request (its cooldown, its wrong-guess count kept, and the
+    /// email's daily send budget).
+    #[allow(clippy::too_many_arguments)]
     async fn issue_code(
         &self,
         purpose: CodePurpose,
         email: &Email,
+        id: &PendingId,
         payload: Option<&PendingPayload>,
         code: &CodeHash,
         now: UnixMs,
         policy: &CodePolicy,
     ) -> Result<CodeIssued, IssueError>;
 
-    /// Compares `code` in constant time and counts the attempt, atomically. On a match the
-    /// request is consumed and its payload returned: two concurrent matches get one payload.
+    /// Compares `code` with request `id`'s in constant time and counts a wrong guess against
+    /// the request and the email's daily budget, atomically; nothing is evaluated once either
+    /// budget is spent. On a match the request is marked verified and its payload returned; it
+    /// stays (and the same code keeps matching) until [`PendingCodeStore::finish_pending`], so a
+    /// failure between the two loses nothing.
+    #[allow(clippy::too_many_arguments)]
     async fn verify_code(
         &self,
         purpose: CodePurpose,
         email: &Email,
+        id: &PendingId,
         code: &CodeHash,
         now: UnixMs,
         policy: &CodePolicy,
     ) -> Result<PendingPayload, VerifyError>;
+
+    /// The purpose is achieved for `email`: every pending request of it ends (the others
+    /// become void). The email's daily budgets stay.
+    async fn finish_pending(&self, purpose: CodePurpose, email: &Email) -> StoreResult<()>;
 }
 
 /// SHA-256 of a refresh token's secret part: what the store keeps.
@@ -255,27 +295,55 @@ pub struct SessionRecord {
     pub client_ip: String,
 }
 
+/// The token a rotation installs: its hash, the token itself sealed (ChaCha20-Poly1305 under
+/// the server secret) so that a replay inside the grace window can be answered with it, and
+/// the session's new expiry.
+#[derive(Debug, Clone)]
+pub struct NextRefresh {
+    pub hash: RefreshHash,
+    pub sealed: Vec<u8>,
+    pub expires_at: UnixMs,
+}
+
 /// The result of presenting a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotateOutcome {
-    /// The token was good (unused, or reused inside the grace window); `next` is now valid.
+    /// The current token: `next` is now the session's only live token.
     Rotated(SessionRecord),
+    /// The previous token, inside the grace window: the successor its first use installed,
+    /// still sealed (a benign race of two requests carrying one token must not fork the
+    /// session or log the device out).
+    Replayed {
+        session: SessionRecord,
+        sealed: Vec<u8>,
+    },
     /// Unknown, expired or belonging to an ended session.
     Invalid,
-    /// Used before and outside the grace window: the session was ended.
+    /// The previous token outside the grace window: a replay of a stolen token, so the
+    /// session was ended.
     ReuseDetected { user_id: UserId },
 }
 
-/// Sessions (one per device) and the refresh-token family of each.
+/// Sessions (one per device) with constant state each: the current refresh token's hash, the
+/// previous one's (to recognise a replay), and for `grace_ms` after a rotation the sealed
+/// successor. Nothing else of a token's history is kept.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    async fn create_session(&self, session: &NewSession) -> StoreResult<()>;
+    /// Starts a session. A user holds at most `max_per_user`: beyond it the least recently
+    /// used sessions end, in the same step; their ids are returned.
+    async fn create_session(
+        &self,
+        session: &NewSession,
+        max_per_user: u32,
+    ) -> StoreResult<Vec<SessionId>>;
 
-    /// Uses `presented` and makes `next` the session's newest token, atomically:
-    /// - unused token: marked used, `next` added, session expiry moved to `next_expires_at`;
-    /// - token used less than `grace_ms` ago: `next` added as well (a benign race of two
-    ///   requests carrying one token must not log the device out);
-    /// - token used longer ago: a replay of a stolen token, so the whole session ends.
+    /// Presents a refresh token, atomically:
+    /// - the current token: it becomes the previous one (stamped `now`), `next` the current
+    ///   one, and the session's expiry moves to `next.expires_at`;
+    /// - the previous token less than `grace_ms` after that: [`RotateOutcome::Replayed`] with
+    ///   the successor, and nothing changes;
+    /// - the previous token later: a replay of a stolen token, so the whole session ends;
+    /// - anything else: invalid.
     ///
     /// A `now` earlier than the recorded use (two callers read their clocks in one order and
     /// arrive in the other) counts as zero time apart: inside a grace window, never inside a
@@ -284,8 +352,7 @@ pub trait SessionStore: Send + Sync {
         &self,
         id: &SessionId,
         presented: &RefreshHash,
-        next: &RefreshHash,
-        next_expires_at: UnixMs,
+        next: &NextRefresh,
         now: UnixMs,
         grace_ms: i64,
     ) -> StoreResult<RotateOutcome>;
@@ -300,7 +367,8 @@ pub trait SessionStore: Send + Sync {
     /// Ends a session if it belongs to `user_id`; returns whether one ended.
     async fn revoke_session(&self, id: &SessionId, user_id: &UserId) -> StoreResult<bool>;
 
-    /// Ends the session that `presented` is a still-usable refresh token of.
+    /// Ends the session that `presented` is a still-usable refresh token of: the current one,
+    /// or the previous one inside the grace window.
     async fn revoke_by_refresh(
         &self,
         id: &SessionId,
@@ -326,6 +394,10 @@ pub trait RateLimitStore: Send + Sync {
         now: UnixMs,
     ) -> StoreResult<Result<u32, UnixMs>>;
 
+    /// The events counted for `key` in its live window and when that window ends (`(0, now)`
+    /// when there is none). Counts nothing.
+    async fn count(&self, key: &str, now: UnixMs) -> StoreResult<(u32, UnixMs)>;
+
     /// Forgets the counter of `key`.
     async fn clear(&self, key: &str) -> StoreResult<()>;
 }
@@ -347,8 +419,11 @@ pub trait MailQueue: Send + Sync {
     async fn claim_due(&self, now: UnixMs, lease_ms: i64) -> StoreResult<Option<QueuedMail>>;
     async fn complete(&self, id: &str) -> StoreResult<()>;
     async fn retry_at(&self, id: &str, at: UnixMs, error: &str) -> StoreResult<()>;
-    /// Moves a message aside for good after too many tries; it stays for an operator.
-    async fn dead_letter(&self, id: &str, error: &str) -> StoreResult<()>;
+    /// Moves a message aside for good after too many tries; it stays for an operator until
+    /// [`MailQueue::purge_dead_letters`] removes it.
+    async fn dead_letter(&self, id: &str, error: &str, now: UnixMs) -> StoreResult<()>;
+    /// Deletes dead letters that died before `before`; returns how many.
+    async fn purge_dead_letters(&self, before: UnixMs) -> StoreResult<u64>;
     /// When the next message is due, if any is waiting.
     async fn next_due(&self) -> StoreResult<Option<UnixMs>>;
     async fn dead_letter_count(&self) -> StoreResult<u64>;

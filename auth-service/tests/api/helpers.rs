@@ -46,6 +46,8 @@ pub async fn spawn_in(data_dir: tempfile::TempDir, overrides: &[(&str, &str)]) -
         ("DATA_DIR".into(), data_dir.path().display().to_string()),
         ("SQLITE_PATH".into(), ":memory:".into()),
         ("CODE_RESEND_COOLDOWN".into(), "0s".into()),
+        // Every test client is 127.0.0.1; the per-network limit has tests of its own.
+        ("CODE_REQUESTS_PER_IP_PER_HOUR".into(), "100000".into()),
     ]);
     for (k, v) in overrides {
         vars.insert(k.to_string(), v.to_string());
@@ -111,15 +113,62 @@ impl TestApp {
             .map(|r| r.into_inner())
     }
 
+    /// VerifyRegistration of the pending registration `registration_id`.
     pub async fn verify(
         &self,
         email: &str,
+        registration_id: &str,
         code: &str,
     ) -> Result<pb::VerifyRegistrationResponse, Status> {
         self.client()
             .verify_registration(pb::VerifyRegistrationRequest {
                 email: email.into(),
                 code: code.into(),
+                registration_id: registration_id.into(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// ResendVerificationCode for the pending registration `registration_id`.
+    pub async fn resend(
+        &self,
+        email: &str,
+        registration_id: &str,
+    ) -> Result<pb::CodeDelivery, Status> {
+        self.client()
+            .resend_verification_code(pb::ResendVerificationCodeRequest {
+                email: email.into(),
+                registration_id: registration_id.into(),
+            })
+            .await
+            .map(|r| r.into_inner().delivery.expect("delivery"))
+    }
+
+    /// RequestPasswordReset: the reset id it answers with.
+    pub async fn request_reset(&self, email: &str) -> Result<String, Status> {
+        self.client()
+            .request_password_reset(pb::RequestPasswordResetRequest {
+                email: email.into(),
+            })
+            .await
+            .map(|r| r.into_inner().reset_id)
+    }
+
+    /// ResetPassword with the code of reset `reset_id`.
+    pub async fn reset(
+        &self,
+        email: &str,
+        reset_id: &str,
+        code: &str,
+        new_password: &str,
+    ) -> Result<pb::ResetPasswordResponse, Status> {
+        self.client()
+            .reset_password(pb::ResetPasswordRequest {
+                email: email.into(),
+                code: code.into(),
+                new_password: new_password.into(),
+                reset_id: reset_id.into(),
             })
             .await
             .map(|r| r.into_inner())
@@ -174,11 +223,13 @@ impl TestApp {
     /// Registers, reads the code from the mail, verifies: a signed-up user and its tokens.
     pub async fn signup(&self, username: &str, email: &str) -> (pb::User, pb::TokenPair) {
         let before = self.mails_to(email).len();
-        self.register(username, email, PASSWORD)
+        let id = self
+            .register(username, email, PASSWORD)
             .await
-            .expect("register");
+            .expect("register")
+            .registration_id;
         let code = self.wait_for_code(email, before + 1).await;
-        let verified = self.verify(email, &code).await.expect("verify");
+        let verified = self.verify(email, &id, &code).await.expect("verify");
         (
             verified.user.expect("user"),
             verified.tokens.expect("tokens"),

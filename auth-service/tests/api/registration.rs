@@ -16,6 +16,8 @@ async fn register_mails_a_code_and_verify_creates_the_user_with_a_session() {
         )
         .await
         .unwrap();
+    let id = response.registration_id.clone();
+    assert_eq!(id.len(), 22, "128 random bits, base64url: {id}");
     let delivery = response.delivery.unwrap();
     assert_eq!(delivery.email, email, "email is trimmed and lowercased");
     assert_eq!(delivery.attempts_remaining, 5);
@@ -40,7 +42,7 @@ async fn register_mails_a_code_and_verify_creates_the_user_with_a_session() {
         "the HTML part carries the code too"
     );
     assert!(mail.subject.contains("verification"));
-    let verified = app.verify(&email, &code).await.unwrap();
+    let verified = app.verify(&email, &id, &code).await.unwrap();
     let user = verified.user.unwrap();
     let tokens = verified.tokens.unwrap();
     assert_eq!(
@@ -54,7 +56,7 @@ async fn register_mails_a_code_and_verify_creates_the_user_with_a_session() {
 
     // The code is used up.
     assert_error(
-        app.verify(&email, &code).await,
+        app.verify(&email, &id, &code).await,
         Code::NotFound,
         "REGISTRATION_NOT_FOUND",
     );
@@ -119,14 +121,16 @@ async fn taken_email_and_username_are_refused() {
 async fn wrong_codes_count_and_the_sixth_guess_is_refused_even_when_right() {
     let app = spawn_app().await;
     let mail = email("guess");
-    app.register(&username("guess"), &mail, PASSWORD)
+    let id = app
+        .register(&username("guess"), &mail, PASSWORD)
         .await
-        .unwrap();
+        .unwrap()
+        .registration_id;
     let code = app.wait_for_code(&mail, 1).await;
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for remaining in (0..5).rev() {
         let status = assert_error(
-            app.verify(&mail, wrong).await,
+            app.verify(&mail, &id, wrong).await,
             Code::InvalidArgument,
             "CODE_INVALID",
         );
@@ -138,11 +142,15 @@ async fn wrong_codes_count_and_the_sixth_guess_is_refused_even_when_right() {
         assert_eq!(info.metadata["attempts_remaining"], remaining.to_string());
     }
     let status = assert_error(
-        app.verify(&mail, &code).await,
+        app.verify(&mail, &id, &code).await,
         Code::ResourceExhausted,
         "CODE_ATTEMPTS_EXHAUSTED",
     );
-    assert!(retry_secs(&status).unwrap() > 0);
+    assert_eq!(
+        retry_secs(&status),
+        None,
+        "waiting does not help a void request: start again"
+    );
     assert_error(
         app.login(&mail, PASSWORD).await,
         Code::Unauthenticated,
@@ -150,23 +158,31 @@ async fn wrong_codes_count_and_the_sixth_guess_is_refused_even_when_right() {
     );
     // The void request cannot be revived by a resend either.
     assert_error(
-        app.client()
-            .resend_verification_code(pb::ResendVerificationCodeRequest {
-                email: mail.clone(),
-            })
-            .await,
+        app.resend(&mail, &id).await,
         Code::ResourceExhausted,
         "CODE_ATTEMPTS_EXHAUSTED",
     );
+    // A new sign-up is a new request with a budget of its own.
+    let again = app
+        .register(&username("guess2"), &mail, PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(again.delivery.unwrap().attempts_remaining, 5);
+    let code = app.wait_for_code(&mail, 2).await;
+    app.verify(&mail, &again.registration_id, &code)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn a_resend_keeps_the_wrong_guess_budget_and_voids_the_old_code() {
     let app = spawn_app().await;
     let mail = email("resend");
-    app.register(&username("resend"), &mail, PASSWORD)
+    let id = app
+        .register(&username("resend"), &mail, PASSWORD)
         .await
-        .unwrap();
+        .unwrap()
+        .registration_id;
     let first = app.wait_for_code(&mail, 1).await;
     let wrong = |c: &str| {
         if c == "999999" {
@@ -177,52 +193,35 @@ async fn a_resend_keeps_the_wrong_guess_budget_and_voids_the_old_code() {
     };
     for _ in 0..3 {
         assert_error(
-            app.verify(&mail, &wrong(&first)).await,
+            app.verify(&mail, &id, &wrong(&first)).await,
             Code::InvalidArgument,
             "CODE_INVALID",
         );
     }
-    let resent = app
-        .client()
-        .resend_verification_code(pb::ResendVerificationCodeRequest {
-            email: mail.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .delivery
-        .unwrap();
+    let resent = app.resend(&mail, &id).await.unwrap();
     assert_eq!(
         resent.attempts_remaining, 2,
         "the budget is shared across resends"
     );
     let second = app.wait_for_code(&mail, 2).await;
-    if second != first {
-        let status = assert_error(
-            app.verify(&mail, &first).await,
-            Code::InvalidArgument,
-            "CODE_INVALID",
-        );
-        let _ = status;
+    let stale = if second != first {
+        first.clone()
     } else {
-        assert_error(
-            app.verify(&mail, &wrong(&second)).await,
-            Code::InvalidArgument,
-            "CODE_INVALID",
-        );
-    }
-    // A new Register for the same email does not buy a fresh budget either.
-    app.register(&username("resend2"), &mail, PASSWORD)
-        .await
-        .unwrap();
-    let third = app.wait_for_code(&mail, 3).await;
+        wrong(&second)
+    };
     assert_error(
-        app.verify(&mail, &wrong(&third)).await,
+        app.verify(&mail, &id, &stale).await,
         Code::InvalidArgument,
         "CODE_INVALID",
     );
     assert_error(
-        app.verify(&mail, &third).await,
+        app.verify(&mail, &id, &wrong(&second)).await,
+        Code::InvalidArgument,
+        "CODE_INVALID",
+    );
+    // Five wrong guesses in all: the request is void, even for the right code.
+    assert_error(
+        app.verify(&mail, &id, &second).await,
         Code::ResourceExhausted,
         "CODE_ATTEMPTS_EXHAUSTED",
     );
@@ -232,106 +231,111 @@ async fn a_resend_keeps_the_wrong_guess_budget_and_voids_the_old_code() {
 async fn resend_cooldown_answers_resource_exhausted_with_a_retry_delay() {
     let app = spawn_app_with(&[("CODE_RESEND_COOLDOWN", "60s")]).await;
     let mail = email("cool");
-    let first = app
+    let registered = app
         .register(&username("cool"), &mail, PASSWORD)
         .await
-        .unwrap()
-        .delivery
         .unwrap();
+    let id = registered.registration_id;
+    let first = registered.delivery.unwrap();
     let resend_after = first.resend_available_time.unwrap().seconds
         - first.code_expire_time.unwrap().seconds
         + 300;
     assert!((59..=61).contains(&resend_after), "{resend_after}");
     let status = assert_error(
-        app.client()
-            .resend_verification_code(pb::ResendVerificationCodeRequest {
-                email: mail.clone(),
-            })
-            .await,
+        app.resend(&mail, &id).await,
         Code::ResourceExhausted,
         "RESEND_COOLDOWN",
     );
     let retry = retry_secs(&status).unwrap();
     assert!((55..=60).contains(&retry), "retry delay {retry}");
-    // Registering again is the same request: same cooldown.
-    assert_error(
-        app.register(&username("cool2"), &mail, PASSWORD).await,
-        Code::ResourceExhausted,
-        "RESEND_COOLDOWN",
-    );
     app.wait_for_code(&mail, 1).await;
     assert_eq!(app.mails_to(&mail).len(), 1, "one code mail only");
+    // The cooldown is the request's: another sign-up of the email (say, the owner's own,
+    // right after someone else's) is not held up by it.
+    app.register(&username("cool2"), &mail, PASSWORD)
+        .await
+        .unwrap();
+    app.wait_for_code(&mail, 2).await;
 }
 
 #[tokio::test]
 async fn the_daily_code_limit_stops_mail_bombing() {
     let app = spawn_app_with(&[("CODE_MAX_SENDS_PER_DAY", "3")]).await;
     let mail = email("bomb");
-    app.register(&username("bomb"), &mail, PASSWORD)
+    let id = app
+        .register(&username("bomb"), &mail, PASSWORD)
         .await
-        .unwrap();
-    let resend = || {
-        let (mut client, email) = (app.client(), mail.clone());
-        async move {
-            client
-                .resend_verification_code(pb::ResendVerificationCodeRequest { email })
-                .await
-        }
-    };
-    resend().await.unwrap();
-    resend().await.unwrap();
-    let status = assert_error(resend().await, Code::ResourceExhausted, "CODE_DAILY_LIMIT");
+        .unwrap()
+        .registration_id;
+    app.resend(&mail, &id).await.unwrap();
+    app.resend(&mail, &id).await.unwrap();
+    let status = assert_error(
+        app.resend(&mail, &id).await,
+        Code::ResourceExhausted,
+        "CODE_DAILY_LIMIT",
+    );
     assert!(retry_secs(&status).unwrap() > 3600);
+    // New sign-ups of the email share the day's budget.
+    assert_error(
+        app.register(&username("bomb2"), &mail, PASSWORD).await,
+        Code::ResourceExhausted,
+        "CODE_DAILY_LIMIT",
+    );
 }
 
 #[tokio::test]
 async fn an_expired_code_is_refused() {
     let app = spawn_app_with(&[("CODE_TTL", "1s")]).await;
     let mail = email("exp");
-    app.register(&username("exp"), &mail, PASSWORD)
+    let id = app
+        .register(&username("exp"), &mail, PASSWORD)
         .await
-        .unwrap();
+        .unwrap()
+        .registration_id;
     let code = app.wait_for_code(&mail, 1).await;
     tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
     assert_error(
-        app.verify(&mail, &code).await,
+        app.verify(&mail, &id, &code).await,
         Code::FailedPrecondition,
         "CODE_EXPIRED",
     );
     // A resend gives a working code.
-    app.client()
-        .resend_verification_code(pb::ResendVerificationCodeRequest {
-            email: mail.clone(),
-        })
-        .await
-        .unwrap();
+    app.resend(&mail, &id).await.unwrap();
     let fresh = app.wait_for_code(&mail, 2).await;
-    app.verify(&mail, &fresh).await.unwrap();
+    app.verify(&mail, &id, &fresh).await.unwrap();
 }
 
 #[tokio::test]
 async fn unknown_registrations_are_not_found() {
     let app = spawn_app().await;
+    let unknown_id = "AAAAAAAAAAAAAAAAAAAAAA";
     assert_error(
-        app.verify(&email("nobody"), "123456").await,
+        app.verify(&email("nobody"), unknown_id, "123456").await,
         Code::NotFound,
         "REGISTRATION_NOT_FOUND",
     );
     assert_error(
-        app.client()
-            .resend_verification_code(pb::ResendVerificationCodeRequest {
-                email: email("nobody"),
-            })
-            .await,
+        app.resend(&email("nobody"), unknown_id).await,
         Code::NotFound,
         "REGISTRATION_NOT_FOUND",
     );
     let status = assert_error(
-        app.verify("bad", "12x").await,
+        app.verify("bad", "not an id", "12x").await,
         Code::InvalidArgument,
         "INVALID_ARGUMENT",
     );
     let mut fields = violated_fields(&status);
     fields.sort();
-    assert_eq!(fields, ["code", "email"]);
+    assert_eq!(fields, ["code", "email", "registration_id"]);
+    let status = assert_error(
+        app.verify(&email("noid"), "", "123456").await,
+        Code::InvalidArgument,
+        "REGISTRATION_ID_REQUIRED",
+    );
+    assert_eq!(violated_fields(&status), ["registration_id"]);
+    assert_error(
+        app.resend(&email("noid"), " ").await,
+        Code::InvalidArgument,
+        "REGISTRATION_ID_REQUIRED",
+    );
 }

@@ -37,6 +37,7 @@ pub(super) fn create_user_error(e: Error) -> CreateUserError {
     match duplicate_key_index(&e).as_deref() {
         Some(EMAIL_INDEX) => CreateUserError::EmailTaken,
         Some(USERNAME_KEY_INDEX) => CreateUserError::UsernameTaken,
+        Some("_id_") => CreateUserError::IdTaken,
         _ => CreateUserError::Store(store_error(e)),
     }
 }
@@ -198,10 +199,7 @@ mod tests {
     #[test]
     fn other_duplicates_and_other_write_errors_are_internal() {
         let id = from_write(11000, &dup_message("_id_", "_id", "u1"));
-        assert!(matches!(
-            create_user_error(id),
-            CreateUserError::Store(StoreError::Internal(_))
-        ));
+        assert!(matches!(create_user_error(id), CreateUserError::IdTaken));
         // A non-duplicate error whose text happens to name the index is not a duplicate.
         let other = from_write(2, "bad value for index: email_1 ");
         assert!(matches!(

@@ -23,7 +23,7 @@ impl MongoUserStore {
 impl UserStore for MongoUserStore {
     async fn create_user(&self, new: &NewUser, now: UnixMs) -> Result<User, CreateUserError> {
         let user = User {
-            id: UserId::generate(),
+            id: new.id.clone(),
             username: new.username.as_str().to_owned(),
             email: new.email.as_str().to_owned(),
             password_hash: new.password_hash.clone(),

@@ -1,16 +1,15 @@
-//! Pending registrations and password resets: one hash per purpose and email, changed only by
-//! the `ISSUE_CODE` and `VERIFY_CODE` scripts (same rules as `sqlite/codes.rs`).
+//! Pending registrations and password resets: one hash per purpose and email holding the
+//! email's daily budgets and its live requests, changed only by the `ISSUE_CODE`,
+//! `VERIFY_CODE` and `FINISH_PENDING` scripts (same rules as `sqlite/codes.rs`).
 
 use async_trait::async_trait;
 
 use super::RedisStore;
-use crate::domain::{CodeHash, Email, UnixMs};
+use crate::domain::{CodeHash, Email, PendingId, UnixMs};
 use crate::store::{
-    CodeIssued, CodePolicy, CodePurpose, IssueError, PendingCodeStore, PendingPayload, StoreError,
-    VerifyError,
+    CodeIssued, CodePolicy, CodePurpose, DAY_MS, IssueError, PendingCodeStore, PendingPayload,
+    StoreError, StoreResult, VerifyError,
 };
-
-const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 #[async_trait]
 impl PendingCodeStore for RedisStore {
@@ -18,6 +17,7 @@ impl PendingCodeStore for RedisStore {
         &self,
         purpose: CodePurpose,
         email: &Email,
+        id: &PendingId,
         payload: Option<&PendingPayload>,
         code: &CodeHash,
         now: UnixMs,
@@ -28,13 +28,15 @@ impl PendingCodeStore for RedisStore {
         let code_expires_at = now + policy.ttl_ms;
         let mut call = self.scripts.issue_code.key(&key);
         call.arg(now)
+            .arg(id.as_str())
             .arg(if payload.is_some() { "1" } else { "0" })
             .arg(payload.as_deref().unwrap_or_default())
             .arg(&code.0[..])
             .arg(policy.cooldown_ms)
+            .arg(policy.max_attempts)
             .arg(policy.max_sends_per_day)
             .arg(code_expires_at)
-            .arg(now + policy.record_ttl_ms)
+            .arg(now + policy.pending_ttl_ms)
             .arg(DAY_MS);
         let reply = self.eval("issue_code", &call).await?;
         match reply.status()? {
@@ -44,18 +46,17 @@ impl PendingCodeStore for RedisStore {
                     code_expires_at: reply.int(1)?,
                     resend_at: now + policy.cooldown_ms,
                     attempts_remaining: policy.max_attempts.saturating_sub(attempts_used),
+                    payload: PendingPayload::from_json(&reply.text(3)?)?,
                 })
             }
-            1 => Err(IssueError::Locked {
+            1 => Err(IssueError::NotFound),
+            2 => Err(IssueError::Exhausted),
+            3 => Err(IssueError::Cooldown {
                 retry_at: reply.int(1)?,
             }),
-            2 => Err(IssueError::Cooldown {
+            4 => Err(IssueError::DailyLimit {
                 retry_at: reply.int(1)?,
             }),
-            3 => Err(IssueError::DailyLimit {
-                retry_at: reply.int(1)?,
-            }),
-            4 => Err(IssueError::NotFound),
             other => Err(unknown_status("issue_code", other).into()),
         }
     }
@@ -64,6 +65,7 @@ impl PendingCodeStore for RedisStore {
         &self,
         purpose: CodePurpose,
         email: &Email,
+        id: &PendingId,
         code: &CodeHash,
         now: UnixMs,
         policy: &CodePolicy,
@@ -71,22 +73,33 @@ impl PendingCodeStore for RedisStore {
         let key = self.keys.pending(purpose, email);
         let mut call = self.scripts.verify_code.key(&key);
         call.arg(now)
+            .arg(id.as_str())
             .arg(&code.0[..])
             .arg(policy.max_attempts)
-            .arg(now + policy.lockout_ms);
+            .arg(policy.max_guesses_per_day)
+            .arg(DAY_MS);
         let reply = self.eval("verify_code", &call).await?;
         match reply.status()? {
             0 => Ok(PendingPayload::from_json(&reply.text(1)?)?),
             1 => Err(VerifyError::NotFound),
             2 => Err(VerifyError::Expired),
-            3 => Err(VerifyError::Exhausted {
+            3 => Err(VerifyError::Exhausted),
+            4 => Err(VerifyError::DailyGuessLimit {
                 retry_at: reply.int(1)?,
             }),
-            4 => Err(VerifyError::Wrong {
+            5 => Err(VerifyError::Wrong {
                 attempts_remaining: u32::try_from(reply.int(1)?).unwrap_or(0),
             }),
             other => Err(unknown_status("verify_code", other).into()),
         }
+    }
+
+    async fn finish_pending(&self, purpose: CodePurpose, email: &Email) -> StoreResult<()> {
+        let call = self
+            .scripts
+            .finish_pending
+            .key(self.keys.pending(purpose, email));
+        self.eval("finish_pending", &call).await.map(|_| ())
     }
 }
 

@@ -14,12 +14,10 @@ pub(super) struct Keys {
 
 /// The keys of one session, all tagged with the user id.
 pub(super) struct SessionKeys {
-    /// HASH: the session record.
+    /// HASH: the session record with its current and previous refresh token hashes.
     pub record: String,
-    /// HASH: refresh token hash (hex) → `<expires_at>:<used_at or empty>`.
-    pub refresh: String,
-    /// ZSET: refresh token hash (hex) scored by its expiry, to prune expired tokens.
-    pub refresh_expiry: String,
+    /// STRING: the sealed current refresh token, for the grace window after a rotation only.
+    pub successor: String,
     /// ZSET: the user's session ids scored by session expiry.
     pub index: String,
 }
@@ -34,7 +32,7 @@ pub(super) struct MailKeys {
     pub attempts: String,
     /// HASH: id → last delivery error.
     pub errors: String,
-    /// SET: ids of dead letters.
+    /// ZSET: ids of dead letters, scored by when they died.
     pub dead: String,
 }
 
@@ -75,8 +73,7 @@ impl Keys {
     pub fn session(&self, user: &str, id: &str) -> SessionKeys {
         let record = format!("{}user:{{{user}}}:session:{id}", self.prefix);
         SessionKeys {
-            refresh: format!("{record}:refresh"),
-            refresh_expiry: format!("{record}:refresh:expiry"),
+            successor: format!("{record}:successor"),
             record,
             index: self.session_index(user),
         }
@@ -94,7 +91,7 @@ impl Keys {
             sealed: key("sealed"),
             attempts: key("attempts"),
             errors: key("errors"),
-            dead: key("dead"),
+            dead: key("dead_at"),
         }
     }
 }
@@ -118,10 +115,10 @@ mod tests {
         assert_eq!(keys.rate_limit("login:x"), "t:ratelimit:{login:x}");
         let s = keys.session("u1", "s1");
         assert_eq!(
-            (s.record.as_str(), s.refresh.as_str(), s.index.as_str()),
+            (s.record.as_str(), s.successor.as_str(), s.index.as_str()),
             (
                 "t:user:{u1}:session:s1",
-                "t:user:{u1}:session:s1:refresh",
+                "t:user:{u1}:session:s1:successor",
                 "t:user:{u1}:sessions"
             )
         );

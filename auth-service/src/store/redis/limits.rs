@@ -25,6 +25,22 @@ impl RateLimitStore for RedisStore {
         }
     }
 
+    async fn count(&self, key: &str, now: UnixMs) -> StoreResult<(u32, UnixMs)> {
+        let (count, ends): (Option<u32>, Option<i64>) = self
+            .query(
+                "rate_limit_count",
+                redis::cmd("HMGET")
+                    .arg(self.keys.rate_limit(key))
+                    .arg("count")
+                    .arg("window_ends_at"),
+            )
+            .await?;
+        Ok(match (count, ends) {
+            (Some(count), Some(ends)) if ends > now => (count, ends),
+            _ => (0, now),
+        })
+    }
+
     async fn clear(&self, key: &str) -> StoreResult<()> {
         self.query(
             "rate_limit_clear",

@@ -64,15 +64,35 @@ impl MailQueue for RedisStore {
         self.eval("mail_retry", &call).await.map(|_| ())
     }
 
-    async fn dead_letter(&self, id: &str, error: &str) -> StoreResult<()> {
+    async fn dead_letter(&self, id: &str, error: &str, now: UnixMs) -> StoreResult<()> {
         let keys = self.keys.mail();
         let mut call = self.scripts.mail_dead_letter.key(&keys.due);
         call.key(&keys.sealed)
             .key(&keys.errors)
             .key(&keys.dead)
             .arg(id)
-            .arg(error);
+            .arg(error)
+            .arg(now);
         self.eval("mail_dead_letter", &call).await.map(|_| ())
+    }
+
+    async fn purge_dead_letters(&self, before: UnixMs) -> StoreResult<u64> {
+        const BATCH: u64 = 500;
+        let keys = self.keys.mail();
+        let mut purged = 0;
+        loop {
+            let mut call = self.scripts.mail_purge_dead.key(&keys.dead);
+            call.key(&keys.sealed)
+                .key(&keys.attempts)
+                .key(&keys.errors)
+                .arg(before)
+                .arg(BATCH);
+            let n = u64::try_from(self.eval("mail_purge_dead", &call).await?.int(0)?).unwrap_or(0);
+            purged += n;
+            if n < BATCH {
+                return Ok(purged);
+            }
+        }
     }
 
     async fn next_due(&self) -> StoreResult<Option<UnixMs>> {
@@ -92,7 +112,7 @@ impl MailQueue for RedisStore {
     async fn dead_letter_count(&self) -> StoreResult<u64> {
         self.query(
             "mail_dead_letter_count",
-            redis::cmd("SCARD").arg(self.keys.mail().dead),
+            redis::cmd("ZCARD").arg(self.keys.mail().dead),
         )
         .await
     }

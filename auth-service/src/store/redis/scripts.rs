@@ -16,7 +16,7 @@ macro_rules! lua_int {
     };
 }
 
-/// Helpers of the session scripts. KEYS: 1 record, 2 refresh, 3 refresh expiry, 4 index.
+/// Helpers of the session scripts. KEYS: 1 record, 2 successor, 3 index.
 macro_rules! lua_session {
     () => {
         r#"
@@ -25,151 +25,216 @@ local function touch_index(index)
   if top[2] then redis.call('PEXPIREAT', index, int(tonumber(top[2]))) end
 end
 local function end_session(sid)
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-  redis.call('ZREM', KEYS[4], sid)
-  touch_index(KEYS[4])
+  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('ZREM', KEYS[3], sid)
+  touch_index(KEYS[3])
 end
-local function token(raw)
-  local exp, used = string.match(raw, '^(%d+):(%d*)$')
-  return tonumber(exp), tonumber(used)
+local FIELDS = {'user_id', 'created_at', 'last_used_at', 'expires_at', 'user_agent',
+  'client_ip', 'refresh', 'previous', 'previous_used_at'}
+"#
+    };
+}
+
+/// Helpers of the pending-request scripts. KEYS[1] is the email's hash: the budgets
+/// (`sends_ws`, `sends`, `guesses_ws`, `guesses`, `until`) and per request `r:<id>` (meta),
+/// `c:<id>` (code hash), `p:<id>` (payload). Needs `now` and `day` defined first.
+macro_rules! lua_pending {
+    () => {
+        r#"
+local function meta(code_expires, last_sent, attempts, verified, expires)
+  return int(code_expires) .. ':' .. int(last_sent) .. ':' .. int(attempts) .. ':'
+    .. int(verified) .. ':' .. int(expires)
+end
+local function parse(m)
+  local a, b, c, d, e = string.match(m, '^(%d+):(%d+):(%d+):(%d):(%d+)$')
+  return tonumber(a), tonumber(b), tonumber(c), tonumber(d), tonumber(e)
+end
+-- A daily window that has ended starts again now.
+local function roll(start, n)
+  start = tonumber(start)
+  if not start or start + day <= now then return now, 0 end
+  return start, tonumber(n) or 0
+end
+-- The key lives as long as the latest of its windows and requests; never shortened.
+local function keep_until(t)
+  local current = tonumber(redis.call('HGET', KEYS[1], 'until')) or 0
+  if t > current then
+    redis.call('HSET', KEYS[1], 'until', int(t))
+    current = t
+  end
+  redis.call('PEXPIREAT', KEYS[1], int(current))
 end
 "#
     };
 }
 
-/// Issue a code. KEYS[1] pending record. ARGV: now, has payload (1/0), payload, code hash,
-/// cooldown, max sends per day, code expiry, record keep-until, day length.
-/// Reply: {0, code_expires_at, attempts_used} | {1, locked_until} | {2, resend_at}
-/// | {3, retry_at} | {4} (no live request to resend).
+/// Issue a code for request ARGV[2]. KEYS[1] the email's hash. ARGV: now, id, has payload
+/// (1/0), payload, code hash, cooldown, max attempts, max sends per day, code expiry, request
+/// keep-until, day length.
+/// Reply: {0, code_expires_at, attempts_used, payload} | {1} no such request | {2} request void
+/// | {3, resend_at} cooldown | {4, retry_at} the email's daily sends are spent.
 pub(super) const ISSUE_CODE: &str = concat!(
     lua_int!(),
+    "local now, day = tonumber(ARGV[1]), tonumber(ARGV[11])\n",
+    lua_pending!(),
     r#"
-local now, cooldown = tonumber(ARGV[1]), tonumber(ARGV[5])
-local max_sends, day = tonumber(ARGV[6]), tonumber(ARGV[9])
-local r = redis.call('HMGET', KEYS[1], 'payload', 'last_sent_at', 'attempts_used',
-  'locked_until', 'window_start', 'sends', 'expires_at')
-local payload, attempts, window_start, sends
-if r[1] and tonumber(r[7]) > now then
-  local locked = r[4] and tonumber(r[4])
-  if locked and locked > now then return {1, locked} end
-  local last = tonumber(r[2])
-  if last + cooldown > now then return {2, last + cooldown} end
-  window_start, sends = tonumber(r[5]), tonumber(r[6])
-  if window_start + day <= now then window_start, sends = now, 0 end
-  if sends >= max_sends then return {3, window_start + day} end
-  -- A lockout that ran out gives a fresh budget; otherwise wrong guesses carry over.
-  if locked then attempts = 0 else attempts = tonumber(r[3]) end
-  if ARGV[2] == '1' then payload = ARGV[3] else payload = r[1] end
-else
-  if ARGV[2] ~= '1' then return {4} end
-  payload, attempts, window_start, sends = ARGV[3], 0, now, 0
+local id = ARGV[2]
+local cooldown, max_attempts = tonumber(ARGV[6]), tonumber(ARGV[7])
+local max_sends, code_expires, expires = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+-- Requests that ended are dropped, so the hash holds at most a day of sends.
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  local rid = string.match(f, '^r:(.+)$')
+  if rid then
+    local _, _, _, _, e = parse(redis.call('HGET', KEYS[1], f))
+    if e <= now then redis.call('HDEL', KEYS[1], f, 'c:' .. rid, 'p:' .. rid) end
+  end
 end
-local expires = math.max(tonumber(ARGV[8]), window_start + day)
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'payload', payload, 'code_hash', ARGV[4],
-  'code_expires_at', ARGV[7], 'last_sent_at', ARGV[1], 'attempts_used', int(attempts),
-  'window_start', int(window_start), 'sends', int(sends + 1), 'expires_at', int(expires))
-redis.call('PEXPIREAT', KEYS[1], int(expires))
-return {0, tonumber(ARGV[7]), attempts}
+local m = redis.call('HGET', KEYS[1], 'r:' .. id)
+local attempts, payload = 0, ARGV[4]
+if ARGV[3] == '1' then
+  if m then return redis.error_reply('ERR a pending request id was issued twice') end
+else
+  if not m then return {1} end
+  local _, last, used = parse(m)
+  if used >= max_attempts then return {2} end
+  if last + cooldown > now then return {3, last + cooldown} end
+  attempts = used
+  payload = redis.call('HGET', KEYS[1], 'p:' .. id)
+end
+local b = redis.call('HMGET', KEYS[1], 'sends_ws', 'sends', 'guesses_ws', 'guesses')
+local sws, sends = roll(b[1], b[2])
+if sends >= max_sends then return {4, sws + day} end
+local gws, guesses = roll(b[3], b[4])
+redis.call('HSET', KEYS[1], 'sends_ws', int(sws), 'sends', int(sends + 1),
+  'guesses_ws', int(gws), 'guesses', int(guesses),
+  'r:' .. id, meta(code_expires, now, attempts, 0, expires), 'c:' .. id, ARGV[5],
+  'p:' .. id, payload)
+keep_until(math.max(sws + day, gws + day, expires))
+return {0, code_expires, attempts, payload}
 "#
 );
 
-/// Verify a code. KEYS[1] pending record. ARGV: now, code hash, max attempts, lock-until.
-/// Reply: {0, payload} | {1} not found | {2} expired | {3, locked_until} | {4, remaining}.
+/// Verify the code of request ARGV[2]. KEYS[1] the email's hash. ARGV: now, id, code hash,
+/// max attempts, max guesses per day, day length.
+/// Reply: {0, payload} | {1} no such request | {2} expired | {3} request void
+/// | {4, retry_at} the email's daily guesses are spent | {5, attempts remaining} wrong.
 pub(super) const VERIFY_CODE: &str = concat!(
     lua_int!(),
+    "local now, day = tonumber(ARGV[1]), tonumber(ARGV[6])\n",
+    lua_pending!(),
     r#"
 -- Constant-time comparison: every byte is looked at whatever the first difference.
 local function same(a, b)
-  if #a ~= #b then return false end
+  if not a or #a ~= #b then return false end
   local diff = 0
   for i = 1, #a do diff = bit.bor(diff, bit.bxor(string.byte(a, i), string.byte(b, i))) end
   return diff == 0
 end
-local now, max_attempts = tonumber(ARGV[1]), tonumber(ARGV[3])
-local r = redis.call('HMGET', KEYS[1], 'payload', 'code_hash', 'code_expires_at',
-  'attempts_used', 'locked_until', 'expires_at')
-if not r[1] or tonumber(r[6]) <= now then return {1} end
-local used = tonumber(r[4])
-if used >= max_attempts then
-  local locked = r[5] and tonumber(r[5])
-  if locked and locked > now then return {3, locked} end
-  return {2}
-end
-if tonumber(r[3]) <= now then return {2} end
-if same(r[2], ARGV[2]) then
-  redis.call('DEL', KEYS[1])
-  return {0, r[1]}
+local id = ARGV[2]
+local max_attempts, max_guesses = tonumber(ARGV[4]), tonumber(ARGV[5])
+local m = redis.call('HGET', KEYS[1], 'r:' .. id)
+if not m then return {1} end
+local code_expires, last, used, verified, expires = parse(m)
+if expires <= now then return {1} end
+if used >= max_attempts then return {3} end
+local r = redis.call('HMGET', KEYS[1], 'c:' .. id, 'p:' .. id)
+local matches = same(r[1], ARGV[3])
+-- A code that matched once keeps matching until the request is finished.
+if verified == 1 and matches then return {0, r[2]} end
+if code_expires <= now then return {2} end
+local b = redis.call('HMGET', KEYS[1], 'guesses_ws', 'guesses')
+local gws, guesses = roll(b[1], b[2])
+if guesses >= max_guesses then return {4, gws + day} end
+if matches then
+  redis.call('HSET', KEYS[1], 'r:' .. id, meta(code_expires, last, used, 1, expires))
+  return {0, r[2]}
 end
 used = used + 1
-if used >= max_attempts then
-  local expires = math.max(tonumber(r[6]), tonumber(ARGV[4]))
-  redis.call('HSET', KEYS[1], 'attempts_used', int(used), 'locked_until', ARGV[4],
-    'expires_at', int(expires))
-  redis.call('PEXPIREAT', KEYS[1], int(expires))
-else
-  redis.call('HSET', KEYS[1], 'attempts_used', int(used))
-  redis.call('HDEL', KEYS[1], 'locked_until')
-end
-return {4, max_attempts - used}
+redis.call('HSET', KEYS[1], 'r:' .. id, meta(code_expires, last, used, verified, expires),
+  'guesses_ws', int(gws), 'guesses', int(guesses + 1))
+keep_until(gws + day)
+return {5, max_attempts - used}
 "#
 );
 
-/// Start a session. KEYS: session keys. ARGV: sid, user id, created at, expires at,
-/// user agent, client ip, first refresh hash (hex). Reply: 1.
+/// End every pending request of an email; its budgets stay. KEYS[1] the email's hash.
+pub(super) const FINISH_PENDING: &str = r#"
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.match(f, '^[rcp]:') then redis.call('HDEL', KEYS[1], f) end
+end
+return 1
+"#;
+
+/// Start a session. KEYS: 1 record, 2 successor, 3 index, then record and successor of each
+/// eviction candidate (the user's sessions that expire first). ARGV: sid, user id, created at,
+/// expires at, user agent, client ip, refresh hash (hex), max sessions, candidate ids.
+/// Reply: {0, evicted ids...} | {1} more candidates needed (nothing changed).
 pub(super) const CREATE_SESSION: &str = concat!(
     lua_int!(),
     lua_session!(),
     r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('ERR session exists') end
+-- Index entries of sessions that expired (their keys are gone with the same expiry).
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[3])
+local n, max = redis.call('ZCARD', KEYS[3]), tonumber(ARGV[8])
+local evicted = {0}
+local i = 1
+while n >= max do
+  local victim = ARGV[8 + i]
+  if not victim then return {1} end
+  local k = 4 + (i - 1) * 2
+  if redis.call('ZREM', KEYS[3], victim) == 1 then
+    n = n - 1
+    if redis.call('DEL', KEYS[k], KEYS[k + 1]) > 0 then table.insert(evicted, victim) end
+  end
+  i = i + 1
+end
 redis.call('HSET', KEYS[1], 'user_id', ARGV[2], 'created_at', ARGV[3], 'last_used_at', ARGV[3],
-  'expires_at', ARGV[4], 'user_agent', ARGV[5], 'client_ip', ARGV[6])
-redis.call('DEL', KEYS[2], KEYS[3])
-redis.call('HSET', KEYS[2], ARGV[7], ARGV[4] .. ':')
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[7])
-for i = 1, 3 do redis.call('PEXPIREAT', KEYS[i], ARGV[4]) end
-redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
-touch_index(KEYS[4])
-return 1
+  'expires_at', ARGV[4], 'user_agent', ARGV[5], 'client_ip', ARGV[6], 'refresh', ARGV[7])
+redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+redis.call('DEL', KEYS[2])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+touch_index(KEYS[3])
+return evicted
 "#
 );
 
-/// Rotate a refresh token under the grace rule. KEYS: session keys. ARGV: sid, now,
-/// presented hash, next hash, next expiry, grace ms.
-/// Reply: {0} invalid | {1, user, created, last used, expires, agent, ip} | {2, user} reuse.
+/// Present a refresh token (see `SessionStore::rotate_refresh`). KEYS: session keys.
+/// ARGV: sid, now, presented hash, next hash, next sealed, next expiry, grace ms.
+/// Reply: {0} invalid | {1, user, created, last used, expires, agent, ip} rotated
+/// | {2, user} reuse: session ended | {3, user, created, last used, expires, agent, ip, sealed}.
 pub(super) const ROTATE_REFRESH: &str = concat!(
     lua_int!(),
     lua_session!(),
     r#"
-local sid, now, grace = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[6])
-local s = redis.call('HMGET', KEYS[1], 'user_id', 'created_at', 'last_used_at', 'expires_at',
-  'user_agent', 'client_ip')
+local sid, now, grace = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[7])
+local s = redis.call('HMGET', KEYS[1], unpack(FIELDS))
 if not s[1] or tonumber(s[4]) <= now then return {0} end
-local raw = redis.call('HGET', KEYS[2], ARGV[3])
-if not raw then return {0} end
-local exp, used = token(raw)
-if exp <= now then return {0} end
-if not used then
-  redis.call('HSET', KEYS[2], ARGV[3], int(exp) .. ':' .. ARGV[2])
+if s[7] == ARGV[3] then
+  local expires = int(math.max(tonumber(s[4]), tonumber(ARGV[6])))
+  redis.call('HSET', KEYS[1], 'previous', s[7], 'previous_used_at', ARGV[2], 'refresh', ARGV[4],
+    'last_used_at', ARGV[2], 'expires_at', expires)
+  redis.call('PEXPIREAT', KEYS[1], expires)
+  -- The successor is kept sealed for the grace window only (none without one).
+  if grace > 0 then
+    redis.call('SET', KEYS[2], ARGV[5], 'PXAT', int(now + grace))
+  else
+    redis.call('DEL', KEYS[2])
+  end
+  redis.call('ZADD', KEYS[3], expires, sid)
+  touch_index(KEYS[3])
+  return {1, s[1], s[2], ARGV[2], expires, s[5], s[6]}
+end
+if not s[8] or s[8] ~= ARGV[3] then return {0} end
 -- A use stamped before the recorded one (clocks read in one order, arriving in the other)
 -- counts as simultaneous: never inside a zero grace window.
-elseif math.max(now - used, 0) >= grace then
-  -- Used before and outside the grace window: a replay, so the whole family ends.
-  end_session(sid)
-  return {2, s[1]}
+if math.max(now - tonumber(s[9]), 0) < grace then
+  local sealed = redis.call('GET', KEYS[2])
+  if sealed then return {3, s[1], s[2], s[3], s[4], s[5], s[6], sealed} end
 end
-for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[2])) do
-  redis.call('HDEL', KEYS[2], gone)
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[4], ARGV[5] .. ':')
-redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
-local expires = int(math.max(tonumber(s[4]), tonumber(ARGV[5])))
-redis.call('HSET', KEYS[1], 'last_used_at', ARGV[2], 'expires_at', expires)
-for i = 1, 3 do redis.call('PEXPIREAT', KEYS[i], expires) end
-redis.call('ZADD', KEYS[4], expires, sid)
-touch_index(KEYS[4])
-return {1, s[1], s[2], ARGV[2], expires, s[5], s[6]}
+-- The previous token after the grace window: a replay of a stolen token.
+end_session(sid)
+return {2, s[1]}
 "#
 );
 
@@ -181,30 +246,27 @@ pub(super) const REVOKE_BY_REFRESH: &str = concat!(
     lua_session!(),
     r#"
 local sid, now, grace = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
-local s = redis.call('HMGET', KEYS[1], 'user_id', 'created_at', 'last_used_at', 'expires_at',
-  'user_agent', 'client_ip')
+local s = redis.call('HMGET', KEYS[1], unpack(FIELDS))
 if not s[1] or tonumber(s[4]) <= now then return {0} end
-local raw = redis.call('HGET', KEYS[2], ARGV[3])
-if not raw then return {0} end
-local exp, used = token(raw)
-if exp <= now then return {0} end
-if used and math.max(now - used, 0) >= grace then return {0} end
+local usable = s[7] == ARGV[3]
+  or (s[8] == ARGV[3] and math.max(now - tonumber(s[9]), 0) < grace)
+if not usable then return {0} end
 end_session(sid)
 return {1, s[1], s[2], s[3], s[4], s[5], s[6]}
 "#
 );
 
-/// End sessions of one user. KEYS: 1 the user's index, then record, refresh and refresh
-/// expiry of each session. ARGV: the session ids, in the same order.
+/// End sessions of one user. KEYS: 1 the user's index, then record and successor of each
+/// session. ARGV: the session ids, in the same order.
 /// Reply: the ids of the sessions that existed (and so ended).
 pub(super) const REVOKE_SESSIONS: &str = concat!(
     lua_int!(),
     r#"
 local ended = {}
 for i, sid in ipairs(ARGV) do
-  local k = 2 + (i - 1) * 3
+  local k = 2 + (i - 1) * 2
   if redis.call('EXISTS', KEYS[k]) == 1 then table.insert(ended, sid) end
-  redis.call('DEL', KEYS[k], KEYS[k + 1], KEYS[k + 2])
+  redis.call('DEL', KEYS[k], KEYS[k + 1])
   redis.call('ZREM', KEYS[1], sid)
 end
 local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
@@ -260,12 +322,25 @@ redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 return redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[2], ARGV[1])
 "#;
 
-/// Move a message to the dead letters. KEYS: due, sealed, errors, dead. ARGV: id, error.
+/// Move a message to the dead letters. KEYS: due, sealed, errors, dead. ARGV: id, error, now.
 pub(super) const MAIL_DEAD_LETTER: &str = r#"
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-return redis.call('SADD', KEYS[4], ARGV[1])
+return redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
+"#;
+
+/// Delete dead letters that died before ARGV[1], at most ARGV[2] of them.
+/// KEYS: dead, sealed, attempts, errors. Reply: how many went.
+pub(super) const MAIL_PURGE_DEAD: &str = r#"
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, id in ipairs(ids) do
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('HDEL', KEYS[3], id)
+  redis.call('HDEL', KEYS[4], id)
+  redis.call('ZREM', KEYS[1], id)
+end
+return #ids
 "#;
 
 /// Forget a message (sent, or removed by an operator). KEYS: due, sealed, attempts, errors,
@@ -275,13 +350,14 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
-return redis.call('SREM', KEYS[5], ARGV[1])
+return redis.call('ZREM', KEYS[5], ARGV[1])
 "#;
 
 /// Every script, hashed once.
 pub(super) struct Scripts {
     pub issue_code: Script,
     pub verify_code: Script,
+    pub finish_pending: Script,
     pub create_session: Script,
     pub rotate_refresh: Script,
     pub revoke_by_refresh: Script,
@@ -291,6 +367,7 @@ pub(super) struct Scripts {
     pub mail_claim: Script,
     pub mail_retry: Script,
     pub mail_dead_letter: Script,
+    pub mail_purge_dead: Script,
     pub mail_complete: Script,
 }
 
@@ -299,6 +376,7 @@ impl Scripts {
         Self {
             issue_code: Script::new(ISSUE_CODE),
             verify_code: Script::new(VERIFY_CODE),
+            finish_pending: Script::new(FINISH_PENDING),
             create_session: Script::new(CREATE_SESSION),
             rotate_refresh: Script::new(ROTATE_REFRESH),
             revoke_by_refresh: Script::new(REVOKE_BY_REFRESH),
@@ -308,6 +386,7 @@ impl Scripts {
             mail_claim: Script::new(MAIL_CLAIM),
             mail_retry: Script::new(MAIL_RETRY),
             mail_dead_letter: Script::new(MAIL_DEAD_LETTER),
+            mail_purge_dead: Script::new(MAIL_PURGE_DEAD),
             mail_complete: Script::new(MAIL_COMPLETE),
         }
     }

@@ -8,11 +8,16 @@ use redis::Value;
 use super::{RedisStore, Reply, codes::unknown_status, hex, keys::SessionKeys};
 use crate::domain::{SessionId, UnixMs, UserId};
 use crate::store::{
-    NewSession, RefreshHash, RotateOutcome, SessionRecord, SessionStore, StoreResult,
+    NewSession, NextRefresh, RefreshHash, RotateOutcome, SessionRecord, SessionStore, StoreError,
+    StoreResult,
 };
 
 /// Sessions ended per script call by `revoke_all`, so one call stays short.
 const REVOKE_BATCH: usize = 128;
+
+/// Eviction candidates handed to one `CREATE_SESSION` call (the user's sessions that expire
+/// first); a script that needs more asks again.
+const EVICTION_CANDIDATES: isize = 16;
 
 /// The fields of the session hash, in the order the scripts return them.
 const FIELDS: [&str; 6] = [
@@ -61,10 +66,7 @@ impl RedisStore {
             .key(self.keys.session_index(user));
         for id in ids {
             let keys = self.keys.session(user, id);
-            call.key(keys.record)
-                .key(keys.refresh)
-                .key(keys.refresh_expiry)
-                .arg(id);
+            call.key(keys.record).key(keys.successor).arg(id);
         }
         let reply = self.eval("revoke_sessions", &call).await?;
         let ended = (0..reply.0.len())
@@ -103,44 +105,83 @@ fn record_from_fields(id: &str, values: Vec<Value>) -> StoreResult<Option<Sessio
 
 fn session_call<'a>(script: &'a redis::Script, keys: &SessionKeys) -> redis::ScriptInvocation<'a> {
     let mut call = script.key(&keys.record);
-    call.key(&keys.refresh)
-        .key(&keys.refresh_expiry)
-        .key(&keys.index);
+    call.key(&keys.successor).key(&keys.index);
     call
 }
 
 #[async_trait]
 impl SessionStore for RedisStore {
-    async fn create_session(&self, s: &NewSession) -> StoreResult<()> {
-        // The pointer first: a session is never reachable by id without it, and a pointer
-        // whose session never got written names nothing.
-        self.query::<()>(
-            "create_session_owner",
-            redis::cmd("SET")
-                .arg(self.keys.session_owner(&s.id))
-                .arg(&s.user_id.0)
-                .arg("PXAT")
-                .arg(s.expires_at),
-        )
-        .await?;
+    async fn create_session(
+        &self,
+        s: &NewSession,
+        max_per_user: u32,
+    ) -> StoreResult<Vec<SessionId>> {
         let keys = self.keys.session_of(&s.user_id, &s.id);
-        let mut call = session_call(&self.scripts.create_session, &keys);
-        call.arg(&s.id.0)
+        // The pointer first (a session is never reachable by id without it, and a pointer
+        // whose session never got written names nothing), with the sessions that would be
+        // evicted first, in one round trip.
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.keys.session_owner(&s.id))
             .arg(&s.user_id.0)
-            .arg(s.created_at)
+            .arg("PXAT")
             .arg(s.expires_at)
-            .arg(&s.user_agent)
-            .arg(&s.client_ip)
-            .arg(hex(&s.refresh_hash));
-        self.eval("create_session", &call).await.map(|_| ())
+            .ignore()
+            .cmd("ZRANGE")
+            .arg(&keys.index)
+            .arg(0)
+            .arg(EVICTION_CANDIDATES - 1);
+        let (mut candidates,): (Vec<String>,) = self.query_pipe("create_session_owner", &pipe).await?;
+        // The script refuses when the candidates were too few (the index changed meanwhile,
+        // or the cap was lowered); a few more rounds always converge.
+        for _ in 0..16 {
+            let mut call = session_call(&self.scripts.create_session, &keys);
+            for victim in &candidates {
+                let victim_keys = self.keys.session(&s.user_id.0, victim);
+                call.key(victim_keys.record).key(victim_keys.successor);
+            }
+            call.arg(&s.id.0)
+                .arg(&s.user_id.0)
+                .arg(s.created_at)
+                .arg(s.expires_at)
+                .arg(&s.user_agent)
+                .arg(&s.client_ip)
+                .arg(hex(&s.refresh_hash))
+                .arg(max_per_user.max(1));
+            for victim in &candidates {
+                call.arg(victim);
+            }
+            let reply = self.eval("create_session", &call).await?;
+            match reply.status()? {
+                0 => {
+                    let evicted = (1..reply.0.len())
+                        .map(|i| reply.text(i))
+                        .collect::<StoreResult<Vec<_>>>()?;
+                    self.forget_owners(evicted.iter().map(String::as_str)).await;
+                    return Ok(evicted.into_iter().map(SessionId).collect());
+                }
+                1 => {
+                    let more = (candidates.len() as isize + EVICTION_CANDIDATES).min(4096);
+                    candidates = self
+                        .query(
+                            "create_session_candidates",
+                            redis::cmd("ZRANGE").arg(&keys.index).arg(0).arg(more - 1),
+                        )
+                        .await?;
+                }
+                other => return Err(unknown_status("create_session", other)),
+            }
+        }
+        Err(StoreError::Internal(
+            "could not make room for a new session".into(),
+        ))
     }
 
     async fn rotate_refresh(
         &self,
         id: &SessionId,
         presented: &RefreshHash,
-        next: &RefreshHash,
-        next_expires_at: UnixMs,
+        next: &NextRefresh,
         now: UnixMs,
         grace_ms: i64,
     ) -> StoreResult<RotateOutcome> {
@@ -152,8 +193,9 @@ impl SessionStore for RedisStore {
         call.arg(&id.0)
             .arg(now)
             .arg(hex(presented))
-            .arg(hex(next))
-            .arg(next_expires_at)
+            .arg(hex(&next.hash))
+            .arg(&next.sealed[..])
+            .arg(next.expires_at)
             .arg(grace_ms);
         let reply = self.eval("rotate_refresh", &call).await?;
         match reply.status()? {
@@ -181,6 +223,10 @@ impl SessionStore for RedisStore {
                     user_id: UserId(reply.text(1)?),
                 })
             }
+            3 => Ok(RotateOutcome::Replayed {
+                session: record_from_reply(id, &reply)?,
+                sealed: reply.bytes(7)?,
+            }),
             other => Err(unknown_status("rotate_refresh", other)),
         }
     }

@@ -80,14 +80,26 @@ impl MailQueue for SqliteStore {
         .await
     }
 
-    async fn dead_letter(&self, id: &str, error: &str) -> StoreResult<()> {
+    async fn dead_letter(&self, id: &str, error: &str, now: UnixMs) -> StoreResult<()> {
         let (id, error) = (id.to_owned(), error.to_owned());
         self.call(move |conn| {
             conn.execute(
-                "UPDATE mail_queue SET dead = 1, last_error = ?2 WHERE id = ?1",
-                params![id, error],
+                "UPDATE mail_queue SET dead = 1, dead_at = ?3, last_error = ?2 WHERE id = ?1",
+                params![id, error, now],
             )
             .map(|_| ())
+            .map_err(internal)
+        })
+        .await
+    }
+
+    async fn purge_dead_letters(&self, before: UnixMs) -> StoreResult<u64> {
+        self.call(move |conn| {
+            conn.execute(
+                "DELETE FROM mail_queue WHERE dead = 1 AND dead_at < ?1",
+                params![before],
+            )
+            .map(|n| n as u64)
             .map_err(internal)
         })
         .await
@@ -153,6 +165,22 @@ impl RateLimitStore for SqliteStore {
             .map_err(internal)?;
             tx.commit().map_err(internal)?;
             Ok(Ok(count))
+        })
+        .await
+    }
+
+    async fn count(&self, key: &str, now: UnixMs) -> StoreResult<(u32, UnixMs)> {
+        let key = key.to_owned();
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "SELECT count, window_ends_at FROM rate_limits WHERE key = ?1 AND window_ends_at > ?2",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(params![key, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map(|found| found.unwrap_or((0, now)))
+            .map_err(internal)
         })
         .await
     }

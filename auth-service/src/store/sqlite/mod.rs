@@ -41,12 +41,12 @@ impl SqliteStore {
             Connection::open(path)
         }
         .map_err(internal)?;
-        schema::prepare(&conn).map_err(internal)?;
+        let mut conn = conn;
+        schema::prepare(&mut conn).map_err(internal)?;
         let (jobs, inbox) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("sqlite".into())
             .spawn(move || {
-                let mut conn = conn;
                 // Ends when the store (every sender) is dropped.
                 for job in inbox {
                     job(&mut conn);

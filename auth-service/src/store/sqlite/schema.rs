@@ -1,14 +1,23 @@
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::domain::UnixMs;
 
-/// Creates the tables if missing. Times are Unix milliseconds; hashes are 32-byte blobs.
-pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
+/// The schema this code writes; `PRAGMA user_version` records the one a file has.
+const VERSION: i64 = 2;
+
+/// Creates the tables if missing, or brings an older file up to [`VERSION`]. Times are Unix
+/// milliseconds; hashes are 32-byte blobs.
+pub(super) fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.execute_batch(
+    let tx = conn.transaction()?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < 2 {
+        upgrade_to_2(&tx)?;
+    }
+    tx.execute_batch(
         "
         CREATE TABLE IF NOT EXISTS users (
             id            TEXT PRIMARY KEY,
@@ -24,37 +33,50 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
             created_at    INTEGER NOT NULL,
             updated_at    INTEGER NOT NULL
         );
-        CREATE TABLE IF NOT EXISTS pending_codes (
-            purpose            TEXT NOT NULL,
-            email              TEXT NOT NULL,
-            payload            TEXT NOT NULL,
-            code_hash          BLOB NOT NULL,
-            code_expires_at    INTEGER NOT NULL,
-            last_sent_at       INTEGER NOT NULL,
-            attempts_used      INTEGER NOT NULL,
-            locked_until       INTEGER,
-            sends_window_start INTEGER NOT NULL,
-            sends_in_window    INTEGER NOT NULL,
-            expires_at         INTEGER NOT NULL,
+        -- One row per pending registration or reset, keyed by its random id.
+        CREATE TABLE IF NOT EXISTS pending_requests (
+            purpose         TEXT NOT NULL,
+            id              TEXT NOT NULL,
+            email           TEXT NOT NULL,
+            payload         TEXT NOT NULL,
+            code_hash       BLOB NOT NULL,
+            code_expires_at INTEGER NOT NULL,
+            last_sent_at    INTEGER NOT NULL,
+            attempts_used   INTEGER NOT NULL,
+            verified        INTEGER NOT NULL DEFAULT 0,
+            expires_at      INTEGER NOT NULL,
+            PRIMARY KEY (purpose, id)
+        );
+        CREATE INDEX IF NOT EXISTS pending_requests_by_email ON pending_requests (purpose, email);
+        -- The daily budgets of one email, shared by all its pending requests.
+        CREATE TABLE IF NOT EXISTS code_budgets (
+            purpose              TEXT NOT NULL,
+            email                TEXT NOT NULL,
+            sends_window_start   INTEGER NOT NULL,
+            sends                INTEGER NOT NULL,
+            guesses_window_start INTEGER NOT NULL,
+            guesses              INTEGER NOT NULL,
+            expires_at           INTEGER NOT NULL,
             PRIMARY KEY (purpose, email)
         );
+        -- refresh_hash: the current refresh token; previous_hash: the one before it (a replay
+        -- of it ends the session); successor: the current token sealed, kept only until
+        -- successor_until (the grace window) to answer a benign replay of the previous one.
         CREATE TABLE IF NOT EXISTS sessions (
-            id           TEXT PRIMARY KEY,
-            user_id      TEXT NOT NULL,
-            created_at   INTEGER NOT NULL,
-            last_used_at INTEGER NOT NULL,
-            expires_at   INTEGER NOT NULL,
-            user_agent   TEXT NOT NULL,
-            client_ip    TEXT NOT NULL
+            id               TEXT PRIMARY KEY,
+            user_id          TEXT NOT NULL,
+            created_at       INTEGER NOT NULL,
+            last_used_at     INTEGER NOT NULL,
+            expires_at       INTEGER NOT NULL,
+            user_agent       TEXT NOT NULL,
+            client_ip        TEXT NOT NULL,
+            refresh_hash     BLOB NOT NULL,
+            previous_hash    BLOB,
+            previous_used_at INTEGER,
+            successor        BLOB,
+            successor_until  INTEGER
         );
-        CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id);
-        CREATE TABLE IF NOT EXISTS refresh_tokens (
-            hash       BLOB PRIMARY KEY,
-            session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
-            used_at    INTEGER,
-            expires_at INTEGER NOT NULL
-        );
-        CREATE INDEX IF NOT EXISTS refresh_tokens_by_session ON refresh_tokens (session_id);
+        CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id, last_used_at);
         CREATE TABLE IF NOT EXISTS rate_limits (
             key            TEXT PRIMARY KEY,
             count          INTEGER NOT NULL,
@@ -66,23 +88,84 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
             attempts   INTEGER NOT NULL DEFAULT 0,
             due_at     INTEGER NOT NULL,
             dead       INTEGER NOT NULL DEFAULT 0,
+            dead_at    INTEGER,
             last_error TEXT,
             created_at INTEGER NOT NULL
         );
         CREATE INDEX IF NOT EXISTS mail_queue_due ON mail_queue (dead, due_at);
         ",
+    )?;
+    tx.pragma_update(None, "user_version", VERSION)?;
+    tx.commit()
+}
+
+/// Version 1 kept every refresh token of a session until it expired, and one pending request
+/// per email. Sessions keep their current token (the unused one); pending requests are
+/// short-lived, so they are dropped (a sign-up in flight starts again).
+fn upgrade_to_2(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    if table_exists(tx, "refresh_tokens")? && !has_column(tx, "sessions", "refresh_hash")? {
+        tx.execute_batch(
+            "
+            ALTER TABLE sessions ADD COLUMN refresh_hash BLOB;
+            ALTER TABLE sessions ADD COLUMN previous_hash BLOB;
+            ALTER TABLE sessions ADD COLUMN previous_used_at INTEGER;
+            ALTER TABLE sessions ADD COLUMN successor BLOB;
+            ALTER TABLE sessions ADD COLUMN successor_until INTEGER;
+            UPDATE sessions SET refresh_hash = (
+                SELECT hash FROM refresh_tokens r
+                WHERE r.session_id = sessions.id AND r.used_at IS NULL
+                ORDER BY r.expires_at DESC LIMIT 1);
+            DELETE FROM sessions WHERE refresh_hash IS NULL;
+            DROP TABLE refresh_tokens;
+            DROP INDEX IF EXISTS sessions_by_user;
+            ",
+        )?;
+    }
+    tx.execute_batch("DROP TABLE IF EXISTS pending_codes;")?;
+    if table_exists(tx, "mail_queue")? && !has_column(tx, "mail_queue", "dead_at")? {
+        tx.execute_batch(
+            "ALTER TABLE mail_queue ADD COLUMN dead_at INTEGER;
+             UPDATE mail_queue SET dead_at = created_at WHERE dead = 1;",
+        )?;
+    }
+    Ok(())
+}
+
+fn table_exists(tx: &rusqlite::Transaction<'_>, table: &str) -> rusqlite::Result<bool> {
+    tx.query_row(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        params![table],
+        |_| Ok(()),
     )
+    .optional()
+    .map(|r| r.is_some())
+}
+
+fn has_column(tx: &rusqlite::Transaction<'_>, table: &str, column: &str) -> rusqlite::Result<bool> {
+    tx.query_row(
+        &format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"),
+        params![column],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|r| r.is_some())
 }
 
 pub(super) fn purge_expired(conn: &mut Connection, now: UnixMs) -> rusqlite::Result<usize> {
     let tx = conn.transaction()?;
     let mut n = tx.execute(
-        "DELETE FROM pending_codes WHERE expires_at <= ?1",
+        "DELETE FROM pending_requests WHERE expires_at <= ?1",
+        params![now],
+    )?;
+    n += tx.execute(
+        "DELETE FROM code_budgets WHERE expires_at <= ?1",
         params![now],
     )?;
     n += tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", params![now])?;
+    // A sealed successor is kept for the grace window only.
     n += tx.execute(
-        "DELETE FROM refresh_tokens WHERE expires_at <= ?1",
+        "UPDATE sessions SET successor = NULL, successor_until = NULL \
+         WHERE successor_until <= ?1",
         params![now],
     )?;
     n += tx.execute(

@@ -1,10 +1,13 @@
+//! Sessions (see `SessionStore`): one row each, with the current and previous refresh token
+//! hashes and, for the grace window only, the sealed successor.
+
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use super::{SqliteStore, internal};
 use crate::domain::{SessionId, UnixMs, UserId};
 use crate::store::{
-    NewSession, RefreshHash, RotateOutcome, SessionRecord, SessionStore, StoreResult,
+    NewSession, NextRefresh, RefreshHash, RotateOutcome, SessionRecord, SessionStore, StoreResult,
 };
 
 const COLUMNS: &str = "id, user_id, created_at, last_used_at, expires_at, user_agent, client_ip";
@@ -21,60 +24,105 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     })
 }
 
-fn live_session(
-    tx: &Transaction<'_>,
-    id: &str,
-    now: UnixMs,
-) -> rusqlite::Result<Option<SessionRecord>> {
-    tx.query_row(
-        &format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND expires_at > ?2"),
-        params![id, now],
-        session_from_row,
-    )
-    .optional()
+/// A live session with its token state.
+struct Live {
+    record: SessionRecord,
+    current: Vec<u8>,
+    previous: Option<Vec<u8>>,
+    previous_used_at: Option<UnixMs>,
+    successor: Option<Vec<u8>>,
 }
 
-/// `Some(used_at)` for a refresh token of session `id` that has not expired.
-fn live_token(
-    tx: &Transaction<'_>,
-    id: &str,
-    hash: &RefreshHash,
-    now: UnixMs,
-) -> rusqlite::Result<Option<Option<UnixMs>>> {
-    tx.query_row(
-        "SELECT used_at FROM refresh_tokens WHERE hash = ?1 AND session_id = ?2 AND expires_at > ?3",
-        params![hash.to_vec(), id, now],
-        |r| r.get(0),
-    )
-    .optional()
+impl Live {
+    fn load(tx: &Transaction<'_>, id: &str, now: UnixMs) -> rusqlite::Result<Option<Self>> {
+        tx.query_row(
+            &format!(
+                "SELECT {COLUMNS}, refresh_hash, previous_hash, previous_used_at, successor \
+                 FROM sessions WHERE id = ?1 AND expires_at > ?2"
+            ),
+            params![id, now],
+            |r| {
+                Ok(Self {
+                    record: session_from_row(r)?,
+                    current: r.get(7)?,
+                    previous: r.get(8)?,
+                    previous_used_at: r.get(9)?,
+                    successor: r.get(10)?,
+                })
+            },
+        )
+        .optional()
+    }
+
+    /// Whether `presented` is the previous token, presented inside the grace window.
+    fn previous_in_grace(&self, presented: &RefreshHash, now: UnixMs, grace_ms: i64) -> bool {
+        self.previous.as_deref() == Some(presented.as_slice())
+            // A use stamped before the recorded one counts as simultaneous (see the trait).
+            && self
+                .previous_used_at
+                .is_some_and(|used| (now - used).max(0) < grace_ms)
+    }
 }
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn create_session(&self, s: &NewSession) -> StoreResult<()> {
+    async fn create_session(
+        &self,
+        s: &NewSession,
+        max_per_user: u32,
+    ) -> StoreResult<Vec<SessionId>> {
         let s = s.clone();
         self.call(move |conn| {
-            let tx = conn.transaction().map_err(internal)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(internal)?;
+            tx.execute(
+                "DELETE FROM sessions WHERE user_id = ?1 AND expires_at <= ?2",
+                params![s.user_id.0, s.created_at],
+            )
+            .map_err(internal)?;
+            let live: u32 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM sessions WHERE user_id = ?1",
+                    params![s.user_id.0],
+                    |r| r.get(0),
+                )
+                .map_err(internal)?;
+            let excess = (live + 1).saturating_sub(max_per_user.max(1));
+            let mut evicted = Vec::new();
+            if excess > 0 {
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT id FROM sessions WHERE user_id = ?1 \
+                         ORDER BY last_used_at, created_at, id LIMIT ?2",
+                    )
+                    .map_err(internal)?;
+                evicted = stmt
+                    .query_map(params![s.user_id.0, excess], |r| r.get::<_, String>(0))
+                    .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                    .map_err(internal)?;
+                drop(stmt);
+                for id in &evicted {
+                    tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
+                        .map_err(internal)?;
+                }
+            }
             tx.execute(
                 "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, \
-                 user_agent, client_ip) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)",
+                 user_agent, client_ip, refresh_hash) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     s.id.0,
                     s.user_id.0,
                     s.created_at,
                     s.expires_at,
                     s.user_agent,
-                    s.client_ip
+                    s.client_ip,
+                    s.refresh_hash.to_vec()
                 ],
             )
             .map_err(internal)?;
-            tx.execute(
-                "INSERT INTO refresh_tokens (hash, session_id, used_at, expires_at) \
-                 VALUES (?1, ?2, NULL, ?3)",
-                params![s.refresh_hash.to_vec(), s.id.0, s.expires_at],
-            )
-            .map_err(internal)?;
-            tx.commit().map_err(internal)
+            tx.commit().map_err(internal)?;
+            Ok(evicted.into_iter().map(SessionId).collect())
         })
         .await
     }
@@ -83,59 +131,61 @@ impl SessionStore for SqliteStore {
         &self,
         id: &SessionId,
         presented: &RefreshHash,
-        next: &RefreshHash,
-        next_expires_at: UnixMs,
+        next: &NextRefresh,
         now: UnixMs,
         grace_ms: i64,
     ) -> StoreResult<RotateOutcome> {
-        let (id, presented, next) = (id.0.clone(), *presented, *next);
+        let (id, presented, next) = (id.0.clone(), *presented, next.clone());
         self.call(move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(internal)?;
-            let Some(session) = live_session(&tx, &id, now).map_err(internal)? else {
+            let Some(live) = Live::load(&tx, &id, now).map_err(internal)? else {
                 return Ok(RotateOutcome::Invalid);
             };
-            let Some(used_at) = live_token(&tx, &id, &presented, now).map_err(internal)? else {
-                return Ok(RotateOutcome::Invalid);
-            };
-            match used_at {
-                None => {
-                    tx.execute(
-                        "UPDATE refresh_tokens SET used_at = ?2 WHERE hash = ?1",
-                        params![presented.to_vec(), now],
-                    )
-                    .map_err(internal)?;
-                }
-                // A use stamped before the recorded one counts as simultaneous (see the trait).
-                Some(used) if (now - used).max(0) < grace_ms => {}
-                Some(_) => {
-                    tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
-                        .map_err(internal)?;
-                    tx.commit().map_err(internal)?;
-                    return Ok(RotateOutcome::ReuseDetected {
-                        user_id: session.user_id,
-                    });
-                }
+            if live.current.as_slice() == presented.as_slice() {
+                let expires_at = live.record.expires_at.max(next.expires_at);
+                // The successor is kept sealed for the grace window only (none without one).
+                let successor = (grace_ms > 0).then_some(next.sealed);
+                tx.execute(
+                    "UPDATE sessions SET previous_hash = refresh_hash, previous_used_at = ?2, \
+                     refresh_hash = ?3, successor = ?4, successor_until = ?5, \
+                     last_used_at = ?2, expires_at = ?6 WHERE id = ?1",
+                    params![
+                        id,
+                        now,
+                        next.hash.to_vec(),
+                        successor,
+                        now + grace_ms,
+                        expires_at
+                    ],
+                )
+                .map_err(internal)?;
+                tx.commit().map_err(internal)?;
+                return Ok(RotateOutcome::Rotated(SessionRecord {
+                    last_used_at: now,
+                    expires_at,
+                    ..live.record
+                }));
             }
-            tx.execute(
-                "INSERT INTO refresh_tokens (hash, session_id, used_at, expires_at) \
-                 VALUES (?1, ?2, NULL, ?3)",
-                params![next.to_vec(), id, next_expires_at],
-            )
-            .map_err(internal)?;
-            let expires_at = session.expires_at.max(next_expires_at);
-            tx.execute(
-                "UPDATE sessions SET last_used_at = ?2, expires_at = ?3 WHERE id = ?1",
-                params![id, now, expires_at],
-            )
-            .map_err(internal)?;
+            if live.previous.as_deref() != Some(presented.as_slice()) {
+                return Ok(RotateOutcome::Invalid);
+            }
+            if live.previous_in_grace(&presented, now, grace_ms)
+                && let Some(sealed) = live.successor
+            {
+                return Ok(RotateOutcome::Replayed {
+                    session: live.record,
+                    sealed,
+                });
+            }
+            // The previous token after the grace window: a replay of a stolen token.
+            tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
+                .map_err(internal)?;
             tx.commit().map_err(internal)?;
-            Ok(RotateOutcome::Rotated(SessionRecord {
-                last_used_at: now,
-                expires_at,
-                ..session
-            }))
+            Ok(RotateOutcome::ReuseDetected {
+                user_id: live.record.user_id,
+            })
         })
         .await
     }
@@ -143,12 +193,10 @@ impl SessionStore for SqliteStore {
     async fn get_session(&self, id: &SessionId, now: UnixMs) -> StoreResult<Option<SessionRecord>> {
         let id = id.0.clone();
         self.call(move |conn| {
-            conn.query_row(
-                &format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND expires_at > ?2"),
-                params![id, now],
-                session_from_row,
-            )
-            .optional()
+            conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND expires_at > ?2"
+            ))
+            .and_then(|mut stmt| stmt.query_row(params![id, now], session_from_row).optional())
             .map_err(internal)
         })
         .await
@@ -199,18 +247,18 @@ impl SessionStore for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(internal)?;
-            let Some(session) = live_session(&tx, &id, now).map_err(internal)? else {
+            let Some(live) = Live::load(&tx, &id, now).map_err(internal)? else {
                 return Ok(None);
             };
-            match live_token(&tx, &id, &presented, now).map_err(internal)? {
-                Some(None) => {}
-                Some(Some(used)) if (now - used).max(0) < grace_ms => {}
-                _ => return Ok(None),
+            let usable = live.current.as_slice() == presented.as_slice()
+                || live.previous_in_grace(&presented, now, grace_ms);
+            if !usable {
+                return Ok(None);
             }
             tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
                 .map_err(internal)?;
             tx.commit().map_err(internal)?;
-            Ok(Some(session))
+            Ok(Some(live.record))
         })
         .await
     }

@@ -52,7 +52,7 @@ impl SqliteStore {
 impl UserStore for SqliteStore {
     async fn create_user(&self, new: &NewUser, now: UnixMs) -> Result<User, CreateUserError> {
         let user = User {
-            id: UserId::generate(),
+            id: new.id.clone(),
             username: new.username.as_str().to_owned(),
             email: new.email.as_str().to_owned(),
             password_hash: new.password_hash.clone(),
@@ -93,6 +93,8 @@ impl UserStore for SqliteStore {
                     CreateUserError::EmailTaken
                 } else if msg.contains("users.username_key") {
                     CreateUserError::UsernameTaken
+                } else if msg.contains("users.id") {
+                    CreateUserError::IdTaken
                 } else {
                     CreateUserError::Store(internal(e))
                 }

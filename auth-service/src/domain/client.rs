@@ -1,0 +1,55 @@
+use std::net::IpAddr;
+
+/// Who is calling from where, as the transport established it (see `grpc::client_info`):
+/// recorded on new sessions and used to key the per-client limits.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: Option<IpAddr>,
+    pub user_agent: String,
+}
+
+impl ClientInfo {
+    /// The key of the client's network for rate limits: the IPv4 address, or the /64 of an
+    /// IPv6 address (one subscriber usually holds a whole /64 and can rotate inside it).
+    pub fn network(&self) -> String {
+        match self.ip {
+            Some(IpAddr::V4(v4)) => v4.to_string(),
+            Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let s = v6.segments();
+                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            },
+            None => "unknown".to_owned(),
+        }
+    }
+
+    /// The address as text, for the session record.
+    pub fn ip_text(&self) -> String {
+        self.ip.map(|ip| ip.to_string()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(ip: &str) -> String {
+        ClientInfo {
+            ip: Some(ip.parse().unwrap()),
+            user_agent: String::new(),
+        }
+        .network()
+    }
+
+    #[test]
+    fn ipv6_is_grouped_by_64() {
+        assert_eq!(net("2001:db8:1:2:aaaa::1"), net("2001:db8:1:2:ffff:1:2:3"));
+        assert_ne!(net("2001:db8:1:2::1"), net("2001:db8:1:3::1"));
+        assert_eq!(net("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(net("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(net("192.0.2.7"), "192.0.2.7");
+        assert_eq!(ClientInfo::default().network(), "unknown");
+    }
+}
