@@ -540,7 +540,12 @@ mod tests {
         assert!(c.trusted_proxies.iter().any(|n| n.contains(&inside)));
         assert!(c.trusted_proxies.iter().any(|n| n.contains(&single)));
         assert!(!c.trusted_proxies.iter().any(|n| n.contains(&loopback)));
-        assert!(load(&[("TRUSTED_PROXIES", "none")]).unwrap().trusted_proxies.is_empty());
+        assert!(
+            load(&[("TRUSTED_PROXIES", "none")])
+                .unwrap()
+                .trusted_proxies
+                .is_empty()
+        );
     }
 
     #[test]

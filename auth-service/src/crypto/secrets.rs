@@ -62,7 +62,13 @@ impl CodeHasher {
 
     /// HMAC over purpose, email, request id and code, so a hash fits only the request it was
     /// made for.
-    pub fn hash(&self, purpose: CodePurpose, email: &Email, id: &PendingId, code: &Code) -> CodeHash {
+    pub fn hash(
+        &self,
+        purpose: CodePurpose,
+        email: &Email,
+        id: &PendingId,
+        code: &Code,
+    ) -> CodeHash {
         CodeHash(keyed(
             &self.key,
             &[purpose.as_str(), email.as_str(), id.as_str(), code.expose()],
@@ -215,7 +221,10 @@ mod tests {
         let reg = CodePurpose::Registration;
         assert_eq!(h.hash(reg, &a, &id, &code), h.hash(reg, &a, &id, &code));
         assert_ne!(h.hash(reg, &a, &id, &code), h.hash(reg, &b, &id, &code));
-        assert_ne!(h.hash(reg, &a, &id, &code), h.hash(reg, &a, &other_id, &code));
+        assert_ne!(
+            h.hash(reg, &a, &id, &code),
+            h.hash(reg, &a, &other_id, &code)
+        );
         assert_ne!(
             h.hash(reg, &a, &id, &code),
             h.hash(CodePurpose::PasswordReset, &a, &id, &code)

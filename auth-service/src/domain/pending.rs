@@ -59,7 +59,13 @@ mod tests {
 
     #[test]
     fn foreign_ids_are_refused() {
-        for bad in ["", "abc", "!!!!!!!!!!!!!!!!!!!!!!", &"A".repeat(23), &"A".repeat(400)] {
+        for bad in [
+            "",
+            "abc",
+            "!!!!!!!!!!!!!!!!!!!!!!",
+            &"A".repeat(23),
+            &"A".repeat(400),
+        ] {
             assert!(PendingId::parse(bad).is_err(), "{bad}");
         }
         // 22 base64url characters whose last one carries bits beyond 128 are not ours either.

@@ -14,7 +14,9 @@
 use std::time::Duration;
 
 use super::{AuthCore, ClientInfo, FlowError, SignedIn};
-use crate::domain::{Email, Password, SessionId, User, UserId, UserStatus, Username, Violations, now_ms};
+use crate::domain::{
+    Email, Password, SessionId, User, UserId, UserStatus, Username, Violations, now_ms,
+};
 
 impl AuthCore {
     /// Login by email or username. An unknown account and a wrong password give the same

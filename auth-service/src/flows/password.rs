@@ -37,7 +37,8 @@ impl AuthCore {
                 PendingPayload::PasswordReset {
                     user_id: user.id.clone(),
                 },
-                self.codes.hash(CodePurpose::PasswordReset, &email, &id, &code),
+                self.codes
+                    .hash(CodePurpose::PasswordReset, &email, &id, &code),
             ),
             None => (PendingPayload::Decoy, CodeHash::unguessable()),
         };
@@ -101,7 +102,9 @@ impl AuthCore {
         let id = id.ok_or(FlowError::ResetIdRequired)?;
         self.tag_span(&email);
         let new_hash = self.hasher.hash(&password).await?;
-        let hash = self.codes.hash(CodePurpose::PasswordReset, &email, &id, &code);
+        let hash = self
+            .codes
+            .hash(CodePurpose::PasswordReset, &email, &id, &code);
         let payload = self
             .stores
             .pending

@@ -7,7 +7,9 @@ use crate::domain::{
     Code, CodeHash, Email, NewUser, Password, PendingId, Profile, UserId, UserStatus, Username,
     Violations, now_ms,
 };
-use crate::store::{CodeIssued, CodePurpose, CreateUserError, IssueError, PendingPayload, VerifyError};
+use crate::store::{
+    CodeIssued, CodePurpose, CreateUserError, IssueError, PendingPayload, VerifyError,
+};
 
 /// How often the owner of a taken email is told that someone tried to sign up with it.
 const SIGNUP_NOTICE_WINDOW_MS: i64 = 60 * 60 * 1000;
@@ -73,9 +75,17 @@ impl AuthCore {
                 profile: Profile { bio, avatar_url },
             });
             let code = Code::generate();
-            let hash = self.codes.hash(CodePurpose::Registration, &email, &id, &code);
+            let hash = self
+                .codes
+                .hash(CodePurpose::Registration, &email, &id, &code);
             let issued = self
-                .issue(CodePurpose::Registration, &email, &id, Some(&payload), &hash)
+                .issue(
+                    CodePurpose::Registration,
+                    &email,
+                    &id,
+                    Some(&payload),
+                    &hash,
+                )
                 .await?;
             self.mail_verification_code(&email, Some(username.as_str()), &code, &issued)
                 .await?;
@@ -106,7 +116,10 @@ impl AuthCore {
                 .signup_attempt_notice(email.as_str(), &owner.username);
             self.outbox.enqueue(&mail).await?;
         }
-        tracing::info!(notified = notify, "sign-up for a taken email answered as new");
+        tracing::info!(
+            notified = notify,
+            "sign-up for a taken email answered as new"
+        );
         Ok(delivery(id, &email, issued))
     }
 
@@ -131,7 +144,9 @@ impl AuthCore {
         self.limit_code_requests(client, |retry_at| FlowError::SignupRateLimited { retry_at })
             .await?;
         let code = Code::generate();
-        let hash = self.codes.hash(CodePurpose::Registration, &email, &id, &code);
+        let hash = self
+            .codes
+            .hash(CodePurpose::Registration, &email, &id, &code);
         let issued = self
             .issue(CodePurpose::Registration, &email, &id, None, &hash)
             .await?;
@@ -168,7 +183,9 @@ impl AuthCore {
         };
         let id = id.ok_or(FlowError::RegistrationIdRequired)?;
         self.tag_span(&email);
-        let hash = self.codes.hash(CodePurpose::Registration, &email, &id, &code);
+        let hash = self
+            .codes
+            .hash(CodePurpose::Registration, &email, &id, &code);
         let payload = self
             .stores
             .pending
@@ -224,7 +241,15 @@ impl AuthCore {
     ) -> Result<CodeIssued, FlowError> {
         self.stores
             .pending
-            .issue_code(purpose, email, id, payload, hash, now_ms(), &self.policy.code)
+            .issue_code(
+                purpose,
+                email,
+                id,
+                payload,
+                hash,
+                now_ms(),
+                &self.policy.code,
+            )
             .await
             .map_err(|e| match e {
                 IssueError::Cooldown { retry_at } => FlowError::ResendCooldown { retry_at },
@@ -273,7 +298,12 @@ impl AuthCore {
     ) -> Result<(), FlowError> {
         let mail = self
             .templates
-            .verification_code(email.as_str(), username, code.expose(), self.policy.code_ttl)
+            .verification_code(
+                email.as_str(),
+                username,
+                code.expose(),
+                self.policy.code_ttl,
+            )
             .expiring_at(issued.code_expires_at);
         Ok(self.outbox.enqueue(&mail).await?)
     }

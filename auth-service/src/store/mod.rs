@@ -96,9 +96,10 @@ pub struct CodePolicy {
     pub cooldown_ms: i64,
     /// Wrong guesses allowed per pending request, shared across its resends.
     pub max_attempts: u32,
-    /// Codes sent to one email per day (a window from the first of them), all requests.
+    /// Codes sent to one email per day, all requests (the day starts with the first code).
     pub max_sends_per_day: u32,
-    /// Wrong guesses per email per day (a window from the first of them), all requests.
+    /// Wrong guesses per email per day, all requests (the day starts with the first code or
+    /// guess after the previous day ended).
     pub max_guesses_per_day: u32,
     /// How long a pending request is kept after its last code was sent.
     pub pending_ttl_ms: i64,

@@ -36,6 +36,7 @@ pub async fn stores() -> Stores {
 
 fn new_user(name: &str, hash: PasswordHash) -> NewUser {
     NewUser {
+        id: auth_service::domain::UserId::generate(),
         username: Username::parse(name).unwrap(),
         email: Email::parse(&format!("{name}@example.com")).unwrap(),
         password_hash: hash,

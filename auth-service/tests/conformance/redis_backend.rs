@@ -11,15 +11,17 @@ use std::{
 };
 
 use auth_service::crypto::{
-    AccessTokens, CodeHasher, HashSettings, MailSealer, PasswordHasher, ServerSecret, SigningKey,
+    AccessTokens, CodeHasher, EmailTagger, HashSettings, PasswordHasher, Sealer, ServerSecret,
+    SigningKey,
 };
-use auth_service::domain::{CodeHash, Email, SessionId, UserId, now_ms};
-use auth_service::flows::{AuthCore, ClientInfo, Policy, registration::RegisterInput};
+use auth_service::domain::{CodeHash, Email, PendingId, SessionId, UserId, now_ms};
+use auth_service::flows::{AuthCore, ClientInfo, LoginPolicy, Policy, registration::RegisterInput};
 use auth_service::mail::{Outbox, OutgoingMail, Templates};
 use auth_service::store::redis::{RedisSettings, RedisStore};
 use auth_service::store::{
-    CodePolicy, CodePurpose, Health, MailQueue, NewSession, PendingCodeStore, PendingPayload,
-    RateLimitStore, RotateOutcome, SessionStore, StoreError, Stores, sqlite::SqliteStore,
+    CodePolicy, CodePurpose, Health, MailQueue, NewSession, NextRefresh, PendingCodeStore,
+    PendingPayload, RateLimitStore, RotateOutcome, SessionStore, StoreError, Stores,
+    sqlite::SqliteStore,
 };
 use futures::future::join_all;
 use redis::aio::MultiplexedConnection;
@@ -147,7 +149,7 @@ struct Secrets {
 /// leaves a dead letter: the real flows over the Redis store, so every key family exists.
 async fn full_run(stores: &Stores) -> Secrets {
     let secret = ServerSecret::new(ServerSecret::generate()).unwrap();
-    let sealer = Arc::new(MailSealer::new(&secret));
+    let sealer = Arc::new(Sealer::for_mail(&secret));
     let key = SigningKey::from_pem(&SigningKey::generate_pem().unwrap(), None).unwrap();
     let core = AuthCore {
         stores: stores.clone(),
@@ -161,6 +163,8 @@ async fn full_run(stores: &Stores) -> Secrets {
         .unwrap(),
         tokens: AccessTokens::new(key, "test".into(), "test".into(), 5 * MIN),
         codes: CodeHasher::new(&secret),
+        refresh_sealer: Sealer::for_refresh_tokens(&secret),
+        email_tags: EmailTagger::new(&secret),
         outbox: Outbox::new(stores.mail.clone(), sealer.clone()),
         templates: Templates {
             app_name: "Test".into(),
@@ -171,35 +175,47 @@ async fn full_run(stores: &Stores) -> Secrets {
                 cooldown_ms: 0,
                 max_attempts: 5,
                 max_sends_per_day: 10,
-                lockout_ms: 15 * MIN,
-                record_ttl_ms: DAY,
+                max_guesses_per_day: 20,
+                pending_ttl_ms: HOUR,
             },
             code_ttl: Duration::from_secs(300),
+            code_sends_per_ip_per_hour: 100,
+            signup_enumeration_safe: false,
             refresh_ttl_ms: 30 * DAY,
             refresh_grace_ms: 10_000,
-            login_max_attempts: 5,
-            login_window_ms: 15 * MIN,
+            max_sessions_per_user: 50,
+            login: LoginPolicy {
+                max_attempts: 5,
+                window_ms: 15 * MIN,
+                max_failures_per_ip: 100,
+                slowdown_after: 20,
+                slowdown_max: Duration::from_secs(5),
+            },
         },
     };
     let name = format!("redis{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let email = format!("{name}@example.com");
     let password = "correct horse battery staple".to_owned();
     let client = ClientInfo {
-        ip: "192.0.2.7".into(),
+        ip: Some("192.0.2.7".parse().unwrap()),
         user_agent: "redis-conformance".into(),
     };
-    core.register(RegisterInput {
-        username: &name,
-        email: &email,
-        password: &password,
-        bio: "",
-        avatar_url: "",
-    })
-    .await
-    .unwrap();
+    let delivery = core
+        .register(
+            RegisterInput {
+                username: &name,
+                email: &email,
+                password: &password,
+                bio: "",
+                avatar_url: "",
+            },
+            &client,
+        )
+        .await
+        .unwrap();
     let registration_code = next_code(stores, &sealer).await;
     let signed = core
-        .verify_registration(&email, &registration_code, &client)
+        .verify_registration(&email, &registration_code, delivery.id.as_str(), &client)
         .await
         .unwrap();
     let refreshed = core
@@ -215,7 +231,7 @@ async fn full_run(stores: &Stores) -> Secrets {
     core.logout(&second.tokens.refresh_token, None)
         .await
         .unwrap();
-    core.request_password_reset(&email).await.unwrap();
+    core.request_password_reset(&email, &client).await.unwrap();
     let reset_code = next_code(stores, &sealer).await;
     let doomed = stores
         .mail
@@ -224,7 +240,7 @@ async fn full_run(stores: &Stores) -> Secrets {
         .unwrap();
     stores
         .mail
-        .dead_letter(&doomed, "relay said no")
+        .dead_letter(&doomed, "relay said no", now_ms())
         .await
         .unwrap();
     Secrets {
@@ -241,7 +257,7 @@ async fn full_run(stores: &Stores) -> Secrets {
 }
 
 /// Takes the next queued mail, reads the 6-digit code out of it and completes it.
-async fn next_code(stores: &Stores, sealer: &MailSealer) -> String {
+async fn next_code(stores: &Stores, sealer: &Sealer) -> String {
     let mail = stores
         .mail
         .claim_due(now_ms(), MIN)
@@ -319,15 +335,28 @@ async fn every_key_has_a_ttl_except_the_mail_queue() {
         "session index",
     );
     has(
-        &|k| k.contains(":session:") && !k.contains(":refresh"),
+        &|k| k.contains(":session:") && !k.ends_with(":successor"),
         "session",
     );
-    has(&|k| k.ends_with(":refresh"), "refresh token");
-    has(&|k| k.ends_with(":refresh:expiry"), "refresh expiry");
-    has(&|k| k == "{mail}:dead", "dead letter");
+    has(&|k| k.ends_with(":successor"), "sealed successor");
+    has(&|k| k == "{mail}:dead_at", "dead letter");
     assert!(
-        !short.iter().any(|k| k.starts_with("register:")),
-        "a verified registration leaves nothing behind: {short:?}"
+        !short.iter().any(|k| k.contains(":refresh")),
+        "no per-token keys: {short:?}"
+    );
+    // A verified registration leaves only the email's daily budgets behind.
+    let register = format!("{prefix}register:{{{}}}", secrets.email);
+    let fields: Vec<String> = redis::cmd("HKEYS")
+        .arg(&register)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!fields.is_empty(), "the budgets are kept for the day");
+    assert!(
+        fields
+            .iter()
+            .all(|f| !f.starts_with("r:") && !f.starts_with("c:") && !f.starts_with("p:")),
+        "{fields:?}"
     );
 }
 
@@ -383,20 +412,21 @@ async fn ttls_follow_the_times_the_caller_passes() {
     let mut conn = raw(&url).await;
     let now = now_ms();
     let policy = CodePolicy {
-        ttl_ms: 5 * MIN,
+        ttl_ms: 2 * DAY,
         cooldown_ms: MIN,
         max_attempts: 2,
         max_sends_per_day: 10,
-        lockout_ms: 3 * DAY,
-        record_ttl_ms: 2 * DAY,
+        max_guesses_per_day: 20,
+        pending_ttl_ms: 2 * DAY,
     };
     let email = Email::parse("ttl@example.com").unwrap();
-    let reset = PendingPayload::PasswordReset { user_id: None };
+    let id = PendingId::generate();
     store
         .issue_code(
             CodePurpose::PasswordReset,
             &email,
-            Some(&reset),
+            &id,
+            Some(&PendingPayload::Decoy),
             &CodeHash([1; 32]),
             now,
             &policy,
@@ -404,22 +434,25 @@ async fn ttls_follow_the_times_the_caller_passes() {
         .await
         .unwrap();
     let pending = format!("{prefix}reset:{{ttl@example.com}}");
-    assert_eq!(expire_time(&mut conn, &pending).await, now + 2 * DAY);
-    for _ in 0..2 {
-        let _ = store
-            .verify_code(
-                CodePurpose::PasswordReset,
-                &email,
-                &CodeHash([9; 32]),
-                now + 1,
-                &policy,
-            )
-            .await;
-    }
     assert_eq!(
         expire_time(&mut conn, &pending).await,
-        now + 1 + 3 * DAY,
-        "a lockout keeps the record until it ends"
+        now + 2 * DAY,
+        "the request's keep time (longer than the day of the budgets)"
+    );
+    let _ = store
+        .verify_code(
+            CodePurpose::PasswordReset,
+            &email,
+            &id,
+            &CodeHash([9; 32]),
+            now + 3 * DAY / 2,
+            &policy,
+        )
+        .await;
+    assert_eq!(
+        expire_time(&mut conn, &pending).await,
+        now + 3 * DAY / 2 + DAY,
+        "a guess window that starts later keeps the budget until it ends"
     );
 
     store.hit("ttl", 5, MIN, now).await.unwrap().unwrap();
@@ -430,29 +463,35 @@ async fn ttls_follow_the_times_the_caller_passes() {
 
     let (user, id) = (UserId("ttl-user".into()), SessionId::generate());
     store
-        .create_session(&NewSession {
-            id: id.clone(),
-            user_id: user.clone(),
-            refresh_hash: [1; 32],
-            expires_at: now + HOUR,
-            user_agent: String::new(),
-            client_ip: String::new(),
-            created_at: now,
-        })
+        .create_session(
+            &NewSession {
+                id: id.clone(),
+                user_id: user.clone(),
+                refresh_hash: [1; 32],
+                expires_at: now + HOUR,
+                user_agent: String::new(),
+                client_ip: String::new(),
+                created_at: now,
+            },
+            50,
+        )
         .await
         .unwrap();
     let session_keys = [
         format!("{prefix}session:{{{}}}:user", id.0),
         format!("{prefix}user:{{ttl-user}}:session:{}", id.0),
-        format!("{prefix}user:{{ttl-user}}:session:{}:refresh", id.0),
-        format!("{prefix}user:{{ttl-user}}:session:{}:refresh:expiry", id.0),
         format!("{prefix}user:{{ttl-user}}:sessions"),
     ];
     for key in &session_keys {
         assert_eq!(expire_time(&mut conn, key).await, now + HOUR, "{key}");
     }
+    let next = NextRefresh {
+        hash: [2; 32],
+        sealed: b"sealed".to_vec(),
+        expires_at: now + 2 * HOUR,
+    };
     store
-        .rotate_refresh(&id, &[1; 32], &[2; 32], now + 2 * HOUR, now + 1, 0)
+        .rotate_refresh(&id, &[1; 32], &next, now + 1, 5_000)
         .await
         .unwrap();
     for key in &session_keys {
@@ -462,8 +501,14 @@ async fn ttls_follow_the_times_the_caller_passes() {
             "rotation moves {key}"
         );
     }
+    let successor = format!("{prefix}user:{{ttl-user}}:session:{}:successor", id.0);
+    assert_eq!(
+        expire_time(&mut conn, &successor).await,
+        now + 1 + 5_000,
+        "the sealed successor is kept for the grace window only"
+    );
     assert!(store.revoke_session(&id, &user).await.unwrap());
-    for key in &session_keys {
+    for key in session_keys.iter().chain([&successor]) {
         let exists: bool = redis::cmd("EXISTS")
             .arg(key)
             .query_async(&mut conn)
@@ -482,7 +527,7 @@ async fn a_redis_outage_fails_fast_and_the_store_recovers_by_itself() {
 
     tokio::task::block_in_place(|| server.stop());
     let email = Email::parse("outage@example.com").unwrap();
-    let reset = PendingPayload::PasswordReset { user_id: None };
+    let reset = PendingPayload::Decoy;
     for call in ["ping", "hit", "get_session", "issue_code", "claim_due"] {
         let started = Instant::now();
         let result = tokio::time::timeout(Duration::from_secs(10), async {
@@ -497,6 +542,7 @@ async fn a_redis_outage_fails_fast_and_the_store_recovers_by_itself() {
                     .issue_code(
                         CodePurpose::PasswordReset,
                         &email,
+                        &PendingId::generate(),
                         Some(&reset),
                         &CodeHash([3; 32]),
                         now,
@@ -505,8 +551,8 @@ async fn a_redis_outage_fails_fast_and_the_store_recovers_by_itself() {
                             cooldown_ms: 0,
                             max_attempts: 5,
                             max_sends_per_day: 10,
-                            lockout_ms: MIN,
-                            record_ttl_ms: HOUR,
+                            max_guesses_per_day: 20,
+                            pending_ttl_ms: HOUR,
                         },
                     )
                     .await
@@ -628,21 +674,29 @@ async fn revoking_another_users_session_id_leaves_it_working() {
         SessionId::generate(),
     );
     store
-        .create_session(&NewSession {
-            id: id.clone(),
-            user_id: alice,
-            refresh_hash: [1; 32],
-            expires_at: now + HOUR,
-            user_agent: String::new(),
-            client_ip: String::new(),
-            created_at: now,
-        })
+        .create_session(
+            &NewSession {
+                id: id.clone(),
+                user_id: alice,
+                refresh_hash: [1; 32],
+                expires_at: now + HOUR,
+                user_agent: String::new(),
+                client_ip: String::new(),
+                created_at: now,
+            },
+            50,
+        )
         .await
         .unwrap();
     assert!(!store.revoke_session(&id, &bob).await.unwrap());
     assert_eq!(store.revoke_all(&bob, None).await.unwrap(), 0);
+    let next = NextRefresh {
+        hash: [2; 32],
+        sealed: vec![2],
+        expires_at: now + HOUR,
+    };
     let rotated = store
-        .rotate_refresh(&id, &[1; 32], &[2; 32], now + HOUR, now + 1, 0)
+        .rotate_refresh(&id, &[1; 32], &next, now + 1, 0)
         .await
         .unwrap();
     assert!(matches!(rotated, RotateOutcome::Rotated(_)), "{rotated:?}");

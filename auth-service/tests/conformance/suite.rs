@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use auth_service::domain::{
-    CodeHash, Email, NewUser, PasswordHash, Profile, SessionId, UserId, UserStatus, Username,
-    now_ms,
+    CodeHash, Email, NewUser, PasswordHash, PendingId, Profile, SessionId, UserId, UserStatus,
+    Username, now_ms,
 };
 use auth_service::store::*;
 use futures::future::join_all;
@@ -13,19 +13,26 @@ macro_rules! all_tests {
         suite::all_tests!(@each $make;
             users_are_unique_by_email_and_case_insensitive_username,
             presence_and_password_updates,
-            a_code_is_issued_with_cooldown_and_consumed_once,
-            wrong_codes_are_counted_across_resends_until_void,
-            a_lockout_runs_out_and_a_new_code_gets_a_fresh_budget,
-            expired_codes_and_the_daily_limit,
+            a_user_id_is_taken_once,
+            a_code_is_bound_to_its_request,
+            wrong_codes_are_counted_per_request_across_resends_until_void,
+            the_daily_guess_budget_of_an_email_spans_its_requests,
+            expired_codes_and_the_daily_send_budget,
+            a_verified_request_keeps_matching_until_finished,
+            requests_expire,
             purposes_do_not_mix,
-            refresh_rotation_follows_the_grace_rule,
+            rotation_keeps_one_live_token_and_replays_its_successor,
             a_reuse_stamped_before_the_first_use_is_still_a_reuse,
+            thousands_of_rotations_keep_only_the_last_two_tokens,
+            the_session_cap_ends_the_least_recently_used,
             sessions_list_revoke_and_revoke_all,
             revoke_by_refresh_needs_a_usable_token,
             rate_limits_count_in_a_fixed_window,
             the_mail_queue_leases_retries_and_dead_letters,
-            concurrent_right_codes_consume_once,
+            dead_letters_are_purged_after_their_keep_time,
+            concurrent_right_codes_all_match_and_wrong_ones_count_exactly,
             concurrent_rotations_without_grace_continue_at_most_once,
+            concurrent_rotations_inside_the_grace_window_share_one_successor,
             concurrent_creates_of_one_email_make_one_user,
             health_answers
         );
@@ -43,14 +50,16 @@ pub(crate) use all_tests;
 
 const MIN: i64 = 60_000;
 
+const DAY: i64 = 24 * 60 * MIN;
+
 fn policy() -> CodePolicy {
     CodePolicy {
         ttl_ms: 5 * MIN,
         cooldown_ms: MIN,
         max_attempts: 5,
         max_sends_per_day: 10,
-        lockout_ms: 15 * MIN,
-        record_ttl_ms: 24 * 60 * MIN,
+        max_guesses_per_day: 20,
+        pending_ttl_ms: 60 * MIN,
     }
 }
 
@@ -61,6 +70,7 @@ fn unique(tag: &str) -> String {
 fn new_user(tag: &str) -> NewUser {
     let name = unique(tag);
     NewUser {
+        id: UserId::generate(),
         username: Username::parse(&name).unwrap(),
         email: Email::parse(&format!("{name}@example.com")).unwrap(),
         password_hash: PasswordHash("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
@@ -83,37 +93,64 @@ fn registration(user: &NewUser) -> PendingPayload {
     PendingPayload::Registration(user.clone())
 }
 
-/// Starts (or restarts) the pending registration of `user` with code `n`.
+/// Starts a pending registration of `user` with code `n`; returns its id and what was issued.
 async fn start_registration(
     s: &Stores,
     user: &NewUser,
     n: u8,
     now: i64,
     p: &CodePolicy,
-) -> Result<CodeIssued, IssueError> {
-    s.pending
+) -> (PendingId, Result<CodeIssued, IssueError>) {
+    let id = PendingId::generate();
+    let issued = s
+        .pending
         .issue_code(
             CodePurpose::Registration,
             &user.email,
+            &id,
             Some(&registration(user)),
             &code(n),
             now,
             p,
         )
+        .await;
+    (id, issued)
+}
+
+/// Sends code `n` again for request `id` (a resend).
+async fn resend(
+    s: &Stores,
+    email: &Email,
+    id: &PendingId,
+    n: u8,
+    now: i64,
+    p: &CodePolicy,
+) -> Result<CodeIssued, IssueError> {
+    s.pending
+        .issue_code(CodePurpose::Registration, email, id, None, &code(n), now, p)
         .await
 }
 
-/// Presents code `n` for the pending registration of `email`.
+/// Presents code `n` for request `id` of `email`.
 async fn guess(
     s: &Stores,
     email: &Email,
+    id: &PendingId,
     n: u8,
     now: i64,
     p: &CodePolicy,
 ) -> Result<PendingPayload, VerifyError> {
     s.pending
-        .verify_code(CodePurpose::Registration, email, &code(n), now, p)
+        .verify_code(CodePurpose::Registration, email, id, &code(n), now, p)
         .await
+}
+
+#[track_caller]
+fn assert_wrong(r: Result<PendingPayload, VerifyError>, left: u32) {
+    assert!(
+        matches!(r, Err(VerifyError::Wrong { attempts_remaining }) if attempts_remaining == left),
+        "expected Wrong with {left} left: {r:?}"
+    );
 }
 
 pub async fn users_are_unique_by_email_and_case_insensitive_username(s: Stores) {
@@ -201,137 +238,160 @@ pub async fn presence_and_password_updates(s: Stores) {
     );
 }
 
-pub async fn a_code_is_issued_with_cooldown_and_consumed_once(s: Stores) {
+pub async fn a_user_id_is_taken_once(s: Stores) {
+    let now = now_ms();
+    let a = new_user("idonce");
+    s.users.create_user(&a, now).await.unwrap();
+    // The same id again (a racing verification of one registration) is told apart from a
+    // taken email of another user, whatever else collides.
+    let mut again = new_user("idtwice");
+    again.id = a.id.clone();
+    assert!(matches!(
+        s.users.create_user(&again, now).await,
+        Err(CreateUserError::IdTaken)
+    ));
+}
+
+pub async fn a_code_is_bound_to_its_request(s: Stores) {
     let (p, now) = (policy(), now_ms());
     let user = new_user("code");
     let email = user.email.clone();
-    let issued = start_registration(&s, &user, 1, now, &p).await.unwrap();
+    let (id, issued) = start_registration(&s, &user, 1, now, &p).await;
+    let issued = issued.unwrap();
     assert_eq!(
-        issued,
-        CodeIssued {
-            code_expires_at: now + 5 * MIN,
-            resend_at: now + MIN,
-            attempts_remaining: 5
-        }
+        (
+            issued.code_expires_at,
+            issued.resend_at,
+            issued.attempts_remaining
+        ),
+        (now + 5 * MIN, now + MIN, 5)
     );
-    let again = s
-        .pending
-        .issue_code(
-            CodePurpose::Registration,
-            &email,
-            None,
-            &code(2),
-            now + 1000,
-            &p,
-        )
-        .await;
+    assert!(matches!(issued.payload, PendingPayload::Registration(ref u) if u.id == user.id));
+    // The cooldown is the request's own.
+    let again = resend(&s, &email, &id, 2, now + 1000, &p).await;
     assert!(matches!(again, Err(IssueError::Cooldown { retry_at }) if retry_at == now + MIN));
-    let missing = Email::parse("nobody@example.com").unwrap();
     assert!(matches!(
-        s.pending
-            .issue_code(CodePurpose::Registration, &missing, None, &code(1), now, &p)
-            .await,
+        resend(&s, &email, &PendingId::generate(), 1, now, &p).await,
         Err(IssueError::NotFound)
     ));
-    let payload = guess(&s, &email, 1, now + 10, &p).await.unwrap();
+    // A second request of the same email right away: allowed, with its own code.
+    let other = new_user("code2");
+    let mut other = other;
+    other.email = email.clone();
+    let (other_id, second) = start_registration(&s, &other, 2, now + 1000, &p).await;
+    second.unwrap();
+    // Each code fits only its own request, and an id of another email names nothing.
+    assert_wrong(guess(&s, &email, &other_id, 1, now + 10, &p).await, 4);
+    let stranger = Email::parse("stranger@example.com").unwrap();
+    assert!(matches!(
+        guess(&s, &stranger, &id, 1, now + 10, &p).await,
+        Err(VerifyError::NotFound)
+    ));
+    let payload = guess(&s, &email, &id, 1, now + 10, &p).await.unwrap();
     let PendingPayload::Registration(back) = payload else {
         panic!("wrong payload")
     };
     assert_eq!(
-        (back.email, back.username.as_str(), back.password_hash),
         (
+            back.id,
+            back.email,
+            back.username.as_str(),
+            back.password_hash
+        ),
+        (
+            user.id.clone(),
             user.email.clone(),
             user.username.as_str(),
             user.password_hash.clone()
         )
     );
-    assert!(matches!(
-        guess(&s, &email, 1, now + 20, &p).await,
-        Err(VerifyError::NotFound)
-    ));
+    s.pending
+        .finish_pending(CodePurpose::Registration, &email)
+        .await
+        .unwrap();
+    for (rid, n) in [(&id, 1), (&other_id, 2)] {
+        assert!(
+            matches!(
+                guess(&s, &email, rid, n, now + 20, &p).await,
+                Err(VerifyError::NotFound)
+            ),
+            "finishing ends every request of the email"
+        );
+    }
 }
 
-pub async fn wrong_codes_are_counted_across_resends_until_void(s: Stores) {
+pub async fn wrong_codes_are_counted_per_request_across_resends_until_void(s: Stores) {
     let (p, now) = (policy(), now_ms());
     let user = new_user("wrong");
     let email = user.email.clone();
-    start_registration(&s, &user, 1, now, &p).await.unwrap();
+    let (id, issued) = start_registration(&s, &user, 1, now, &p).await;
+    issued.unwrap();
     for left in [4, 3] {
-        let r = guess(&s, &email, 9, now + 1, &p).await;
-        assert!(
-            matches!(r, Err(VerifyError::Wrong { attempts_remaining }) if attempts_remaining == left),
-            "{r:?}"
-        );
+        assert_wrong(guess(&s, &email, &id, 9, now + 1, &p).await, left);
     }
-    let resent = s
-        .pending
-        .issue_code(
-            CodePurpose::Registration,
-            &email,
-            None,
-            &code(2),
-            now + MIN,
-            &p,
-        )
-        .await
-        .unwrap();
-    assert_eq!(resent.attempts_remaining, 3);
+    let resent = resend(&s, &email, &id, 2, now + MIN, &p).await.unwrap();
+    assert_eq!(resent.attempts_remaining, 3, "a resend keeps the count");
+    assert!(matches!(resent.payload, PendingPayload::Registration(_)));
+    assert_wrong(guess(&s, &email, &id, 1, now + MIN + 1, &p).await, 2);
+    for left in [1, 0] {
+        assert_wrong(guess(&s, &email, &id, 9, now + MIN + 2, &p).await, left);
+    }
     assert!(
         matches!(
-            guess(&s, &email, 1, now + MIN + 1, &p).await,
-            Err(VerifyError::Wrong {
-                attempts_remaining: 2
-            })
+            guess(&s, &email, &id, 2, now + MIN + 3, &p).await,
+            Err(VerifyError::Exhausted)
         ),
-        "the old code is void after a resend"
+        "void: even the right code is refused"
     );
-    // Starting over with a payload keeps the count too.
-    let restarted = start_registration(&s, &user, 3, now + 2 * MIN, &p)
+    assert!(matches!(
+        resend(&s, &email, &id, 3, now + 3 * MIN, &p).await,
+        Err(IssueError::Exhausted)
+    ));
+    // Another request of the email has its own budget.
+    let mut owner = new_user("wrong2");
+    owner.email = email.clone();
+    let (owner_id, fresh) = start_registration(&s, &owner, 4, now + 3 * MIN, &p).await;
+    assert_eq!(fresh.unwrap().attempts_remaining, 5);
+    guess(&s, &email, &owner_id, 4, now + 3 * MIN + 1, &p)
         .await
         .unwrap();
-    assert_eq!(restarted.attempts_remaining, 2);
-    for left in [1, 0] {
-        let r = guess(&s, &email, 9, now + 2 * MIN + 1, &p).await;
-        assert!(
-            matches!(r, Err(VerifyError::Wrong { attempts_remaining }) if attempts_remaining == left),
-            "{r:?}"
-        );
+}
+
+pub async fn the_daily_guess_budget_of_an_email_spans_its_requests(s: Stores) {
+    let p = CodePolicy {
+        max_guesses_per_day: 7,
+        ..policy()
+    };
+    let now = now_ms();
+    let user = new_user("gday");
+    let email = user.email.clone();
+    let (a, _) = start_registration(&s, &user, 1, now, &p).await;
+    let (b, _) = start_registration(&s, &user, 2, now, &p).await;
+    for left in (0..5).rev() {
+        assert_wrong(guess(&s, &email, &a, 9, now + 10, &p).await, left);
     }
-    let t = now + 2 * MIN + 2;
-    let r = guess(&s, &email, 3, t, &p).await;
+    for left in [4, 3] {
+        assert_wrong(guess(&s, &email, &b, 9, now + 20, &p).await, left);
+    }
+    // Seven wrong guesses for the email today: nothing more is evaluated, even a right code.
+    let r = guess(&s, &email, &b, 2, now + 30, &p).await;
     assert!(
-        matches!(r, Err(VerifyError::Exhausted { retry_at }) if retry_at > t),
+        matches!(r, Err(VerifyError::DailyGuessLimit { retry_at }) if retry_at == now + DAY),
         "{r:?}"
     );
-    let r = s
-        .pending
-        .issue_code(
-            CodePurpose::Registration,
-            &email,
-            None,
-            &code(4),
-            now + 4 * MIN,
-            &p,
-        )
-        .await;
-    assert!(matches!(r, Err(IssueError::Locked { .. })), "{r:?}");
+    // The refusal cost the request nothing.
+    let (c, _) = start_registration(&s, &user, 3, now + 40, &p).await;
+    assert!(matches!(
+        guess(&s, &email, &c, 9, now + 50, &p).await,
+        Err(VerifyError::DailyGuessLimit { .. })
+    ));
+    // A day after the email's window opened (its first code) it may be guessed at again.
+    let later = now + DAY;
+    let (d, _) = start_registration(&s, &user, 4, later, &p).await;
+    guess(&s, &email, &d, 4, later + 1, &p).await.unwrap();
 }
 
-pub async fn a_lockout_runs_out_and_a_new_code_gets_a_fresh_budget(s: Stores) {
-    let (p, now) = (policy(), now_ms());
-    let user = new_user("lock");
-    let email = user.email.clone();
-    start_registration(&s, &user, 1, now, &p).await.unwrap();
-    for _ in 0..5 {
-        let _ = guess(&s, &email, 9, now + 1, &p).await;
-    }
-    let after = now + 1 + p.lockout_ms + 1;
-    let fresh = start_registration(&s, &user, 5, after, &p).await.unwrap();
-    assert_eq!(fresh.attempts_remaining, 5);
-    guess(&s, &email, 5, after + 1, &p).await.unwrap();
-}
-
-pub async fn expired_codes_and_the_daily_limit(s: Stores) {
+pub async fn expired_codes_and_the_daily_send_budget(s: Stores) {
     let p = CodePolicy {
         max_sends_per_day: 3,
         ..policy()
@@ -339,64 +399,84 @@ pub async fn expired_codes_and_the_daily_limit(s: Stores) {
     let now = now_ms();
     let user = new_user("daily");
     let email = user.email.clone();
-    start_registration(&s, &user, 1, now, &p).await.unwrap();
+    let (a, _) = start_registration(&s, &user, 1, now, &p).await;
     assert!(matches!(
-        guess(&s, &email, 1, now + p.ttl_ms, &p).await,
+        guess(&s, &email, &a, 1, now + p.ttl_ms, &p).await,
         Err(VerifyError::Expired)
     ));
-    s.pending
-        .issue_code(
-            CodePurpose::Registration,
-            &email,
-            None,
-            &code(2),
-            now + MIN,
-            &p,
-        )
-        .await
-        .unwrap();
-    s.pending
-        .issue_code(
-            CodePurpose::Registration,
-            &email,
-            None,
-            &code(3),
-            now + 2 * MIN,
-            &p,
-        )
-        .await
-        .unwrap();
-    let r = s
-        .pending
-        .issue_code(
-            CodePurpose::Registration,
-            &email,
-            None,
-            &code(4),
-            now + 3 * MIN,
-            &p,
-        )
-        .await;
+    resend(&s, &email, &a, 2, now + MIN, &p).await.unwrap();
+    let (b, second) = start_registration(&s, &user, 3, now + MIN, &p).await;
+    second.unwrap();
+    // Three codes sent to the email today, over its requests: no fourth, in either way.
+    let (_, refused) = start_registration(&s, &user, 4, now + 2 * MIN, &p).await;
     assert!(
-        matches!(r, Err(IssueError::DailyLimit { retry_at }) if retry_at == now + 24 * 60 * MIN),
-        "{r:?}"
+        matches!(refused, Err(IssueError::DailyLimit { retry_at }) if retry_at == now + DAY),
+        "{refused:?}"
     );
-    // The expired check did not cost an attempt; the last code still works.
-    guess(&s, &email, 3, now + 3 * MIN, &p).await.unwrap();
+    let r = resend(&s, &email, &a, 5, now + 3 * MIN, &p).await;
+    assert!(matches!(r, Err(IssueError::DailyLimit { .. })), "{r:?}");
+    // The expired check did not cost an attempt; the last codes still work.
+    let resent = guess(&s, &email, &a, 2, now + 3 * MIN, &p).await;
+    assert!(resent.is_ok(), "{resent:?}");
+    guess(&s, &email, &b, 3, now + 3 * MIN, &p).await.unwrap();
+    // A day after the first send the budget is back.
+    let (_, next_day) = start_registration(&s, &user, 6, now + DAY, &p).await;
+    next_day.unwrap();
+}
+
+pub async fn a_verified_request_keeps_matching_until_finished(s: Stores) {
+    let (p, now) = (policy(), now_ms());
+    let user = new_user("kept");
+    let email = user.email.clone();
+    let (id, _) = start_registration(&s, &user, 1, now, &p).await;
+    guess(&s, &email, &id, 1, now + 1, &p).await.unwrap();
+    // The user store failed, say: the same code works again, even after it expired.
+    guess(&s, &email, &id, 1, now + 2, &p).await.unwrap();
+    guess(&s, &email, &id, 1, now + p.ttl_ms + 1, &p)
+        .await
+        .unwrap();
+    // A wrong code is still a wrong code.
+    assert_wrong(guess(&s, &email, &id, 9, now + 3, &p).await, 4);
+    s.pending
+        .finish_pending(CodePurpose::Registration, &email)
+        .await
+        .unwrap();
+    assert!(matches!(
+        guess(&s, &email, &id, 1, now + 4, &p).await,
+        Err(VerifyError::NotFound)
+    ));
+}
+
+pub async fn requests_expire(s: Stores) {
+    let (p, now) = (policy(), now_ms());
+    let user = new_user("ttl");
+    let email = user.email.clone();
+    let (id, _) = start_registration(&s, &user, 1, now, &p).await;
+    let later = now + p.pending_ttl_ms;
+    assert!(matches!(
+        guess(&s, &email, &id, 1, later, &p).await,
+        Err(VerifyError::NotFound)
+    ));
+    assert!(matches!(
+        resend(&s, &email, &id, 2, later, &p).await,
+        Err(IssueError::NotFound)
+    ));
 }
 
 pub async fn purposes_do_not_mix(s: Stores) {
     let (p, now) = (policy(), now_ms());
     let user = new_user("mix");
     let email = user.email.clone();
-    start_registration(&s, &user, 1, now, &p).await.unwrap();
+    let (reg, _) = start_registration(&s, &user, 1, now, &p).await;
+    let reset_id = PendingId::generate();
     let reset = PendingPayload::PasswordReset {
-        user_id: Some(UserId("u1".into())),
+        user_id: UserId("u1".into()),
     };
     s.pending
         .issue_code(
             CodePurpose::PasswordReset,
             &email,
+            &reset_id,
             Some(&reset),
             &code(2),
             now,
@@ -406,19 +486,37 @@ pub async fn purposes_do_not_mix(s: Stores) {
         .unwrap();
     assert!(matches!(
         s.pending
-            .verify_code(CodePurpose::PasswordReset, &email, &code(1), now + 1, &p)
+            .verify_code(
+                CodePurpose::PasswordReset,
+                &email,
+                &reg,
+                &code(1),
+                now + 1,
+                &p
+            )
             .await,
-        Err(VerifyError::Wrong { .. })
+        Err(VerifyError::NotFound)
     ));
     let back = s
         .pending
-        .verify_code(CodePurpose::PasswordReset, &email, &code(2), now + 1, &p)
+        .verify_code(
+            CodePurpose::PasswordReset,
+            &email,
+            &reset_id,
+            &code(2),
+            now + 1,
+            &p,
+        )
         .await
         .unwrap();
     assert!(
-        matches!(back, PendingPayload::PasswordReset { user_id: Some(UserId(ref id)) } if id == "u1")
+        matches!(back, PendingPayload::PasswordReset { user_id: UserId(ref id) } if id == "u1")
     );
-    guess(&s, &email, 1, now + 1, &p).await.unwrap();
+    s.pending
+        .finish_pending(CodePurpose::PasswordReset, &email)
+        .await
+        .unwrap();
+    guess(&s, &email, &reg, 1, now + 1, &p).await.unwrap();
 }
 
 fn new_session(user: &UserId, refresh: RefreshHash, now: i64) -> NewSession {
@@ -433,63 +531,75 @@ fn new_session(user: &UserId, refresh: RefreshHash, now: i64) -> NewSession {
     }
 }
 
-pub async fn refresh_rotation_follows_the_grace_rule(s: Stores) {
+/// The token installed by a rotation: hash(n), "sealed" as the bytes `sealed-<n>`.
+fn next(n: u8, expires_at: i64) -> NextRefresh {
+    NextRefresh {
+        hash: hash(n),
+        sealed: format!("sealed-{n}").into_bytes(),
+        expires_at,
+    }
+}
+
+async fn create(s: &Stores, session: &NewSession) {
+    s.sessions.create_session(session, 50).await.unwrap();
+}
+
+pub async fn rotation_keeps_one_live_token_and_replays_its_successor(s: Stores) {
     let now = now_ms();
     let user = UserId(unique("u"));
     let session = new_session(&user, hash(1), now);
-    s.sessions.create_session(&session).await.unwrap();
-    let id = &session.id;
-    let grace = 10_000;
-    let r = s
-        .sessions
-        .rotate_refresh(id, &hash(1), &hash(2), now + 120 * MIN, now + 1, grace)
-        .await
-        .unwrap();
-    let RotateOutcome::Rotated(rec) = r else {
-        panic!("{r:?}")
+    create(&s, &session).await;
+    let (id, grace, later) = (&session.id, 10_000, now + 120 * MIN);
+    let rotate = |presented: u8, n: u8, at: i64| {
+        let (sessions, id) = (s.sessions.clone(), id.clone());
+        async move {
+            sessions
+                .rotate_refresh(&id, &hash(presented), &next(n, later), at, grace)
+                .await
+                .unwrap()
+        }
+    };
+    let RotateOutcome::Rotated(rec) = rotate(1, 2, now + 1).await else {
+        panic!("the current token rotates")
     };
     assert_eq!(
         (rec.last_used_at, rec.expires_at),
-        (now + 1, now + 120 * MIN),
+        (now + 1, later),
         "last use and expiry move"
     );
-    // Inside the grace window: another valid child.
-    let r = s
-        .sessions
-        .rotate_refresh(id, &hash(1), &hash(3), now + 120 * MIN, now + 5_000, grace)
-        .await
-        .unwrap();
-    assert!(matches!(r, RotateOutcome::Rotated(_)), "{r:?}");
-    // Both children work once.
-    assert!(matches!(
-        s.sessions
-            .rotate_refresh(id, &hash(2), &hash(4), now + 120 * MIN, now + 6_000, grace)
-            .await
-            .unwrap(),
-        RotateOutcome::Rotated(_)
-    ));
-    assert!(matches!(
-        s.sessions
-            .rotate_refresh(id, &hash(3), &hash(5), now + 120 * MIN, now + 6_000, grace)
-            .await
-            .unwrap(),
-        RotateOutcome::Rotated(_)
-    ));
-    // Unknown token, wrong session: invalid, nothing ends.
+    // The previous token inside the grace window: the successor its first use installed,
+    // not a second branch.
+    let r = rotate(1, 3, now + 5_000).await;
+    let RotateOutcome::Replayed {
+        session: rec,
+        sealed,
+    } = r
+    else {
+        panic!("{r:?}")
+    };
     assert_eq!(
-        s.sessions
-            .rotate_refresh(id, &hash(99), &hash(6), now, now + 7_000, grace)
-            .await
-            .unwrap(),
-        RotateOutcome::Invalid
+        (sealed, rec.user_id.clone()),
+        (b"sealed-2".to_vec(), user.clone())
     );
+    assert_eq!(
+        rotate(3, 4, now + 5_001).await,
+        RotateOutcome::Invalid,
+        "the replay installed nothing"
+    );
+    // The successor rotates on; the first token is no longer the previous one.
+    assert!(matches!(
+        rotate(2, 5, now + 6_000).await,
+        RotateOutcome::Rotated(_)
+    ));
+    assert_eq!(rotate(1, 6, now + 6_001).await, RotateOutcome::Invalid);
+    // Unknown token, unknown session: invalid, nothing ends.
+    assert_eq!(rotate(99, 6, now + 7_000).await, RotateOutcome::Invalid);
     assert_eq!(
         s.sessions
             .rotate_refresh(
                 &SessionId::generate(),
-                &hash(4),
-                &hash(6),
-                now,
+                &hash(5),
+                &next(6, later),
                 now + 7_000,
                 grace
             )
@@ -504,21 +614,9 @@ pub async fn refresh_rotation_follows_the_grace_rule(s: Stores) {
             .unwrap()
             .is_some()
     );
-    // The first token again, after the window: replay, the session ends.
-    let r = s
-        .sessions
-        .rotate_refresh(
-            id,
-            &hash(1),
-            &hash(7),
-            now + 120 * MIN,
-            now + 1 + grace,
-            grace,
-        )
-        .await
-        .unwrap();
+    // The previous token after the window: a replay, the session ends.
     assert_eq!(
-        r,
+        rotate(2, 7, now + 6_000 + grace).await,
         RotateOutcome::ReuseDetected {
             user_id: user.clone()
         }
@@ -530,13 +628,7 @@ pub async fn refresh_rotation_follows_the_grace_rule(s: Stores) {
             .unwrap()
             .is_none()
     );
-    assert_eq!(
-        s.sessions
-            .rotate_refresh(id, &hash(4), &hash(8), now, now + 20_000, grace)
-            .await
-            .unwrap(),
-        RotateOutcome::Invalid
-    );
+    assert_eq!(rotate(5, 8, now + 20_000).await, RotateOutcome::Invalid);
 }
 
 /// Two instances (or two requests) read their clocks in one order and reach the store in the
@@ -546,60 +638,158 @@ pub async fn a_reuse_stamped_before_the_first_use_is_still_a_reuse(s: Stores) {
     let now = now_ms();
     let user = UserId(unique("u"));
     let session = new_session(&user, hash(40), now);
-    s.sessions.create_session(&session).await.unwrap();
+    create(&s, &session).await;
+    let later = now + 60 * MIN;
     let first = s
         .sessions
-        .rotate_refresh(
-            &session.id,
-            &hash(40),
-            &hash(41),
-            now + 60 * MIN,
-            now + 10,
-            0,
-        )
+        .rotate_refresh(&session.id, &hash(40), &next(41, later), now + 10, 0)
         .await
         .unwrap();
     assert!(matches!(first, RotateOutcome::Rotated(_)));
     let late = s
         .sessions
-        .rotate_refresh(
-            &session.id,
-            &hash(40),
-            &hash(42),
-            now + 60 * MIN,
-            now + 9,
-            0,
-        )
+        .rotate_refresh(&session.id, &hash(40), &next(42, later), now + 9, 0)
         .await
         .unwrap();
     assert_eq!(late, RotateOutcome::ReuseDetected { user_id: user });
     // With a grace window the same order is a benign race.
     let other = new_session(&UserId(unique("u")), hash(43), now);
-    s.sessions.create_session(&other).await.unwrap();
+    create(&s, &other).await;
     s.sessions
-        .rotate_refresh(
-            &other.id,
-            &hash(43),
-            &hash(44),
-            now + 60 * MIN,
-            now + 10,
-            5_000,
-        )
+        .rotate_refresh(&other.id, &hash(43), &next(44, later), now + 10, 5_000)
         .await
         .unwrap();
     let raced = s
         .sessions
+        .rotate_refresh(&other.id, &hash(43), &next(45, later), now + 9, 5_000)
+        .await
+        .unwrap();
+    assert!(
+        matches!(raced, RotateOutcome::Replayed { ref sealed, .. } if sealed == b"sealed-44"),
+        "{raced:?}"
+    );
+}
+
+/// However long a session lives, only its current and previous tokens are known: older ones
+/// are plain invalid (their hashes are gone), and the session is unharmed by them.
+pub async fn thousands_of_rotations_keep_only_the_last_two_tokens(s: Stores) {
+    let now = now_ms();
+    let user = UserId(unique("u"));
+    let session = new_session(&user, hash(0), now);
+    create(&s, &session).await;
+    let mut tokens = vec![[0u8; 32]];
+    for i in 1..=300u32 {
+        let mut h = [0u8; 32];
+        h[..4].copy_from_slice(&i.to_be_bytes());
+        let r = s
+            .sessions
+            .rotate_refresh(
+                &session.id,
+                tokens.last().unwrap(),
+                &NextRefresh {
+                    hash: h,
+                    sealed: vec![1],
+                    expires_at: now + 60 * MIN,
+                },
+                now + i as i64,
+                0,
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(r, RotateOutcome::Rotated(_)),
+            "rotation {i}: {r:?}"
+        );
+        tokens.push(h);
+    }
+    for old in [&tokens[0], &tokens[150], &tokens[297]] {
+        assert_eq!(
+            s.sessions
+                .rotate_refresh(&session.id, old, &next(9, now + 60 * MIN), now + 400, 0)
+                .await
+                .unwrap(),
+            RotateOutcome::Invalid
+        );
+    }
+    assert!(
+        s.sessions
+            .get_session(&session.id, now + 400)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+pub async fn the_session_cap_ends_the_least_recently_used(s: Stores) {
+    let now = now_ms();
+    let user = UserId(unique("cap"));
+    let sessions: Vec<NewSession> = (0..3u8)
+        .map(|i| new_session(&user, hash(60 + i), now + i as i64))
+        .collect();
+    for sess in &sessions {
+        assert!(s.sessions.create_session(sess, 3).await.unwrap().is_empty());
+    }
+    // The oldest one is used again, so the least recently used is now the second.
+    let used = s
+        .sessions
         .rotate_refresh(
-            &other.id,
-            &hash(43),
-            &hash(45),
-            now + 60 * MIN,
-            now + 9,
-            5_000,
+            &sessions[0].id,
+            &hash(60),
+            &next(70, now + 61 * MIN),
+            now + MIN,
+            0,
         )
         .await
         .unwrap();
-    assert!(matches!(raced, RotateOutcome::Rotated(_)), "{raced:?}");
+    assert!(matches!(used, RotateOutcome::Rotated(_)));
+    let fourth = new_session(&user, hash(71), now + MIN + 1);
+    let evicted = s.sessions.create_session(&fourth, 3).await.unwrap();
+    assert_eq!(evicted, [sessions[1].id.clone()]);
+    let mut live: Vec<_> = s
+        .sessions
+        .list_sessions(&user, now + MIN + 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    live.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut expected = vec![
+        sessions[0].id.clone(),
+        sessions[2].id.clone(),
+        fourth.id.clone(),
+    ];
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(live, expected);
+    assert_eq!(
+        s.sessions
+            .rotate_refresh(&sessions[1].id, &hash(61), &next(72, now), now + MIN + 3, 0)
+            .await
+            .unwrap(),
+        RotateOutcome::Invalid,
+        "an evicted session is over"
+    );
+    // A lower cap (a config change) makes room for the new one however many it takes.
+    let fifth = new_session(&user, hash(73), now + MIN + 4);
+    let evicted = s.sessions.create_session(&fifth, 1).await.unwrap();
+    assert_eq!(evicted.len(), 3, "{evicted:?}");
+    assert_eq!(
+        s.sessions
+            .list_sessions(&user, now + MIN + 5)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Other users are untouched.
+    let other = new_session(&UserId(unique("cap")), hash(74), now);
+    assert!(
+        s.sessions
+            .create_session(&other, 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn sessions_list_revoke_and_revoke_all(s: Stores) {
@@ -610,7 +800,7 @@ pub async fn sessions_list_revoke_and_revoke_all(s: Stores) {
     let c = new_session(&user, hash(12), now + 2);
     let theirs = new_session(&other, hash(13), now);
     for sess in [&a, &b, &c, &theirs] {
-        s.sessions.create_session(sess).await.unwrap();
+        create(&s, sess).await;
     }
     let listed = s.sessions.list_sessions(&user, now + 3).await.unwrap();
     assert_eq!(
@@ -649,22 +839,31 @@ pub async fn sessions_list_revoke_and_revoke_all(s: Stores) {
 pub async fn revoke_by_refresh_needs_a_usable_token(s: Stores) {
     let now = now_ms();
     let user = UserId(unique("u"));
-    let sess = new_session(&user, hash(20), now);
-    s.sessions.create_session(&sess).await.unwrap();
-    s.sessions
-        .rotate_refresh(
-            &sess.id,
-            &hash(20),
-            &hash(21),
-            now + 60 * MIN,
-            now + 1,
-            1_000,
-        )
-        .await
-        .unwrap();
+    let rotated = |first: u8| {
+        let (s, user) = (s.clone(), user.clone());
+        async move {
+            let sess = new_session(&user, hash(first), now);
+            create(&s, &sess).await;
+            let r = s
+                .sessions
+                .rotate_refresh(
+                    &sess.id,
+                    &hash(first),
+                    &next(first + 1, now + 60 * MIN),
+                    now + 1,
+                    1_000,
+                )
+                .await
+                .unwrap();
+            assert!(matches!(r, RotateOutcome::Rotated(_)));
+            sess.id
+        }
+    };
+    // The previous token logs out inside the grace window only; the current one always.
+    let a = rotated(20).await;
     assert!(
         s.sessions
-            .revoke_by_refresh(&sess.id, &hash(20), now + 5_000, 1_000)
+            .revoke_by_refresh(&a, &hash(20), now + 5_000, 1_000)
             .await
             .unwrap()
             .is_none(),
@@ -672,24 +871,33 @@ pub async fn revoke_by_refresh_needs_a_usable_token(s: Stores) {
     );
     assert!(
         s.sessions
-            .revoke_by_refresh(&sess.id, &hash(99), now + 5_000, 1_000)
+            .revoke_by_refresh(&a, &hash(99), now + 5_000, 1_000)
             .await
             .unwrap()
             .is_none()
     );
     let ended = s
         .sessions
-        .revoke_by_refresh(&sess.id, &hash(21), now + 5_000, 1_000)
+        .revoke_by_refresh(&a, &hash(21), now + 5_000, 1_000)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(ended.user_id, user);
     assert!(
         s.sessions
-            .get_session(&sess.id, now + 5_000)
+            .get_session(&a, now + 5_000)
             .await
             .unwrap()
             .is_none()
+    );
+    let b = rotated(30).await;
+    assert!(
+        s.sessions
+            .revoke_by_refresh(&b, &hash(30), now + 500, 1_000)
+            .await
+            .unwrap()
+            .is_some(),
+        "inside the window the previous token still names the session"
     );
 }
 
@@ -706,7 +914,17 @@ pub async fn rate_limits_count_in_a_fixed_window(s: Stores) {
         Ok(1),
         "a new window"
     );
+    assert_eq!(
+        s.limits.count(&key, now + MIN + 1).await.unwrap(),
+        (1, now + 2 * MIN)
+    );
+    assert_eq!(
+        s.limits.count(&unique("none:"), now).await.unwrap(),
+        (0, now),
+        "no window yet"
+    );
     s.limits.clear(&key).await.unwrap();
+    assert_eq!(s.limits.count(&key, now + MIN + 1).await.unwrap().0, 0);
     assert_eq!(
         s.limits.hit(&key, 2, MIN, now + MIN + 1).await.unwrap(),
         Ok(1)
@@ -745,7 +963,7 @@ pub async fn the_mail_queue_leases_retries_and_dead_letters(s: Stores) {
     s.mail.retry_at(&id, now + 10, "relay down").await.unwrap();
     let again = s.mail.claim_due(now + 10, MIN).await.unwrap().unwrap();
     assert_eq!((again.id.as_str(), again.attempts), (id.as_str(), 2));
-    s.mail.dead_letter(&again.id, "gave up").await.unwrap();
+    s.mail.dead_letter(&again.id, "gave up", now).await.unwrap();
     assert_eq!(s.mail.dead_letter_count().await.unwrap(), dead_before + 1);
     assert!(
         s.mail
@@ -761,44 +979,100 @@ pub async fn the_mail_queue_leases_retries_and_dead_letters(s: Stores) {
     s.mail.complete(&done).await.unwrap();
 }
 
-pub async fn concurrent_right_codes_consume_once(s: Stores) {
+pub async fn dead_letters_are_purged_after_their_keep_time(s: Stores) {
+    let now = now_ms() + 2 * 365 * DAY;
+    let mut ids = Vec::new();
+    for (i, died) in [now - 3 * DAY, now - DAY, now].into_iter().enumerate() {
+        let id = s
+            .mail
+            .enqueue(format!("dead-{i}").as_bytes(), now)
+            .await
+            .unwrap();
+        s.mail.dead_letter(&id, "gave up", died).await.unwrap();
+        ids.push(id);
+    }
+    let before = s.mail.dead_letter_count().await.unwrap();
+    // Other tests may share the backend and purge too: at least ours went, and only ours
+    // older than the cut.
+    let purged = s.mail.purge_dead_letters(now - 2 * DAY).await.unwrap();
+    assert!(purged >= 1, "{purged}");
+    let after = s.mail.dead_letter_count().await.unwrap();
+    assert!(after < before && after >= 2, "{before} -> {after}");
+    s.mail.purge_dead_letters(now + 1).await.unwrap();
+    for id in ids {
+        s.mail.complete(&id).await.unwrap();
+    }
+}
+
+pub async fn concurrent_right_codes_all_match_and_wrong_ones_count_exactly(s: Stores) {
     let (p, now) = (policy(), now_ms());
     let user = new_user("race");
     let email = user.email.clone();
-    start_registration(&s, &user, 1, now, &p).await.unwrap();
-    let pending = s.pending.clone();
+    let (id, _) = start_registration(&s, &user, 1, now, &p).await;
+    let race = |n: u8| {
+        let tasks = (0..20).map(|_| {
+            let (pending, email, id, p) = (s.pending.clone(), email.clone(), id.clone(), p.clone());
+            tokio::spawn(async move {
+                pending
+                    .verify_code(
+                        CodePurpose::Registration,
+                        &email,
+                        &id,
+                        &code(n),
+                        now + 1,
+                        &p,
+                    )
+                    .await
+            })
+        });
+        join_all(tasks)
+    };
+    // Twenty wrong guesses at once: exactly five are evaluated.
+    let wrong: Vec<_> = race(9).await.into_iter().map(|r| r.unwrap()).collect();
+    let evaluated = wrong
+        .iter()
+        .filter(|r| matches!(r, Err(VerifyError::Wrong { .. })))
+        .count();
+    assert_eq!(evaluated, 5, "{wrong:?}");
+    assert!(
+        wrong
+            .iter()
+            .all(|r| matches!(r, Err(VerifyError::Wrong { .. } | VerifyError::Exhausted)))
+    );
+    // Twenty right answers at once on a fresh request: all match the same payload, so the
+    // user they create is one (its id is in the payload).
+    let (id2, _) = start_registration(&s, &user, 2, now, &p).await;
     let tasks = (0..20).map(|_| {
-        let (pending, email, p) = (pending.clone(), email.clone(), p.clone());
+        let (pending, email, id, p) = (s.pending.clone(), email.clone(), id2.clone(), p.clone());
         tokio::spawn(async move {
             pending
-                .verify_code(CodePurpose::Registration, &email, &code(1), now + 1, &p)
+                .verify_code(
+                    CodePurpose::Registration,
+                    &email,
+                    &id,
+                    &code(2),
+                    now + 1,
+                    &p,
+                )
                 .await
         })
     });
-    let results: Vec<_> = join_all(tasks)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap())
-        .collect();
-    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
-    assert!(
-        results
-            .iter()
-            .filter_map(|r| r.as_ref().err())
-            .all(|e| matches!(e, VerifyError::NotFound))
-    );
+    for r in join_all(tasks).await {
+        let payload = r.unwrap().unwrap();
+        assert!(matches!(payload, PendingPayload::Registration(ref u) if u.id == user.id));
+    }
 }
 
 pub async fn concurrent_rotations_without_grace_continue_at_most_once(s: Stores) {
     let now = now_ms();
     let sess = new_session(&UserId(unique("u")), hash(30), now);
-    s.sessions.create_session(&sess).await.unwrap();
+    create(&s, &sess).await;
     let sessions: Arc<dyn SessionStore> = s.sessions.clone();
     let tasks = (0..16u8).map(|i| {
         let (sessions, id) = (sessions.clone(), sess.id.clone());
         tokio::spawn(async move {
             sessions
-                .rotate_refresh(&id, &hash(30), &hash(100 + i), now + 60 * MIN, now + 1, 0)
+                .rotate_refresh(&id, &hash(30), &next(100 + i, now + 60 * MIN), now + 1, 0)
                 .await
         })
     });
@@ -820,6 +1094,67 @@ pub async fn concurrent_rotations_without_grace_continue_at_most_once(s: Stores)
             .is_none(),
         "the replays ended the family"
     );
+}
+
+pub async fn concurrent_rotations_inside_the_grace_window_share_one_successor(s: Stores) {
+    let now = now_ms();
+    let sess = new_session(&UserId(unique("u")), hash(31), now);
+    create(&s, &sess).await;
+    let sessions: Arc<dyn SessionStore> = s.sessions.clone();
+    let tasks = (0..16u8).map(|i| {
+        let (sessions, id) = (sessions.clone(), sess.id.clone());
+        tokio::spawn(async move {
+            sessions
+                .rotate_refresh(
+                    &id,
+                    &hash(31),
+                    &next(150 + i, now + 60 * MIN),
+                    now + 1,
+                    10_000,
+                )
+                .await
+        })
+    });
+    let results: Vec<_> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .collect();
+    let winners: Vec<u8> = (0..16u8)
+        .filter(|i| matches!(results[*i as usize], RotateOutcome::Rotated(_)))
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    let successor = format!("sealed-{}", 150 + winners[0]).into_bytes();
+    for r in &results {
+        if let RotateOutcome::Replayed { sealed, .. } = r {
+            assert_eq!(sealed, &successor, "one successor for every racer");
+        } else {
+            assert!(matches!(r, RotateOutcome::Rotated(_)), "{r:?}");
+        }
+    }
+    // Exactly one live token: the winner's.
+    for i in 0..16u8 {
+        let r = s
+            .sessions
+            .rotate_refresh(
+                &sess.id,
+                &hash(150 + i),
+                &next(200 + i, now + 60 * MIN),
+                now + 2,
+                10_000,
+            )
+            .await
+            .unwrap();
+        if i == winners[0] {
+            assert!(matches!(r, RotateOutcome::Rotated(_)));
+        } else {
+            assert_eq!(
+                r,
+                RotateOutcome::Invalid,
+                "a losing successor was never installed"
+            );
+        }
+    }
 }
 
 pub async fn concurrent_creates_of_one_email_make_one_user(s: Stores) {

@@ -131,7 +131,8 @@ impl SessionStore for RedisStore {
             .arg(&keys.index)
             .arg(0)
             .arg(EVICTION_CANDIDATES - 1);
-        let (mut candidates,): (Vec<String>,) = self.query_pipe("create_session_owner", &pipe).await?;
+        let (mut candidates,): (Vec<String>,) =
+            self.query_pipe("create_session_owner", &pipe).await?;
         // The script refuses when the candidates were too few (the index changed meanwhile,
         // or the cap was lowered); a few more rounds always converge.
         for _ in 0..16 {

@@ -71,7 +71,13 @@ impl Budget {
             )
             .optional()?;
         let (sws, sends, gws, guesses) = row.unwrap_or((now, 0, now, 0));
-        let roll = |start: i64, n: u32| if start + DAY_MS <= now { (now, 0) } else { (start, n) };
+        let roll = |start: i64, n: u32| {
+            if start + DAY_MS <= now {
+                (now, 0)
+            } else {
+                (start, n)
+            }
+        };
         let ((sends_window_start, sends), (guesses_window_start, guesses)) =
             (roll(sws, sends), roll(gws, guesses));
         Ok(Self {

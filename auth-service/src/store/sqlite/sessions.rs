@@ -196,7 +196,10 @@ impl SessionStore for SqliteStore {
             conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND expires_at > ?2"
             ))
-            .and_then(|mut stmt| stmt.query_row(params![id, now], session_from_row).optional())
+            .and_then(|mut stmt| {
+                stmt.query_row(params![id, now], session_from_row)
+                    .optional()
+            })
             .map_err(internal)
         })
         .await
