@@ -15,15 +15,27 @@ pub struct SmtpServer {
     port: u16,
     dir: tempfile::TempDir,
     child: Mutex<Option<Child>>,
+    /// How long it takes to accept each message (a slow relay), if at all.
+    delay: Option<Duration>,
 }
 
 impl SmtpServer {
     /// Starts aiosmtpd and waits until it greets.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A relay that takes `delay` to accept each message (`support/slow_smtp.py`).
+    pub async fn start_slow(delay: Duration) -> Self {
+        Self::start_with(Some(delay)).await
+    }
+
+    async fn start_with(delay: Option<Duration>) -> Self {
         let server = Self {
             port: free_port(),
             dir: tempfile::tempdir().expect("temp dir"),
             child: Mutex::new(None),
+            delay,
         };
         server.spawn().await;
         server
@@ -49,11 +61,22 @@ impl SmtpServer {
                 "-l",
                 &format!("127.0.0.1:{}", self.port),
             ])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(self.maildir())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log);
+        match self.delay {
+            None => command
+                .args(["-c", "aiosmtpd.handlers.Mailbox"])
+                .arg(self.maildir()),
+            Some(delay) => command
+                .env(
+                    "PYTHONPATH",
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support"),
+                )
+                .args(["-c", "slow_smtp.SlowMailbox"])
+                .arg(self.maildir())
+                .arg(delay.as_secs_f64().to_string()),
+        };
         let child = spawn_from_keeper(command).expect("aiosmtpd starts");
         *self.child.lock().unwrap() = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -1,0 +1,21 @@
+//! The attack suite: every attack the security review found, performed over real gRPC
+//! against the real service, on the embedded backend (SQLite) and on the production backends
+//! (Redis + MongoDB via SecantusDB), with mail through a real SMTP server (aiosmtpd). Each test
+//! asserts that the attack fails and the victim is unharmed.
+
+#[path = "../production/env.rs"]
+#[allow(dead_code)]
+mod env;
+#[path = "../api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+#[path = "../support/mod.rs"]
+mod support;
+
+mod arena;
+
+mod login;
+mod mail;
+mod sessions;
+mod signup;
+mod trust;
