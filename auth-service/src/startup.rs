@@ -22,8 +22,10 @@ use crate::keys;
 use crate::mail::{MailWorker, Mailer, Outbox, RetryPolicy, Templates};
 use crate::store::{CodePolicy, Stores, sqlite::SqliteStore};
 
-/// Largest request message accepted, far above any legitimate auth request.
-const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Largest request message accepted, far above any legitimate auth request, and above the
+/// largest token worth refusing politely (a 100 KB "token" is ACCESS_TOKEN_INVALID, not a
+/// transport error); larger messages are OUT_OF_RANGE.
+const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 
 /// Largest header block (all metadata of one request) accepted. A larger one is refused on its
 /// own stream; it never takes down the connection other requests share. The gateway refuses
