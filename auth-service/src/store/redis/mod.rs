@@ -12,28 +12,16 @@
 //!   Redis Cluster. The test suite runs everything against a single-node cluster, where a
 //!   script touching two slots fails with CROSSSLOT.
 //! - Only hashes are stored: code HMACs as raw 32 bytes, refresh token SHA-256s as hex; mail
-//!   is sealed before it arrives. Nothing here ever sees a code or a refresh token.
+//!   and the grace-window successor token are sealed before they arrive. Nothing here ever
+//!   sees a code or a refresh token in the clear.
 //! - A Redis that is down or slow makes calls fail with [`StoreError::Unavailable`] within the
 //!   configured timeouts (2 s by default); the pool reconnects by itself when Redis is back.
 //!
 //! # Key layout
-//! `<prefix>` is [`RedisSettings::key_prefix`] (empty by default). Times are Unix ms.
-//!
-//! | Key | Type | Value | TTL |
-//! |-----|------|-------|-----|
-//! | `register:{<email>}`, `reset:{<email>}` | HASH | `payload` (JSON: username, email, argon2 hash, profile / reset user id), `code_hash` (32-byte HMAC, raw), `code_expires_at`, `last_sent_at`, `attempts_used`, `locked_until` (only while locked), `window_start`, `sends` (codes sent in the day window), `expires_at` | until `expires_at` = max(last send + record TTL, day window end, lockout end); deleted when the code is used |
-//! | `ratelimit:{<key>}` (e.g. `ratelimit:{login:<identifier>}`) | HASH | `count`, `window_ends_at` | until the window ends |
-//! | `session:{<sid>}:user` | STRING | user id of the session (never changes) | until the session expires; moved on rotation, deleted when it ends |
-//! | `user:{<uid>}:session:<sid>` | HASH | `user_id`, `created_at`, `last_used_at`, `expires_at`, `user_agent`, `client_ip` | until the session expires (moved forward on rotation) |
-//! | `user:{<uid>}:session:<sid>:refresh` | HASH | field: SHA-256 of a refresh token (hex); value `<expires_at>:<used_at>` (`used_at` empty while unused) | same as the session |
-//! | `user:{<uid>}:session:<sid>:refresh:expiry` | ZSET | refresh token hash (hex), scored by its expiry; prunes expired tokens at rotation | same as the session |
-//! | `user:{<uid>}:sessions` | ZSET | session ids of the user, scored by session expiry | until the latest session expiry |
-//! | `{mail}:due` | ZSET | ids of waiting and leased messages, scored by due time (a claim moves it to the lease end) | none: the queue is durable |
-//! | `{mail}:sealed` | HASH | id → sealed message (ChaCha20-Poly1305), dead letters included | none |
-//! | `{mail}:attempts` | HASH | id → delivery attempts | none |
-//! | `{mail}:errors` | HASH | id → last delivery error | none |
-//! | `{mail}:dead` | SET | ids of dead letters, kept for an operator | none |
-//!
+//! `<prefix>` is [`RedisSettings::key_prefix`] (empty by default). Every name is built in
+//! [`keys`]; the table of keys, values and TTLs (with worst-case sizes) is in the README
+//! ("Redis key layout"), the one place it is written down.
+
 //! # Why sessions are tagged by user
 //! `revoke_all` (after a password reset) must end every session of a user, so the user's index
 //! and the sessions it names live in one slot: `user:{<uid>}:...`. Rotation and logout only
@@ -47,10 +35,10 @@
 //! first and then ends the listed sessions, up to 128 per script; a session that starts
 //! meanwhile survives, as it would with SQLite if it started just after the `DELETE`.
 //!
-//! The seed's `register:<email>` / `register:ratelimit:<email>` pair became one hash: the
-//! cooldown and daily counters (`last_sent_at`, `window_start`, `sends`) live and die with the
-//! request (same expiry, gone with it once the code is used), exactly as the SQLite row does,
-//! and one key keeps every code script on one key.
+//! The seed's `register:<email>` / `register:ratelimit:<email>` pair became one hash per
+//! purpose and email: the email's daily budgets and its pending requests (each under its own
+//! id) live together, so every code script touches one key, as the SQLite rows do in one
+//! transaction.
 //!
 //! # Connections
 //! A bb8 pool of multiplexed connections: a connection is checked with PING when taken from
