@@ -60,6 +60,12 @@ fn compose_starts_every_part_wired_by_env() {
     }
     let gateway = env_of(&doc["services"]["edge-gateway"]);
     assert_eq!(gateway["AUTH_SERVICE_URL"], "http://auth-service:50051");
+    // The service believes forwarded client addresses from the gateway's address only.
+    let gateway_ip = doc["services"]["edge-gateway"]["networks"]["default"]["ipv4_address"]
+        .as_str()
+        .expect("the gateway has a fixed address");
+    let service = env_of(&doc["services"]["auth-service"]);
+    assert_eq!(service["TRUSTED_PROXIES"], format!("{gateway_ip}/32"));
     for (name, service) in services {
         let name = name.as_str().unwrap();
         if let Some(dockerfile) = service
