@@ -2,9 +2,11 @@
 # End-to-end check of the gRPC contract with a client nobody here wrote: `buf curl`, resolving
 # every method through server reflection (no --schema), against a freshly started auth-service.
 #
-# Flow: Register -> code from the .eml -> VerifyRegistration -> GetCurrentUser -> Login ->
-# ListSessions -> RefreshSession -> replay of the old refresh token after the grace window ->
-# ValidateAccessToken -> GetJwks (gRPC and gRPC-Web over HTTP/1.1) -> Logout -> invalid Register.
+# Flow: Register (registrationId) -> code from the .eml -> VerifyRegistration (without and with
+# the registrationId) -> GetCurrentUser -> Login -> ListSessions -> RefreshSession -> replay of
+# the old refresh token inside the grace window (same refresh token back) and after it ->
+# ValidateAccessToken -> GetJwks (gRPC and gRPC-Web over HTTP/1.1) -> Logout ->
+# RequestPasswordReset (resetId) -> ResetPassword -> Login with the new password -> invalid Register.
 #
 # Env:
 #   AUTH_SERVICE_BIN  the server binary (default: ${CARGO_TARGET_DIR:-./target}/debug/auth-service)
@@ -25,7 +27,7 @@ BIN="${AUTH_SERVICE_BIN:-$TARGET_DIR/debug/auth-service}"
 CALL_TIMEOUT=30   # seconds for any single buf curl call
 READY_TIMEOUT=30  # seconds for the server to answer SERVING
 MAIL_TIMEOUT=15   # seconds for the verification email to land in the mail folder
-GRACE=1s          # REFRESH_REUSE_GRACE of the server under test
+GRACE_SECONDS=3   # REFRESH_REUSE_GRACE of the server under test
 SVC=baatcheet.auth.v1.AuthService
 
 die() { echo "buf-e2e: $*" >&2; exit 2; }
@@ -275,7 +277,7 @@ main() {
     cd "$WORK"
     exec env -u MONGODB_URI -u REDIS_URL -u SMTP_HOST -u MAIL_TRAP_HOST -u SQLITE_PATH -u MAIL_DIR \
       -u JWT_PRIVATE_KEY -u JWT_PRIVATE_KEY_FILE -u AUTH_SECRET -u AUTH_SECRET_FILE \
-      GRPC_ADDR="127.0.0.1:$PORT" DATA_DIR="$DATA_DIR" REFRESH_REUSE_GRACE="$GRACE" \
+      GRPC_ADDR="127.0.0.1:$PORT" DATA_DIR="$DATA_DIR" REFRESH_REUSE_GRACE="${GRACE_SECONDS}s" \
       LOG_FORMAT=json SHUTDOWN_GRACE=1s "$BIN"
   ) >"$LOG" 2>&1 &
   SERVER_PID=$!
@@ -316,8 +318,10 @@ main() {
   # Register.
   rpc "$SVC/Register" "$(jq -nc --arg u "$USERNAME" --arg e "$EMAIL" --arg p "$PASSWORD" \
     '{username: $u, email: $e, password: $p}')"
-  expect_ok "Register starts a pending registration" \
-    ".delivery.email == \"$EMAIL_LC\" and (.delivery.attemptsRemaining > 0)"
+  expect_ok "Register starts a pending registration with a registrationId" \
+    ".delivery.email == \"$EMAIL_LC\" and (.delivery.attemptsRemaining > 0)
+     and (.registrationId | test(\"^[A-Za-z0-9_-]{22}$\"))"
+  REGISTRATION_ID="$(field .registrationId)"
 
   # Code from the mail folder.
   CODE=""
@@ -334,8 +338,16 @@ main() {
       "no .eml for $EMAIL_LC with a 6-digit code in $MAIL_DIR within ${MAIL_TIMEOUT}s: $(ls "$MAIL_DIR" 2>&1 | tr '\n' ' ')"
   fi
 
-  # VerifyRegistration.
+  # VerifyRegistration: the code alone is not enough, the registrationId binds it to its caller.
   rpc "$SVC/VerifyRegistration" "$(jq -nc --arg e "$EMAIL" --arg c "$CODE" '{email: $e, code: $c}')"
+  expect_error "VerifyRegistration without the registrationId: REGISTRATION_ID_REQUIRED" \
+    invalid_argument REGISTRATION_ID_REQUIRED registration_id
+  rpc "$SVC/VerifyRegistration" "$(jq -nc --arg e "$EMAIL" --arg c "$CODE" \
+    '{email: $e, code: $c, registrationId: "AAAAAAAAAAAAAAAAAAAAAA"}')"
+  expect_error "VerifyRegistration with an unknown registrationId: REGISTRATION_NOT_FOUND" \
+    not_found REGISTRATION_NOT_FOUND
+  rpc "$SVC/VerifyRegistration" "$(jq -nc --arg e "$EMAIL" --arg c "$CODE" --arg r "$REGISTRATION_ID" \
+    '{email: $e, code: $c, registrationId: $r}')"
   expect_ok "VerifyRegistration creates the user and a session" \
     ".user.username == \"$USERNAME\" and .user.email == \"$EMAIL_LC\" and (.user.id | length > 0)
      and (.tokens.accessToken | length > 0) and (.tokens.refreshToken | length > 0)
@@ -380,8 +392,15 @@ main() {
   ACCESS3="$(field .tokens.accessToken)"
   REFRESH3="$(field .tokens.refreshToken)"
 
-  # Replay of the old refresh token after the grace window (REFRESH_REUSE_GRACE=1s).
-  sleep 2
+  # Replay of the old refresh token inside the grace window: the same refresh token the first
+  # use got (the session keeps one live refresh token) and a fresh access token.
+  rpc "$SVC/RefreshSession" "$(jq -nc --arg r "$REFRESH2" '{refreshToken: $r}')"
+  expect_ok "RefreshSession replayed inside the grace window returns the same refresh token" \
+    ".tokens.sessionId == \"$SESSION2\" and .tokens.refreshToken == \"$REFRESH3\"
+     and (.tokens.accessToken | length > 0) and .tokens.accessToken != \"$ACCESS3\""
+
+  # Replay of the old refresh token after the grace window.
+  sleep $((GRACE_SECONDS + 1))
   rpc "$SVC/RefreshSession" "$(jq -nc --arg r "$REFRESH2" '{refreshToken: $r}')"
   expect_error "RefreshSession with the old refresh token after the grace window: REFRESH_TOKEN_REUSED" \
     unauthenticated REFRESH_TOKEN_REUSED
@@ -442,6 +461,46 @@ main() {
   expect_ok "Logout with the current refresh token" '. == {}'
   rpc "$SVC/ValidateAccessToken" "$(jq -nc --arg t "$ACCESS1" '{accessToken: $t}')"
   expect_error "ValidateAccessToken rejects the access token after Logout" unauthenticated -
+
+  # Password reset: RequestPasswordReset answers with a resetId, which ResetPassword needs with
+  # the emailed code. It ends every session of the user.
+  rpc "$SVC/Login" "$(jq -nc --arg i "$EMAIL" --arg p "$PASSWORD" '{identifier: $i, password: $p}')"
+  expect_ok "Login by email starts a session" "(.tokens.accessToken | length > 0)"
+  ACCESS4="$(field .tokens.accessToken)"
+  MAILS_BEFORE="$(find "$MAIL_DIR" -name '*.eml' | wc -l)"
+  rpc "$SVC/RequestPasswordReset" "$(jq -nc --arg e "$EMAIL" '{email: $e}')"
+  expect_ok "RequestPasswordReset answers with a resetId" \
+    '(.resetId | test("^[A-Za-z0-9_-]{22}$")) and (.codeTtl | length > 0)'
+  RESET_ID="$(field .resetId)"
+  RESET_CODE=""
+  deadline=$((SECONDS + MAIL_TIMEOUT))
+  while ((SECONDS < deadline)); do
+    if (($(find "$MAIL_DIR" -name '*.eml' | wc -l) > MAILS_BEFORE)) \
+      && RESET_CODE="$(read_code "$MAIL_DIR" "$EMAIL_LC")"; then
+      break
+    fi
+    RESET_CODE=""
+    sleep 0.2
+  done
+  if [[ "$RESET_CODE" =~ ^[0-9]{6}$ ]]; then
+    ok "password reset email carries a 6-digit code"
+  else
+    not_ok "password reset email carries a 6-digit code" \
+      "no new .eml for $EMAIL_LC with a 6-digit code in $MAIL_DIR within ${MAIL_TIMEOUT}s"
+  fi
+  NEW_PASSWORD="a new passphrase for $SUFFIX"
+  rpc "$SVC/ResetPassword" "$(jq -nc --arg e "$EMAIL" --arg c "$RESET_CODE" --arg p "$NEW_PASSWORD" \
+    '{email: $e, code: $c, newPassword: $p}')"
+  expect_error "ResetPassword without the resetId: RESET_ID_REQUIRED" \
+    invalid_argument RESET_ID_REQUIRED reset_id
+  rpc "$SVC/ResetPassword" "$(jq -nc --arg e "$EMAIL" --arg c "$RESET_CODE" --arg p "$NEW_PASSWORD" \
+    --arg r "$RESET_ID" '{email: $e, code: $c, newPassword: $p, resetId: $r}')"
+  expect_ok "ResetPassword with the resetId and the code ends the live session" \
+    '.revokedSessionCount == 1'
+  rpc "$SVC/ValidateAccessToken" "$(jq -nc --arg t "$ACCESS4" '{accessToken: $t}')"
+  expect_error "ValidateAccessToken rejects the access token after ResetPassword" unauthenticated -
+  rpc "$SVC/Login" "$(jq -nc --arg i "$USERNAME" --arg p "$NEW_PASSWORD" '{identifier: $i, password: $p}')"
+  expect_ok "Login with the new password" ".user.id == \"$USER_ID\""
 
   # Invalid registration: both fields are named.
   rpc "$SVC/Register" '{"username": "valid_name", "email": "not-an-email", "password": "short"}'

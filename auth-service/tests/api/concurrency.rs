@@ -36,20 +36,33 @@ where
 async fn concurrent_verifications_of_one_registration_create_exactly_one_user() {
     let app = spawn_app().await;
     let mail = email("race");
-    app.register(&username("race"), &mail, PASSWORD)
+    let id = app
+        .register(&username("race"), &mail, PASSWORD)
         .await
-        .unwrap();
+        .unwrap()
+        .registration_id;
     let code = app.wait_for_code(&mail, 1).await;
     let results = race(&app, 12, |mut c, _| {
-        let (mail, code) = (mail.clone(), code.clone());
+        let (mail, code, id) = (mail.clone(), code.clone(), id.clone());
         async move {
-            c.verify_registration(pb::VerifyRegistrationRequest { email: mail, code })
-                .await
+            c.verify_registration(pb::VerifyRegistrationRequest {
+                email: mail,
+                code,
+                registration_id: id,
+            })
+            .await
         }
     })
     .await;
     let ok: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
-    assert_eq!(ok.len(), 1, "exactly one verification wins");
+    assert!(!ok.is_empty(), "the right code verifies");
+    // The request stays until the user exists, so verifications that raced in before that
+    // all sign in; they agree on the one user the registration creates.
+    let user_id = ok[0].get_ref().user.clone().unwrap().id;
+    for r in &ok {
+        assert_eq!(r.get_ref().user.clone().unwrap().id, user_id);
+    }
+    // Once it exists the request is finished: later ones find nothing.
     for r in results.iter().filter_map(|r| r.as_ref().err()) {
         assert_eq!(
             (r.code(), reason(r).as_str()),
@@ -58,24 +71,38 @@ async fn concurrent_verifications_of_one_registration_create_exactly_one_user() 
         );
     }
     let tokens = ok[0].get_ref().tokens.clone().unwrap();
-    assert_eq!(app.sessions(&tokens.access_token).await.unwrap().len(), 1);
+    assert_eq!(
+        app.sessions(&tokens.access_token).await.unwrap().len(),
+        ok.len(),
+        "one user with a session per successful verification"
+    );
+    let signed_in = app.login(&mail, PASSWORD).await.unwrap();
+    assert_eq!(signed_in.user.unwrap().id, user_id);
+    assert_error(
+        app.verify(&mail, &id, &code).await,
+        Code::NotFound,
+        "REGISTRATION_NOT_FOUND",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_wrong_guesses_never_exceed_the_budget() {
     let app = spawn_app().await;
     let mail = email("burst");
-    app.register(&username("burst"), &mail, PASSWORD)
+    let id = app
+        .register(&username("burst"), &mail, PASSWORD)
         .await
-        .unwrap();
+        .unwrap()
+        .registration_id;
     let code = app.wait_for_code(&mail, 1).await;
     let wrong = if code == "000001" { "000002" } else { "000001" };
     let results = race(&app, 20, |mut c, _| {
-        let mail = mail.clone();
+        let (mail, id) = (mail.clone(), id.clone());
         async move {
             c.verify_registration(pb::VerifyRegistrationRequest {
                 email: mail,
                 code: wrong.into(),
+                registration_id: id,
             })
             .await
         }
@@ -99,15 +126,81 @@ async fn concurrent_wrong_guesses_never_exceed_the_budget() {
         "{reasons:?}"
     );
     assert_error(
-        app.verify(&mail, &code).await,
+        app.verify(&mail, &id, &code).await,
         Code::ResourceExhausted,
         "CODE_ATTEMPTS_EXHAUSTED",
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_registers_of_one_email_send_one_code() {
-    let app = spawn_app_with(&[("CODE_RESEND_COOLDOWN", "60s")]).await;
+async fn concurrent_wrong_guesses_over_many_sign_ups_never_exceed_the_daily_budget() {
+    let app = spawn_app_with(&[("CODE_MAX_GUESSES_PER_DAY", "7")]).await;
+    let mail = email("daily");
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let id = app
+            .register(&username(&format!("daily{i}")), &mail, PASSWORD)
+            .await
+            .unwrap()
+            .registration_id;
+        ids.push(id);
+    }
+    let codes: Vec<String> = {
+        let mut codes = Vec::new();
+        for n in 1..=4 {
+            codes.push(app.wait_for_code(&mail, n).await);
+        }
+        codes
+    };
+    // A guess that is wrong for every request.
+    let wrong = (0..1_000_000)
+        .map(|n| format!("{n:06}"))
+        .find(|c| !codes.contains(c))
+        .unwrap();
+    // Four requests with five guesses each could take 20 wrong codes; the email allows 7.
+    let results = race(&app, 20, |mut c, i| {
+        let (mail, id, wrong) = (mail.clone(), ids[i % 4].clone(), wrong.clone());
+        async move {
+            c.verify_registration(pb::VerifyRegistrationRequest {
+                email: mail,
+                code: wrong,
+                registration_id: id,
+            })
+            .await
+        }
+    })
+    .await;
+    let reasons: Vec<String> = results
+        .iter()
+        .map(|r| reason(r.as_ref().unwrap_err()))
+        .collect();
+    assert_eq!(
+        reasons.iter().filter(|r| *r == "CODE_INVALID").count(),
+        7,
+        "{reasons:?}"
+    );
+    for r in &reasons {
+        assert!(
+            [
+                "CODE_INVALID",
+                "TOO_MANY_GUESSES_TODAY",
+                "CODE_ATTEMPTS_EXHAUSTED"
+            ]
+            .contains(&r.as_str()),
+            "{reasons:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_registers_of_one_email_never_exceed_the_daily_sends() {
+    // Each sign-up is a request of its own (with its own cooldown), so a burst of them is
+    // bounded by the email's daily code budget, counted atomically.
+    let app = spawn_app_with(&[
+        ("CODE_RESEND_COOLDOWN", "60s"),
+        ("CODE_MAX_SENDS_PER_DAY", "5"),
+    ])
+    .await;
     let mail = email("dup");
     let results = race(&app, 8, |mut c, i| {
         let mail = mail.clone();
@@ -122,13 +215,25 @@ async fn concurrent_registers_of_one_email_send_one_code() {
         }
     })
     .await;
-    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    let mut ids: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|r| r.get_ref().registration_id.clone())
+        .collect();
+    assert_eq!(ids.len(), 5, "five sends a day");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "every sign-up has its own id");
     for r in results.iter().filter_map(|r| r.as_ref().err()) {
-        assert_eq!(reason(r), "RESEND_COOLDOWN");
+        assert_eq!(
+            (r.code(), reason(r).as_str()),
+            (Code::ResourceExhausted, "CODE_DAILY_LIMIT"),
+            "{r:?}"
+        );
     }
-    app.wait_for_code(&mail, 1).await;
+    app.wait_for_code(&mail, 5).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(app.mails_to(&mail).len(), 1);
+    assert_eq!(app.mails_to(&mail).len(), 5, "one code mail per sign-up");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -204,19 +309,50 @@ async fn concurrent_rotations_inside_the_grace_window_all_keep_the_session() {
     for pair in &pairs {
         assert_eq!(pair.session_id, tokens.session_id);
         app.validate(&pair.access_token).await.unwrap();
+        // The session keeps one live refresh token: every racer gets the one the first
+        // rotation made (with an access token of its own).
+        assert_eq!(pair.refresh_token, pairs[0].refresh_token);
     }
-    // Each new refresh token is single-use in its own right.
-    app.refresh(&pairs[0].refresh_token).await.unwrap();
+    assert_ne!(pairs[0].refresh_token, tokens.refresh_token);
+    let next = app.refresh(&pairs[0].refresh_token).await.unwrap();
+    assert_ne!(next.refresh_token, pairs[0].refresh_token);
+    // Two rotations back is no longer a replay the session answers: just invalid, and the
+    // session lives on.
+    assert_error(
+        app.refresh(&tokens.refresh_token).await,
+        Code::Unauthenticated,
+        "REFRESH_TOKEN_INVALID",
+    );
+    app.validate(&next.access_token).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_correct_logins_of_one_account_all_succeed() {
+    // Only wrong passwords count against the limits, after the check: a burst of right ones
+    // (many devices waking at once) is never refused.
+    let app = spawn_app_with(&[("LOGIN_MAX_ATTEMPTS", "3")]).await;
+    let mail = email("many");
+    let (user, _) = app.signup(&username("many"), &mail).await;
+    let results = race(&app, 40, |mut c, _| {
+        let mail = mail.clone();
+        async move {
+            c.login(pb::LoginRequest {
+                identifier: mail,
+                password: PASSWORD.into(),
+            })
+            .await
+        }
+    })
+    .await;
+    for r in &results {
+        let signed_in = r.as_ref().expect("every right password signs in");
+        assert_eq!(signed_in.get_ref().user.clone().unwrap().id, user.id);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_hash_queue_answers_resource_exhausted_at_once() {
-    let app = spawn_app_with(&[
-        ("HASH_CONCURRENCY", "1"),
-        ("HASH_QUEUE", "0"),
-        ("LOGIN_MAX_ATTEMPTS", "1000"),
-    ])
-    .await;
+    let app = spawn_app_with(&[("HASH_CONCURRENCY", "1"), ("HASH_QUEUE", "0")]).await;
     let mail = email("busy");
     app.signup(&username("busy"), &mail).await;
     let results = race(&app, 16, |mut c, _| {

@@ -63,8 +63,25 @@ async fn unknown_account_and_wrong_password_look_the_same() {
     assert_eq!(wrong.message(), unknown_name.message());
 }
 
+/// Login as a browser behind the gateway at `ip` (loopback peers are trusted proxies).
+async fn login_from(
+    app: &TestApp,
+    ip: &str,
+    identifier: &str,
+    password: &str,
+) -> Result<pb::LoginResponse, tonic::Status> {
+    let mut request = tonic::Request::new(pb::LoginRequest {
+        identifier: identifier.into(),
+        password: password.into(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-client-ip", ip.parse().unwrap());
+    app.client().login(request).await.map(|r| r.into_inner())
+}
+
 #[tokio::test]
-async fn login_attempts_per_identifier_are_limited_and_a_success_resets_them() {
+async fn wrong_passwords_per_account_and_network_are_limited_and_a_success_resets_them() {
     let app = spawn_app_with(&[("LOGIN_MAX_ATTEMPTS", "3"), ("LOGIN_WINDOW", "10m")]).await;
     let mail = email("limit");
     app.signup(&username("limit"), &mail).await;
@@ -80,6 +97,7 @@ async fn login_attempts_per_identifier_are_limited_and_a_success_resets_them() {
             "INVALID_CREDENTIALS",
         );
     }
+    // Over the limit, even the right password is refused from this network.
     let status = assert_error(
         app.login(&mail, PASSWORD).await,
         Code::ResourceExhausted,
@@ -87,6 +105,84 @@ async fn login_attempts_per_identifier_are_limited_and_a_success_resets_them() {
     );
     let retry = retry_secs(&status).unwrap();
     assert!((500..=600).contains(&retry), "{retry}");
+    // The limit is this network's on this account only: the owner elsewhere signs in.
+    login_from(&app, "198.51.100.20", &mail, PASSWORD)
+        .await
+        .expect("another network is not locked out");
+    assert_error(
+        app.login(&mail, PASSWORD).await,
+        Code::ResourceExhausted,
+        "LOGIN_RATE_LIMITED",
+    );
+}
+
+#[tokio::test]
+async fn one_network_guessing_many_accounts_is_limited() {
+    let app = spawn_app_with(&[
+        ("LOGIN_MAX_ATTEMPTS", "100"),
+        ("LOGIN_MAX_FAILURES_PER_IP", "3"),
+        ("LOGIN_WINDOW", "10m"),
+    ])
+    .await;
+    let accounts: Vec<String> = (0..3).map(|i| email(&format!("spray{i}"))).collect();
+    for (i, mail) in accounts.iter().enumerate() {
+        app.signup(&username(&format!("spray{i}")), mail).await;
+    }
+    let attacker = "203.0.113.66";
+    for mail in &accounts {
+        assert_error(
+            login_from(&app, attacker, mail, "a guessed password").await,
+            Code::Unauthenticated,
+            "INVALID_CREDENTIALS",
+        );
+    }
+    // Three wrong passwords from that network, one per account: it is refused everywhere.
+    for mail in &accounts {
+        assert_error(
+            login_from(&app, attacker, mail, PASSWORD).await,
+            Code::ResourceExhausted,
+            "LOGIN_RATE_LIMITED",
+        );
+    }
+    // Nobody else is.
+    for mail in &accounts {
+        app.login(mail, PASSWORD).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn guesses_from_many_networks_slow_an_account_down_but_never_lock_the_owner_out() {
+    let app = spawn_app_with(&[
+        ("LOGIN_MAX_ATTEMPTS", "2"),
+        ("LOGIN_SLOWDOWN_AFTER", "3"),
+        ("LOGIN_SLOWDOWN_MAX", "200ms"),
+        ("LOGIN_WINDOW", "10m"),
+    ])
+    .await;
+    let mail = email("botnet");
+    app.signup(&username("botnet"), &mail).await;
+    // Two wrong passwords from each of five networks: each pair is at its limit, the account
+    // is past its slowdown threshold.
+    for n in 0..5 {
+        let ip = format!("192.0.2.{}", 10 + n);
+        for _ in 0..2 {
+            assert_error(
+                login_from(&app, &ip, &mail, "wrong password").await,
+                Code::Unauthenticated,
+                "INVALID_CREDENTIALS",
+            );
+        }
+        assert_error(
+            login_from(&app, &ip, &mail, PASSWORD).await,
+            Code::ResourceExhausted,
+            "LOGIN_RATE_LIMITED",
+        );
+    }
+    let signed_in = app
+        .login(&mail, PASSWORD)
+        .await
+        .expect("the owner's own network is never refused");
+    assert_eq!(signed_in.user.unwrap().email, mail);
 }
 
 #[tokio::test]
@@ -105,7 +201,7 @@ async fn login_names_missing_fields() {
 }
 
 #[tokio::test]
-async fn an_account_has_one_budget_whichever_identifier_is_used() {
+async fn an_account_has_one_budget_per_network_whichever_identifier_is_used() {
     let app = spawn_app_with(&[("LOGIN_MAX_ATTEMPTS", "3"), ("LOGIN_WINDOW", "10m")]).await;
     let (mail, name) = (email("alt"), username("alt"));
     app.signup(&name, &mail).await;

@@ -53,7 +53,7 @@ async fn logs_hold_no_password_code_or_token_and_sigterm_stops_cleanly() {
 
     let mail = email("logs");
     let password = "a-very-secret-passphrase";
-    client
+    let registration_id = client
         .register(pb::RegisterRequest {
             username: username("logs"),
             email: mail.clone(),
@@ -61,7 +61,9 @@ async fn logs_hold_no_password_code_or_token_and_sigterm_stops_cleanly() {
             ..Default::default()
         })
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner()
+        .registration_id;
     let mail_dir = dir.path().join("mail");
     let wait_code = |n: usize| {
         let mail_dir = mail_dir.clone();
@@ -86,6 +88,7 @@ async fn logs_hold_no_password_code_or_token_and_sigterm_stops_cleanly() {
         .verify_registration(pb::VerifyRegistrationRequest {
             email: mail.clone(),
             code: code.clone(),
+            registration_id: registration_id.clone(),
         })
         .await
         .unwrap()
@@ -107,18 +110,21 @@ async fn logs_hold_no_password_code_or_token_and_sigterm_stops_cleanly() {
         })
         .await
         .unwrap_err();
-    client
+    let reset_id = client
         .request_password_reset(pb::RequestPasswordResetRequest {
             email: mail.clone(),
         })
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner()
+        .reset_id;
     let reset_code = wait_code(2).await;
     client
         .reset_password(pb::ResetPasswordRequest {
             email: mail.clone(),
             code: reset_code.clone(),
             new_password: "another-secret-passphrase".into(),
+            reset_id: reset_id.clone(),
         })
         .await
         .unwrap();
@@ -156,6 +162,8 @@ async fn logs_hold_no_password_code_or_token_and_sigterm_stops_cleanly() {
         ("new password", "another-secret-passphrase".to_owned()),
         ("code", code),
         ("reset code", reset_code),
+        ("registration id", registration_id),
+        ("reset id", reset_id),
         ("access token", tokens.access_token.clone()),
         ("refreshed access token", refreshed.access_token.clone()),
         ("refresh token", refresh_secret(&tokens.refresh_token)),
@@ -166,6 +174,30 @@ async fn logs_hold_no_password_code_or_token_and_sigterm_stops_cleanly() {
     ] {
         assert!(!logs.contains(&secret), "the {what} appears in the logs");
     }
+    // Spans name the email by a keyed tag (12 hex digits), never by the address itself.
+    assert!(
+        !logs.to_lowercase().contains(&mail.to_lowercase()),
+        "the email address appears in the logs"
+    );
+    let local_part = mail.split('@').next().unwrap();
+    assert!(
+        !logs.contains(local_part),
+        "the email's local part appears in the logs"
+    );
+    let tags: std::collections::BTreeSet<&str> = logs
+        .match_indices("\"email\":\"")
+        .map(|(i, m)| &logs[i + m.len()..])
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(tags.len(), 1, "one email, one tag: {tags:?}");
+    let tag = tags.first().unwrap();
+    assert!(
+        tag.len() == 12
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+        "email={tag} is not a 12-hex-digit tag"
+    );
 }
 
 #[test]
@@ -175,6 +207,9 @@ fn a_bad_variable_stops_startup_naming_it() {
         ("ACCESS_TOKEN_EXPIRY", "forever"),
         ("GRPC_ADDR", "nowhere:x"),
         ("AUTH_SECRET", "c2hvcnQ="),
+        ("TRUSTED_PROXIES", "10.0.0.0/33"),
+        // Retired: a request is void after CODE_MAX_ATTEMPTS wrong codes instead.
+        ("CODE_LOCKOUT", "15m"),
     ] {
         let out = Command::new(BIN)
             .env_clear()

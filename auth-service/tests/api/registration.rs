@@ -339,3 +339,214 @@ async fn unknown_registrations_are_not_found() {
         "REGISTRATION_ID_REQUIRED",
     );
 }
+
+#[tokio::test]
+async fn the_first_verified_sign_up_of_an_email_creates_the_user_and_voids_the_others() {
+    let app = spawn_app().await;
+    let mail = email("twice");
+    let (mine, theirs) = (username("mine"), username("theirs"));
+    let squatter = app
+        .register(&theirs, &mail, "someone else's password")
+        .await
+        .unwrap()
+        .registration_id;
+    let squatter_code = app.wait_for_code(&mail, 1).await;
+    let own = app
+        .register(&mine, &mail, PASSWORD)
+        .await
+        .unwrap()
+        .registration_id;
+    let own_code = app.wait_for_code(&mail, 2).await;
+    assert_ne!(squatter, own);
+    // Each code belongs to its own request: the id of one and the code of the other fail.
+    if squatter_code != own_code {
+        assert_error(
+            app.verify(&mail, &own, &squatter_code).await,
+            Code::InvalidArgument,
+            "CODE_INVALID",
+        );
+    }
+    let user = app
+        .verify(&mail, &own, &own_code)
+        .await
+        .unwrap()
+        .user
+        .unwrap();
+    assert_eq!(user.username, mine);
+    // The email belongs to a user now: the other pending sign-up is void.
+    assert_error(
+        app.verify(&mail, &squatter, &squatter_code).await,
+        Code::NotFound,
+        "REGISTRATION_NOT_FOUND",
+    );
+    assert_error(
+        app.resend(&mail, &squatter).await,
+        Code::NotFound,
+        "REGISTRATION_NOT_FOUND",
+    );
+    assert_error(
+        app.login(&theirs, "someone else's password").await,
+        Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
+    app.login(&mail, PASSWORD).await.unwrap();
+}
+
+#[tokio::test]
+async fn wrong_codes_per_email_per_day_are_bounded_over_all_its_sign_ups() {
+    let app = spawn_app_with(&[("CODE_MAX_GUESSES_PER_DAY", "7")]).await;
+    let mail = email("daily");
+    let first = app
+        .register(&username("daily1"), &mail, PASSWORD)
+        .await
+        .unwrap()
+        .registration_id;
+    let first_code = app.wait_for_code(&mail, 1).await;
+    let wrong = if first_code == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for _ in 0..5 {
+        app.verify(&mail, &first, wrong).await.unwrap_err();
+    }
+    // A new sign-up has a fresh budget of five, but the email has two guesses left today.
+    let second = app
+        .register(&username("daily2"), &mail, PASSWORD)
+        .await
+        .unwrap()
+        .registration_id;
+    let code = app.wait_for_code(&mail, 2).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for remaining in [4, 3] {
+        let status = assert_error(
+            app.verify(&mail, &second, wrong).await,
+            Code::InvalidArgument,
+            "CODE_INVALID",
+        );
+        let info = tonic_types::StatusExt::get_error_details(&status)
+            .error_info()
+            .cloned()
+            .unwrap();
+        assert_eq!(info.metadata["attempts_remaining"], remaining.to_string());
+    }
+    // Nothing is evaluated past the day's budget, not even the right code.
+    for guess in [wrong, code.as_str()] {
+        let status = assert_error(
+            app.verify(&mail, &second, guess).await,
+            Code::ResourceExhausted,
+            "TOO_MANY_GUESSES_TODAY",
+        );
+        let retry = retry_secs(&status).unwrap();
+        assert!((3600..=86_400).contains(&retry), "{retry}");
+    }
+    assert_error(
+        app.login(&mail, PASSWORD).await,
+        Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
+}
+
+/// Register from `ip`, as the gateway forwards it (loopback peers are trusted proxies).
+async fn register_from(
+    app: &TestApp,
+    ip: &str,
+    email: &str,
+) -> Result<pb::RegisterResponse, tonic::Status> {
+    let mut request = tonic::Request::new(pb::RegisterRequest {
+        username: username("net"),
+        email: email.into(),
+        password: PASSWORD.into(),
+        ..Default::default()
+    });
+    request
+        .metadata_mut()
+        .insert("x-client-ip", ip.parse().unwrap());
+    app.client().register(request).await.map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn code_requests_per_network_are_limited() {
+    let app = spawn_app_with(&[("CODE_REQUESTS_PER_IP_PER_HOUR", "3")]).await;
+    let busy = "198.51.100.9";
+    let mail = email("net");
+    let id = register_from(&app, busy, &mail)
+        .await
+        .unwrap()
+        .registration_id;
+    register_from(&app, busy, &email("net")).await.unwrap();
+    // A resend counts too.
+    let mut resend = tonic::Request::new(pb::ResendVerificationCodeRequest {
+        email: mail.clone(),
+        registration_id: id,
+    });
+    resend
+        .metadata_mut()
+        .insert("x-client-ip", busy.parse().unwrap());
+    app.client().resend_verification_code(resend).await.unwrap();
+    let status = assert_error(
+        register_from(&app, busy, &email("net")).await,
+        Code::ResourceExhausted,
+        "SIGNUP_RATE_LIMITED",
+    );
+    let retry = retry_secs(&status).unwrap();
+    assert!((3500..=3600).contains(&retry), "{retry}");
+    // Password resets share the network's budget.
+    let mut reset = tonic::Request::new(pb::RequestPasswordResetRequest {
+        email: email("net"),
+    });
+    reset
+        .metadata_mut()
+        .insert("x-client-ip", busy.parse().unwrap());
+    assert_error(
+        app.client().request_password_reset(reset).await,
+        Code::ResourceExhausted,
+        "RESET_RATE_LIMITED",
+    );
+    // Other networks are not held up.
+    register_from(&app, "198.51.100.10", &email("net"))
+        .await
+        .unwrap();
+    app.register(&username("local"), &email("local"), PASSWORD)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_enumeration_safe_sign_up_for_a_taken_email_looks_new_and_tells_the_owner() {
+    let app = spawn_app_with(&[("SIGNUP_ENUMERATION_SAFE", "true")]).await;
+    let mail = email("owner");
+    let owner = username("owner");
+    app.signup(&owner, &mail).await;
+    let answer = app
+        .register(&username("intruder"), &mail, "intruder password")
+        .await
+        .expect("answered like a new sign-up");
+    assert_eq!(answer.registration_id.len(), 22);
+    assert_eq!(answer.delivery.unwrap().attempts_remaining, 5);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.mails_to(&mail).len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no notice to the owner"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let (subject, text) = app.mails_to(&mail).pop().unwrap();
+    assert!(subject.contains("tried to sign up"), "{subject}");
+    assert!(text.contains(&owner));
+    assert_eq!(extract_code(&text), None, "a notice, not a code");
+    // No code finishes the decoy, and the owner's account is untouched.
+    assert_error(
+        app.verify(&mail, &answer.registration_id, "123456").await,
+        Code::InvalidArgument,
+        "CODE_INVALID",
+    );
+    app.login(&mail, PASSWORD).await.unwrap();
+    // Usernames are public, so a taken one is still refused.
+    assert_error(
+        app.register(&owner, &email("other"), PASSWORD).await,
+        Code::AlreadyExists,
+        "USERNAME_TAKEN",
+    );
+}

@@ -13,13 +13,27 @@ async fn refresh_rotates_and_a_replay_inside_the_grace_window_keeps_the_session(
     assert_ne!(second.refresh_token, first.refresh_token);
     assert_ne!(second.access_token, first.access_token);
     assert_eq!(second.session_id, first.session_id);
-    // Same token again inside the grace window (two tabs racing): a valid pair, same session.
+    // Same token again inside the grace window (two tabs racing): a fresh access token for the
+    // same session, and the same refresh token the first use got, the session's only live one.
     let raced = app.refresh(&first.refresh_token).await.unwrap();
     assert_eq!(raced.session_id, first.session_id);
+    assert_eq!(raced.refresh_token, second.refresh_token);
+    assert_ne!(raced.access_token, second.access_token);
     app.validate(&raced.access_token).await.unwrap();
-    // Both descendants keep working.
-    app.refresh(&second.refresh_token).await.unwrap();
-    app.refresh(&raced.refresh_token).await.unwrap();
+    // That one token keeps working, and a racer that replays it again in its own window gets
+    // its successor.
+    let third = app.refresh(&second.refresh_token).await.unwrap();
+    let raced_again = app.refresh(&raced.refresh_token).await.unwrap();
+    assert_eq!(raced_again.refresh_token, third.refresh_token);
+    // A token older than the previous one is not a replay the session can answer: invalid,
+    // and the session goes on.
+    assert_error(
+        app.refresh(&first.refresh_token).await,
+        Code::Unauthenticated,
+        "REFRESH_TOKEN_INVALID",
+    );
+    app.validate(&third.access_token).await.unwrap();
+    app.refresh(&third.refresh_token).await.unwrap();
 }
 
 #[tokio::test]
@@ -178,6 +192,76 @@ async fn sessions_are_listed_per_device_and_can_be_revoked() {
 }
 
 #[tokio::test]
+async fn client_metadata_is_believed_only_from_trusted_proxies() {
+    let app = spawn_app_with(&[("TRUSTED_PROXIES", "192.0.2.0/24")]).await;
+    let mail = email("spoof");
+    app.signup(&username("spoof"), &mail).await;
+    let mut login = tonic::Request::new(pb::LoginRequest {
+        identifier: mail.clone(),
+        password: PASSWORD.into(),
+    });
+    login
+        .metadata_mut()
+        .insert("x-client-user-agent", "Firefox/130".parse().unwrap());
+    login
+        .metadata_mut()
+        .insert("x-client-ip", "203.0.113.7".parse().unwrap());
+    let tokens = app
+        .client()
+        .login(login)
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens
+        .unwrap();
+    let sessions = app.sessions(&tokens.access_token).await.unwrap();
+    let session = sessions.iter().find(|s| s.current).unwrap();
+    assert_eq!(
+        session.client_ip, "127.0.0.1",
+        "a loopback peer is not a listed proxy: its x-client-ip is ignored"
+    );
+    assert_ne!(session.user_agent, "Firefox/130");
+    assert!(
+        session.user_agent.contains("tonic"),
+        "the gRPC client's own user agent: {}",
+        session.user_agent
+    );
+}
+
+#[tokio::test]
+async fn a_new_session_beyond_the_cap_ends_the_least_recently_used_one() {
+    let app = spawn_app_with(&[("MAX_SESSIONS_PER_USER", "3")]).await;
+    let mail = email("cap");
+    let (_, a) = app.signup(&username("cap"), &mail).await;
+    let b = app.login(&mail, PASSWORD).await.unwrap().tokens.unwrap();
+    let c = app.login(&mail, PASSWORD).await.unwrap().tokens.unwrap();
+    // The oldest session is used again; the one left alone longest is now b.
+    let a = app.refresh(&a.refresh_token).await.unwrap();
+    let d = app.login(&mail, PASSWORD).await.unwrap().tokens.unwrap();
+    assert_error(
+        app.validate(&b.access_token).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+    assert_error(
+        app.refresh(&b.refresh_token).await,
+        Code::Unauthenticated,
+        "REFRESH_TOKEN_INVALID",
+    );
+    let mut ids: Vec<String> = app
+        .sessions(&d.access_token)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    ids.sort();
+    let mut expected = vec![a.session_id, c.session_id, d.session_id];
+    expected.sort();
+    assert_eq!(ids, expected);
+}
+
+#[tokio::test]
 async fn nobody_can_revoke_another_users_session() {
     let app = spawn_app().await;
     let (_, alice) = app.signup(&username("alice"), &email("alice")).await;
@@ -203,6 +287,7 @@ async fn logout_by_refresh_token_or_bearer_ends_that_session_and_sets_offline() 
     let mail = email("out");
     let (user, a) = app.signup(&username("out"), &mail).await;
     let b = app.login(&mail, PASSWORD).await.unwrap().tokens.unwrap();
+    let c = app.login(&mail, PASSWORD).await.unwrap().tokens.unwrap();
     app.client()
         .logout(pb::LogoutRequest {
             refresh_token: a.refresh_token.clone(),
@@ -217,7 +302,7 @@ async fn logout_by_refresh_token_or_bearer_ends_that_session_and_sets_offline() 
     let me = app.me(&b.access_token).await.unwrap();
     assert_eq!(me.status, pb::UserStatus::Offline as i32);
     assert!(me.last_seen_time.unwrap().seconds >= user.last_seen_time.unwrap().seconds);
-    // A second logout with the same token is refused.
+    // A second logout with the same token (and nothing else) is refused.
     assert_error(
         app.client()
             .logout(pb::LogoutRequest {
@@ -227,12 +312,28 @@ async fn logout_by_refresh_token_or_bearer_ends_that_session_and_sets_offline() 
         Code::Unauthenticated,
         "REFRESH_TOKEN_INVALID",
     );
+    // A stale refresh token with a live access token: the access token's session ends, so
+    // clearing a browser's cookies never leaves its session alive.
     app.client()
-        .logout(authed(pb::LogoutRequest::default(), &b.access_token))
+        .logout(authed(
+            pb::LogoutRequest {
+                refresh_token: a.refresh_token.clone(),
+            },
+            &b.access_token,
+        ))
         .await
         .unwrap();
     assert_error(
         app.validate(&b.access_token).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+    app.client()
+        .logout(authed(pb::LogoutRequest::default(), &c.access_token))
+        .await
+        .unwrap();
+    assert_error(
+        app.validate(&c.access_token).await,
         Code::Unauthenticated,
         "SESSION_REVOKED",
     );

@@ -114,13 +114,15 @@ impl Backends {
         baatcheet_auth_api::v1::TokenPair,
     ) {
         let before = self.mails_to(email).len();
-        app.register(username, email, crate::helpers::PASSWORD)
+        let id = app
+            .register(username, email, crate::helpers::PASSWORD)
             .await
-            .expect("register");
+            .expect("register")
+            .registration_id;
         let code = self
             .wait_for_code(email, before + 1, Duration::from_secs(15))
             .await;
-        let verified = app.verify(email, &code).await.expect("verify");
+        let verified = app.verify(email, &id, &code).await.expect("verify");
         (verified.user.unwrap(), verified.tokens.unwrap())
     }
 }

@@ -114,19 +114,23 @@ async fn sign_ups_while_smtp_is_down_all_get_their_mail_when_it_is_back() {
     let people: Vec<(String, String)> = (0..5)
         .map(|i| (username(&format!("down{i}")), email(&format!("down{i}"))))
         .collect();
+    let mut ids = Vec::new();
     for (name, mail) in &people {
-        app.register(name, mail, PASSWORD)
+        let id = app
+            .register(name, mail, PASSWORD)
             .await
-            .expect("sign-up succeeds while SMTP is down");
+            .expect("sign-up succeeds while SMTP is down")
+            .registration_id;
+        ids.push(id);
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(backends.smtp.messages().is_empty());
     backends.smtp.restart().await;
-    for (_, mail) in &people {
+    for ((_, mail), id) in people.iter().zip(&ids) {
         let code = backends
             .wait_for_code(mail, 1, Duration::from_secs(20))
             .await;
-        app.verify(mail, &code)
+        app.verify(mail, id, &code)
             .await
             .expect("the late code still verifies");
     }
@@ -143,16 +147,27 @@ async fn a_queued_message_survives_a_restart_of_the_service() {
     backends.smtp.stop();
     let app = backends.instance(&[]).await;
     let mail = email("durable");
-    app.register(&username("durable"), &mail, PASSWORD)
+    let id = app
+        .register(&username("durable"), &mail, PASSWORD)
         .await
-        .unwrap();
+        .unwrap()
+        .registration_id;
     app.stop().await;
     backends.smtp.restart().await;
     let app = backends.instance(&[]).await;
     let code = backends
         .wait_for_code(&mail, 1, Duration::from_secs(20))
         .await;
-    app.verify(&mail, &code).await.unwrap();
+    app.verify(&mail, &id, &code).await.unwrap();
+}
+
+/// How many dead letters the Redis mail queue holds.
+async fn dead_letters(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    redis::cmd("ZCARD")
+        .arg("{mail}:dead_at")
+        .query_async(conn)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,17 +183,10 @@ async fn a_message_that_keeps_failing_is_moved_to_the_dead_letters_not_dropped()
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     eventually(Duration::from_secs(15), "a dead letter", || {
         let mut conn = conn.clone();
-        async move {
-            let n: u64 = redis::cmd("SCARD")
-                .arg("{mail}:dead")
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            n == 1
-        }
+        async move { dead_letters(&mut conn).await == 1 }
     })
     .await;
-    // Kept for an operator, and not sent once SMTP is back.
+    // Kept for an operator (with when it died, for its expiry), and not sent once SMTP is back.
     backends.smtp.restart().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(backends.mails_to(&mail).is_empty());
@@ -188,10 +196,114 @@ async fn a_message_that_keeps_failing_is_moved_to_the_dead_letters_not_dropped()
         .await
         .unwrap();
     assert_eq!(sealed.len(), 1, "the dead letter keeps its message");
-    let dead: u64 = redis::cmd("SCARD")
-        .arg("{mail}:dead")
+    assert_eq!(dead_letters(&mut conn).await, 1);
+    let died: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg("{mail}:dead_at")
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(dead, 1);
+    assert_eq!(died[0].0, sealed[0], "the dead letter is the kept message");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as f64;
+    assert!(
+        (now_ms - 60_000.0..=now_ms).contains(&died[0].1),
+        "scored by when it died: {}",
+        died[0].1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_mail_whose_code_expired_in_the_queue_is_dead_lettered_not_sent() {
+    let backends = Backends::start(false).await;
+    backends.smtp.stop();
+    let app = backends.instance(&[("CODE_TTL", "1s")]).await;
+    let mail = email("late");
+    app.register(&username("late"), &mail, PASSWORD)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    backends.smtp.restart().await;
+    let client = redis::Client::open(backends.redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    eventually(Duration::from_secs(15), "a dead letter", || {
+        let mut conn = conn.clone();
+        async move { dead_letters(&mut conn).await == 1 }
+    })
+    .await;
+    let errors: Vec<String> = redis::cmd("HVALS")
+        .arg("{mail}:errors")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        errors.iter().any(|e| e.contains("expired")),
+        "dead-lettered because its code expired: {errors:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        backends.mails_to(&mail).is_empty(),
+        "a mail with a dead code is never sent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_cut_short_by_the_user_store_works_again_with_the_same_code() {
+    let backends = Backends::start(true).await;
+    let mongo = backends.mongo.as_ref().expect("a server this test owns");
+    let app = backends.instance(&[]).await;
+    let mail = email("retry");
+    let id = app
+        .register(&username("retry"), &mail, PASSWORD)
+        .await
+        .unwrap()
+        .registration_id;
+    let code = backends
+        .wait_for_code(&mail, 1, Duration::from_secs(15))
+        .await;
+
+    // The code is checked (Redis), then the user cannot be created (MongoDB is down).
+    mongo.stop();
+    let status = app
+        .verify(&mail, &id, &code)
+        .await
+        .expect_err("no user store, no user");
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (Code::Unavailable, "BACKEND_UNAVAILABLE"),
+        "{status:?}"
+    );
+
+    // The verified request was kept: the same code finishes the sign-up once MongoDB is back.
+    mongo.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let verified = loop {
+        match app.verify(&mail, &id, &code).await {
+            Ok(verified) => break verified,
+            Err(s) => {
+                assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+                assert!(
+                    Instant::now() < deadline,
+                    "the same code did not verify within 20 s of MongoDB's return"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let user = verified.user.unwrap();
+    assert_eq!(user.email, mail);
+    assert_eq!(
+        app.login(&mail, PASSWORD).await.unwrap().user.unwrap().id,
+        user.id
+    );
+    // Finished now: the request is gone.
+    assert_error(
+        app.verify(&mail, &id, &code).await,
+        Code::NotFound,
+        "REGISTRATION_NOT_FOUND",
+    );
 }

@@ -10,11 +10,17 @@ use crate::helpers::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_flow_runs_on_mongo_redis_and_smtp_and_nothing_stored_is_a_secret() {
     let backends = Backends::start(false).await;
-    let app = backends.instance(&[]).await;
+    // A grace window longer than the run, so the sealed successor of a rotation is still
+    // stored when everything is scanned.
+    let app = backends.instance(&[("REFRESH_REUSE_GRACE", "5m")]).await;
     let (mail, name) = (email("prod"), username("prod"));
 
     // Sign-up: the code arrives through the real SMTP server.
-    app.register(&name, &mail, PASSWORD).await.unwrap();
+    let registration_id = app
+        .register(&name, &mail, PASSWORD)
+        .await
+        .unwrap()
+        .registration_id;
     let code = backends
         .wait_for_code(&mail, 1, Duration::from_secs(15))
         .await;
@@ -22,14 +28,14 @@ async fn the_whole_flow_runs_on_mongo_redis_and_smtp_and_nothing_stored_is_a_sec
     let parsed = parse_mail(&message).unwrap();
     assert!(parsed.html.contains(&code), "HTML part too");
     assert_eq!(
-        app.verify(&mail, "000000")
+        app.verify(&mail, &registration_id, "000000")
             .await
             .err()
             .map(|s| reason(&s))
             .filter(|_| code != "000000"),
         Some("CODE_INVALID".into())
     );
-    let verified = app.verify(&mail, &code).await.unwrap();
+    let verified = app.verify(&mail, &registration_id, &code).await.unwrap();
     let tokens = verified.tokens.unwrap();
     assert_error(
         app.register(&username("x"), &mail, PASSWORD).await,
@@ -47,26 +53,15 @@ async fn the_whole_flow_runs_on_mongo_redis_and_smtp_and_nothing_stored_is_a_sec
     assert_eq!(app.sessions(&login.access_token).await.unwrap().len(), 2);
     let rotated = app.refresh(&tokens.refresh_token).await.unwrap();
     app.validate(&rotated.access_token).await.unwrap();
-    app.client()
-        .request_password_reset(pb::RequestPasswordResetRequest {
-            email: mail.clone(),
-        })
-        .await
-        .unwrap();
+    let reset_id = app.request_reset(&mail).await.unwrap();
     let reset_code = backends
         .wait_for_code(&mail, 2, Duration::from_secs(15))
         .await;
     let new_password = "another secret passphrase";
     let done = app
-        .client()
-        .reset_password(pb::ResetPasswordRequest {
-            email: mail.clone(),
-            code: reset_code.clone(),
-            new_password: new_password.into(),
-        })
+        .reset(&mail, &reset_id, &reset_code, new_password)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(done.revoked_session_count, 2);
     let after = app
         .login(&mail, new_password)
@@ -76,9 +71,11 @@ async fn the_whole_flow_runs_on_mongo_redis_and_smtp_and_nothing_stored_is_a_sec
         .unwrap();
     // A pending registration that is never verified stays out of the user store.
     let pending_mail = email("pending");
-    app.register(&username("pending"), &pending_mail, "pending user password")
+    let pending_id = app
+        .register(&username("pending"), &pending_mail, "pending user password")
         .await
-        .unwrap();
+        .unwrap()
+        .registration_id;
     backends
         .wait_for_code(&pending_mail, 1, Duration::from_secs(15))
         .await;
@@ -88,6 +85,15 @@ async fn the_whole_flow_runs_on_mongo_redis_and_smtp_and_nothing_stored_is_a_sec
         })
         .await
         .unwrap();
+    // A live session just rotated: its successor is kept (sealed) for the grace window.
+    let kept = app
+        .login(&mail, new_password)
+        .await
+        .unwrap()
+        .tokens
+        .unwrap();
+    let kept_rotated = app.refresh(&kept.refresh_token).await.unwrap();
+    let user_id = verified.user.unwrap().id;
 
     // Everything Redis and MongoDB hold, as text.
     let mut stored = String::new();
@@ -99,6 +105,46 @@ async fn the_whole_flow_runs_on_mongo_redis_and_smtp_and_nothing_stored_is_a_sec
         .await
         .unwrap();
     assert!(!keys.is_empty());
+    // The layout the store documents: pending requests in one hash per purpose and email,
+    // a session as one hash plus its transient successor, the user's index and the owner.
+    let hash_fields = |key: String| {
+        let mut conn = conn.clone();
+        async move {
+            let fields: Vec<String> = redis::cmd("HKEYS")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            fields
+        }
+    };
+    let pending_fields = hash_fields(format!("register:{{{pending_mail}}}")).await;
+    for field in [
+        format!("r:{pending_id}"),
+        format!("c:{pending_id}"),
+        format!("p:{pending_id}"),
+    ] {
+        assert!(
+            pending_fields.contains(&field),
+            "{field} in {pending_fields:?}"
+        );
+    }
+    let session_key = format!("user:{{{user_id}}}:session:{}", kept.session_id);
+    let session_fields = hash_fields(session_key.clone()).await;
+    for field in ["refresh", "previous", "previous_used_at"] {
+        assert!(
+            session_fields.iter().any(|f| f == field),
+            "{field} in {session_fields:?}"
+        );
+    }
+    for key in [
+        format!("{session_key}:successor"),
+        format!("user:{{{user_id}}}:sessions"),
+        format!("session:{{{}}}:user", kept.session_id),
+        format!("reset:{{{mail}}}"),
+    ] {
+        assert!(keys.contains(&key), "{key} in {keys:?}");
+    }
     for key in &keys {
         let kind: String = redis::cmd("TYPE")
             .arg(key)
@@ -184,6 +230,15 @@ async fn the_whole_flow_runs_on_mongo_redis_and_smtp_and_nothing_stored_is_a_sec
         ("refresh token", secret_part(&tokens.refresh_token)),
         ("rotated refresh token", secret_part(&rotated.refresh_token)),
         ("login refresh token", secret_part(&login.refresh_token)),
+        ("kept refresh token", secret_part(&kept.refresh_token)),
+        (
+            "sealed successor refresh token",
+            secret_part(&kept_rotated.refresh_token),
+        ),
+        (
+            "successor refresh token",
+            kept_rotated.refresh_token.clone(),
+        ),
         ("access token", tokens.access_token.clone()),
     ] {
         assert!(

@@ -1,5 +1,6 @@
-//! Two service instances sharing one Redis and one MongoDB: one cooldown, one attempt budget,
-//! one set of sessions, one mail queue, and races across instances keep the atomic rules.
+//! Two service instances sharing one Redis and one MongoDB: one cooldown and one attempt
+//! budget per pending request, one set of sessions, one mail queue, and races across instances
+//! keep the atomic rules.
 
 use std::time::Duration;
 
@@ -16,17 +17,15 @@ async fn two_instances_share_limits_sessions_and_the_mail_queue() {
     let a = backends.instance(&cooldown).await;
     let b = backends.instance(&cooldown).await;
 
-    // One cooldown.
+    // One cooldown per request, whichever instance is asked.
     let mail = email("twin");
-    a.register(&username("twin"), &mail, PASSWORD)
+    let id = a
+        .register(&username("twin"), &mail, PASSWORD)
         .await
-        .unwrap();
+        .unwrap()
+        .registration_id;
     assert_error(
-        b.client()
-            .resend_verification_code(pb::ResendVerificationCodeRequest {
-                email: mail.clone(),
-            })
-            .await,
+        b.resend(&mail, &id).await,
         Code::ResourceExhausted,
         "RESEND_COOLDOWN",
     );
@@ -38,7 +37,7 @@ async fn two_instances_share_limits_sessions_and_the_mail_queue() {
     for (i, remaining) in (0..4).rev().enumerate() {
         let app = if i % 2 == 0 { &a } else { &b };
         let status = assert_error(
-            app.verify(&mail, wrong).await,
+            app.verify(&mail, &id, wrong).await,
             Code::InvalidArgument,
             "CODE_INVALID",
         );
@@ -51,18 +50,39 @@ async fn two_instances_share_limits_sessions_and_the_mail_queue() {
             (remaining + 1).to_string()
         );
     }
-    // The same right code sent to both at once: one user.
-    let (ra, rb) = tokio::join!(a.verify(&mail, &code), b.verify(&mail, &code));
-    assert_eq!(
-        [ra.is_ok(), rb.is_ok()].iter().filter(|ok| **ok).count(),
-        1,
+    // The same right code sent to both at once: one user. The request is kept until the user
+    // exists, so both may sign in, as that one user; a late one finds the request finished.
+    let (ra, rb) = tokio::join!(a.verify(&mail, &id, &code), b.verify(&mail, &id, &code));
+    let winners: Vec<&pb::VerifyRegistrationResponse> = [&ra, &rb]
+        .into_iter()
+        .filter_map(|r| r.as_ref().ok())
+        .collect();
+    assert!(!winners.is_empty(), "{ra:?} {rb:?}");
+    for r in [&ra, &rb] {
+        if let Err(s) = r {
+            assert_eq!(
+                (s.code(), reason(s).as_str()),
+                (Code::NotFound, "REGISTRATION_NOT_FOUND"),
+                "{s:?}"
+            );
+        }
+    }
+    let user_id = winners[0].user.clone().unwrap().id;
+    assert!(
+        winners
+            .iter()
+            .all(|w| w.user.as_ref().unwrap().id == user_id),
         "{ra:?} {rb:?}"
     );
-    let tokens = ra.or(rb).unwrap().tokens.unwrap();
+    let tokens = winners[0].tokens.clone().unwrap();
+    let verified_sessions = winners.len();
 
     // One set of sessions.
     let other = b.login(&mail, PASSWORD).await.unwrap().tokens.unwrap();
-    assert_eq!(a.sessions(&tokens.access_token).await.unwrap().len(), 2);
+    assert_eq!(
+        a.sessions(&tokens.access_token).await.unwrap().len(),
+        verified_sessions + 1
+    );
     a.client()
         .revoke_session(authed(
             pb::RevokeSessionRequest {
