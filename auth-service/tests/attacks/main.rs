@@ -14,8 +14,11 @@ mod support;
 
 mod arena;
 
+mod garbage;
+mod jwt;
 mod login;
 mod mail;
+mod parsers;
 mod sessions;
 mod signup;
 mod trust;
