@@ -236,6 +236,10 @@ impl Application {
                 &self.config.grpc_web_cors_origins,
             )))
             .layer(tonic_web::GrpcWebLayer::new())
+            // Innermost, so gRPC-Web answers are rewritten too.
+            .layer(tower::util::MapResponseLayer::new(
+                crate::grpc::malformed::as_invalid_argument::<tonic::body::Body>,
+            ))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

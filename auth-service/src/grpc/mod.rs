@@ -2,6 +2,7 @@
 //! No rule lives here.
 
 mod convert;
+pub mod malformed;
 pub mod status;
 
 use std::sync::Arc;
