@@ -129,6 +129,9 @@ pub enum LogFormat {
     Json,
 }
 
+/// The longest duration any setting takes: ten years.
+const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
 /// Reads variables through a lookup function, so tests can hand a map instead of the process env.
 struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
 
@@ -190,6 +193,16 @@ impl Env<'_> {
                 format!(
                     "{raw:?} is shorter than {}",
                     humantime::format_duration(min)
+                ),
+            ));
+        }
+        // Far beyond any sensible setting, and far from overflowing millisecond arithmetic.
+        if d > MAX_DURATION {
+            return Err(error(
+                var,
+                format!(
+                    "{raw:?} is longer than {}",
+                    humantime::format_duration(MAX_DURATION)
                 ),
             ));
         }
@@ -475,6 +488,8 @@ mod tests {
     fn errors_name_the_variable() {
         for (var, value) in [
             ("ACCESS_TOKEN_EXPIRY", "soon"),
+            ("ACCESS_TOKEN_EXPIRY", "9223372036854775"),
+            ("REFRESH_TOKEN_EXPIRY", "11y"),
             ("GRPC_ADDR", "nowhere"),
             ("ARGON2_MEMORY_KIB", "1024"),
             ("LOG_FORMAT", "xml"),

@@ -82,7 +82,15 @@ impl Profile {
             return Err("avatar_url must be at most 2048 characters".into());
         }
         match url::Url::parse(raw) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(u.to_string()),
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {
+                // Normalising percent-encodes (é becomes %C3%A9): the stored form is the one
+                // that must fit.
+                let url = u.to_string();
+                if url.len() > 2048 {
+                    return Err("avatar_url must be at most 2048 characters".into());
+                }
+                Ok(url)
+            }
             _ => Err("avatar_url must be an http or https URL".into()),
         }
     }
@@ -126,6 +134,12 @@ mod tests {
         assert!(Profile::parse_avatar_url("https://cdn.example.com/a.png").is_ok());
         assert!(Profile::parse_avatar_url("javascript:alert(1)").is_err());
         assert!(Profile::parse_avatar_url("not a url").is_err());
+        let wide = format!("https://cdn.example/{}", "é".repeat(1000));
+        assert!(wide.len() <= 2048);
+        assert!(
+            Profile::parse_avatar_url(&wide).is_err(),
+            "3x longer once encoded"
+        );
     }
 
     #[test]
