@@ -150,13 +150,10 @@ impl AuthCore {
         let issued = self
             .issue(CodePurpose::Registration, &email, &id, None, &hash)
             .await?;
-        match &issued.payload {
-            PendingPayload::Registration(user) => {
-                self.mail_verification_code(&email, Some(user.username.as_str()), &code, &issued)
-                    .await?;
-            }
-            // A decoy's code goes nowhere (the owner was told once already).
-            _ => {}
+        // A decoy's code goes nowhere (the owner was told once already).
+        if let PendingPayload::Registration(user) = &issued.payload {
+            self.mail_verification_code(&email, Some(user.username.as_str()), &code, &issued)
+                .await?;
         }
         Ok(delivery(id, &email, issued))
     }
