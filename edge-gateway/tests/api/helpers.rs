@@ -249,6 +249,16 @@ pub fn new_identity() -> (String, String) {
     (username, email)
 }
 
+/// A token no other test uses, of letters and digits only (fits a method name or a path).
+pub fn unique_tag() -> String {
+    let n = NEXT_USER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .subsec_nanos();
+    format!("Q{n}Z{nanos}")
+}
+
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

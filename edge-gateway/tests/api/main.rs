@@ -5,6 +5,7 @@
 mod account;
 mod edge;
 mod helpers;
+mod metrics;
 mod password;
 mod registration;
 mod session;
