@@ -1,7 +1,10 @@
 //! Configuration: one struct, read once from the environment (and `.env` when present), validated
 //! at startup. Every error names the variable. The reference of every key is in the crate README.
 
-use std::{net::IpAddr, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use cookie::SameSite;
 use http::HeaderValue;
@@ -27,6 +30,9 @@ pub struct Config {
     /// Address to listen on; port 0 picks a free port.
     pub host: IpAddr,
     pub port: u16,
+    /// A listener of its own for GET /metrics (e.g. `127.0.0.1:9090`, reachable only by the
+    /// scraper); `None` serves it on the API port, as suits development.
+    pub metrics_addr: Option<SocketAddr>,
     /// Where the auth service's gRPC API is, e.g. `http://127.0.0.1:50051`.
     pub auth_service_url: String,
     /// `production` turns on secure cookies and turns off the page unless said otherwise.
@@ -174,9 +180,27 @@ impl Config {
                 "must not be longer than REQUEST_TIMEOUT, or the edge gives up first",
             ));
         }
+        let host = env.parse("HTTP_HOST", IpAddr::from([127, 0, 0, 1]))?;
+        let port = env.parse("PORT", 8080)?;
+        let metrics_addr = match env.get("METRICS_ADDR") {
+            None => None,
+            Some(raw) => Some(raw.parse::<SocketAddr>().map_err(|_| {
+                error(
+                    "METRICS_ADDR",
+                    format!("{raw:?} is not an address like 127.0.0.1:9090"),
+                )
+            })?),
+        };
+        if metrics_addr.is_some_and(|m| m.port() != 0 && m == SocketAddr::new(host, port)) {
+            return Err(error(
+                "METRICS_ADDR",
+                "must differ from HTTP_HOST:PORT, or /metrics is public again",
+            ));
+        }
         Ok(Config {
-            host: env.parse("HTTP_HOST", IpAddr::from([127, 0, 0, 1]))?,
-            port: env.parse("PORT", 8080)?,
+            host,
+            port,
+            metrics_addr,
             auth_service_url,
             production,
             cookies,
@@ -323,6 +347,19 @@ mod tests {
         assert!(c.serve_page);
         assert_eq!(c.trust_proxy_hops, 0);
         assert!(c.cors_origins.is_empty());
+        assert_eq!(c.metrics_addr, None);
+    }
+
+    #[test]
+    fn metrics_get_a_listener_of_their_own() {
+        let c = load(&[("METRICS_ADDR", "127.0.0.1:9090")]).unwrap();
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:9090".parse().unwrap()));
+        let err = load(&[
+            ("METRICS_ADDR", "127.0.0.1:8080"),
+            ("HTTP_HOST", "127.0.0.1"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "METRICS_ADDR");
     }
 
     #[test]
@@ -358,6 +395,7 @@ mod tests {
     fn errors_name_the_variable() {
         for (var, value) in [
             ("PORT", "eighty"),
+            ("METRICS_ADDR", "9090"),
             ("HTTP_HOST", "everywhere"),
             ("AUTH_SERVICE_URL", "grpc:nowhere"),
             ("COOKIE_SAMESITE", "sometimes"),

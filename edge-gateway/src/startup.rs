@@ -35,11 +35,13 @@ impl std::fmt::Debug for StartupError {
     }
 }
 
-/// A built gateway with its listener bound, ready to run.
+/// A built gateway with its listeners bound, ready to run.
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     router: Router,
+    /// The /metrics listener, when METRICS_ADDR gives it one of its own.
+    metrics: Option<(TcpListener, SocketAddr)>,
     limiter: Arc<IpLimiter>,
     shutdown_grace: Duration,
 }
@@ -57,13 +59,11 @@ impl Application {
             .keep_alive_timeout(Duration::from_secs(10))
             .keep_alive_while_idle(true)
             .connect_lazy();
-        let addr = SocketAddr::new(config.host, config.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartupError::Bind { addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind { addr, source })?;
+        let (listener, addr) = bind(SocketAddr::new(config.host, config.port)).await?;
+        let metrics = match config.metrics_addr {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         let limiter = ratelimit::limiter(config.rate_limit);
         let shutdown_grace = config.shutdown_grace;
         let router = routes::router(AppState::new(config, channel), limiter.clone())?;
@@ -71,6 +71,7 @@ impl Application {
             listener,
             addr,
             router,
+            metrics,
             limiter,
             shutdown_grace,
         })
@@ -80,6 +81,11 @@ impl Application {
         self.addr
     }
 
+    /// Where /metrics is served when METRICS_ADDR is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr)| *addr)
+    }
+
     /// Serves until `shutdown` completes, then lets in-flight requests finish for up to
     /// SHUTDOWN_GRACE.
     pub async fn run_until_stopped(
@@ -87,6 +93,15 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let sweeper = tokio::spawn(ratelimit::sweep(self.limiter));
+        // Scrapes are idempotent, so the metrics listener simply stops with the rest.
+        let metrics = self.metrics.map(|(listener, addr)| {
+            tracing::info!(addr = %addr, "metrics listening");
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, routes::metrics_router()).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            })
+        });
         let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
@@ -115,9 +130,23 @@ impl Application {
             }
         };
         sweeper.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         tracing::info!("stopped");
         result
     }
+}
+
+/// Binds `addr` and returns the listener with the address it got (port 0 picks one).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartupError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StartupError::Bind { addr, source })?;
+    Ok((listener, bound))
 }
 
 fn metrics_handle_installed() {

@@ -14,6 +14,7 @@ use axum::{
     extract::DefaultBodyLimit,
     http::StatusCode,
     middleware::{from_fn, from_fn_with_state},
+    routing::get,
 };
 use tower_http::{
     compression::CompressionLayer,
@@ -56,11 +57,15 @@ pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_js
         .nest("/api/auth", auth)
         .routes(routes!(ops::jwks))
         .layer(from_fn_with_state(limiter, ratelimit::limit));
-    let operators = OpenApiRouter::new()
+    let mut operators = OpenApiRouter::new()
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
-        .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi_json));
+    // With METRICS_ADDR, /metrics lives on its own listener ([`metrics_router`]) and is not
+    // here at all (nor in the OpenAPI document).
+    if config.metrics_addr.is_none() {
+        operators = operators.routes(routes!(ops::metrics));
+    }
     let (mut router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(limited)
         .merge(operators)
@@ -96,4 +101,12 @@ pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_js
             config.trust_proxy_hops,
             resolve_client_ip,
         )))
+}
+
+/// The whole application of the METRICS_ADDR listener: GET /metrics, and 404 for anything else.
+pub fn metrics_router() -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async { ApiError::not_found() })
+        .layer(from_fn(shape_bare_errors))
 }

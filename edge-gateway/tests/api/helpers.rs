@@ -31,6 +31,8 @@ pub const USER_AGENT: &str = "gateway-tests/1.0";
 pub struct TestApp {
     /// `http://127.0.0.1:<port>` of the gateway.
     pub base: String,
+    /// `http://<METRICS_ADDR>` when the gateway serves /metrics on a listener of its own.
+    pub metrics_base: Option<String>,
     pub grpc_addr: SocketAddr,
     pub mail_dir: PathBuf,
     pub client: reqwest::Client,
@@ -123,6 +125,7 @@ pub async fn spawn_gateway(auth_service_url: &str, env: Vec<(&'static str, Strin
         .await
         .expect("gateway");
     let base = format!("http://{}", gateway.local_addr());
+    let metrics_base = gateway.metrics_addr().map(|addr| format!("http://{addr}"));
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(gateway.run_until_stopped(async {
         let _ = stopped.await;
@@ -134,6 +137,7 @@ pub async fn spawn_gateway(auth_service_url: &str, env: Vec<(&'static str, Strin
         .expect("client");
     TestApp {
         base,
+        metrics_base,
         grpc_addr: "127.0.0.1:0".parse().expect("addr"),
         mail_dir: PathBuf::new(),
         client,

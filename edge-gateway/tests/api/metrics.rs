@@ -77,3 +77,54 @@ async fn metric_labels_do_not_grow_with_random_methods_and_paths() {
         );
     }
 }
+
+#[tokio::test]
+async fn metrics_addr_moves_metrics_off_the_api_port() {
+    let app = spawn_app_with(Env::default().gateway("METRICS_ADDR", "127.0.0.1:0")).await;
+    let metrics_base = app.metrics_base.clone().expect("a metrics listener");
+    app.request(Method::GET, "/healthz").send().await.unwrap();
+
+    // The API port has no /metrics at all, in the error shape like any unknown route.
+    let (status, body) = read(app.request(Method::GET, "/metrics").send().await.unwrap()).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND");
+    let (_, doc) = read(
+        app.request(Method::GET, "/openapi.json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        doc["paths"]["/metrics"].is_null(),
+        "not documented on the API"
+    );
+
+    // Its own listener serves it, and nothing else.
+    let series = request_series(&app, &format!("{metrics_base}/metrics")).await;
+    assert!(
+        series.iter().any(|s| s.contains("route=\"/healthz\"")),
+        "{series:#?}"
+    );
+    for path in ["/healthz", "/api/auth/me", "/"] {
+        let response = app
+            .client
+            .get(format!("{metrics_base}{path}"))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = read(response).await;
+        assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND");
+    }
+}
+
+#[tokio::test]
+async fn without_metrics_addr_metrics_stay_on_the_api_port() {
+    let app = spawn_app().await;
+    assert!(app.metrics_base.is_none());
+    app.request(Method::GET, "/healthz").send().await.unwrap();
+    let series = request_series(&app, &app.url("/metrics")).await;
+    assert!(
+        series.iter().any(|s| s.contains("route=\"/healthz\"")),
+        "{series:#?}"
+    );
+}
