@@ -7,5 +7,6 @@ mod edge;
 mod helpers;
 mod metrics;
 mod password;
+mod rate_limit;
 mod registration;
 mod session;
