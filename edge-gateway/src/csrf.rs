@@ -17,7 +17,7 @@ use crate::{cookies, error::ApiError, state::AppState};
 /// Middleware over /api/auth.
 pub async fn check_origin(State(app): State<AppState>, request: Request, next: Next) -> Response {
     if request.method() != Method::OPTIONS
-        && cookies::has_auth_cookie(request.headers())
+        && cookies::has_auth_cookie(request.headers(), app.cookies())
         && !trusted(request.headers(), |o| app.config().allows_origin(o))
     {
         crate::metrics::refused("csrf");

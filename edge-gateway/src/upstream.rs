@@ -11,8 +11,9 @@ use axum::{
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 
 use crate::client_ip::ClientIp;
-use crate::cookies::{self, ACCESS_COOKIE, REFRESH_COOKIE};
+use crate::cookies;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Longest user agent passed on; the service truncates too, this only bounds the metadata.
 const MAX_USER_AGENT: usize = 512;
@@ -24,10 +25,13 @@ pub struct CallContext {
     refresh_token: Option<String>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for CallContext {
+impl FromRequestParts<AppState> for CallContext {
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let headers = &parts.headers;
         let mut metadata = MetadataMap::new();
         let mut put = |key: &'static str, value: Option<&str>| {
@@ -42,11 +46,12 @@ impl<S: Send + Sync> FromRequestParts<S> for CallContext {
         let agent = header_str(headers, header::USER_AGENT.as_str())
             .map(|ua| &ua[..ua.len().min(MAX_USER_AGENT)]);
         put("x-client-user-agent", agent);
+        let cookie = |spec: cookies::CookieSpec| cookies::read(headers, spec.name);
         Ok(Self {
             metadata,
             // A bearer header is explicit; it wins over an ambient cookie.
-            access_token: bearer(headers).or_else(|| cookies::read(headers, ACCESS_COOKIE)),
-            refresh_token: cookies::read(headers, REFRESH_COOKIE),
+            access_token: bearer(headers).or_else(|| cookie(cookies::access_cookie(app.cookies()))),
+            refresh_token: cookie(cookies::refresh_cookie(app.cookies())),
         })
     }
 }

@@ -160,12 +160,18 @@ impl Drop for TestApp {
 pub struct Session {
     pub access: String,
     pub refresh: String,
+    /// `__Host-` when the gateway set prefixed cookies (Secure, no COOKIE_DOMAIN), else empty.
+    pub prefix: &'static str,
 }
 
 impl Session {
     /// A `Cookie` header as a browser would send it to /api/auth.
     pub fn cookie_header(&self) -> String {
-        format!("accessToken={}; refreshToken={}", self.access, self.refresh)
+        let p = self.prefix;
+        format!(
+            "{p}accessToken={}; {p}refreshToken={}",
+            self.access, self.refresh
+        )
     }
 }
 
@@ -190,12 +196,18 @@ pub fn set_cookies(response: &Response) -> HashMap<String, SetCookie> {
         .collect()
 }
 
-/// The session whose cookies a sign-in response set.
+/// The session whose cookies a sign-in response set (with or without the `__Host-` prefix).
 pub fn session_from(response: &Response) -> Session {
     let cookies = set_cookies(response);
+    let prefix = if cookies.contains_key("__Host-accessToken") {
+        "__Host-"
+    } else {
+        ""
+    };
     let value = |name: &str| {
+        let name = format!("{prefix}{name}");
         cookies
-            .get(name)
+            .get(&name)
             .unwrap_or_else(|| panic!("no {name} cookie in {:?}", response.headers()))
             .cookie
             .value()
@@ -204,6 +216,7 @@ pub fn session_from(response: &Response) -> Session {
     Session {
         access: value("accessToken"),
         refresh: value("refreshToken"),
+        prefix,
     }
 }
 

@@ -3,6 +3,7 @@
 //! module per feature keeps link time down.
 
 mod account;
+mod cookies;
 mod edge;
 mod helpers;
 mod metrics;
