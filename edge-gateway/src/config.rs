@@ -275,29 +275,39 @@ fn cookie_policy(env: &Env<'_>, production: bool) -> Result<CookiePolicy, Config
 }
 
 /// Each entry must be an origin (`scheme://host[:port]`); it is compared with the browser's
-/// `Origin` header byte for byte, after lowercasing and dropping a trailing slash.
+/// `Origin` header byte for byte, after lowercasing, dropping a trailing slash and dropping a
+/// default port (browsers never write `:443` for https or `:80` for http).
 fn cors_origins(env: &Env<'_>) -> Result<Vec<HeaderValue>, ConfigError> {
     let Some(raw) = env.get("CORS_ORIGINS") else {
         return Ok(Vec::new());
     };
     let mut origins = Vec::new();
     for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let origin = entry.trim_end_matches('/').to_ascii_lowercase();
-        let valid = origin
+        let lowered = entry.trim_end_matches('/').to_ascii_lowercase();
+        let origin = lowered
             .parse::<http::Uri>()
             .ok()
-            .filter(|u| {
-                matches!(u.scheme_str(), Some("http" | "https"))
-                    && u.host().is_some()
-                    && u.path_and_query().is_none_or(|p| p.as_str() == "/")
-            })
-            .is_some();
-        if !valid || origin == "*" {
+            .filter(|u| u.path_and_query().is_none_or(|p| p.as_str() == "/"))
+            .and_then(|u| {
+                let default_port = match u.scheme_str()? {
+                    "http" => 80,
+                    "https" => 443,
+                    _ => return None,
+                };
+                let authority = u.authority().filter(|a| !a.as_str().contains('@'))?;
+                Some(match authority.port_u16() {
+                    Some(port) if port == default_port => {
+                        format!("{}://{}", u.scheme_str()?, authority.host())
+                    }
+                    _ => lowered.clone(),
+                })
+            });
+        let Some(origin) = origin else {
             return Err(error(
                 "CORS_ORIGINS",
                 format!("{entry:?} is not an origin like https://app.example.com"),
             ));
-        }
+        };
         let value = HeaderValue::from_str(&origin)
             .map_err(|_| error("CORS_ORIGINS", format!("{entry:?} is not a header value")))?;
         origins.push(value);
@@ -382,12 +392,17 @@ mod tests {
     fn origins_are_normalized() {
         let c = load(&[(
             "CORS_ORIGINS",
-            "http://LOCALHOST:5173/, https://app.example.com",
+            "http://LOCALHOST:5173/, https://app.example.com, https://b.example:443, http://c.example:80",
         )])
         .unwrap();
         assert_eq!(
             c.cors_origins,
-            ["http://localhost:5173", "https://app.example.com"]
+            [
+                "http://localhost:5173",
+                "https://app.example.com",
+                "https://b.example",
+                "http://c.example"
+            ]
         );
     }
 
@@ -402,6 +417,7 @@ mod tests {
             ("COOKIE_SECURE", "maybe"),
             ("CORS_ORIGINS", "*"),
             ("CORS_ORIGINS", "https://app.example.com/path"),
+            ("CORS_ORIGINS", "https://user@app.example.com"),
             ("TRUST_PROXY", "everyone"),
             ("RATE_LIMIT_BURST", "0"),
             ("REQUEST_TIMEOUT", "soon"),

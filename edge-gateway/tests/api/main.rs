@@ -4,6 +4,7 @@
 
 mod account;
 mod cookies;
+mod csrf;
 mod edge;
 mod helpers;
 mod metrics;
