@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod page;
 pub mod ratelimit;
+pub mod request_id;
 pub mod response;
 pub mod routes;
 pub mod security;

@@ -29,7 +29,7 @@ use crate::client_ip::resolve_client_ip;
 use crate::error::{ApiError, shape_bare_errors};
 use crate::openapi::{self, ApiDoc};
 use crate::ratelimit::{self, IpLimiter};
-use crate::{cors, csrf, metrics, page, security, state::AppState, telemetry};
+use crate::{cors, csrf, metrics, page, request_id, security, state::AppState, telemetry};
 
 /// Largest request body accepted; auth requests are a few hundred bytes.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -101,6 +101,7 @@ pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_js
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(telemetry::access_log())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(from_fn(request_id::drop_unacceptable))
         .layer(from_fn(metrics::track))
         .layer(from_fn_with_state(
             config.trust_proxy_hops,

@@ -12,3 +12,4 @@ mod password;
 mod rate_limit;
 mod registration;
 mod session;
+mod upstream;
