@@ -35,6 +35,9 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// Where the auth service's gRPC API is, e.g. `http://127.0.0.1:50051`.
     pub auth_service_url: String,
+    /// How many HTTP/2 connections to the auth service calls are spread over, so that one
+    /// connection lost takes only its share of the calls in flight with it.
+    pub auth_service_connections: usize,
     /// `production` turns on secure cookies and turns off the page unless said otherwise.
     pub production: bool,
     pub cookies: CookiePolicy,
@@ -74,6 +77,9 @@ pub enum LogFormat {
     Pretty,
     Json,
 }
+
+/// Each connection multiplexes up to the server's stream limit (hyper: 200); a few suffice.
+const MAX_AUTH_SERVICE_CONNECTIONS: u32 = 64;
 
 /// Reads variables through a lookup function, so tests can hand a map instead of the process env.
 struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
@@ -180,6 +186,13 @@ impl Config {
                 "must not be longer than REQUEST_TIMEOUT, or the edge gives up first",
             ));
         }
+        let auth_service_connections = env.positive("AUTH_SERVICE_CONNECTIONS", 4)?;
+        if auth_service_connections > MAX_AUTH_SERVICE_CONNECTIONS {
+            return Err(error(
+                "AUTH_SERVICE_CONNECTIONS",
+                format!("must be at most {MAX_AUTH_SERVICE_CONNECTIONS}"),
+            ));
+        }
         let host = env.parse("HTTP_HOST", IpAddr::from([127, 0, 0, 1]))?;
         let port = env.parse("PORT", 8080)?;
         let metrics_addr = match env.get("METRICS_ADDR") {
@@ -202,6 +215,7 @@ impl Config {
             port,
             metrics_addr,
             auth_service_url,
+            auth_service_connections: auth_service_connections as usize,
             production,
             cookies,
             cors_origins: cors_origins(&env)?,
@@ -358,6 +372,7 @@ mod tests {
         assert_eq!(c.trust_proxy_hops, 0);
         assert!(c.cors_origins.is_empty());
         assert_eq!(c.metrics_addr, None);
+        assert_eq!(c.auth_service_connections, 4);
     }
 
     #[test]
@@ -420,6 +435,8 @@ mod tests {
             ("CORS_ORIGINS", "https://user@app.example.com"),
             ("TRUST_PROXY", "everyone"),
             ("RATE_LIMIT_BURST", "0"),
+            ("AUTH_SERVICE_CONNECTIONS", "0"),
+            ("AUTH_SERVICE_CONNECTIONS", "65"),
             ("REQUEST_TIMEOUT", "soon"),
             ("NODE_ENV", "staging"),
             ("LOG_FORMAT", "xml"),

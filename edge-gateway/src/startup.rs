@@ -5,7 +5,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::Router;
 use tokio::{net::TcpListener, sync::oneshot};
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint, channel::Change};
 
 use crate::config::{Config, ConfigError};
 use crate::ratelimit::{self, IpLimiter};
@@ -17,6 +17,8 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error("AUTH_SERVICE_URL is not usable: {0}")]
     AuthServiceUrl(#[source] tonic::transport::Error),
+    #[error("cannot set up the connections to the auth service")]
+    Connections,
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -50,15 +52,15 @@ impl Application {
     /// Connects lazily: the gateway starts (and /readyz says so) while the auth service is down.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         metrics_handle_installed();
-        let channel = Endpoint::from_shared(config.auth_service_url.clone())
+        let endpoint = Endpoint::from_shared(config.auth_service_url.clone())
             .map_err(StartupError::AuthServiceUrl)?
             .connect_timeout(Duration::from_secs(2))
             .timeout(config.grpc_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+            .keep_alive_while_idle(true);
+        let channel = connection_pool(endpoint, config.auth_service_connections)?;
         let (listener, addr) = bind(SocketAddr::new(config.host, config.port)).await?;
         let metrics = match config.metrics_addr {
             Some(addr) => Some(bind(addr).await?),
@@ -136,6 +138,21 @@ impl Application {
         tracing::info!("stopped");
         result
     }
+}
+
+/// A channel that spreads calls over `size` HTTP/2 connections to the same endpoint, each
+/// connected lazily (at the first call) and reconnected by the next call after it is lost.
+///
+/// The connections are keyed by their index: `Channel::balance_list` keys by URI, so a list of
+/// identical endpoints collapses into one connection.
+fn connection_pool(endpoint: Endpoint, size: usize) -> Result<Channel, StartupError> {
+    let (channel, changes) = Channel::balance_channel::<usize>(size);
+    for index in 0..size {
+        changes
+            .try_send(Change::Insert(index, endpoint.clone()))
+            .map_err(|_| StartupError::Connections)?;
+    }
+    Ok(channel)
 }
 
 /// Binds `addr` and returns the listener with the address it got (port 0 picks one).

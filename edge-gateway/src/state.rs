@@ -1,4 +1,5 @@
-//! What every handler shares: the configuration and the clients over the one HTTP/2 channel.
+//! What every handler shares: the configuration and the clients over the one channel to the auth
+//! service (a small pool of HTTP/2 connections, see `startup`).
 
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ struct Shared {
 }
 
 impl AppState {
-    /// Both clients share `channel`: one connection (multiplexed) to the auth service.
+    /// Both clients share `channel` and its connections to the auth service.
     pub fn new(config: Config, channel: Channel) -> Self {
         Self(Arc::new(Shared {
             config,
@@ -36,7 +37,7 @@ impl AppState {
         &self.0.config.cookies
     }
 
-    /// A handle on the shared channel (clones are cheap and share the connection).
+    /// A handle on the shared channel (clones are cheap and share its connections).
     pub fn auth(&self) -> AuthServiceClient<Channel> {
         self.0.auth.clone()
     }

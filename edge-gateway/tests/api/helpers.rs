@@ -80,32 +80,57 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(env: Env) -> TestApp {
     let data = tempfile::tempdir().expect("tempdir");
     let mail_dir = data.path().join("mail");
+    let service = start_service(data.path(), "127.0.0.1:0", env.service).await;
+    let mut app = spawn_gateway(&format!("http://{}", service.addr), env.gateway).await;
+    app.grpc_addr = service.addr;
+    app.mail_dir = mail_dir;
+    app.stops.push(service.stop);
+    app._data = Some(data);
+    app
+}
+
+/// An auth service running in this process.
+pub struct RunningService {
+    pub addr: SocketAddr,
+    pub stop: oneshot::Sender<()>,
+    /// Ends once the service has stopped and closed its connections.
+    pub stopped: tokio::task::JoinHandle<()>,
+}
+
+/// Starts an auth service on `grpc_addr` (port 0 picks one) with its data in `data_dir`.
+pub async fn start_service(
+    data_dir: &std::path::Path,
+    grpc_addr: &str,
+    env: Vec<(&'static str, String)>,
+) -> RunningService {
     let mut service_env: HashMap<String, String> = [
-        ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
-        ("DATA_DIR", data.path().display().to_string()),
+        ("GRPC_ADDR", grpc_addr.to_owned()),
+        ("DATA_DIR", data_dir.display().to_string()),
         ("SQLITE_PATH", ":memory:".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    service_env.extend(env.service.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    service_env.extend(env.into_iter().map(|(k, v)| (k.to_owned(), v)));
     let config = auth_service::config::Config::from_lookup(&|k| service_env.get(k).cloned())
         .expect("service config");
     let service = auth_service::startup::Application::build(config)
         .await
         .expect("auth service");
-    let grpc_addr = service.local_addr();
-    let (stop_service, stopped) = oneshot::channel::<()>();
-    tokio::spawn(service.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
-
-    let mut app = spawn_gateway(&format!("http://{grpc_addr}"), env.gateway).await;
-    app.grpc_addr = grpc_addr;
-    app.mail_dir = mail_dir;
-    app.stops.push(stop_service);
-    app._data = Some(data);
-    app
+    let addr = service.local_addr();
+    let (stop, stop_signal) = oneshot::channel::<()>();
+    let stopped = tokio::spawn(async move {
+        let _ = service
+            .run_until_stopped(async {
+                let _ = stop_signal.await;
+            })
+            .await;
+    });
+    RunningService {
+        addr,
+        stop,
+        stopped,
+    }
 }
 
 /// A gateway alone, pointed at `auth_service_url` (which may be closed).

@@ -1,5 +1,7 @@
-//! What the gateway sends the auth service: bounded tokens and metadata, so that one client's
-//! oversized request cannot take down the connection everyone's calls share.
+//! What the gateway sends the auth service: bounded tokens and metadata, over a pool of HTTP/2
+//! connections that one refused request cannot take down, and that heals at the next call.
+
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode, header};
 
@@ -192,4 +194,77 @@ async fn oversized_cookies_of_one_client_do_not_fail_anyone_else() {
     assert_eq!(status, StatusCode::OK);
     let response = app.request(Method::GET, "/readyz").send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// Established TCP connections (IPv4) of this machine whose remote end is `port`: the client
+/// side of every connection to the auth service listening there.
+fn connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = fields
+                .get(2)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            remote_port == Some(port) && fields.get(3) == Some(&"01")
+        })
+        .count()
+}
+
+/// Waits (up to 10 s) until `connections_to(port)` is `expected`, and returns what it was last.
+async fn settle_connections(port: u16, expected: usize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = connections_to(port);
+        if n == expected || std::time::Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn calls_are_spread_over_a_pool_that_heals_at_the_next_call() {
+    let data = tempfile::tempdir().unwrap();
+    let service = start_service(data.path(), "127.0.0.1:0", vec![]).await;
+    let port = service.addr.port();
+    let gateway = spawn_gateway(
+        &format!("http://{}", service.addr),
+        unlimited().gateway("AUTH_SERVICE_CONNECTIONS", "4").gateway,
+    )
+    .await;
+    let jwks = || async {
+        gateway
+            .request(Method::GET, "/.well-known/jwks.json")
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    for _ in 0..8 {
+        assert_eq!(jwks().await, StatusCode::OK);
+    }
+    // Four connections, not one: a balance over identical endpoints keyed by URI would be one.
+    assert_eq!(settle_connections(port, 4).await, 4);
+
+    // The service goes away (closing every connection) and comes back on the same port.
+    service.stop.send(()).unwrap();
+    service.stopped.await.unwrap();
+    assert_eq!(settle_connections(port, 0).await, 0, "all four were closed");
+    let service = start_service(data.path(), &service.addr.to_string(), vec![]).await;
+
+    // Each lost connection is replaced by the next call that picks it: no call fails.
+    let mut statuses = Vec::new();
+    for _ in 0..60 {
+        statuses.push(jwks().await);
+    }
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    assert_eq!(settle_connections(port, 4).await, 4);
+    drop(service);
 }
