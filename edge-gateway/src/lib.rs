@@ -14,6 +14,7 @@ pub mod json;
 pub mod metrics;
 pub mod openapi;
 pub mod page;
+pub mod pool;
 pub mod ratelimit;
 pub mod request_id;
 pub mod response;

@@ -5,9 +5,10 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::Router;
 use tokio::{net::TcpListener, sync::oneshot};
-use tonic::transport::{Channel, Endpoint, channel::Change};
+use tonic::transport::Endpoint;
 
 use crate::config::{Config, ConfigError};
+use crate::pool::ConnectionPool;
 use crate::ratelimit::{self, IpLimiter};
 use crate::{routes, state::AppState};
 
@@ -17,8 +18,6 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error("AUTH_SERVICE_URL is not usable: {0}")]
     AuthServiceUrl(#[source] tonic::transport::Error),
-    #[error("cannot set up the connections to the auth service")]
-    Connections,
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -60,7 +59,7 @@ impl Application {
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10))
             .keep_alive_while_idle(true);
-        let channel = connection_pool(endpoint, config.auth_service_connections)?;
+        let pool = ConnectionPool::lazy(&endpoint, config.auth_service_connections);
         let (listener, addr) = bind(SocketAddr::new(config.host, config.port)).await?;
         let metrics = match config.metrics_addr {
             Some(addr) => Some(bind(addr).await?),
@@ -68,7 +67,7 @@ impl Application {
         };
         let limiter = ratelimit::limiter(config.rate_limit);
         let shutdown_grace = config.shutdown_grace;
-        let router = routes::router(AppState::new(config, channel), limiter.clone())?;
+        let router = routes::router(AppState::new(config, pool), limiter.clone())?;
         Ok(Self {
             listener,
             addr,
@@ -138,21 +137,6 @@ impl Application {
         tracing::info!("stopped");
         result
     }
-}
-
-/// A channel that spreads calls over `size` HTTP/2 connections to the same endpoint, each
-/// connected lazily (at the first call) and reconnected by the next call after it is lost.
-///
-/// The connections are keyed by their index: `Channel::balance_list` keys by URI, so a list of
-/// identical endpoints collapses into one connection.
-fn connection_pool(endpoint: Endpoint, size: usize) -> Result<Channel, StartupError> {
-    let (channel, changes) = Channel::balance_channel::<usize>(size);
-    for index in 0..size {
-        changes
-            .try_send(Change::Insert(index, endpoint.clone()))
-            .map_err(|_| StartupError::Connections)?;
-    }
-    Ok(channel)
 }
 
 /// Binds `addr` and returns the listener with the address it got (port 0 picks one).

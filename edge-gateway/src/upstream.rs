@@ -206,8 +206,8 @@ mod tests {
 
     fn app() -> AppState {
         let config = Config::from_lookup(&|_| None).unwrap();
-        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
-        AppState::new(config, channel)
+        let endpoint = tonic::transport::Endpoint::from_static("http://127.0.0.1:1");
+        AppState::new(config, crate::pool::ConnectionPool::lazy(&endpoint, 1))
     }
 
     async fn context(request: Request<()>) -> CallContext {

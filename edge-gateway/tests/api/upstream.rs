@@ -268,3 +268,52 @@ async fn calls_are_spread_over_a_pool_that_heals_at_the_next_call() {
     assert_eq!(settle_connections(port, 4).await, 4);
     drop(service);
 }
+
+#[tokio::test]
+async fn no_call_fails_after_an_outage_for_an_error_of_the_outage() {
+    let data = tempfile::tempdir().unwrap();
+    let service = start_service(data.path(), "127.0.0.1:0", vec![]).await;
+    let gateway = spawn_gateway(
+        &format!("http://{}", service.addr),
+        unlimited().gateway("AUTH_SERVICE_CONNECTIONS", "4").gateway,
+    )
+    .await;
+    let jwks = || async {
+        read(
+            gateway
+                .request(Method::GET, "/.well-known/jwks.json")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    };
+    for _ in 0..8 {
+        assert_eq!(jwks().await.0, StatusCode::OK);
+    }
+    service.stop.send(()).unwrap();
+    service.stopped.await.unwrap();
+
+    // While the service is down, calls fail, and each connection tries (and fails) to connect.
+    for _ in 0..8 {
+        let (status, body) = jwks().await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+        );
+    }
+    let service = start_service(data.path(), &service.addr.to_string(), vec![]).await;
+    // Back: a balancer that polled its connections in the background would now hand each of
+    // them a connect error from the outage to fail one call with.
+    let mut statuses = Vec::new();
+    for _ in 0..60 {
+        statuses.push(jwks().await.0);
+    }
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    drop(service);
+}
