@@ -1,7 +1,10 @@
 //! Configuration: one struct, read once from the environment (and `.env` when present), validated
 //! at startup. Every error names the variable. The reference of every key is in the crate README.
 
-use std::{net::IpAddr, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use cookie::SameSite;
 use http::HeaderValue;
@@ -27,8 +30,14 @@ pub struct Config {
     /// Address to listen on; port 0 picks a free port.
     pub host: IpAddr,
     pub port: u16,
+    /// A listener of its own for GET /metrics (e.g. `127.0.0.1:9090`, reachable only by the
+    /// scraper); `None` serves it on the API port, as suits development.
+    pub metrics_addr: Option<SocketAddr>,
     /// Where the auth service's gRPC API is, e.g. `http://127.0.0.1:50051`.
     pub auth_service_url: String,
+    /// How many HTTP/2 connections to the auth service calls are spread over, so that one
+    /// connection lost takes only its share of the calls in flight with it.
+    pub auth_service_connections: usize,
     /// `production` turns on secure cookies and turns off the page unless said otherwise.
     pub production: bool,
     pub cookies: CookiePolicy,
@@ -68,6 +77,9 @@ pub enum LogFormat {
     Pretty,
     Json,
 }
+
+/// Each connection multiplexes up to the server's stream limit (hyper: 200); a few suffice.
+const MAX_AUTH_SERVICE_CONNECTIONS: u32 = 64;
 
 /// Reads variables through a lookup function, so tests can hand a map instead of the process env.
 struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
@@ -174,10 +186,36 @@ impl Config {
                 "must not be longer than REQUEST_TIMEOUT, or the edge gives up first",
             ));
         }
+        let auth_service_connections = env.positive("AUTH_SERVICE_CONNECTIONS", 4)?;
+        if auth_service_connections > MAX_AUTH_SERVICE_CONNECTIONS {
+            return Err(error(
+                "AUTH_SERVICE_CONNECTIONS",
+                format!("must be at most {MAX_AUTH_SERVICE_CONNECTIONS}"),
+            ));
+        }
+        let host = env.parse("HTTP_HOST", IpAddr::from([127, 0, 0, 1]))?;
+        let port = env.parse("PORT", 8080)?;
+        let metrics_addr = match env.get("METRICS_ADDR") {
+            None => None,
+            Some(raw) => Some(raw.parse::<SocketAddr>().map_err(|_| {
+                error(
+                    "METRICS_ADDR",
+                    format!("{raw:?} is not an address like 127.0.0.1:9090"),
+                )
+            })?),
+        };
+        if metrics_addr.is_some_and(|m| m.port() != 0 && m == SocketAddr::new(host, port)) {
+            return Err(error(
+                "METRICS_ADDR",
+                "must differ from HTTP_HOST:PORT, or /metrics is public again",
+            ));
+        }
         Ok(Config {
-            host: env.parse("HTTP_HOST", IpAddr::from([127, 0, 0, 1]))?,
-            port: env.parse("PORT", 8080)?,
+            host,
+            port,
+            metrics_addr,
             auth_service_url,
+            auth_service_connections: auth_service_connections as usize,
             production,
             cookies,
             cors_origins: cors_origins(&env)?,
@@ -251,29 +289,39 @@ fn cookie_policy(env: &Env<'_>, production: bool) -> Result<CookiePolicy, Config
 }
 
 /// Each entry must be an origin (`scheme://host[:port]`); it is compared with the browser's
-/// `Origin` header byte for byte, after lowercasing and dropping a trailing slash.
+/// `Origin` header byte for byte, after lowercasing, dropping a trailing slash and dropping a
+/// default port (browsers never write `:443` for https or `:80` for http).
 fn cors_origins(env: &Env<'_>) -> Result<Vec<HeaderValue>, ConfigError> {
     let Some(raw) = env.get("CORS_ORIGINS") else {
         return Ok(Vec::new());
     };
     let mut origins = Vec::new();
     for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let origin = entry.trim_end_matches('/').to_ascii_lowercase();
-        let valid = origin
+        let lowered = entry.trim_end_matches('/').to_ascii_lowercase();
+        let origin = lowered
             .parse::<http::Uri>()
             .ok()
-            .filter(|u| {
-                matches!(u.scheme_str(), Some("http" | "https"))
-                    && u.host().is_some()
-                    && u.path_and_query().is_none_or(|p| p.as_str() == "/")
-            })
-            .is_some();
-        if !valid || origin == "*" {
+            .filter(|u| u.path_and_query().is_none_or(|p| p.as_str() == "/"))
+            .and_then(|u| {
+                let default_port = match u.scheme_str()? {
+                    "http" => 80,
+                    "https" => 443,
+                    _ => return None,
+                };
+                let authority = u.authority().filter(|a| !a.as_str().contains('@'))?;
+                Some(match authority.port_u16() {
+                    Some(port) if port == default_port => {
+                        format!("{}://{}", u.scheme_str()?, authority.host())
+                    }
+                    _ => lowered.clone(),
+                })
+            });
+        let Some(origin) = origin else {
             return Err(error(
                 "CORS_ORIGINS",
                 format!("{entry:?} is not an origin like https://app.example.com"),
             ));
-        }
+        };
         let value = HeaderValue::from_str(&origin)
             .map_err(|_| error("CORS_ORIGINS", format!("{entry:?} is not a header value")))?;
         origins.push(value);
@@ -323,6 +371,20 @@ mod tests {
         assert!(c.serve_page);
         assert_eq!(c.trust_proxy_hops, 0);
         assert!(c.cors_origins.is_empty());
+        assert_eq!(c.metrics_addr, None);
+        assert_eq!(c.auth_service_connections, 4);
+    }
+
+    #[test]
+    fn metrics_get_a_listener_of_their_own() {
+        let c = load(&[("METRICS_ADDR", "127.0.0.1:9090")]).unwrap();
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:9090".parse().unwrap()));
+        let err = load(&[
+            ("METRICS_ADDR", "127.0.0.1:8080"),
+            ("HTTP_HOST", "127.0.0.1"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "METRICS_ADDR");
     }
 
     #[test]
@@ -345,12 +407,17 @@ mod tests {
     fn origins_are_normalized() {
         let c = load(&[(
             "CORS_ORIGINS",
-            "http://LOCALHOST:5173/, https://app.example.com",
+            "http://LOCALHOST:5173/, https://app.example.com, https://b.example:443, http://c.example:80",
         )])
         .unwrap();
         assert_eq!(
             c.cors_origins,
-            ["http://localhost:5173", "https://app.example.com"]
+            [
+                "http://localhost:5173",
+                "https://app.example.com",
+                "https://b.example",
+                "http://c.example"
+            ]
         );
     }
 
@@ -358,14 +425,18 @@ mod tests {
     fn errors_name_the_variable() {
         for (var, value) in [
             ("PORT", "eighty"),
+            ("METRICS_ADDR", "9090"),
             ("HTTP_HOST", "everywhere"),
             ("AUTH_SERVICE_URL", "grpc:nowhere"),
             ("COOKIE_SAMESITE", "sometimes"),
             ("COOKIE_SECURE", "maybe"),
             ("CORS_ORIGINS", "*"),
             ("CORS_ORIGINS", "https://app.example.com/path"),
+            ("CORS_ORIGINS", "https://user@app.example.com"),
             ("TRUST_PROXY", "everyone"),
             ("RATE_LIMIT_BURST", "0"),
+            ("AUTH_SERVICE_CONNECTIONS", "0"),
+            ("AUTH_SERVICE_CONNECTIONS", "65"),
             ("REQUEST_TIMEOUT", "soon"),
             ("NODE_ENV", "staging"),
             ("LOG_FORMAT", "xml"),

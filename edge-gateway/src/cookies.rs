@@ -1,6 +1,14 @@
-//! The token cookies. Tokens travel only here, never in a JSON body: `accessToken` for every
-//! path, `refreshToken` only for /api/auth (so it is not sent with every other request).
-//! Both are httpOnly, so page script cannot read them.
+//! The token cookies. Tokens travel only here, never in a JSON body. Both are httpOnly, so page
+//! script cannot read them.
+//!
+//! Secure cookies without a COOKIE_DOMAIN take the `__Host-` prefix (`__Host-accessToken`,
+//! `__Host-refreshToken`): a browser accepts such a cookie only from this very host, over HTTPS,
+//! with `Path=/` and no `Domain`, so a sibling subdomain cannot plant ("toss") a cookie of that
+//! name to fix a victim's session. The prefix requires `Path=/`, so the refresh cookie is then
+//! sent on every path of the host too; paths are no security boundary anyway (RFC 6265 §8.5),
+//! while the prefix is one. Without Secure (development over http), or with a COOKIE_DOMAIN
+//! (the cookies must reach subdomains, which the prefix forbids), the names carry no prefix,
+//! and the refresh cookie keeps `Path=/api/auth`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -11,10 +19,47 @@ use prost_types::Timestamp;
 
 use crate::config::CookiePolicy;
 
-pub const ACCESS_COOKIE: &str = "accessToken";
-pub const REFRESH_COOKIE: &str = "refreshToken";
-const ACCESS_PATH: &str = "/";
-const REFRESH_PATH: &str = "/api/auth";
+/// Name and path of one token cookie under a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieSpec {
+    pub name: &'static str,
+    pub path: &'static str,
+}
+
+/// Whether the policy allows the `__Host-` prefix: Secure and host-only.
+pub fn host_prefixed(policy: &CookiePolicy) -> bool {
+    policy.secure && policy.domain.is_none()
+}
+
+/// The access token cookie: sent with every request to the host.
+pub fn access_cookie(policy: &CookiePolicy) -> CookieSpec {
+    if host_prefixed(policy) {
+        CookieSpec {
+            name: "__Host-accessToken",
+            path: "/",
+        }
+    } else {
+        CookieSpec {
+            name: "accessToken",
+            path: "/",
+        }
+    }
+}
+
+/// The refresh token cookie: only for the auth API, unless the `__Host-` prefix needs `Path=/`.
+pub fn refresh_cookie(policy: &CookiePolicy) -> CookieSpec {
+    if host_prefixed(policy) {
+        CookieSpec {
+            name: "__Host-refreshToken",
+            path: "/",
+        }
+    } else {
+        CookieSpec {
+            name: "refreshToken",
+            path: "/api/auth",
+        }
+    }
+}
 
 /// `Set-Cookie` headers, ready for `AppendHeaders`.
 pub type SetCookies = [(HeaderName, HeaderValue); 2];
@@ -24,16 +69,14 @@ pub fn issue(policy: &CookiePolicy, tokens: &pb::TokenPair) -> SetCookies {
     [
         set_cookie(
             policy,
-            ACCESS_COOKIE,
+            access_cookie(policy),
             &tokens.access_token,
-            ACCESS_PATH,
             max_age(tokens.access_token_expire_time.as_ref()),
         ),
         set_cookie(
             policy,
-            REFRESH_COOKIE,
+            refresh_cookie(policy),
             &tokens.refresh_token,
-            REFRESH_PATH,
             max_age(tokens.refresh_token_expire_time.as_ref()),
         ),
     ]
@@ -42,8 +85,8 @@ pub fn issue(policy: &CookiePolicy, tokens: &pb::TokenPair) -> SetCookies {
 /// Headers that delete both cookies (same name, path and domain; Max-Age=0).
 pub fn clear(policy: &CookiePolicy) -> SetCookies {
     [
-        set_cookie(policy, ACCESS_COOKIE, "", ACCESS_PATH, Some(0)),
-        set_cookie(policy, REFRESH_COOKIE, "", REFRESH_PATH, Some(0)),
+        set_cookie(policy, access_cookie(policy), "", Some(0)),
+        set_cookie(policy, refresh_cookie(policy), "", Some(0)),
     ]
 }
 
@@ -59,16 +102,17 @@ pub fn read(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|c| c.value().to_owned())
 }
 
-/// Whether the request carries either token cookie (the CSRF check cares).
-pub fn has_auth_cookie(headers: &HeaderMap) -> bool {
-    read(headers, ACCESS_COOKIE).is_some() || read(headers, REFRESH_COOKIE).is_some()
+/// Whether the request carries either token cookie under the policy's names (the CSRF check
+/// cares).
+pub fn has_auth_cookie(headers: &HeaderMap, policy: &CookiePolicy) -> bool {
+    read(headers, access_cookie(policy).name).is_some()
+        || read(headers, refresh_cookie(policy).name).is_some()
 }
 
 fn set_cookie(
     policy: &CookiePolicy,
-    name: &'static str,
+    CookieSpec { name, path }: CookieSpec,
     value: &str,
-    path: &'static str,
     max_age_secs: Option<i64>,
 ) -> (HeaderName, HeaderValue) {
     let mut cookie = Cookie::build((name, value.to_owned()))
@@ -114,13 +158,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn issued_cookies_carry_the_policy() {
+    fn tokens() -> pb::TokenPair {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;
-        let tokens = pb::TokenPair {
+        pb::TokenPair {
             access_token: "a.b.c".into(),
             access_token_expire_time: Some(Timestamp {
                 seconds: now + 900,
@@ -132,10 +175,18 @@ mod tests {
                 nanos: 0,
             }),
             ..Default::default()
-        };
+        }
+    }
+
+    fn parsed(set_cookies: SetCookies) -> [Cookie<'static>; 2] {
+        set_cookies.map(|(_, v)| Cookie::parse(v.to_str().unwrap().to_owned()).unwrap())
+    }
+
+    #[test]
+    fn issued_cookies_carry_the_policy() {
         let [access, refresh] = issue(
             &policy(SameSite::Strict, true, Some("example.com")),
-            &tokens,
+            &tokens(),
         );
         let access = access.1.to_str().unwrap();
         assert!(access.starts_with("accessToken=a.b.c"));
@@ -150,7 +201,49 @@ mod tests {
         }
         assert!(access.contains("Max-Age=900") || access.contains("Max-Age=899"));
         let refresh = refresh.1.to_str().unwrap();
+        assert!(refresh.starts_with("refreshToken=r_1"), "{refresh}");
         assert!(refresh.contains("Path=/api/auth"), "{refresh}");
+    }
+
+    #[test]
+    fn secure_host_only_cookies_take_the_host_prefix() {
+        let secure = policy(SameSite::Lax, true, None);
+        let [access, refresh] = parsed(issue(&secure, &tokens()));
+        assert_eq!(
+            (access.name(), access.value()),
+            ("__Host-accessToken", "a.b.c")
+        );
+        assert_eq!(
+            (refresh.name(), refresh.value()),
+            ("__Host-refreshToken", "r_1")
+        );
+        // What a browser demands of a `__Host-` cookie: Secure, Path=/, no Domain.
+        for c in [&access, &refresh] {
+            assert_eq!(c.secure(), Some(true), "{c}");
+            assert_eq!(c.path(), Some("/"), "{c}");
+            assert_eq!(c.domain(), None, "{c}");
+            assert_eq!(c.http_only(), Some(true), "{c}");
+        }
+        let [access, refresh] = parsed(clear(&secure));
+        assert_eq!(access.name(), "__Host-accessToken");
+        assert_eq!(refresh.name(), "__Host-refreshToken");
+        assert_eq!(refresh.path(), Some("/"));
+        assert_eq!(refresh.max_age(), Some(CookieDuration::seconds(0)));
+    }
+
+    #[test]
+    fn without_secure_or_with_a_domain_names_and_paths_stay_plain() {
+        for plain in [
+            policy(SameSite::Strict, false, None),
+            policy(SameSite::Strict, true, Some("example.com")),
+        ] {
+            let [access, refresh] = parsed(issue(&plain, &tokens()));
+            assert_eq!((access.name(), access.path()), ("accessToken", Some("/")));
+            assert_eq!(
+                (refresh.name(), refresh.path()),
+                ("refreshToken", Some("/api/auth"))
+            );
+        }
     }
 
     #[test]
@@ -169,8 +262,26 @@ mod tests {
             "theme=dark; accessToken=abc".parse().unwrap(),
         );
         h.append(header::COOKIE, "refreshToken=".parse().unwrap());
-        assert_eq!(read(&h, ACCESS_COOKIE).as_deref(), Some("abc"));
-        assert_eq!(read(&h, REFRESH_COOKIE), None);
-        assert!(has_auth_cookie(&h));
+        let plain = policy(SameSite::Strict, false, None);
+        assert_eq!(read(&h, access_cookie(&plain).name).as_deref(), Some("abc"));
+        assert_eq!(read(&h, refresh_cookie(&plain).name), None);
+        assert!(has_auth_cookie(&h, &plain));
+    }
+
+    #[test]
+    fn only_the_configured_names_count() {
+        // A plain `accessToken` (tossed by a sibling subdomain, say) is not the prefixed cookie.
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, "accessToken=abc".parse().unwrap());
+        let secure = policy(SameSite::Strict, true, None);
+        assert_eq!(read(&h, access_cookie(&secure).name), None);
+        assert!(!has_auth_cookie(&h, &secure));
+        h.insert(header::COOKIE, "__Host-accessToken=abc".parse().unwrap());
+        assert_eq!(
+            read(&h, access_cookie(&secure).name).as_deref(),
+            Some("abc")
+        );
+        assert!(has_auth_cookie(&h, &secure));
+        assert!(!has_auth_cookie(&h, &policy(SameSite::Strict, false, None)));
     }
 }

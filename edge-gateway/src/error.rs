@@ -235,8 +235,16 @@ fn generic(code: Code) -> (Cow<'static, str>, Cow<'static, str>) {
             "the auth service did not answer in time; try again shortly",
         ),
         Code::Unauthenticated => ("UNAUTHENTICATED", "authentication required"),
+        Code::PermissionDenied => ("PERMISSION_DENIED", "not allowed"),
         Code::NotFound => ("NOT_FOUND", "not found"),
-        Code::InvalidArgument => ("INVALID_ARGUMENT", "invalid request"),
+        // OUT_OF_RANGE is also what tonic answers to a message over the service's size limit.
+        Code::InvalidArgument | Code::OutOfRange => ("INVALID_ARGUMENT", "invalid request"),
+        Code::AlreadyExists => ("ALREADY_EXISTS", "already exists"),
+        Code::FailedPrecondition => (
+            "FAILED_PRECONDITION",
+            "the request conflicts with the current state",
+        ),
+        Code::Aborted => ("ABORTED", "the request conflicts with a concurrent change"),
         Code::ResourceExhausted => ("RESOURCE_EXHAUSTED", "too many requests; try again later"),
         _ => ("INTERNAL", "internal error"),
     };
@@ -405,5 +413,26 @@ mod tests {
             http_status(Code::FailedPrecondition, Some("CODE_EXPIRED"), false),
             StatusCode::BAD_REQUEST
         );
+    }
+
+    #[test]
+    fn a_refusal_without_error_info_is_not_called_internal() {
+        // e.g. tonic's own "decoded message length too large" (OUT_OF_RANGE).
+        for code in [
+            Code::InvalidArgument,
+            Code::OutOfRange,
+            Code::AlreadyExists,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+            Code::NotFound,
+            Code::ResourceExhausted,
+            Code::FailedPrecondition,
+            Code::Aborted,
+        ] {
+            let e = ApiError::from_status(&Status::new(code, "message length too large"));
+            assert!(e.status.is_client_error(), "{code:?}");
+            assert_ne!(e.code, "INTERNAL", "{code:?}");
+            assert!(!e.message.contains("too large"), "{code:?}");
+        }
     }
 }

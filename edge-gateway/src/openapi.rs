@@ -12,7 +12,8 @@ use utoipa::{
     info(
         title = "Baat Cheet Auth — edge gateway",
         description = "HTTP/JSON for browsers over the auth service's gRPC API. Tokens travel only \
-in httpOnly cookies (`accessToken`, `refreshToken`); non-browser clients may send \
+in httpOnly cookies (`accessToken` and `refreshToken`; `__Host-accessToken` and \
+`__Host-refreshToken` when the gateway's cookies are Secure and host-only); non-browser clients may send \
 `Authorization: Bearer <access token>` instead. Errors: `{ statusCode, success: false, \
 error: { code, message, details } }`.",
         license(name = "MIT"),
@@ -32,15 +33,8 @@ struct SecuritySchemes;
 
 impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        // The cookie schemes depend on the configuration: see [`name_cookies`].
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "accessCookie",
-            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("accessToken"))),
-        );
-        components.add_security_scheme(
-            "refreshCookie",
-            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("refreshToken"))),
-        );
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(
@@ -49,6 +43,17 @@ impl Modify for SecuritySchemes {
                     .bearer_format("JWT")
                     .build(),
             ),
+        );
+    }
+}
+
+/// Names the cookie security schemes after the cookies this configuration sets.
+pub fn name_cookies(doc: &mut utoipa::openapi::OpenApi, access: &str, refresh: &str) {
+    let components = doc.components.get_or_insert_with(Default::default);
+    for (scheme, name) in [("accessCookie", access), ("refreshCookie", refresh)] {
+        components.add_security_scheme(
+            scheme,
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(name))),
         );
     }
 }

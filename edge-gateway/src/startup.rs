@@ -8,6 +8,7 @@ use tokio::{net::TcpListener, sync::oneshot};
 use tonic::transport::Endpoint;
 
 use crate::config::{Config, ConfigError};
+use crate::pool::ConnectionPool;
 use crate::ratelimit::{self, IpLimiter};
 use crate::{routes, state::AppState};
 
@@ -35,11 +36,13 @@ impl std::fmt::Debug for StartupError {
     }
 }
 
-/// A built gateway with its listener bound, ready to run.
+/// A built gateway with its listeners bound, ready to run.
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     router: Router,
+    /// The /metrics listener, when METRICS_ADDR gives it one of its own.
+    metrics: Option<(TcpListener, SocketAddr)>,
     limiter: Arc<IpLimiter>,
     shutdown_grace: Duration,
 }
@@ -48,29 +51,28 @@ impl Application {
     /// Connects lazily: the gateway starts (and /readyz says so) while the auth service is down.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         metrics_handle_installed();
-        let channel = Endpoint::from_shared(config.auth_service_url.clone())
+        let endpoint = Endpoint::from_shared(config.auth_service_url.clone())
             .map_err(StartupError::AuthServiceUrl)?
             .connect_timeout(Duration::from_secs(2))
             .timeout(config.grpc_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
-        let addr = SocketAddr::new(config.host, config.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartupError::Bind { addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind { addr, source })?;
+            .keep_alive_while_idle(true);
+        let pool = ConnectionPool::lazy(&endpoint, config.auth_service_connections);
+        let (listener, addr) = bind(SocketAddr::new(config.host, config.port)).await?;
+        let metrics = match config.metrics_addr {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         let limiter = ratelimit::limiter(config.rate_limit);
         let shutdown_grace = config.shutdown_grace;
-        let router = routes::router(AppState::new(config, channel), limiter.clone())?;
+        let router = routes::router(AppState::new(config, pool), limiter.clone())?;
         Ok(Self {
             listener,
             addr,
             router,
+            metrics,
             limiter,
             shutdown_grace,
         })
@@ -80,6 +82,11 @@ impl Application {
         self.addr
     }
 
+    /// Where /metrics is served when METRICS_ADDR is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr)| *addr)
+    }
+
     /// Serves until `shutdown` completes, then lets in-flight requests finish for up to
     /// SHUTDOWN_GRACE.
     pub async fn run_until_stopped(
@@ -87,6 +94,15 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let sweeper = tokio::spawn(ratelimit::sweep(self.limiter));
+        // Scrapes are idempotent, so the metrics listener simply stops with the rest.
+        let metrics = self.metrics.map(|(listener, addr)| {
+            tracing::info!(addr = %addr, "metrics listening");
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, routes::metrics_router()).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            })
+        });
         let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
@@ -115,9 +131,23 @@ impl Application {
             }
         };
         sweeper.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         tracing::info!("stopped");
         result
     }
+}
+
+/// Binds `addr` and returns the listener with the address it got (port 0 picks one).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartupError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StartupError::Bind { addr, source })?;
+    Ok((listener, bound))
 }
 
 fn metrics_handle_installed() {

@@ -1,12 +1,13 @@
-//! What every handler shares: the configuration and the clients over the one HTTP/2 channel.
+//! What every handler shares: the configuration and the clients over the connections to the auth
+//! service (a small pool of HTTP/2 connections, see [`crate::pool`]).
 
 use std::sync::Arc;
 
 use baatcheet_auth_api::v1::auth_service_client::AuthServiceClient;
-use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::config::{Config, CookiePolicy};
+use crate::pool::ConnectionPool;
 
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]
@@ -14,17 +15,17 @@ pub struct AppState(Arc<Shared>);
 
 struct Shared {
     config: Config,
-    auth: AuthServiceClient<Channel>,
-    health: HealthClient<Channel>,
+    auth: AuthServiceClient<ConnectionPool>,
+    health: HealthClient<ConnectionPool>,
 }
 
 impl AppState {
-    /// Both clients share `channel`: one connection (multiplexed) to the auth service.
-    pub fn new(config: Config, channel: Channel) -> Self {
+    /// Both clients share the pool's connections to the auth service.
+    pub fn new(config: Config, pool: ConnectionPool) -> Self {
         Self(Arc::new(Shared {
             config,
-            auth: AuthServiceClient::new(channel.clone()),
-            health: HealthClient::new(channel),
+            auth: AuthServiceClient::new(pool.clone()),
+            health: HealthClient::new(pool),
         }))
     }
 
@@ -36,12 +37,12 @@ impl AppState {
         &self.0.config.cookies
     }
 
-    /// A handle on the shared channel (clones are cheap and share the connection).
-    pub fn auth(&self) -> AuthServiceClient<Channel> {
+    /// A client over the shared pool (clones are cheap and share its connections).
+    pub fn auth(&self) -> AuthServiceClient<ConnectionPool> {
         self.0.auth.clone()
     }
 
-    pub fn health(&self) -> HealthClient<Channel> {
+    pub fn health(&self) -> HealthClient<ConnectionPool> {
         self.0.health.clone()
     }
 }

@@ -1,33 +1,79 @@
 //! Calling the auth service on behalf of a browser: the metadata that goes with every call
 //! (`authorization`, `x-request-id`, `x-client-ip`, `x-client-user-agent`), and one wrapper that
 //! times each call and maps its error.
+//!
+//! Every forwarded value is bounded, so the header block of a call stays a few KiB, far below
+//! the 16 KiB an HTTP/2 server built on hyper accepts by default. That matters beyond the one
+//! request: a header block over the server's limit gets a 431 on its stream, and one far over it
+//! (more CONTINUATION frames than the limit can need) makes the server's h2 close the whole
+//! connection with GOAWAY ENHANCE_YOUR_CALM, failing every call that shares it. So a token longer
+//! than [`MAX_TOKEN_BYTES`] is refused here and never forwarded.
 
 use std::{convert::Infallible, future::Future, time::Instant};
 
 use axum::{
     extract::FromRequestParts,
-    http::{HeaderMap, header, request::Parts},
+    http::{HeaderMap, StatusCode, header, request::Parts},
 };
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 
 use crate::client_ip::ClientIp;
-use crate::cookies::{self, ACCESS_COOKIE, REFRESH_COOKIE};
+use crate::cookies;
 use crate::error::ApiError;
+use crate::request_id;
+use crate::state::AppState;
 
 /// Longest user agent passed on; the service truncates too, this only bounds the metadata.
-const MAX_USER_AGENT: usize = 512;
+pub const MAX_USER_AGENT: usize = 512;
+
+/// Longest access or refresh token the gateway passes on. The service's tokens are a few hundred
+/// bytes (an EdDSA JWT, an opaque refresh token); anything longer is not one of them.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
+/// Most bytes the metadata of one call can take, counted as HTTP/2 counts a header list (name +
+/// value + 32 per field): a maximal token, user agent and request id, and an IPv6 address. With
+/// tonic's own fields (`:path`, `te`, `grpc-timeout`, ...) a call's header block stays under 8 KiB.
+pub const MAX_METADATA_BYTES: usize = 6 * 1024;
+
+/// A token as the request carried it.
+enum Credential {
+    Absent,
+    Present(String),
+    /// Longer than [`MAX_TOKEN_BYTES`]: never forwarded.
+    Oversized,
+}
+
+impl Credential {
+    fn from(token: Option<String>) -> Self {
+        match token {
+            None => Self::Absent,
+            Some(t) if t.len() > MAX_TOKEN_BYTES => Self::Oversized,
+            Some(t) => Self::Present(t),
+        }
+    }
+
+    fn usable(&self) -> Option<&str> {
+        match self {
+            Self::Present(t) => Some(t),
+            Self::Absent | Self::Oversized => None,
+        }
+    }
+}
 
 /// Who is asking, as the auth service should hear it. Holds tokens, so it has no `Debug`.
 pub struct CallContext {
     metadata: MetadataMap,
-    access_token: Option<String>,
-    refresh_token: Option<String>,
+    access_token: Credential,
+    refresh_token: Credential,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for CallContext {
+impl FromRequestParts<AppState> for CallContext {
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let headers = &parts.headers;
         let mut metadata = MetadataMap::new();
         let mut put = |key: &'static str, value: Option<&str>| {
@@ -35,31 +81,39 @@ impl<S: Send + Sync> FromRequestParts<S> for CallContext {
                 metadata.insert(key, v);
             }
         };
-        put("x-request-id", header_str(headers, "x-request-id"));
+        let request_id = headers
+            .get("x-request-id")
+            .filter(|v| request_id::acceptable(v))
+            .and_then(|v| v.to_str().ok());
+        put("x-request-id", request_id);
         let ip = parts.extensions.get::<ClientIp>().map(|c| c.0.to_string());
         put("x-client-ip", ip.as_deref());
         // `to_str` only accepts visible ASCII, so any byte index is a char boundary.
         let agent = header_str(headers, header::USER_AGENT.as_str())
             .map(|ua| &ua[..ua.len().min(MAX_USER_AGENT)]);
         put("x-client-user-agent", agent);
+        let cookie = |spec: cookies::CookieSpec| cookies::read(headers, spec.name);
         Ok(Self {
             metadata,
             // A bearer header is explicit; it wins over an ambient cookie.
-            access_token: bearer(headers).or_else(|| cookies::read(headers, ACCESS_COOKIE)),
-            refresh_token: cookies::read(headers, REFRESH_COOKIE),
+            access_token: Credential::from(
+                bearer(headers).or_else(|| cookie(cookies::access_cookie(app.cookies()))),
+            ),
+            refresh_token: Credential::from(cookie(cookies::refresh_cookie(app.cookies()))),
         })
     }
 }
 
 impl CallContext {
-    /// A request for the service with the caller's metadata and, when there is one, its access
-    /// token as `authorization: Bearer`.
+    /// A request for the service with the caller's metadata and, when it has a usable one, its
+    /// access token as `authorization: Bearer`. For calls that do not need a signed-in caller;
+    /// an oversized token is left out.
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         *request.metadata_mut() = self.metadata.clone();
         if let Some(value) = self
             .access_token
-            .as_deref()
+            .usable()
             .and_then(|t| AsciiMetadataValue::try_from(format!("Bearer {t}")).ok())
         {
             request.metadata_mut().insert("authorization", value);
@@ -67,10 +121,41 @@ impl CallContext {
         request
     }
 
-    /// The refresh token cookie, when the browser sent one.
-    pub fn refresh_token(&self) -> Option<&str> {
-        self.refresh_token.as_deref()
+    /// A request that the caller's access token authenticates. A token over
+    /// [`MAX_TOKEN_BYTES`] is refused here, as the service would refuse it, with 401
+    /// `ACCESS_TOKEN_INVALID`, and the service never sees it. Without a token, the service
+    /// answers `UNAUTHENTICATED`.
+    pub fn signed_in_request<T>(&self, message: T) -> Result<tonic::Request<T>, ApiError> {
+        match self.access_token {
+            Credential::Oversized => Err(oversized("ACCESS_TOKEN_INVALID", "access token")),
+            Credential::Absent | Credential::Present(_) => Ok(self.request(message)),
+        }
     }
+
+    /// The refresh token cookie, when the browser sent one. One over [`MAX_TOKEN_BYTES`] is
+    /// refused with 401 `REFRESH_TOKEN_INVALID`.
+    pub fn refresh_token(&self) -> Result<Option<&str>, ApiError> {
+        match self.refresh_token {
+            Credential::Oversized => Err(oversized("REFRESH_TOKEN_INVALID", "refresh token")),
+            Credential::Absent | Credential::Present(_) => Ok(self.refresh_token.usable()),
+        }
+    }
+
+    /// The metadata of a call, for tests of its size.
+    #[cfg(test)]
+    fn metadata(&self) -> &MetadataMap {
+        &self.metadata
+    }
+}
+
+/// The edge's answer to a token longer than any the service issues.
+fn oversized(code: &'static str, what: &'static str) -> ApiError {
+    crate::metrics::refused("token_too_large");
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        code,
+        format!("the {what} is longer than {MAX_TOKEN_BYTES} bytes, so it is not valid"),
+    )
 }
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -111,4 +196,113 @@ pub fn present<T>(field: Option<T>) -> Result<T, ApiError> {
             "internal error",
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use axum::http::Request;
+
+    fn app() -> AppState {
+        let config = Config::from_lookup(&|_| None).unwrap();
+        let endpoint = tonic::transport::Endpoint::from_static("http://127.0.0.1:1");
+        AppState::new(config, crate::pool::ConnectionPool::lazy(&endpoint, 1))
+    }
+
+    async fn context(request: Request<()>) -> CallContext {
+        let (mut parts, ()) = request.into_parts();
+        parts.extensions.insert(ClientIp(
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap(),
+        ));
+        let Ok(ctx) = CallContext::from_request_parts(&mut parts, &app()).await;
+        ctx
+    }
+
+    fn size(metadata: &MetadataMap) -> usize {
+        metadata
+            .clone()
+            .into_headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 32)
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn the_metadata_of_a_call_is_bounded() {
+        let huge = "x".repeat(100_000);
+        let request = Request::builder()
+            .header("x-request-id", &huge)
+            .header("user-agent", &huge)
+            .header(
+                "authorization",
+                format!("Bearer {}", "t".repeat(MAX_TOKEN_BYTES)),
+            )
+            .header("cookie", format!("refreshToken={huge}"))
+            .body(())
+            .unwrap();
+        let ctx = context(request).await;
+        let call = ctx.signed_in_request(()).unwrap();
+        let metadata = call.metadata();
+        assert!(metadata.get("x-request-id").is_none(), "not an id: dropped");
+        assert_eq!(
+            metadata.get("x-client-user-agent").unwrap().len(),
+            MAX_USER_AGENT
+        );
+        assert_eq!(
+            metadata.get("authorization").unwrap().len(),
+            "Bearer ".len() + MAX_TOKEN_BYTES
+        );
+        let with_longest_id = size(metadata) + "x-request-id".len() + request_id::MAX_LEN + 32;
+        assert!(
+            with_longest_id <= MAX_METADATA_BYTES,
+            "{with_longest_id} > {MAX_METADATA_BYTES}"
+        );
+        assert!(size(ctx.metadata()) < MAX_METADATA_BYTES);
+    }
+
+    #[tokio::test]
+    async fn oversized_tokens_are_refused_and_never_forwarded() {
+        let long = "t".repeat(MAX_TOKEN_BYTES + 1);
+        let bearer = Request::builder()
+            .header("authorization", format!("Bearer {long}"))
+            .body(())
+            .unwrap();
+        let cookies = Request::builder()
+            .header("cookie", format!("accessToken={long}; refreshToken={long}"))
+            .body(())
+            .unwrap();
+        for request in [bearer, cookies] {
+            let ctx = context(request).await;
+            let refused = ctx.signed_in_request(()).expect_err("refused");
+            assert_eq!(
+                (refused.status(), refused.code()),
+                (StatusCode::UNAUTHORIZED, "ACCESS_TOKEN_INVALID")
+            );
+            assert!(ctx.request(()).metadata().get("authorization").is_none());
+        }
+        let ctx = context(
+            Request::builder()
+                .header("cookie", format!("refreshToken={long}"))
+                .body(())
+                .unwrap(),
+        )
+        .await;
+        let refused = ctx.refresh_token().expect_err("refused");
+        assert_eq!(
+            (refused.status(), refused.code()),
+            (StatusCode::UNAUTHORIZED, "REFRESH_TOKEN_INVALID")
+        );
+
+        // At the limit, a token is passed on for the service to judge.
+        let ctx = context(
+            Request::builder()
+                .header("cookie", format!("accessToken={}", &long[1..]))
+                .body(())
+                .unwrap(),
+        )
+        .await;
+        assert!(ctx.signed_in_request(()).is_ok());
+        assert!(ctx.request(()).metadata().get("authorization").is_some());
+    }
 }

@@ -20,7 +20,7 @@ pub async fn me(
     State(app): State<AppState>,
     ctx: CallContext,
 ) -> Result<ApiResponse<UserData>, ApiError> {
-    let request = ctx.request(pb::GetCurrentUserRequest {});
+    let request = ctx.signed_in_request(pb::GetCurrentUserRequest {})?;
     let reply = call("GetCurrentUser", app.auth().get_current_user(request)).await?;
     let user = present(reply.user)?.into();
     Ok(ApiResponse::ok(UserData { user }, "Current user"))
@@ -37,7 +37,7 @@ pub async fn sessions(
     State(app): State<AppState>,
     ctx: CallContext,
 ) -> Result<ApiResponse<SessionList>, ApiError> {
-    let request = ctx.request(pb::ListSessionsRequest {});
+    let request = ctx.signed_in_request(pb::ListSessionsRequest {})?;
     let reply = call("ListSessions", app.auth().list_sessions(request)).await?;
     let sessions = reply.sessions.into_iter().map(Into::into).collect();
     Ok(ApiResponse::ok(SessionList { sessions }, "Sessions"))
@@ -58,7 +58,7 @@ pub async fn revoke_session(
     ctx: CallContext,
     Path(id): Path<String>,
 ) -> Result<ApiResponse<Empty>, ApiError> {
-    let request = ctx.request(pb::RevokeSessionRequest { session_id: id });
+    let request = ctx.signed_in_request(pb::RevokeSessionRequest { session_id: id })?;
     call("RevokeSession", app.auth().revoke_session(request))
         .await
         .map_err(|e| e.rename_field("sessionId", "id"))?;

@@ -14,6 +14,7 @@ use axum::{
     extract::DefaultBodyLimit,
     http::StatusCode,
     middleware::{from_fn, from_fn_with_state},
+    routing::get,
 };
 use tower_http::{
     compression::CompressionLayer,
@@ -28,7 +29,7 @@ use crate::client_ip::resolve_client_ip;
 use crate::error::{ApiError, shape_bare_errors};
 use crate::openapi::{self, ApiDoc};
 use crate::ratelimit::{self, IpLimiter};
-use crate::{cors, csrf, metrics, page, security, state::AppState, telemetry};
+use crate::{cors, csrf, metrics, page, request_id, security, state::AppState, telemetry};
 
 /// Largest request body accepted; auth requests are a few hundred bytes.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -56,16 +57,25 @@ pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_js
         .nest("/api/auth", auth)
         .routes(routes!(ops::jwks))
         .layer(from_fn_with_state(limiter, ratelimit::limit));
-    let operators = OpenApiRouter::new()
+    let mut operators = OpenApiRouter::new()
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
-        .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi_json));
+    // With METRICS_ADDR, /metrics lives on its own listener ([`metrics_router`]) and is not
+    // here at all (nor in the OpenAPI document).
+    if config.metrics_addr.is_none() {
+        operators = operators.routes(routes!(ops::metrics));
+    }
     let (mut router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(limited)
         .merge(operators)
         .split_for_parts();
     openapi::document_edge_errors(&mut doc);
+    openapi::name_cookies(
+        &mut doc,
+        crate::cookies::access_cookie(&config.cookies).name,
+        crate::cookies::refresh_cookie(&config.cookies).name,
+    );
     router = router.layer(Extension(ops::OpenApiJson(doc.to_json()?.into())));
     if config.serve_page {
         router = router.merge(page::router());
@@ -91,9 +101,18 @@ pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_js
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(telemetry::access_log())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(from_fn(request_id::drop_unacceptable))
         .layer(from_fn(metrics::track))
         .layer(from_fn_with_state(
             config.trust_proxy_hops,
             resolve_client_ip,
         )))
+}
+
+/// The whole application of the METRICS_ADDR listener: GET /metrics, and 404 for anything else.
+pub fn metrics_router() -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async { ApiError::not_found() })
+        .layer(from_fn(shape_bare_errors))
 }

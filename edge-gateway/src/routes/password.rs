@@ -117,10 +117,10 @@ pub async fn change(
     ctx: CallContext,
     ApiJson(body): ApiJson<ChangePasswordBody>,
 ) -> Result<ApiResponse<RevokedSessions>, ApiError> {
-    let request = ctx.request(pb::ChangePasswordRequest {
+    let request = ctx.signed_in_request(pb::ChangePasswordRequest {
         current_password: body.current_password,
         new_password: body.new_password,
-    });
+    })?;
     let reply = call("ChangePassword", app.auth().change_password(request)).await?;
     Ok(ApiResponse::ok(
         RevokedSessions {

@@ -89,8 +89,14 @@ pub fn signed_in(
         (status = 401, description = "No refresh cookie, REFRESH_TOKEN_INVALID or REFRESH_TOKEN_REUSED; cookies cleared", body = ErrorBody),
     ))]
 pub async fn refresh(State(app): State<AppState>, ctx: CallContext) -> Response {
-    let Some(token) = ctx.refresh_token() else {
-        return ApiError::unauthenticated("no refresh token cookie; sign in again").into_response();
+    let token = match ctx.refresh_token() {
+        Ok(Some(token)) => token,
+        Ok(None) => {
+            return ApiError::unauthenticated("no refresh token cookie; sign in again")
+                .into_response();
+        }
+        // Oversized: refused like a token the service refused, cookies cleared below.
+        Err(e) => return (AppendHeaders(cookies::clear(app.cookies())), e).into_response(),
     };
     let request = ctx.request(pb::RefreshSessionRequest {
         refresh_token: token.to_owned(),
@@ -141,12 +147,18 @@ type LogoutResponse = (
 );
 
 async fn end_session(app: AppState, ctx: CallContext) -> LogoutResponse {
-    let request = ctx.request(pb::LogoutRequest {
-        refresh_token: ctx.refresh_token().unwrap_or_default().to_owned(),
-    });
-    let result = call("Logout", app.auth().logout(request))
-        .await
-        .map(|_| ApiResponse::ok(Empty {}, "Logged out"));
+    let result = async {
+        // The refresh cookie names the session; without one, the access token does.
+        let request = match ctx.refresh_token()? {
+            Some(refresh) => ctx.request(pb::LogoutRequest {
+                refresh_token: refresh.to_owned(),
+            }),
+            None => ctx.signed_in_request(pb::LogoutRequest::default())?,
+        };
+        call("Logout", app.auth().logout(request)).await
+    }
+    .await
+    .map(|_| ApiResponse::ok(Empty {}, "Logged out"));
     (AppendHeaders(cookies::clear(app.cookies())), result)
 }
 
@@ -163,7 +175,8 @@ pub async fn logout_all(
 ) -> Result<(AppendHeaders<SetCookies>, ApiResponse<RevokedSessions>), ApiError> {
     let reply = call(
         "LogoutAll",
-        app.auth().logout_all(ctx.request(pb::LogoutAllRequest {})),
+        app.auth()
+            .logout_all(ctx.signed_in_request(pb::LogoutAllRequest {})?),
     )
     .await?;
     Ok((

@@ -31,6 +31,8 @@ pub const USER_AGENT: &str = "gateway-tests/1.0";
 pub struct TestApp {
     /// `http://127.0.0.1:<port>` of the gateway.
     pub base: String,
+    /// `http://<METRICS_ADDR>` when the gateway serves /metrics on a listener of its own.
+    pub metrics_base: Option<String>,
     pub grpc_addr: SocketAddr,
     pub mail_dir: PathBuf,
     pub client: reqwest::Client,
@@ -78,32 +80,57 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(env: Env) -> TestApp {
     let data = tempfile::tempdir().expect("tempdir");
     let mail_dir = data.path().join("mail");
+    let service = start_service(data.path(), "127.0.0.1:0", env.service).await;
+    let mut app = spawn_gateway(&format!("http://{}", service.addr), env.gateway).await;
+    app.grpc_addr = service.addr;
+    app.mail_dir = mail_dir;
+    app.stops.push(service.stop);
+    app._data = Some(data);
+    app
+}
+
+/// An auth service running in this process.
+pub struct RunningService {
+    pub addr: SocketAddr,
+    pub stop: oneshot::Sender<()>,
+    /// Ends once the service has stopped and closed its connections.
+    pub stopped: tokio::task::JoinHandle<()>,
+}
+
+/// Starts an auth service on `grpc_addr` (port 0 picks one) with its data in `data_dir`.
+pub async fn start_service(
+    data_dir: &std::path::Path,
+    grpc_addr: &str,
+    env: Vec<(&'static str, String)>,
+) -> RunningService {
     let mut service_env: HashMap<String, String> = [
-        ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
-        ("DATA_DIR", data.path().display().to_string()),
+        ("GRPC_ADDR", grpc_addr.to_owned()),
+        ("DATA_DIR", data_dir.display().to_string()),
         ("SQLITE_PATH", ":memory:".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    service_env.extend(env.service.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    service_env.extend(env.into_iter().map(|(k, v)| (k.to_owned(), v)));
     let config = auth_service::config::Config::from_lookup(&|k| service_env.get(k).cloned())
         .expect("service config");
     let service = auth_service::startup::Application::build(config)
         .await
         .expect("auth service");
-    let grpc_addr = service.local_addr();
-    let (stop_service, stopped) = oneshot::channel::<()>();
-    tokio::spawn(service.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
-
-    let mut app = spawn_gateway(&format!("http://{grpc_addr}"), env.gateway).await;
-    app.grpc_addr = grpc_addr;
-    app.mail_dir = mail_dir;
-    app.stops.push(stop_service);
-    app._data = Some(data);
-    app
+    let addr = service.local_addr();
+    let (stop, stop_signal) = oneshot::channel::<()>();
+    let stopped = tokio::spawn(async move {
+        let _ = service
+            .run_until_stopped(async {
+                let _ = stop_signal.await;
+            })
+            .await;
+    });
+    RunningService {
+        addr,
+        stop,
+        stopped,
+    }
 }
 
 /// A gateway alone, pointed at `auth_service_url` (which may be closed).
@@ -123,6 +150,7 @@ pub async fn spawn_gateway(auth_service_url: &str, env: Vec<(&'static str, Strin
         .await
         .expect("gateway");
     let base = format!("http://{}", gateway.local_addr());
+    let metrics_base = gateway.metrics_addr().map(|addr| format!("http://{addr}"));
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(gateway.run_until_stopped(async {
         let _ = stopped.await;
@@ -134,6 +162,7 @@ pub async fn spawn_gateway(auth_service_url: &str, env: Vec<(&'static str, Strin
         .expect("client");
     TestApp {
         base,
+        metrics_base,
         grpc_addr: "127.0.0.1:0".parse().expect("addr"),
         mail_dir: PathBuf::new(),
         client,
@@ -156,12 +185,18 @@ impl Drop for TestApp {
 pub struct Session {
     pub access: String,
     pub refresh: String,
+    /// `__Host-` when the gateway set prefixed cookies (Secure, no COOKIE_DOMAIN), else empty.
+    pub prefix: &'static str,
 }
 
 impl Session {
     /// A `Cookie` header as a browser would send it to /api/auth.
     pub fn cookie_header(&self) -> String {
-        format!("accessToken={}; refreshToken={}", self.access, self.refresh)
+        let p = self.prefix;
+        format!(
+            "{p}accessToken={}; {p}refreshToken={}",
+            self.access, self.refresh
+        )
     }
 }
 
@@ -186,12 +221,18 @@ pub fn set_cookies(response: &Response) -> HashMap<String, SetCookie> {
         .collect()
 }
 
-/// The session whose cookies a sign-in response set.
+/// The session whose cookies a sign-in response set (with or without the `__Host-` prefix).
 pub fn session_from(response: &Response) -> Session {
     let cookies = set_cookies(response);
+    let prefix = if cookies.contains_key("__Host-accessToken") {
+        "__Host-"
+    } else {
+        ""
+    };
     let value = |name: &str| {
+        let name = format!("{prefix}{name}");
         cookies
-            .get(name)
+            .get(&name)
             .unwrap_or_else(|| panic!("no {name} cookie in {:?}", response.headers()))
             .cookie
             .value()
@@ -200,6 +241,7 @@ pub fn session_from(response: &Response) -> Session {
     Session {
         access: value("accessToken"),
         refresh: value("refreshToken"),
+        prefix,
     }
 }
 
@@ -247,6 +289,16 @@ pub fn new_identity() -> (String, String) {
     let username = format!("user_{n}_{nanos}");
     let email = format!("{username}@example.com");
     (username, email)
+}
+
+/// A token no other test uses, of letters and digits only (fits a method name or a path).
+pub fn unique_tag() -> String {
+    let n = NEXT_USER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .subsec_nanos();
+    format!("Q{n}Z{nanos}")
 }
 
 impl TestApp {

@@ -3,8 +3,13 @@
 //! module per feature keeps link time down.
 
 mod account;
+mod cookies;
+mod csrf;
 mod edge;
 mod helpers;
+mod metrics;
 mod password;
+mod rate_limit;
 mod registration;
 mod session;
+mod upstream;
