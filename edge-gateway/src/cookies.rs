@@ -1,5 +1,7 @@
-//! The token cookies. Tokens travel only here, never in a JSON body. Both are httpOnly, so page
-//! script cannot read them.
+//! The cookies: the two token cookies, and the ids of a pending sign-up and of a pending
+//! password reset (the service binds a code to the request id it answered with, so only the
+//! browser holding the id can use the code). Tokens and ids travel only here, never in a JSON
+//! body. All are httpOnly, so page script cannot read them.
 //!
 //! Secure cookies without a COOKIE_DOMAIN take the `__Host-` prefix (`__Host-accessToken`,
 //! `__Host-refreshToken`): a browser accepts such a cookie only from this very host, over HTTPS,
@@ -61,8 +63,50 @@ pub fn refresh_cookie(policy: &CookiePolicy) -> CookieSpec {
     }
 }
 
+/// The id of this browser's pending sign-up: only for the auth API.
+pub fn registration_cookie(policy: &CookiePolicy) -> CookieSpec {
+    pending_cookie(policy, "__Host-registrationId", "registrationId")
+}
+
+/// The id of this browser's pending password reset: only for the auth API.
+pub fn reset_cookie(policy: &CookiePolicy) -> CookieSpec {
+    pending_cookie(policy, "__Host-resetId", "resetId")
+}
+
+fn pending_cookie(
+    policy: &CookiePolicy,
+    prefixed: &'static str,
+    plain: &'static str,
+) -> CookieSpec {
+    if host_prefixed(policy) {
+        CookieSpec {
+            name: prefixed,
+            path: "/",
+        }
+    } else {
+        CookieSpec {
+            name: plain,
+            path: "/api/auth",
+        }
+    }
+}
+
 /// `Set-Cookie` headers, ready for `AppendHeaders`.
 pub type SetCookies = [(HeaderName, HeaderValue); 2];
+
+/// One `Set-Cookie` header.
+pub type SetCookie = [(HeaderName, HeaderValue); 1];
+
+/// A cookie holding a pending request's id, for the browser's session (the service ends the
+/// request anyway when its time is up).
+pub fn hold(policy: &CookiePolicy, spec: CookieSpec, id: &str) -> SetCookie {
+    [set_cookie(policy, spec, id, None)]
+}
+
+/// Deletes one cookie (a pending request that is done).
+pub fn forget(policy: &CookiePolicy, spec: CookieSpec) -> SetCookie {
+    [set_cookie(policy, spec, "", Some(0))]
+}
 
 /// Both cookies of a new token pair; each lives as long as its token.
 pub fn issue(policy: &CookiePolicy, tokens: &pb::TokenPair) -> SetCookies {
@@ -102,11 +146,17 @@ pub fn read(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|c| c.value().to_owned())
 }
 
-/// Whether the request carries either token cookie under the policy's names (the CSRF check
-/// cares).
+/// Whether the request carries any cookie that acts for the browser under the policy's names:
+/// a token, or a pending request's id (the CSRF check cares).
 pub fn has_auth_cookie(headers: &HeaderMap, policy: &CookiePolicy) -> bool {
-    read(headers, access_cookie(policy).name).is_some()
-        || read(headers, refresh_cookie(policy).name).is_some()
+    [
+        access_cookie(policy),
+        refresh_cookie(policy),
+        registration_cookie(policy),
+        reset_cookie(policy),
+    ]
+    .iter()
+    .any(|spec| read(headers, spec.name).is_some())
 }
 
 fn set_cookie(
@@ -180,6 +230,36 @@ mod tests {
 
     fn parsed(set_cookies: SetCookies) -> [Cookie<'static>; 2] {
         set_cookies.map(|(_, v)| Cookie::parse(v.to_str().unwrap().to_owned()).unwrap())
+    }
+
+    #[test]
+    fn pending_request_cookies_follow_the_policy() {
+        let plain = policy(SameSite::Strict, false, None);
+        let secure = policy(SameSite::Lax, true, None);
+        let [(_, set)] = hold(&plain, registration_cookie(&plain), "abc");
+        let set = set.to_str().unwrap();
+        for part in [
+            "registrationId=abc",
+            "HttpOnly",
+            "Path=/api/auth",
+            "SameSite=Strict",
+        ] {
+            assert!(set.contains(part), "{set}");
+        }
+        assert!(!set.contains("Max-Age"), "a session cookie: {set}");
+        let [(_, set)] = hold(&secure, reset_cookie(&secure), "xyz");
+        let set = set.to_str().unwrap();
+        for part in ["__Host-resetId=xyz", "Secure", "Path=/", "HttpOnly"] {
+            assert!(set.contains(part), "{set}");
+        }
+        let [(_, gone)] = forget(&plain, reset_cookie(&plain));
+        assert!(gone.to_str().unwrap().contains("Max-Age=0"));
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, "registrationId=abc".parse().unwrap());
+        assert!(
+            has_auth_cookie(&h, &plain),
+            "an id acts for the browser too"
+        );
     }
 
     #[test]

@@ -48,9 +48,16 @@ impl Modify for SecuritySchemes {
 }
 
 /// Names the cookie security schemes after the cookies this configuration sets.
-pub fn name_cookies(doc: &mut utoipa::openapi::OpenApi, access: &str, refresh: &str) {
+pub fn name_cookies(doc: &mut utoipa::openapi::OpenApi, policy: &crate::config::CookiePolicy) {
+    use crate::cookies;
     let components = doc.components.get_or_insert_with(Default::default);
-    for (scheme, name) in [("accessCookie", access), ("refreshCookie", refresh)] {
+    for (scheme, spec) in [
+        ("accessCookie", cookies::access_cookie(policy)),
+        ("refreshCookie", cookies::refresh_cookie(policy)),
+        ("registrationCookie", cookies::registration_cookie(policy)),
+        ("resetCookie", cookies::reset_cookie(policy)),
+    ] {
+        let name = spec.name;
         components.add_security_scheme(
             scheme,
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(name))),

@@ -65,6 +65,8 @@ pub struct CallContext {
     metadata: MetadataMap,
     access_token: Credential,
     refresh_token: Credential,
+    registration_id: Option<String>,
+    reset_id: Option<String>,
 }
 
 impl FromRequestParts<AppState> for CallContext {
@@ -100,6 +102,8 @@ impl FromRequestParts<AppState> for CallContext {
                 bearer(headers).or_else(|| cookie(cookies::access_cookie(app.cookies()))),
             ),
             refresh_token: Credential::from(cookie(cookies::refresh_cookie(app.cookies()))),
+            registration_id: cookie(cookies::registration_cookie(app.cookies())),
+            reset_id: cookie(cookies::reset_cookie(app.cookies())),
         })
     }
 }
@@ -139,6 +143,17 @@ impl CallContext {
             Credential::Oversized => Err(oversized("REFRESH_TOKEN_INVALID", "refresh token")),
             Credential::Absent | Credential::Present(_) => Ok(self.refresh_token.usable()),
         }
+    }
+
+    /// The id of this browser's pending sign-up (empty when it has none: the service then
+    /// answers REGISTRATION_ID_REQUIRED). It travels in the message, not the metadata.
+    pub fn registration_id(&self) -> String {
+        self.registration_id.clone().unwrap_or_default()
+    }
+
+    /// The id of this browser's pending password reset (empty when it has none).
+    pub fn reset_id(&self) -> String {
+        self.reset_id.clone().unwrap_or_default()
     }
 
     /// The metadata of a call, for tests of its size.

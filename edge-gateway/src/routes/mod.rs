@@ -71,11 +71,7 @@ pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_js
         .merge(operators)
         .split_for_parts();
     openapi::document_edge_errors(&mut doc);
-    openapi::name_cookies(
-        &mut doc,
-        crate::cookies::access_cookie(&config.cookies).name,
-        crate::cookies::refresh_cookie(&config.cookies).name,
-    );
+    openapi::name_cookies(&mut doc, &config.cookies);
     router = router.layer(Extension(ops::OpenApiJson(doc.to_json()?.into())));
     if config.serve_page {
         router = router.merge(page::router());

@@ -20,7 +20,19 @@ async fn secure_cookies_take_the_host_prefix_and_are_accepted_back() {
     let cookies = set_cookies(&response);
     let mut names: Vec<&str> = cookies.keys().map(String::as_str).collect();
     names.sort();
-    assert_eq!(names, ["__Host-accessToken", "__Host-refreshToken"]);
+    assert_eq!(
+        names,
+        [
+            "__Host-accessToken",
+            "__Host-refreshToken",
+            "__Host-registrationId"
+        ],
+        "the tokens, and the finished sign-up's cookie cleared"
+    );
+    assert_eq!(
+        cookies["__Host-registrationId"].cookie.max_age(),
+        Some(cookie::time::Duration::ZERO)
+    );
     for set in cookies.values() {
         let c = &set.cookie;
         assert_eq!(c.secure(), Some(true), "{}", set.raw);

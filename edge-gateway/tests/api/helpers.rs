@@ -37,6 +37,10 @@ pub struct TestApp {
     pub mail_dir: PathBuf,
     pub client: reqwest::Client,
     mails_read: Mutex<HashMap<String, usize>>,
+    /// The pending-request cookies (`registrationId`, `resetId`, prefixed or not) this
+    /// "browser" holds: [`TestApp::post_json`] sends them and keeps what the gateway sets, as a
+    /// browser would. Token cookies are handled explicitly through [`Session`].
+    pending: Mutex<HashMap<String, String>>,
     stops: Vec<oneshot::Sender<()>>,
     _data: Option<tempfile::TempDir>,
 }
@@ -107,6 +111,8 @@ pub async fn start_service(
         ("GRPC_ADDR", grpc_addr.to_owned()),
         ("DATA_DIR", data_dir.display().to_string()),
         ("SQLITE_PATH", ":memory:".to_owned()),
+        // Every test client is 127.0.0.1; the per-network limit has tests of its own.
+        ("CODE_REQUESTS_PER_IP_PER_HOUR", "100000".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -167,6 +173,7 @@ pub async fn spawn_gateway(auth_service_url: &str, env: Vec<(&'static str, Strin
         mail_dir: PathBuf::new(),
         client,
         mails_read: Mutex::new(HashMap::new()),
+        pending: Mutex::new(HashMap::new()),
         stops: vec![stop],
         _data: None,
     }
@@ -310,14 +317,45 @@ impl TestApp {
         self.client.request(method, self.url(path))
     }
 
-    /// POST with a JSON body and no cookie.
+    /// POST with a JSON body and this browser's pending-request cookies (no token cookie);
+    /// keeps the pending-request cookies the answer sets or clears.
     pub async fn post_json(&self, path: &str, body: Value) -> Response {
+        let mut request = self.request(Method::POST, path).json(&body);
+        let jar = self.pending_cookie_header();
+        if !jar.is_empty() {
+            request = request.header(header::COOKIE, jar);
+        }
+        let response = request.send().await.expect("request");
+        let mut pending = self.pending.lock().expect("lock");
+        for (name, set) in set_cookies(&response) {
+            if name.ends_with("registrationId") || name.ends_with("resetId") {
+                if set.cookie.value().is_empty() {
+                    pending.remove(&name);
+                } else {
+                    pending.insert(name, set.cookie.value().to_owned());
+                }
+            }
+        }
+        response
+    }
+
+    /// POST with a JSON body from another browser: no cookie at all.
+    pub async fn post_json_elsewhere(&self, path: &str, body: Value) -> Response {
         self.request(Method::POST, path)
             .json(&body)
             .send()
             .await
             .expect("request")
     }
+
+    /// The `Cookie` header of this browser's pending-request cookies (empty when none).
+    pub fn pending_cookie_header(&self) -> String {
+        let pending = self.pending.lock().expect("lock");
+        let mut pairs: Vec<String> = pending.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        pairs.sort();
+        pairs.join("; ")
+    }
+
 
     /// A request carrying the session's cookies.
     pub fn with_session(&self, method: Method, path: &str, session: &Session) -> RequestBuilder {

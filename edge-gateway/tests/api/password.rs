@@ -26,7 +26,17 @@ async fn forgot_then_reset_ends_every_session_and_clears_cookies() {
             json!({ "email": email, "otp": code, "newPassword": NEW_PASSWORD }),
         )
         .await;
-    assert_eq!(set_cookies(&response).len(), 2);
+    let cleared = set_cookies(&response);
+    assert_eq!(
+        cleared.len(),
+        3,
+        "both tokens and the reset's id: {cleared:?}"
+    );
+    assert!(
+        cleared
+            .values()
+            .all(|c| c.cookie.max_age() == Some(cookie::time::Duration::ZERO))
+    );
     let (status, body) = read(response).await;
     assert_eq!(status, StatusCode::OK, "{body:#}");
     assert_eq!(body["data"]["revokedSessionCount"], 1);
@@ -77,6 +87,7 @@ async fn forgot_answers_the_same_for_an_unknown_email() {
 async fn reset_failures() {
     let app = spawn_app().await;
     let (_, email, _) = app.signed_up_user().await;
+    // A browser that never asked for a reset has no reset cookie.
     let (status, body) = read(
         app.post_json(
             "/api/auth/password/reset",
@@ -85,7 +96,12 @@ async fn reset_failures() {
         .await,
     )
     .await;
-    assert_error(status, &body, StatusCode::NOT_FOUND, "RESET_NOT_FOUND");
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "RESET_ID_REQUIRED",
+    );
 
     app.post_json("/api/auth/password/forgot", json!({ "email": email }))
         .await;
