@@ -351,6 +351,51 @@ async fn concurrent_correct_logins_of_one_account_all_succeed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_wrong_passwords_never_exceed_the_limit() {
+    let app = spawn_app_with(&[("LOGIN_MAX_ATTEMPTS", "3"), ("LOGIN_WINDOW", "10m")]).await;
+    let mail = email("guessburst");
+    app.signup(&username("guessburst"), &mail).await;
+    let results = race(&app, 16, |mut c, i| {
+        let mail = mail.clone();
+        async move {
+            c.login(pb::LoginRequest {
+                identifier: mail,
+                password: format!("wrong password {i}"),
+            })
+            .await
+        }
+    })
+    .await;
+    let reasons: Vec<String> = results
+        .iter()
+        .map(|r| reason(r.as_ref().unwrap_err()))
+        .collect();
+    // A burst learns no more than the limit allows: three answers say "wrong", the rest
+    // are refused whatever the password.
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| *r == "INVALID_CREDENTIALS")
+            .count(),
+        3,
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| *r == "LOGIN_RATE_LIMITED")
+            .count(),
+        13,
+        "{reasons:?}"
+    );
+    assert_error(
+        app.login(&mail, PASSWORD).await,
+        Code::ResourceExhausted,
+        "LOGIN_RATE_LIMITED",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_hash_queue_answers_resource_exhausted_at_once() {
     let app = spawn_app_with(&[("HASH_CONCURRENCY", "1"), ("HASH_QUEUE", "0")]).await;
     let mail = email("busy");

@@ -211,15 +211,37 @@ fn a_bad_variable_stops_startup_naming_it() {
         // Retired: a request is void after CODE_MAX_ATTEMPTS wrong codes instead.
         ("CODE_LOCKOUT", "15m"),
     ] {
-        let out = Command::new(BIN)
-            .env_clear()
-            .env("DATA_DIR", dir.path())
-            .env(var, value)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
+        let out = refused_startup(dir.path(), var, value);
         assert_eq!(out.status.code(), Some(2), "{var}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(var), "{var} named in: {stderr}");
     }
+}
+
+/// Runs the binary with `var=value` and waits (bounded) for it to exit. A service that
+/// starts instead is killed, and the test fails naming the variable rather than hanging.
+fn refused_startup(dir: &std::path::Path, var: &str, value: &str) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env("DATA_DIR", dir)
+        .env("GRPC_ADDR", "127.0.0.1:0")
+        .env(var, value)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the service started with {var}={value} instead of refusing it: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
 }

@@ -136,3 +136,55 @@ async fn two_instances_share_limits_sessions_and_the_mail_queue() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replay_on_the_other_instance_gets_the_same_refresh_token_and_one_session_cap_holds() {
+    let backends = Backends::start(false).await;
+    let config = [
+        ("REFRESH_REUSE_GRACE", "30s"),
+        ("MAX_SESSIONS_PER_USER", "2"),
+    ];
+    let a = backends.instance(&config).await;
+    let b = backends.instance(&config).await;
+    let mail = email("seal");
+    let (_, first) = backends.signup(&a, &username("seal"), &mail).await;
+    let second = a.refresh(&first.refresh_token).await.unwrap();
+    // The successor a sealed opens on b (one AUTH_SECRET): the racer on b gets the session's
+    // one live refresh token, not a fork of the session.
+    let raced = b.refresh(&first.refresh_token).await.unwrap();
+    assert_eq!(raced.session_id, first.session_id);
+    assert_eq!(raced.refresh_token, second.refresh_token);
+    a.validate(&raced.access_token).await.unwrap();
+    let third = b.refresh(&second.refresh_token).await.unwrap();
+    assert_error(
+        a.refresh(&first.refresh_token).await,
+        Code::Unauthenticated,
+        "REFRESH_TOKEN_INVALID",
+    );
+
+    // One cap over both instances: a third session ends the least recently used one, the
+    // sign-up's (last rotated before both logins).
+    let phone = b.login(&mail, PASSWORD).await.unwrap().tokens.unwrap();
+    let laptop = a.login(&mail, PASSWORD).await.unwrap().tokens.unwrap();
+    assert_error(
+        b.validate(&third.access_token).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+    assert_error(
+        a.refresh(&third.refresh_token).await,
+        Code::Unauthenticated,
+        "REFRESH_TOKEN_INVALID",
+    );
+    let mut ids: Vec<String> = b
+        .sessions(&laptop.access_token)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    ids.sort();
+    let mut expected = vec![phone.session_id, laptop.session_id];
+    expected.sort();
+    assert_eq!(ids, expected);
+}
