@@ -151,6 +151,29 @@ async fn one_network_guessing_many_accounts_is_limited() {
 }
 
 #[tokio::test]
+async fn an_ipv6_slash_64_is_one_network() {
+    let app = spawn_app_with(&[("LOGIN_MAX_ATTEMPTS", "2"), ("LOGIN_WINDOW", "10m")]).await;
+    let mail = email("six");
+    app.signup(&username("six"), &mail).await;
+    // One subscriber holds a whole /64 and can rotate addresses inside it.
+    for ip in ["2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:fffe"] {
+        assert_error(
+            login_from(&app, ip, &mail, "wrong password").await,
+            Code::Unauthenticated,
+            "INVALID_CREDENTIALS",
+        );
+    }
+    assert_error(
+        login_from(&app, "2001:db8:1:2::3", &mail, PASSWORD).await,
+        Code::ResourceExhausted,
+        "LOGIN_RATE_LIMITED",
+    );
+    login_from(&app, "2001:db8:1:3::1", &mail, PASSWORD)
+        .await
+        .expect("the next /64 is another network");
+}
+
+#[tokio::test]
 async fn guesses_from_many_networks_slow_an_account_down_but_never_lock_the_owner_out() {
     let app = spawn_app_with(&[
         ("LOGIN_MAX_ATTEMPTS", "2"),

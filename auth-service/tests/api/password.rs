@@ -200,6 +200,18 @@ async fn an_unknown_email_gets_the_same_answer_and_no_mail() {
         .cloned()
         .unwrap();
     assert_eq!(info.metadata["attempts_remaining"], "4");
+    for _ in 0..4 {
+        assert_error(
+            app.reset(&ghost, &b.reset_id, "123456", NEW_PASSWORD).await,
+            Code::InvalidArgument,
+            "CODE_INVALID",
+        );
+    }
+    assert_error(
+        app.reset(&ghost, &b.reset_id, "123456", NEW_PASSWORD).await,
+        Code::ResourceExhausted,
+        "CODE_ATTEMPTS_EXHAUSTED",
+    );
 }
 
 /// Seconds since the epoch, to compare with the Timestamps of an answer.

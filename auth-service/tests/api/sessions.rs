@@ -345,6 +345,36 @@ async fn logout_by_refresh_token_or_bearer_ends_that_session_and_sets_offline() 
 }
 
 #[tokio::test]
+async fn logout_with_the_previous_refresh_token_inside_the_grace_window_ends_the_session() {
+    // A tab that logs out with the token another tab just rotated away still ends the session.
+    let app = spawn_app_with(&[("REFRESH_REUSE_GRACE", "30s")]).await;
+    let (_, first) = app.signup(&username("outg"), &email("outg")).await;
+    let second = app.refresh(&first.refresh_token).await.unwrap();
+    app.client()
+        .logout(pb::LogoutRequest {
+            refresh_token: first.refresh_token.clone(),
+        })
+        .await
+        .unwrap();
+    assert_error(
+        app.validate(&second.access_token).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+    assert_error(
+        app.refresh(&second.refresh_token).await,
+        Code::Unauthenticated,
+        "REFRESH_TOKEN_INVALID",
+    );
+    // The grace window answers nothing for an ended session.
+    assert_error(
+        app.refresh(&first.refresh_token).await,
+        Code::Unauthenticated,
+        "REFRESH_TOKEN_INVALID",
+    );
+}
+
+#[tokio::test]
 async fn logout_all_ends_every_session() {
     let app = spawn_app().await;
     let mail = email("all");

@@ -307,3 +307,58 @@ async fn a_verification_cut_short_by_the_user_store_works_again_with_the_same_co
         "REGISTRATION_NOT_FOUND",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_cut_short_by_the_user_store_works_again_with_the_same_code() {
+    let backends = Backends::start(true).await;
+    let mongo = backends.mongo.as_ref().expect("a server this test owns");
+    let app = backends.instance(&[]).await;
+    let mail = email("resetretry");
+    let (_, tokens) = backends.signup(&app, &username("resetretry"), &mail).await;
+    let reset_id = app.request_reset(&mail).await.unwrap();
+    let code = backends
+        .wait_for_code(&mail, 2, Duration::from_secs(15))
+        .await;
+    let new_password = "a reset that had to wait";
+
+    // The code is checked (Redis), then the password cannot be set (MongoDB is down).
+    mongo.stop();
+    let status = app
+        .reset(&mail, &reset_id, &code, new_password)
+        .await
+        .expect_err("no user store, no new password");
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (Code::Unavailable, "BACKEND_UNAVAILABLE"),
+        "{status:?}"
+    );
+
+    // The verified request was kept: the same code sets the password once MongoDB is back.
+    mongo.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let done = loop {
+        match app.reset(&mail, &reset_id, &code, new_password).await {
+            Ok(done) => break done,
+            Err(s) => {
+                assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+                assert!(
+                    Instant::now() < deadline,
+                    "the same code did not reset within 20 s of MongoDB's return"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(done.revoked_session_count, 1);
+    assert_error(
+        app.validate(&tokens.access_token).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+    app.login(&mail, new_password).await.unwrap();
+    assert_error(
+        app.reset(&mail, &reset_id, &code, new_password).await,
+        Code::NotFound,
+        "RESET_NOT_FOUND",
+    );
+}
