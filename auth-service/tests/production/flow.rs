@@ -141,7 +141,7 @@ async fn the_whole_flow_runs_on_mongo_redis_and_smtp_and_nothing_stored_is_a_sec
         format!("{session_key}:successor"),
         format!("user:{{{user_id}}}:sessions"),
         format!("session:{{{}}}:user", kept.session_id),
-        format!("reset:{{{mail}}}"),
+        format!("reset:{{{mail}}}:budget"),
     ] {
         assert!(keys.contains(&key), "{key} in {keys:?}");
     }

@@ -1,5 +1,6 @@
-//! Pending registrations and password resets: one hash per purpose and email holding the
-//! email's daily budgets and its live requests, changed only by the `ISSUE_CODE`,
+//! Pending registrations and password resets: per purpose and email, one hash of its live
+//! requests (it expires `CODE_REQUEST_TTL` after the last code) and one of its daily budgets
+//! (it expires with the day windows), in one slot, changed only by the `ISSUE_CODE`,
 //! `VERIFY_CODE` and `FINISH_PENDING` scripts (same rules as `sqlite/codes.rs`).
 
 use async_trait::async_trait;
@@ -23,10 +24,13 @@ impl PendingCodeStore for RedisStore {
         now: UnixMs,
         policy: &CodePolicy,
     ) -> Result<CodeIssued, IssueError> {
-        let key = self.keys.pending(purpose, email);
         let payload = payload.map(PendingPayload::to_json);
         let code_expires_at = now + policy.ttl_ms;
-        let mut call = self.scripts.issue_code.key(&key);
+        let mut call = self
+            .scripts
+            .issue_code
+            .key(self.keys.pending(purpose, email));
+        call.key(self.keys.pending_budget(purpose, email));
         call.arg(now)
             .arg(id.as_str())
             .arg(if payload.is_some() { "1" } else { "0" })
@@ -70,8 +74,11 @@ impl PendingCodeStore for RedisStore {
         now: UnixMs,
         policy: &CodePolicy,
     ) -> Result<PendingPayload, VerifyError> {
-        let key = self.keys.pending(purpose, email);
-        let mut call = self.scripts.verify_code.key(&key);
+        let mut call = self
+            .scripts
+            .verify_code
+            .key(self.keys.pending(purpose, email));
+        call.key(self.keys.pending_budget(purpose, email));
         call.arg(now)
             .arg(id.as_str())
             .arg(&code.0[..])

@@ -49,9 +49,15 @@ impl Keys {
         })
     }
 
-    /// `register:{<email>}` or `reset:{<email>}`.
+    /// `register:{<email>}` or `reset:{<email>}`: the email's pending requests.
     pub fn pending(&self, purpose: CodePurpose, email: &Email) -> String {
         format!("{}{}:{{{}}}", self.prefix, purpose.as_str(), email.as_str())
+    }
+
+    /// `register:{<email>}:budget` or `reset:{<email>}:budget`: the email's daily budgets, in
+    /// the slot of its requests.
+    pub fn pending_budget(&self, purpose: CodePurpose, email: &Email) -> String {
+        format!("{}:budget", self.pending(purpose, email))
     }
 
     /// `ratelimit:{<key>}`.
@@ -111,6 +117,10 @@ mod tests {
         assert_eq!(
             keys.pending(CodePurpose::PasswordReset, &email),
             "t:reset:{a@example.com}"
+        );
+        assert_eq!(
+            keys.pending_budget(CodePurpose::Registration, &email),
+            "t:register:{a@example.com}:budget"
         );
         assert_eq!(keys.rate_limit("login:x"), "t:ratelimit:{login:x}");
         let s = keys.session("u1", "s1");

@@ -35,9 +35,10 @@ local FIELDS = {'user_id', 'created_at', 'last_used_at', 'expires_at', 'user_age
     };
 }
 
-/// Helpers of the pending-request scripts. KEYS[1] is the email's hash: the budgets
-/// (`sends_ws`, `sends`, `guesses_ws`, `guesses`, `until`) and per request `r:<id>` (meta),
-/// `c:<id>` (code hash), `p:<id>` (payload). Needs `now` and `day` defined first.
+/// Helpers of the pending-request scripts. KEYS[1] is the email's requests hash: per request
+/// `r:<id>` (meta), `c:<id>` (code hash), `p:<id>` (payload), and `until` (the key's expiry).
+/// KEYS[2] is the email's budgets hash: `sends_ws`, `sends`, `guesses_ws`, `guesses`, `until`.
+/// Needs `now` and `day` defined first.
 macro_rules! lua_pending {
     () => {
         r#"
@@ -45,8 +46,10 @@ local function meta(code_expires, last_sent, attempts, verified, expires)
   return int(code_expires) .. ':' .. int(last_sent) .. ':' .. int(attempts) .. ':'
     .. int(verified) .. ':' .. int(expires)
 end
+-- A meta field this code cannot read (another version's, say) names no live request.
 local function parse(m)
-  local a, b, c, d, e = string.match(m, '^(%d+):(%d+):(%d+):(%d):(%d+)$')
+  local a, b, c, d, e = string.match(m or '', '^(%d+):(%d+):(%d+):(%d):(%d+)$')
+  if not e then return nil end
   return tonumber(a), tonumber(b), tonumber(c), tonumber(d), tonumber(e)
 end
 -- A daily window that has ended starts again now.
@@ -55,22 +58,32 @@ local function roll(start, n)
   if not start or start + day <= now then return now, 0 end
   return start, tonumber(n) or 0
 end
--- The key lives as long as the latest of its windows and requests; never shortened.
-local function keep_until(t)
-  local current = tonumber(redis.call('HGET', KEYS[1], 'until')) or 0
+-- A key lives until the latest time it was asked to; never shortened.
+local function keep_until(key, t)
+  local current = tonumber(redis.call('HGET', key, 'until')) or 0
   if t > current then
-    redis.call('HSET', KEYS[1], 'until', int(t))
+    redis.call('HSET', key, 'until', int(t))
     current = t
   end
-  redis.call('PEXPIREAT', KEYS[1], int(current))
+  redis.call('PEXPIREAT', key, int(current))
+end
+-- Requests that ended are dropped, so the hash holds only live ones.
+local function prune()
+  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+    local rid = string.match(f, '^r:(.+)$')
+    if rid then
+      local _, _, _, _, e = parse(redis.call('HGET', KEYS[1], f))
+      if not e or e <= now then redis.call('HDEL', KEYS[1], f, 'c:' .. rid, 'p:' .. rid) end
+    end
+  end
 end
 "#
     };
 }
 
-/// Issue a code for request ARGV[2]. KEYS[1] the email's hash. ARGV: now, id, has payload
-/// (1/0), payload, code hash, cooldown, max attempts, max sends per day, code expiry, request
-/// keep-until, day length.
+/// Issue a code for request ARGV[2]. KEYS: the email's requests, its budgets. ARGV: now, id,
+/// has payload (1/0), payload, code hash, cooldown, max attempts, max sends per day, code
+/// expiry, request keep-until, day length.
 /// Reply: {0, code_expires_at, attempts_used, payload} | {1} no such request | {2} request void
 /// | {3, resend_at} cooldown | {4, retry_at} the email's daily sends are spent.
 pub(super) const ISSUE_CODE: &str = concat!(
@@ -81,14 +94,7 @@ pub(super) const ISSUE_CODE: &str = concat!(
 local id = ARGV[2]
 local cooldown, max_attempts = tonumber(ARGV[6]), tonumber(ARGV[7])
 local max_sends, code_expires, expires = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
--- Requests that ended are dropped, so the hash holds at most a day of sends.
-for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
-  local rid = string.match(f, '^r:(.+)$')
-  if rid then
-    local _, _, _, _, e = parse(redis.call('HGET', KEYS[1], f))
-    if e <= now then redis.call('HDEL', KEYS[1], f, 'c:' .. rid, 'p:' .. rid) end
-  end
-end
+prune()
 local m = redis.call('HGET', KEYS[1], 'r:' .. id)
 local attempts, payload = 0, ARGV[4]
 if ARGV[3] == '1' then
@@ -101,21 +107,22 @@ else
   attempts = used
   payload = redis.call('HGET', KEYS[1], 'p:' .. id)
 end
-local b = redis.call('HMGET', KEYS[1], 'sends_ws', 'sends', 'guesses_ws', 'guesses')
+local b = redis.call('HMGET', KEYS[2], 'sends_ws', 'sends', 'guesses_ws', 'guesses')
 local sws, sends = roll(b[1], b[2])
 if sends >= max_sends then return {4, sws + day} end
 local gws, guesses = roll(b[3], b[4])
-redis.call('HSET', KEYS[1], 'sends_ws', int(sws), 'sends', int(sends + 1),
-  'guesses_ws', int(gws), 'guesses', int(guesses),
-  'r:' .. id, meta(code_expires, now, attempts, 0, expires), 'c:' .. id, ARGV[5],
-  'p:' .. id, payload)
-keep_until(math.max(sws + day, gws + day, expires))
+redis.call('HSET', KEYS[2], 'sends_ws', int(sws), 'sends', int(sends + 1),
+  'guesses_ws', int(gws), 'guesses', int(guesses))
+keep_until(KEYS[2], math.max(sws + day, gws + day))
+redis.call('HSET', KEYS[1], 'r:' .. id, meta(code_expires, now, attempts, 0, expires),
+  'c:' .. id, ARGV[5], 'p:' .. id, payload)
+keep_until(KEYS[1], expires)
 return {0, code_expires, attempts, payload}
 "#
 );
 
-/// Verify the code of request ARGV[2]. KEYS[1] the email's hash. ARGV: now, id, code hash,
-/// max attempts, max guesses per day, day length.
+/// Verify the code of request ARGV[2]. KEYS: the email's requests, its budgets. ARGV: now,
+/// id, code hash, max attempts, max guesses per day, day length.
 /// Reply: {0, payload} | {1} no such request | {2} expired | {3} request void
 /// | {4, retry_at} the email's daily guesses are spent | {5, attempts remaining} wrong.
 pub(super) const VERIFY_CODE: &str = concat!(
@@ -132,17 +139,16 @@ local function same(a, b)
 end
 local id = ARGV[2]
 local max_attempts, max_guesses = tonumber(ARGV[4]), tonumber(ARGV[5])
-local m = redis.call('HGET', KEYS[1], 'r:' .. id)
-if not m then return {1} end
-local code_expires, last, used, verified, expires = parse(m)
-if expires <= now then return {1} end
+prune()
+local code_expires, last, used, verified, expires = parse(redis.call('HGET', KEYS[1], 'r:' .. id))
+if not expires then return {1} end
 if used >= max_attempts then return {3} end
 local r = redis.call('HMGET', KEYS[1], 'c:' .. id, 'p:' .. id)
 local matches = same(r[1], ARGV[3])
 -- A code that matched once keeps matching until the request is finished.
 if verified == 1 and matches then return {0, r[2]} end
 if code_expires <= now then return {2} end
-local b = redis.call('HMGET', KEYS[1], 'guesses_ws', 'guesses')
+local b = redis.call('HMGET', KEYS[2], 'guesses_ws', 'guesses')
 local gws, guesses = roll(b[1], b[2])
 if guesses >= max_guesses then return {4, gws + day} end
 if matches then
@@ -150,25 +156,25 @@ if matches then
   return {0, r[2]}
 end
 used = used + 1
-redis.call('HSET', KEYS[1], 'r:' .. id, meta(code_expires, last, used, verified, expires),
-  'guesses_ws', int(gws), 'guesses', int(guesses + 1))
-keep_until(gws + day)
+redis.call('HSET', KEYS[1], 'r:' .. id, meta(code_expires, last, used, verified, expires))
+redis.call('HSET', KEYS[2], 'guesses_ws', int(gws), 'guesses', int(guesses + 1))
+keep_until(KEYS[2], gws + day)
 return {5, max_attempts - used}
 "#
 );
 
-/// End every pending request of an email; its budgets stay. KEYS[1] the email's hash.
+/// End every pending request of an email; its budgets (another key) stay. KEYS[1] the email's
+/// requests.
 pub(super) const FINISH_PENDING: &str = r#"
-for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if string.match(f, '^[rcp]:') then redis.call('HDEL', KEYS[1], f) end
-end
+redis.call('DEL', KEYS[1])
 return 1
 "#;
 
 /// Start a session. KEYS: 1 record, 2 successor, 3 index, then record and successor of each
 /// eviction candidate (the user's sessions that expire first). ARGV: sid, user id, created at,
 /// expires at, user agent, client ip, refresh hash (hex), max sessions, candidate ids.
-/// Reply: {0, evicted ids...} | {1} more candidates needed (nothing changed).
+/// Reply: {0, evicted ids...} | {1} more candidates needed (nothing changed but the removal of
+/// index entries of sessions that had already expired).
 pub(super) const CREATE_SESSION: &str = concat!(
     lua_int!(),
     lua_session!(),
@@ -177,11 +183,16 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('ERR session
 -- Index entries of sessions that expired (their keys are gone with the same expiry).
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[3])
 local n, max = redis.call('ZCARD', KEYS[3]), tonumber(ARGV[8])
+-- Only candidates still in the index count; with too few, change nothing and ask for more.
+local present = 0
+for i = 9, #ARGV do
+  if redis.call('ZSCORE', KEYS[3], ARGV[i]) then present = present + 1 end
+end
+if n - present >= max then return {1} end
 local evicted = {0}
 local i = 1
 while n >= max do
   local victim = ARGV[8 + i]
-  if not victim then return {1} end
   local k = 4 + (i - 1) * 2
   if redis.call('ZREM', KEYS[3], victim) == 1 then
     n = n - 1
@@ -215,9 +226,10 @@ if s[7] == ARGV[3] then
   redis.call('HSET', KEYS[1], 'previous', s[7], 'previous_used_at', ARGV[2], 'refresh', ARGV[4],
     'last_used_at', ARGV[2], 'expires_at', expires)
   redis.call('PEXPIREAT', KEYS[1], expires)
-  -- The successor is kept sealed for the grace window only (none without one).
+  -- The successor is kept sealed for the grace window only (none without one); relative to
+  -- Redis's clock, so a service clock behind it cannot make it die on arrival.
   if grace > 0 then
-    redis.call('SET', KEYS[2], ARGV[5], 'PXAT', int(now + grace))
+    redis.call('SET', KEYS[2], ARGV[5], 'PX', int(grace))
   else
     redis.call('DEL', KEYS[2])
   end
@@ -231,6 +243,8 @@ if not s[8] or s[8] ~= ARGV[3] then return {0} end
 if math.max(now - tonumber(s[9]), 0) < grace then
   local sealed = redis.call('GET', KEYS[2])
   if sealed then return {3, s[1], s[2], s[3], s[4], s[5], s[6], sealed} end
+  -- Inside the window by our clock but gone by Redis's (skew): refused, not a replay.
+  return {0}
 end
 -- The previous token after the grace window: a replay of a stolen token.
 end_session(sid)

@@ -171,12 +171,14 @@ impl SessionStore for SqliteStore {
             if live.previous.as_deref() != Some(presented.as_slice()) {
                 return Ok(RotateOutcome::Invalid);
             }
-            if live.previous_in_grace(&presented, now, grace_ms)
-                && let Some(sealed) = live.successor
-            {
-                return Ok(RotateOutcome::Replayed {
-                    session: live.record,
-                    sealed,
+            if live.previous_in_grace(&presented, now, grace_ms) {
+                return Ok(match live.successor {
+                    Some(sealed) => RotateOutcome::Replayed {
+                        session: live.record,
+                        sealed,
+                    },
+                    // Swept by a clock that ran ahead: refused, not taken for a replay.
+                    None => RotateOutcome::Invalid,
                 });
             }
             // The previous token after the grace window: a replay of a stolen token.
