@@ -91,7 +91,13 @@ impl EmailTagger {
     }
 
     pub fn tag(&self, email: &Email) -> String {
-        keyed(&self.key, &[email.as_str()])[..6]
+        self.tag_text(email.as_str())
+    }
+
+    /// The same for any identifier (an email or a username as typed, lowercased), so counters
+    /// keyed by it name no address in the store either.
+    pub fn tag_text(&self, text: &str) -> String {
+        keyed(&self.key, &[text])[..6]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()

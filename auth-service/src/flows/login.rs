@@ -3,11 +3,15 @@
 //! Limits exist to stop guessing, so they must not become a way to lock the owner out:
 //! - only wrong passwords count, after the check: a right password is never refused because
 //!   other attempts are in flight;
-//! - the hard limits are per (account, client network) and per client network, so guesses
-//!   from elsewhere never refuse the owner's own device;
-//! - across all networks an account only slows down: past `slowdown_after` wrong passwords
+//! - the hard limits are per (identifier, client network) and per client network, so
+//!   guesses from elsewhere never refuse the owner's own device;
+//! - across all networks an identifier only slows down: past `slowdown_after` wrong passwords
 //!   every attempt waits a little longer (up to `slowdown_max`), the owner's included, but
 //!   nobody is refused;
+//! - counters are keyed by the identifier as typed (its keyed tag, so the store holds no
+//!   address), never by the account it names: keying by account would let anyone tell which
+//!   email belongs to a public username by watching whose limit the other one spends. An
+//!   account's email and username therefore have a budget each;
 //! - a check that raced past a hard limit (many guesses at once) is answered
 //!   LOGIN_RATE_LIMITED whatever its result, so a burst learns no more than the limit allows.
 
@@ -45,7 +49,7 @@ impl AuthCore {
         };
 
         let user = self.find_by_identifier(&identifier).await?;
-        let guard = self.password_guard_for_login(user.as_ref(), &identifier, client);
+        let guard = self.password_guard_for_login(&identifier, client);
         guard.admit(self).await?;
         let verified = self
             .hasher
@@ -94,18 +98,10 @@ impl AuthCore {
         })
     }
 
-    /// The counters of a login: per (account, network), per network, and the account's
-    /// slowdown. An unknown identifier gets counters of its own, used the same way.
-    fn password_guard_for_login(
-        &self,
-        user: Option<&User>,
-        identifier: &str,
-        client: &ClientInfo,
-    ) -> PasswordGuard {
-        let account = match user {
-            Some(user) => user.id.0.clone(),
-            None => format!("?{identifier}"),
-        };
+    /// The counters of a login: per (identifier, network), per network, and the identifier's
+    /// slowdown; the same for a known and an unknown identifier.
+    fn password_guard_for_login(&self, identifier: &str, client: &ClientInfo) -> PasswordGuard {
+        let account = self.email_tags.tag_text(identifier);
         let network = client.network();
         PasswordGuard {
             hard: vec![
@@ -118,11 +114,11 @@ impl AuthCore {
                     self.policy.login.max_failures_per_ip,
                 ),
             ],
-            account: format!("login:acct:{account}"),
+            slowdown: Some(format!("login:acct:{account}")),
         }
     }
 
-    /// The counters of ChangePassword: per (account, session), and the account's slowdown.
+    /// The counters of ChangePassword: per (account, session).
     pub(super) fn password_guard_for_session(
         &self,
         user: &UserId,
@@ -133,7 +129,7 @@ impl AuthCore {
                 format!("pwchange:{}:{}", user.0, session.0),
                 self.policy.login.max_attempts,
             )],
-            account: format!("login:acct:{}", user.0),
+            slowdown: None,
         }
     }
 }
@@ -143,8 +139,8 @@ impl AuthCore {
 pub(super) struct PasswordGuard {
     /// (counter key, most wrong passwords per window).
     hard: Vec<(String, u32)>,
-    /// Wrong passwords of the account from anywhere, for the slowdown.
-    account: String,
+    /// Wrong passwords from anywhere, for the slowdown.
+    slowdown: Option<String>,
 }
 
 impl PasswordGuard {
@@ -153,7 +149,10 @@ impl PasswordGuard {
     pub(super) async fn admit(&self, core: &AuthCore) -> Result<(), FlowError> {
         let now = now_ms();
         self.refuse_if_over(core, now).await?;
-        let (failures, _) = core.stores.limits.count(&self.account, now).await?;
+        let Some(slowdown_key) = &self.slowdown else {
+            return Ok(());
+        };
+        let (failures, _) = core.stores.limits.count(slowdown_key, now).await?;
         let delay = slowdown(
             failures,
             core.policy.login.slowdown_after,
@@ -182,8 +181,10 @@ impl PasswordGuard {
             }
             return Ok(());
         }
-        // No limit of its own: it only feeds the slowdown.
-        let _ = limits.hit(&self.account, u32::MAX, window, now).await?;
+        if let Some(key) = &self.slowdown {
+            // No limit of its own: it only feeds the slowdown.
+            let _ = limits.hit(key, u32::MAX, window, now).await?;
+        }
         for (key, limit) in &self.hard {
             if let Err(retry_at) = limits.hit(key, *limit, window, now).await? {
                 return Err(FlowError::LoginRateLimited { retry_at });
