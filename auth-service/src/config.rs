@@ -56,6 +56,8 @@ pub struct Config {
     pub code_request_ttl: Duration,
     /// Register / ResendVerificationCode / RequestPasswordReset calls per client network per hour.
     pub code_requests_per_ip_per_hour: u32,
+    /// VerifyRegistration / ResetPassword code checks per client network per hour.
+    pub code_guesses_per_ip_per_hour: u32,
     /// Register for a taken email answers like a new sign-up and notifies the owner.
     pub signup_enumeration_safe: bool,
     pub login_max_attempts: u32,
@@ -356,6 +358,12 @@ impl Config {
             code_requests_per_ip_per_hour: env.number(
                 "CODE_REQUESTS_PER_IP_PER_HOUR",
                 20,
+                1,
+                1_000_000,
+            )?,
+            code_guesses_per_ip_per_hour: env.number(
+                "CODE_GUESSES_PER_IP_PER_HOUR",
+                100,
                 1,
                 1_000_000,
             )?,

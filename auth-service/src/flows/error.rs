@@ -31,6 +31,8 @@ pub enum FlowError {
     SignupRateLimited { retry_at: UnixMs },
     #[error("too many password reset codes requested from this network; try again later")]
     ResetRateLimited { retry_at: UnixMs },
+    #[error("too many codes tried from this network; try again later")]
+    CodeGuessesRateLimited { retry_at: UnixMs },
     #[error("a code was sent recently; wait before asking again")]
     ResendCooldown { retry_at: UnixMs },
     #[error("too many codes sent to this email today")]
@@ -80,6 +82,7 @@ impl FlowError {
             FlowError::TooManyGuessesToday { .. } => "TOO_MANY_GUESSES_TODAY",
             FlowError::SignupRateLimited { .. } => "SIGNUP_RATE_LIMITED",
             FlowError::ResetRateLimited { .. } => "RESET_RATE_LIMITED",
+            FlowError::CodeGuessesRateLimited { .. } => "CODE_GUESSES_RATE_LIMITED",
             FlowError::ResendCooldown { .. } => "RESEND_COOLDOWN",
             FlowError::CodeDailyLimit { .. } => "CODE_DAILY_LIMIT",
             FlowError::InvalidCredentials => "INVALID_CREDENTIALS",
@@ -104,6 +107,7 @@ impl FlowError {
             FlowError::TooManyGuessesToday { retry_at }
             | FlowError::SignupRateLimited { retry_at }
             | FlowError::ResetRateLimited { retry_at }
+            | FlowError::CodeGuessesRateLimited { retry_at }
             | FlowError::ResendCooldown { retry_at }
             | FlowError::CodeDailyLimit { retry_at }
             | FlowError::LoginRateLimited { retry_at } => Some(*retry_at),

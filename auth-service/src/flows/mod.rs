@@ -25,8 +25,10 @@ use crate::store::{CodePolicy, SessionRecord, Stores};
 pub struct Policy {
     pub code: CodePolicy,
     pub code_ttl: Duration,
-    /// Codes (sign-up and reset) one client network may ask for per hour.
-    pub code_sends_per_ip_per_hour: u32,
+    /// Code requests (Register, resend, reset) one client network may make per hour.
+    pub code_requests_per_ip_per_hour: u32,
+    /// Codes (sign-up and reset) one client network may check per hour, right or wrong.
+    pub code_guesses_per_ip_per_hour: u32,
     /// Register for a taken email answers like a new sign-up (and mails the owner a notice).
     pub signup_enumeration_safe: bool,
     pub refresh_ttl_ms: i64,

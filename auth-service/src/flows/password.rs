@@ -73,14 +73,16 @@ impl AuthCore {
                 )
                 .expiring_at(issued.code_expires_at);
             self.outbox.enqueue(&mail).await?;
+        } else {
+            self.as_much_work_as_queueing_mail().await;
         }
         Ok(ResetRequested { id, issued })
     }
 
-    /// ResetPassword: the new password is hashed first (so an overloaded hasher costs the
-    /// user no code attempt), then the code of the caller's request is checked, the password
-    /// set, the email's other resets ended and every session ended. The request is kept until
-    /// the password is set, so a failure on the way loses nothing.
+    /// ResetPassword: the code of the caller's request is checked (counted against the
+    /// network's hourly budget), then the new password hashed and set, every session ended and
+    /// the email's resets finished. The request is kept until all that is done, so a failure on
+    /// the way loses nothing: the same code works again.
     #[tracing::instrument(skip_all, fields(email = tracing::field::Empty))]
     pub async fn reset_password(
         &self,
@@ -88,6 +90,7 @@ impl AuthCore {
         reset_id: &str,
         code: &str,
         new_password: &str,
+        client: &ClientInfo,
     ) -> Result<u32, FlowError> {
         let mut v = Violations::default();
         let email = v.check("email", Email::parse(email));
@@ -101,7 +104,7 @@ impl AuthCore {
         };
         let id = id.ok_or(FlowError::ResetIdRequired)?;
         self.tag_span(&email);
-        let new_hash = self.hasher.hash(&password).await?;
+        self.limit_code_guesses(client).await?;
         let hash = self
             .codes
             .hash(CodePurpose::PasswordReset, &email, &id, &code);
@@ -121,6 +124,9 @@ impl AuthCore {
         let PendingPayload::PasswordReset { user_id } = payload else {
             return Err(FlowError::ResetNotFound);
         };
+        // Hashed only once the code matched: a guess costs no argon2 (an overloaded hasher
+        // costs nothing either, as the verified code keeps matching for a retry).
+        let new_hash = self.hasher.hash(&password).await?;
         if !self
             .stores
             .users
@@ -129,18 +135,20 @@ impl AuthCore {
         {
             return Err(FlowError::ResetNotFound);
         }
+        // Sessions end before the request does: if ending them fails, a retry with the same
+        // code finds the request and ends them.
+        let ended = self.stores.sessions.revoke_all(&user_id, None).await?;
         self.stores
             .pending
             .finish_pending(CodePurpose::PasswordReset, &email)
             .await?;
-        let ended = self.stores.sessions.revoke_all(&user_id, None).await?;
         tracing::info!(user_id = %user_id.0, sessions_ended = ended, "password reset");
         Ok(ended)
     }
 
     /// ChangePassword: needs the current password; ends the caller's other sessions. Wrong
-    /// guesses are limited per account and session (a stolen access token cannot be used to
-    /// find the password) and count toward the account's slowdown like wrong logins.
+    /// guesses are limited per account and session, so a stolen access token cannot be used to
+    /// find the password.
     #[tracing::instrument(skip_all, fields(user_id = %caller.user_id.0))]
     pub async fn change_password(
         &self,

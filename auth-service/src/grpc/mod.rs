@@ -47,12 +47,14 @@ impl AuthGrpc {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let peer = request.remote_addr().map(|a| a.ip());
+        // Canonical: on a dual-stack listener an IPv4 peer arrives as ::ffff:a.b.c.d.
+        let peer = request.remote_addr().map(|a| a.ip().to_canonical());
         let trusted = peer.is_some_and(|ip| self.trusted_proxies.iter().any(|n| n.contains(&ip)));
         let forwarded = |name| header(name).filter(|_| trusted);
         ClientInfo {
             ip: forwarded("x-client-ip")
-                .and_then(|ip| ip.trim().parse().ok())
+                .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+                .map(|ip| ip.to_canonical())
                 .or(peer),
             user_agent: forwarded("x-client-user-agent")
                 .or_else(|| header("user-agent"))
@@ -256,10 +258,11 @@ impl AuthService for AuthGrpc {
         &self,
         request: Request<pb::ResetPasswordRequest>,
     ) -> Result<Response<pb::ResetPasswordResponse>, Status> {
+        let client = self.client_info(&request);
         let r = request.get_ref();
         let n = self
             .core
-            .reset_password(&r.email, &r.reset_id, &r.code, &r.new_password)
+            .reset_password(&r.email, &r.reset_id, &r.code, &r.new_password, &client)
             .await
             .map_err(to_status)?;
         ok(pb::ResetPasswordResponse {

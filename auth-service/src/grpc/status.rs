@@ -58,6 +58,7 @@ pub fn to_status(err: FlowError) -> Status {
         | FlowError::TooManyGuessesToday { .. }
         | FlowError::SignupRateLimited { .. }
         | FlowError::ResetRateLimited { .. }
+        | FlowError::CodeGuessesRateLimited { .. }
         | FlowError::ResendCooldown { .. }
         | FlowError::CodeDailyLimit { .. }
         | FlowError::LoginRateLimited { .. }

@@ -50,8 +50,37 @@ impl Mailer for SmtpMailer {
         match self.transport.send(message).await {
             Ok(_) => Ok(()),
             // 5xx: the relay will never take this message; anything else may pass later.
-            Err(e) if e.is_permanent() => Err(MailError::Permanent(e.to_string())),
-            Err(e) => Err(MailError::Transient(e.to_string())),
+            Err(e) if e.is_permanent() => Err(MailError::Permanent(without_addresses(&e))),
+            Err(e) => Err(MailError::Transient(without_addresses(&e))),
         }
+    }
+}
+
+/// A relay's error text without the addresses it quotes (`550 <ana@example.com>: unknown`):
+/// it is logged and kept with the message, where no raw address may go.
+fn without_addresses(e: &impl std::fmt::Display) -> String {
+    e.to_string()
+        .split(' ')
+        .map(|word| {
+            if word.contains('@') {
+                "<address>"
+            } else {
+                word
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_errors_lose_their_addresses() {
+        let text =
+            without_addresses(&"permanent error (550): 5.1.1 <ana@example.com>: no such user");
+        assert_eq!(text, "permanent error (550): 5.1.1 <address> no such user");
+        assert!(!text.contains('@'));
     }
 }

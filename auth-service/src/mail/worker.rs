@@ -159,7 +159,18 @@ impl Inner {
             Ok(mail) if mail.expires_at.is_some_and(|at| at <= now_ms()) => Err(
                 MailError::Permanent("its code expired before it could be sent".into()),
             ),
-            Ok(mail) => self.mailer.send(&mail).await,
+            // A send must end well inside its lease, or the lease runs out mid-send and the
+            // message is claimed (and sent) again.
+            Ok(mail) => {
+                let budget = self.policy.lease.mul_f64(0.75);
+                tokio::time::timeout(budget, self.mailer.send(&mail))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(MailError::Transient(format!(
+                            "the relay did not take the message within {budget:?}"
+                        )))
+                    })
+            }
             Err(e) => Err(MailError::Permanent(e)),
         };
         let result = match outcome {

@@ -17,6 +17,8 @@ on_every_backend!(
     code_requests_are_limited_per_network,
     a_reset_for_an_unknown_email_looks_real_and_stores_only_a_bounded_record,
     with_enumeration_safety_a_taken_email_answers_like_a_new_sign_up,
+    code_guesses_spread_over_many_addresses_are_limited_per_network,
+    reset_guesses_cost_no_password_hashing,
 );
 
 const ATTACKER_PASSWORD: &str = "the attacker's own password";
@@ -402,4 +404,93 @@ async fn a_user_store_outage_during_verification_loses_no_sign_up() {
     .expect("the store came back");
     assert_eq!(verified.user.unwrap().email, mail);
     app.login(&mail, PASSWORD).await.unwrap();
+}
+
+async fn code_guesses_spread_over_many_addresses_are_limited_per_network(backend: Backend) {
+    let arena = Arena::start(backend, &[("CODE_GUESSES_PER_IP_PER_HOUR", "5")]).await;
+    let app = &arena.app;
+    // One network asks for resets of many addresses and tries one code at each.
+    let mut victims = Vec::new();
+    for _ in 0..6 {
+        let mail = email("spread");
+        victims.push((mail.clone(), app.request_reset(&mail).await.unwrap()));
+    }
+    let guess = |mail: String, id: String, ip: &'static str| {
+        let mut client = app.client();
+        async move {
+            client
+                .reset_password(from_ip(
+                    pb::ResetPasswordRequest {
+                        email: mail,
+                        reset_id: id,
+                        code: "123456".into(),
+                        new_password: "the attacker's choice".into(),
+                    },
+                    ip,
+                ))
+                .await
+        }
+    };
+    for (mail, id) in &victims[..5] {
+        assert_error(
+            guess(mail.clone(), id.clone(), "192.0.2.77").await,
+            Code::InvalidArgument,
+            "CODE_INVALID",
+        );
+    }
+    let (mail, id) = &victims[5];
+    let status = assert_error(
+        guess(mail.clone(), id.clone(), "192.0.2.77").await,
+        Code::ResourceExhausted,
+        "CODE_GUESSES_RATE_LIMITED",
+    );
+    assert!(retry_secs(&status).unwrap() <= 3600);
+    // Another network is not held up.
+    assert_error(
+        guess(mail.clone(), id.clone(), "192.0.2.78").await,
+        Code::InvalidArgument,
+        "CODE_INVALID",
+    );
+}
+
+async fn reset_guesses_cost_no_password_hashing(backend: Backend) {
+    // One hashing thread and no queue: a reset guess that hashed would crowd out a login.
+    let arena = Arena::start(backend, &[("HASH_CONCURRENCY", "1"), ("HASH_QUEUE", "0")]).await;
+    let app = &arena.app;
+    let mail = email("busy");
+    arena.signup(&username("busy"), &mail).await;
+    let reset_id = app.request_reset(&mail).await.unwrap();
+    let guesses = (0..30).map(|n| {
+        let (mut client, mail, reset_id) = (app.client(), mail.clone(), reset_id.clone());
+        tokio::spawn(async move {
+            client
+                .reset_password(pb::ResetPasswordRequest {
+                    email: mail,
+                    reset_id: if n % 2 == 0 {
+                        reset_id
+                    } else {
+                        "AAAAAAAAAAAAAAAAAAAAAA".into()
+                    },
+                    code: format!("{:06}", 900_000 + n),
+                    new_password: "a long new password".into(),
+                })
+                .await
+        })
+    });
+    let login = app.login(&mail, PASSWORD);
+    let (results, login) = tokio::join!(futures::future::join_all(guesses), login);
+    login.expect("the login found the hasher free");
+    for r in results {
+        let status = r.unwrap().expect_err("no guess matches");
+        assert!(
+            [
+                "CODE_INVALID",
+                "RESET_NOT_FOUND",
+                "CODE_ATTEMPTS_EXHAUSTED",
+                "TOO_MANY_GUESSES_TODAY"
+            ]
+            .contains(&reason(&status).as_str()),
+            "{status:?}"
+        );
+    }
 }

@@ -148,12 +148,14 @@ type LogoutResponse = (
 
 async fn end_session(app: AppState, ctx: CallContext) -> LogoutResponse {
     let result = async {
-        // The refresh cookie names the session; without one, the access token does.
-        let request = match ctx.refresh_token()? {
-            Some(refresh) => ctx.request(pb::LogoutRequest {
+        // The refresh cookie names the session (the service falls back to the access token
+        // when it refuses it); without a usable one, the access token does. An oversized
+        // refresh cookie is never forwarded, but the session it came with still ends.
+        let request = match ctx.refresh_token() {
+            Ok(Some(refresh)) => ctx.request(pb::LogoutRequest {
                 refresh_token: refresh.to_owned(),
             }),
-            None => ctx.signed_in_request(pb::LogoutRequest::default())?,
+            Ok(None) | Err(_) => ctx.signed_in_request(pb::LogoutRequest::default())?,
         };
         call("Logout", app.auth().logout(request)).await
     }

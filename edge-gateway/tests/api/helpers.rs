@@ -356,7 +356,6 @@ impl TestApp {
         pairs.join("; ")
     }
 
-
     /// A request carrying the session's cookies.
     pub fn with_session(&self, method: Method, path: &str, session: &Session) -> RequestBuilder {
         self.request(method, path)

@@ -74,7 +74,8 @@ async fn an_oversized_refresh_cookie_is_refused_and_cleared() {
     );
     assert_eq!(cleared["refreshToken"].cookie.value(), "");
 
-    // Logout names its session by that cookie: refused the same way, cookies cleared anyway.
+    // Logout never forwards it; with nothing else to name a session it is a 401, and the
+    // cookies are cleared anyway.
     let response = app
         .request(Method::POST, "/api/auth/logout")
         .header(header::COOKIE, cookie)
@@ -83,12 +84,27 @@ async fn an_oversized_refresh_cookie_is_refused_and_cleared() {
         .unwrap();
     assert_eq!(set_cookies(&response).len(), 2);
     let (status, body) = read(response).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNAUTHORIZED,
-        "REFRESH_TOKEN_INVALID",
-    );
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED");
+
+    // With a live access cookie beside it, that session ends: clearing the cookies never
+    // leaves it alive.
+    let (_, _, session) = app.signed_up_user().await;
+    let response = app
+        .request(Method::POST, "/api/auth/logout")
+        .header(
+            header::COOKIE,
+            format!(
+                "accessToken={}; refreshToken={}",
+                session.access,
+                "r".repeat(100 * 1024)
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (status, _) = app.get_me(&session).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the session ended");
 }
 
 #[tokio::test]
