@@ -8,6 +8,7 @@ mod csrf;
 mod edge;
 mod helpers;
 mod metrics;
+mod parsers;
 mod password;
 mod rate_limit;
 mod registration;
