@@ -97,10 +97,10 @@ proptest! {
 
     #[test]
     fn request_ids_are_bounded(id in header_text()) {
-        if let Ok(value) = HeaderValue::from_str(&id) {
-            if request_id::acceptable(&value) {
-                prop_assert!(value.len() <= 128, "{}", id);
-            }
+        if let Ok(value) = HeaderValue::from_str(&id)
+            && request_id::acceptable(&value)
+        {
+            prop_assert!(value.len() <= 128, "{}", id);
         }
     }
 
