@@ -34,8 +34,9 @@ impl std::fmt::Debug for Code {
     }
 }
 
-/// Keyed hash of a code (HMAC-SHA256 with the server secret, bound to purpose and email), so a
-/// leaked store does not give away codes by brute force over the million possibilities.
+/// Keyed hash of a code (HMAC-SHA256 with the server secret, bound to purpose, email and the
+/// pending request's id), so a leaked store does not give away codes by brute force over the
+/// million possibilities.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CodeHash(pub [u8; 32]);
 

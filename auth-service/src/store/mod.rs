@@ -1,10 +1,11 @@
 //! Domain-level storage traits. Flows call these and never name a backend; each backend
-//! (embedded SQLite today) implements all of them and passes the same conformance suite
-//! (`tests/store_conformance.rs`).
+//! (SQLite; Redis for state and MongoDB for users) implements them and passes the same
+//! conformance suite (`tests/conformance`).
 //!
 //! Every method that changes more than one thing is one atomic operation in the backend:
-//! "check the cooldown and issue a code", "compare the code and count the attempt",
-//! "rotate the refresh token under the grace rule". A flow never reads, decides and writes back.
+//! "check the budgets and issue a code", "compare the code and count the guess", "rotate the
+//! refresh token under the grace rule", "start a session and evict beyond the cap". A flow
+//! never reads, decides and writes back.
 
 pub mod mongo;
 pub mod redis;

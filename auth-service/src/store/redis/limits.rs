@@ -1,4 +1,5 @@
-//! Fixed-window rate limits: one small hash per key (same rules as `sqlite/mail.rs`).
+//! Fixed-window rate limits: one small hash per key (same rules as the SQLite `RateLimitStore`,
+//! which lives beside its mail queue in `sqlite/mail.rs`).
 
 use async_trait::async_trait;
 

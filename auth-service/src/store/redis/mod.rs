@@ -26,8 +26,9 @@
 //! `revoke_all` (after a password reset) must end every session of a user, so the user's index
 //! and the sessions it names live in one slot: `user:{<uid>}:...`. Rotation and logout only
 //! know the session id (a refresh token is `<sid>.<secret>`), so `session:{<sid>}:user` maps a
-//! session to its user. That pointer is written before the session and never changes, so
-//! reading it outside the script cannot race: the script then checks the session itself. If
+//! session to its user. That pointer is written before the session and its value never
+//! changes (only its expiry moves with the session's), so reading it outside the script
+//! cannot race: the script then checks the session itself. If
 //! the pointer's expiry ever lagged behind (its extension after a rotation is a second
 //! command), the session could only end early, never live longer.
 //!
