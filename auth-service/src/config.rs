@@ -329,6 +329,12 @@ impl Config {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let login_slowdown_max = env.duration("LOGIN_SLOWDOWN_MAX", "5s", ms(0))?;
+        // A wait longer than a caller's deadline (the gateway's GRPC_TIMEOUT is 10 s by default)
+        // would turn a slowed sign-in into a failed one.
+        if login_slowdown_max > Duration::from_secs(10) {
+            return Err(error("LOGIN_SLOWDOWN_MAX", "must be at most 10s"));
+        }
         let config = Config {
             grpc_addr: env.parse("GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?,
             data_dir,
@@ -377,7 +383,7 @@ impl Config {
                 1_000_000,
             )?,
             login_slowdown_after: env.number("LOGIN_SLOWDOWN_AFTER", 20, 1, 1_000_000)?,
-            login_slowdown_max: env.duration("LOGIN_SLOWDOWN_MAX", "5s", ms(0))?,
+            login_slowdown_max,
             max_sessions_per_user: env.number("MAX_SESSIONS_PER_USER", 50, 1, 10_000)?,
             trusted_proxies: env.networks("TRUSTED_PROXIES", "127.0.0.0/8,::1/128")?,
             argon2_memory_kib: env.number("ARGON2_MEMORY_KIB", 19456, 19456, 4 * 1024 * 1024)?,
@@ -511,6 +517,7 @@ mod tests {
             ("MAX_SESSIONS_PER_USER", "0"),
             ("CODE_LOCKOUT", "15m"),
             ("MAIL_CONCURRENCY", "0"),
+            ("LOGIN_SLOWDOWN_MAX", "30s"),
         ] {
             let mut pairs = vec![(var, value)];
             if var == "SMTP_TLS" {
