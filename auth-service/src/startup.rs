@@ -316,7 +316,10 @@ async fn watch_backends(
             tracing::warn!(?status, "backend health changed");
             health.set_service_status("", status).await;
             health
-                .set_service_status("baatcheet.auth.v1.AuthService", status)
+                .set_service_status(
+                    baatcheet_auth_api::v1::auth_service_server::SERVICE_NAME,
+                    status,
+                )
                 .await;
             last = status;
         }

@@ -1,6 +1,8 @@
 //! Structured logs with `tracing`. Secrets never reach a log: passwords, codes and tokens are
 //! wrapped types whose Debug prints `<redacted>`, and flows skip them in their spans.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::config::LogFormat;
@@ -14,6 +16,13 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => registry
             .with(fmt::layer().json().flatten_event(true))
             .try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
+        // Colour only on a terminal: in files and pipes the escape codes are noise.
+        LogFormat::Pretty => registry
+            .with(
+                fmt::layer()
+                    .compact()
+                    .with_ansi(std::io::stdout().is_terminal()),
+            )
+            .try_init(),
     };
 }

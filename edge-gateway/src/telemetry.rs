@@ -2,11 +2,13 @@
 //! path (never the query), client IP, status and latency. No cookie, header or body is logged.
 
 use axum::extract::Request;
+use std::io::IsTerminal;
 use tower_http::{
     classify::{ServerErrorsAsFailures, SharedClassifier},
     trace::{DefaultOnResponse, TraceLayer},
 };
 use tracing::Span;
+
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::client_ip::ClientIp;
@@ -21,7 +23,14 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => registry
             .with(fmt::layer().json().flatten_event(true))
             .try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
+        // Colour only on a terminal: in files and pipes the escape codes are noise.
+        LogFormat::Pretty => registry
+            .with(
+                fmt::layer()
+                    .compact()
+                    .with_ansi(std::io::stdout().is_terminal()),
+            )
+            .try_init(),
     };
 }
 

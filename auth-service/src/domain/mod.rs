@@ -60,12 +60,36 @@ impl Violations {
         }
     }
 
-    /// `Ok(())` when nothing was recorded.
-    pub fn finish(self) -> Result<(), Vec<FieldViolation>> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(self.0)
+    /// The parsed values when every field parsed, else every violation. `parsed` is the
+    /// fields' [`Violations::check`] results gathered with [`AllParsed::all`]: they are all
+    /// there exactly when nothing was recorded.
+    pub fn finish<T>(self, parsed: Option<T>) -> Result<T, Vec<FieldViolation>> {
+        match parsed {
+            Some(values) if self.0.is_empty() => Ok(values),
+            _ => Err(self.0),
         }
     }
 }
+
+/// A tuple of parse results, all present or not: `(a, b).all()` is `Some((a, b))` when both are.
+pub trait AllParsed {
+    type Values;
+    fn all(self) -> Option<Self::Values>;
+}
+
+macro_rules! all_parsed {
+    ($($t:ident),+) => {
+        impl<$($t),+> AllParsed for ($(Option<$t>,)+) {
+            type Values = ($($t,)+);
+            #[allow(non_snake_case)]
+            fn all(self) -> Option<Self::Values> {
+                let ($($t,)+) = self;
+                Some(($($t?,)+))
+            }
+        }
+    };
+}
+all_parsed!(A, B);
+all_parsed!(A, B, C);
+all_parsed!(A, B, C, D);
+all_parsed!(A, B, C, D, E);

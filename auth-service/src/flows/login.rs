@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use super::{AuthCore, ClientInfo, FlowError, SignedIn};
 use crate::domain::{
-    Email, Password, SessionId, User, UserId, UserStatus, Username, Violations, now_ms,
+    AllParsed, Email, Password, SessionId, User, UserId, UserStatus, Username, Violations, now_ms,
 };
 
 impl AuthCore {
@@ -43,10 +43,7 @@ impl AuthCore {
             },
         );
         let password = v.check("password", Password::parse_existing(password));
-        v.finish()?;
-        let (Some(identifier), Some(password)) = (identifier, password) else {
-            return Err(FlowError::Internal("parsed fields missing".into()));
-        };
+        let (identifier, password) = v.finish((identifier, password).all())?;
 
         let user = self.find_by_identifier(&identifier).await?;
         let guard = self.password_guard_for_login(&identifier, client);

@@ -5,7 +5,7 @@ use super::{
     AuthCore, Caller, ClientInfo, FlowError,
     registration::{parse_id, verify_error},
 };
-use crate::domain::{Code, CodeHash, Email, Password, PendingId, Violations, now_ms};
+use crate::domain::{AllParsed, Code, CodeHash, Email, Password, PendingId, Violations, now_ms};
 use crate::store::{CodeIssued, CodePurpose, IssueError, PendingPayload};
 
 /// What RequestPasswordReset answers, the same whether or not an account has the email.
@@ -97,11 +97,7 @@ impl AuthCore {
         let code = v.check("code", Code::parse(code));
         let password = v.check("new_password", Password::parse(new_password));
         let id = parse_id(&mut v, "reset_id", reset_id);
-        v.finish()?;
-        let (Some(email), Some(code), Some(password), Some(id)) = (email, code, password, id)
-        else {
-            return Err(FlowError::Internal("parsed fields missing".into()));
-        };
+        let (email, code, password, id) = v.finish((email, code, password, id).all())?;
         let id = id.ok_or(FlowError::ResetIdRequired)?;
         self.tag_span(&email);
         self.limit_code_guesses(client).await?;
@@ -168,10 +164,7 @@ impl AuthCore {
                 }
             }),
         );
-        v.finish()?;
-        let (Some(current_pw), Some(new_pw)) = (current_pw, new_pw) else {
-            return Err(FlowError::Internal("parsed fields missing".into()));
-        };
+        let (current_pw, new_pw) = v.finish((current_pw, new_pw).all())?;
         let user = self.user(&caller.user_id).await?;
         let guard = self.password_guard_for_session(&user.id, &caller.session_id);
         guard.admit(self).await?;

@@ -4,8 +4,8 @@
 
 use super::{AuthCore, ClientInfo, CodeDelivery, FlowError, SignedIn};
 use crate::domain::{
-    Code, CodeHash, Email, NewUser, Password, PendingId, Profile, UserId, UserStatus, Username,
-    Violations, now_ms,
+    AllParsed, Code, CodeHash, Email, NewUser, Password, PendingId, Profile, UserId, UserStatus,
+    Username, Violations, now_ms,
 };
 use crate::store::{
     CodeIssued, CodePurpose, CreateUserError, IssueError, PendingPayload, VerifyError,
@@ -39,12 +39,8 @@ impl AuthCore {
         let password = v.check("password", Password::parse(input.password));
         let bio = v.check("bio", Profile::parse_bio(input.bio));
         let avatar_url = v.check("avatar_url", Profile::parse_avatar_url(input.avatar_url));
-        v.finish()?;
-        let (Some(username), Some(email), Some(password), Some(bio), Some(avatar_url)) =
-            (username, email, password, bio, avatar_url)
-        else {
-            return Err(FlowError::Internal("parsed fields missing".into()));
-        };
+        let (username, email, password, bio, avatar_url) =
+            v.finish((username, email, password, bio, avatar_url).all())?;
         self.tag_span(&email);
         // Counted before anything is looked up, so the answers (even EMAIL_TAKEN) come at a
         // bounded rate per network.
@@ -135,10 +131,7 @@ impl AuthCore {
         let mut v = Violations::default();
         let email = v.check("email", Email::parse(email));
         let id = parse_id(&mut v, "registration_id", registration_id);
-        v.finish()?;
-        let (Some(email), Some(id)) = (email, id) else {
-            return Err(FlowError::Internal("parsed fields missing".into()));
-        };
+        let (email, id) = v.finish((email, id).all())?;
         let id = id.ok_or(FlowError::RegistrationIdRequired)?;
         self.tag_span(&email);
         self.limit_code_requests(client, |retry_at| FlowError::SignupRateLimited { retry_at })
@@ -177,10 +170,7 @@ impl AuthCore {
         let email = v.check("email", Email::parse(email));
         let code = v.check("code", Code::parse(code));
         let id = parse_id(&mut v, "registration_id", registration_id);
-        v.finish()?;
-        let (Some(email), Some(code), Some(id)) = (email, code, id) else {
-            return Err(FlowError::Internal("parsed fields missing".into()));
-        };
+        let (email, code, id) = v.finish((email, code, id).all())?;
         let id = id.ok_or(FlowError::RegistrationIdRequired)?;
         self.tag_span(&email);
         self.limit_code_guesses(client).await?;

@@ -88,7 +88,9 @@ impl Outbox {
     }
 
     pub async fn enqueue(&self, mail: &OutgoingMail) -> StoreResult<()> {
-        let json = serde_json::to_vec(mail).unwrap_or_default();
+        let json = serde_json::to_vec(mail).map_err(|e| {
+            crate::store::StoreError::Internal(format!("cannot write a queued mail: {e}"))
+        })?;
         self.queue
             .enqueue(&self.sealer.seal(&json), now_ms())
             .await?;

@@ -141,7 +141,8 @@ enum StoredPayload {
 }
 
 impl PendingPayload {
-    pub fn to_json(&self) -> String {
+    /// The stored form; a payload that cannot be written is an error, never an empty record.
+    pub fn to_json(&self) -> StoreResult<String> {
         let stored = match self {
             PendingPayload::Registration(u) => StoredPayload::Registration {
                 user_id: u.id.0.clone(),
@@ -156,7 +157,8 @@ impl PendingPayload {
             },
             PendingPayload::Decoy => StoredPayload::Decoy,
         };
-        serde_json::to_string(&stored).unwrap_or_default()
+        serde_json::to_string(&stored)
+            .map_err(|e| StoreError::Internal(format!("cannot write a pending payload: {e}")))
     }
 
     pub fn from_json(json: &str) -> StoreResult<Self> {

@@ -19,7 +19,7 @@ use crate::state::AppState;
 use crate::upstream::call;
 
 /// The gRPC service whose health decides readiness.
-const AUTH_SERVICE: &str = "baatcheet.auth.v1.AuthService";
+const AUTH_SERVICE: &str = pb::auth_service_server::SERVICE_NAME;
 /// A readiness probe answers quickly or not at all.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 

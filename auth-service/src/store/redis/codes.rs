@@ -24,7 +24,7 @@ impl PendingCodeStore for RedisStore {
         now: UnixMs,
         policy: &CodePolicy,
     ) -> Result<CodeIssued, IssueError> {
-        let payload = payload.map(PendingPayload::to_json);
+        let payload = payload.map(PendingPayload::to_json).transpose()?;
         let code_expires_at = now + policy.ttl_ms;
         let mut call = self
             .scripts

@@ -1,5 +1,4 @@
-//! Fixed-window rate limits: one small hash per key (same rules as the SQLite `RateLimitStore`,
-//! which lives beside its mail queue in `sqlite/mail.rs`).
+//! Fixed-window rate limits: one small hash per key (same rules as `sqlite/limits.rs`).
 
 use async_trait::async_trait;
 

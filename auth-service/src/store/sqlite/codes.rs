@@ -120,7 +120,7 @@ impl PendingCodeStore for SqliteStore {
         policy: &CodePolicy,
     ) -> Result<CodeIssued, IssueError> {
         let (email, id) = (email.as_str().to_owned(), id.as_str().to_owned());
-        let payload = payload.map(PendingPayload::to_json);
+        let payload = payload.map(PendingPayload::to_json).transpose()?;
         let (code, policy) = (code.0, policy.clone());
         self.call(move |conn| {
             let tx = conn
