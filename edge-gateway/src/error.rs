@@ -113,10 +113,16 @@ impl ApiError {
                 "METHOD_NOT_ALLOWED",
                 "this route does not accept this method",
             ),
-            StatusCode::PAYLOAD_TOO_LARGE => (
-                "PAYLOAD_TOO_LARGE",
-                "the request body is larger than 16 KiB",
-            ),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                return Self::new(
+                    status,
+                    "PAYLOAD_TOO_LARGE",
+                    format!(
+                        "the request body is larger than {} KiB",
+                        crate::routes::BODY_LIMIT / 1024
+                    ),
+                );
+            }
             StatusCode::UNSUPPORTED_MEDIA_TYPE => (
                 "UNSUPPORTED_MEDIA_TYPE",
                 "send the body as application/json",
@@ -151,7 +157,7 @@ impl ApiError {
             .and_then(|r| r.retry_delay)
             .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
             .or_else(|| metadata(info, "retry_after_seconds"));
-        let http = http_status(status.code(), reason.as_deref(), !violations.is_empty());
+        let http = http_status(status.code(), !violations.is_empty());
         // A Status without an ErrorInfo did not come from the service's own mapping (a transport
         // failure, a proxy): its message may name hosts and ports, so it is not passed on.
         let (code, message): (Cow<'static, str>, Cow<'static, str>) = match reason {
@@ -201,7 +207,7 @@ fn metadata<T: std::str::FromStr>(info: Option<&ErrorInfo>, key: &str) -> Option
 }
 
 /// HTTP status of a gRPC code; see the table in the crate README.
-fn http_status(code: Code, reason: Option<&str>, has_fields: bool) -> StatusCode {
+fn http_status(code: Code, has_fields: bool) -> StatusCode {
     match code {
         Code::InvalidArgument | Code::OutOfRange if has_fields => StatusCode::UNPROCESSABLE_ENTITY,
         Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
@@ -210,11 +216,9 @@ fn http_status(code: Code, reason: Option<&str>, has_fields: bool) -> StatusCode
         Code::PermissionDenied => StatusCode::FORBIDDEN,
         Code::NotFound => StatusCode::NOT_FOUND,
         Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        // The request's own input is stale (an expired code): fix the request. Otherwise the
+        // A field of the request is stale (an expired code): fix the request. Otherwise the
         // target is in a state that conflicts with it.
-        Code::FailedPrecondition if has_fields || reason == Some("CODE_EXPIRED") => {
-            StatusCode::BAD_REQUEST
-        }
+        Code::FailedPrecondition if has_fields => StatusCode::BAD_REQUEST,
         Code::FailedPrecondition => StatusCode::CONFLICT,
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
             StatusCode::SERVICE_UNAVAILABLE
@@ -407,10 +411,11 @@ mod tests {
             (Code::Unimplemented, StatusCode::INTERNAL_SERVER_ERROR),
         ];
         for (code, http) in cases {
-            assert_eq!(http_status(code, None, false), http, "{code:?}");
+            assert_eq!(http_status(code, false), http, "{code:?}");
         }
+        // A stale field (an expired code, named by the service) is the request's to fix.
         assert_eq!(
-            http_status(Code::FailedPrecondition, Some("CODE_EXPIRED"), false),
+            http_status(Code::FailedPrecondition, true),
             StatusCode::BAD_REQUEST
         );
     }

@@ -83,7 +83,9 @@ pub fn document_edge_errors(doc: &mut utoipa::openapi::OpenApi) {
             .build()
     };
     for (path, item) in doc.paths.paths.iter_mut() {
-        let api = path.starts_with("/api/auth/");
+        let api = path
+            .strip_prefix(crate::routes::API_PREFIX)
+            .is_some_and(|rest| rest.starts_with('/'));
         let calls_service = api || path == "/.well-known/jwks.json" || path == "/readyz";
         let operations = [
             &mut item.get,
@@ -109,7 +111,11 @@ pub fn document_edge_errors(doc: &mut utoipa::openapi::OpenApi) {
                 "CSRF_REJECTED: token cookies from an origin not allowed",
                 api,
             );
-            add("413", "PAYLOAD_TOO_LARGE: body over 16 KiB", body);
+            let too_large = format!(
+                "PAYLOAD_TOO_LARGE: body over {} KiB",
+                crate::routes::BODY_LIMIT / 1024
+            );
+            add("413", &too_large, body);
             add("415", "UNSUPPORTED_MEDIA_TYPE: send application/json", body);
             add(
                 "429",

@@ -13,6 +13,8 @@ use crate::store::{CodeIssued, CodePurpose, IssueError, PendingPayload};
 pub struct ResetRequested {
     pub id: PendingId,
     pub issued: CodeIssued,
+    /// How long a code, if one was sent, stays valid.
+    pub code_ttl: std::time::Duration,
 }
 
 impl AuthCore {
@@ -76,7 +78,11 @@ impl AuthCore {
         } else {
             self.as_much_work_as_queueing_mail().await;
         }
-        Ok(ResetRequested { id, issued })
+        Ok(ResetRequested {
+            id,
+            issued,
+            code_ttl: self.policy.code_ttl,
+        })
     }
 
     /// ResetPassword: the code of the caller's request is checked (counted against the

@@ -248,7 +248,7 @@ impl AuthService for AuthGrpc {
             .await
             .map_err(to_status)?;
         ok(pb::RequestPasswordResetResponse {
-            code_ttl: prost_types::Duration::try_from(self.core.policy.code_ttl).ok(),
+            code_ttl: prost_types::Duration::try_from(requested.code_ttl).ok(),
             resend_available_time: convert::timestamp(requested.issued.resend_at),
             reset_id: requested.id.as_str().to_owned(),
         })

@@ -53,7 +53,11 @@ pub fn to_status(err: FlowError) -> Status {
         FlowError::RegistrationNotFound | FlowError::ResetNotFound | FlowError::SessionNotFound => {
             Code::NotFound
         }
-        FlowError::CodeExpired => Code::FailedPrecondition,
+        FlowError::CodeExpired => {
+            // The request's own input is stale: the field names what to fix.
+            details.add_bad_request_violation("code", "the code has expired; ask for a new one");
+            Code::FailedPrecondition
+        }
         FlowError::CodeAttemptsExhausted
         | FlowError::TooManyGuessesToday { .. }
         | FlowError::SignupRateLimited { .. }

@@ -34,6 +34,10 @@ use crate::{cors, csrf, metrics, page, request_id, security, state::AppState, te
 /// Largest request body accepted; auth requests are a few hundred bytes.
 pub const BODY_LIMIT: usize = 16 * 1024;
 
+/// Where the auth API lives. The path-scoped cookies name it too (see `cookies`): if it moved
+/// without them, browsers would stop sending the refresh cookie.
+pub const API_PREFIX: &str = "/api/auth";
+
 /// The whole HTTP application.
 pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_json::Error> {
     let config = app.config().clone();
@@ -54,7 +58,7 @@ pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_js
         .layer(from_fn_with_state(app.clone(), csrf::check_origin))
         .layer(security::no_store());
     let limited = OpenApiRouter::new()
-        .nest("/api/auth", auth)
+        .nest(API_PREFIX, auth)
         .routes(routes!(ops::jwks))
         .layer(from_fn_with_state(limiter, ratelimit::limit));
     let mut operators = OpenApiRouter::new()
