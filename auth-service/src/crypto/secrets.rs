@@ -8,8 +8,7 @@ use rand::TryRngCore;
 use secrecy::{ExposeSecret, SecretBox};
 use sha2::{Digest, Sha256};
 
-use crate::domain::{Code, CodeHash, Email, PendingId, SessionId};
-use crate::store::{CodePurpose, RefreshHash};
+use crate::domain::{Code, CodeHash, CodePurpose, Email, PendingId, RefreshHash, SessionId};
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -34,6 +34,22 @@ impl std::fmt::Debug for Code {
     }
 }
 
+/// What a one-time code is for. Registration and reset codes of one email never mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodePurpose {
+    Registration,
+    PasswordReset,
+}
+
+impl CodePurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodePurpose::Registration => "register",
+            CodePurpose::PasswordReset => "reset",
+        }
+    }
+}
+
 /// Keyed hash of a code (HMAC-SHA256 with the server secret, bound to purpose, email and the
 /// pending request's id), so a leaked store does not give away codes by brute force over the
 /// million possibilities.

@@ -10,11 +10,11 @@ mod user;
 mod username;
 
 pub use client::ClientInfo;
-pub use code::{Code, CodeHash};
+pub use code::{Code, CodeHash, CodePurpose};
 pub use email::Email;
 pub use password::{Password, PasswordHash};
 pub use pending::PendingId;
-pub use user::{NewUser, Profile, SessionId, User, UserId, UserStatus};
+pub use user::{NewUser, Profile, RefreshHash, SessionId, User, UserId, UserStatus};
 pub use username::Username;
 
 /// Milliseconds since the Unix epoch. Every stored time uses it, so backends agree on one unit.

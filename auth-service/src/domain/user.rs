@@ -31,6 +31,9 @@ impl SessionId {
     }
 }
 
+/// SHA-256 of a refresh token (`<session id>.<secret>`): what the store keeps of it.
+pub type RefreshHash = [u8; 32];
+
 /// Presence of a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserStatus {

@@ -2,7 +2,9 @@
 //! every invalid field), and drives the stores; the multi-step rules are single store calls.
 //! Flows know nothing of gRPC: they return [`FlowError`], which `grpc::status` maps once.
 
+mod codes;
 mod error;
+mod guard;
 mod login;
 mod password;
 pub mod registration;

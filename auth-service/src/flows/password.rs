@@ -3,7 +3,7 @@
 
 use super::{
     AuthCore, Caller, ClientInfo, FlowError,
-    registration::{parse_id, verify_error},
+    codes::{parse_id, verify_error},
 };
 use crate::domain::{AllParsed, Code, CodeHash, Email, Password, PendingId, Violations, now_ms};
 use crate::store::{CodeIssued, CodePurpose, IssueError, PendingPayload};

@@ -2,14 +2,13 @@
 //! holds; ResendVerificationCode and VerifyRegistration need that id, so knowing someone's
 //! email never lets you finish, resend or spend the guesses of their sign-up.
 
+use super::codes::{parse_id, verify_error};
 use super::{AuthCore, ClientInfo, CodeDelivery, FlowError, SignedIn};
 use crate::domain::{
     AllParsed, Code, CodeHash, Email, NewUser, Password, PendingId, Profile, UserId, UserStatus,
     Username, Violations, now_ms,
 };
-use crate::store::{
-    CodeIssued, CodePurpose, CreateUserError, IssueError, PendingPayload, VerifyError,
-};
+use crate::store::{CodeIssued, CodePurpose, CreateUserError, PendingPayload};
 
 /// How often the owner of a taken email is told that someone tried to sign up with it.
 const SIGNUP_NOTICE_WINDOW_MS: i64 = 60 * 60 * 1000;
@@ -221,88 +220,6 @@ impl AuthCore {
         Ok(SignedIn { user, tokens })
     }
 
-    /// Records a fresh code (its hash) for request `id`, mapping the store's refusals.
-    pub(super) async fn issue(
-        &self,
-        purpose: CodePurpose,
-        email: &Email,
-        id: &PendingId,
-        payload: Option<&PendingPayload>,
-        hash: &CodeHash,
-    ) -> Result<CodeIssued, FlowError> {
-        self.stores
-            .pending
-            .issue_code(
-                purpose,
-                email,
-                id,
-                payload,
-                hash,
-                now_ms(),
-                &self.policy.code,
-            )
-            .await
-            .map_err(|e| match e {
-                IssueError::Cooldown { retry_at } => FlowError::ResendCooldown { retry_at },
-                IssueError::DailyLimit { retry_at } => FlowError::CodeDailyLimit { retry_at },
-                IssueError::Exhausted => FlowError::CodeAttemptsExhausted,
-                // Only a resend comes without a payload, and only registrations are resent.
-                IssueError::NotFound => FlowError::RegistrationNotFound,
-                IssueError::Store(e) => e.into(),
-            })
-    }
-
-    /// Counts one code request of the client's network against its hourly budget.
-    pub(super) async fn limit_code_requests(
-        &self,
-        client: &ClientInfo,
-        refused: impl FnOnce(i64) -> FlowError,
-    ) -> Result<(), FlowError> {
-        let key = format!("codes:net:{}", client.network());
-        self.count_hourly(&key, self.policy.code_requests_per_ip_per_hour, refused)
-            .await
-    }
-
-    /// Counts one code check of the client's network against its hourly budget, before the
-    /// code is looked at: the per-email budgets bound the guesses at one address, this bounds
-    /// the guesses one network spreads over many addresses.
-    pub(super) async fn limit_code_guesses(&self, client: &ClientInfo) -> Result<(), FlowError> {
-        let key = format!("codes:guess:net:{}", client.network());
-        self.count_hourly(&key, self.policy.code_guesses_per_ip_per_hour, |retry_at| {
-            FlowError::CodeGuessesRateLimited { retry_at }
-        })
-        .await
-    }
-
-    /// Counts one event of `key` in an hourly window, refused past `limit`.
-    async fn count_hourly(
-        &self,
-        key: &str,
-        limit: u32,
-        refused: impl FnOnce(i64) -> FlowError,
-    ) -> Result<(), FlowError> {
-        match self
-            .stores
-            .limits
-            .hit(key, limit, 60 * 60 * 1000, now_ms())
-            .await?
-        {
-            Ok(_) => Ok(()),
-            Err(retry_at) => Err(refused(retry_at)),
-        }
-    }
-
-    /// A store round trip standing in for queueing a mail, where a real request would queue
-    /// one and a decoy must not: both answers take the same work, so timing tells nothing.
-    pub(super) async fn as_much_work_as_queueing_mail(&self) {
-        let _ = self.stores.mail.next_due().await;
-    }
-
-    /// Puts the email's keyed tag (never the address) on the current span.
-    pub(super) fn tag_span(&self, email: &Email) {
-        tracing::Span::current().record("email", self.email_tags.tag(email));
-    }
-
     async fn mail_verification_code(
         &self,
         email: &Email,
@@ -320,34 +237,6 @@ impl AuthCore {
             )
             .expiring_at(issued.code_expires_at);
         Ok(self.outbox.enqueue(&mail).await?)
-    }
-}
-
-/// A pending request id from a request: `Some(None)` when it is empty (the caller did not
-/// start the flow, or lost the id), `None` (with a violation) when it is not one of ours.
-pub(super) fn parse_id(
-    v: &mut Violations,
-    field: &'static str,
-    raw: &str,
-) -> Option<Option<PendingId>> {
-    if raw.trim().is_empty() {
-        return Some(None);
-    }
-    v.check(
-        field,
-        PendingId::parse(raw).map_err(|e| format!("{field} {e}")),
-    )
-    .map(Some)
-}
-
-pub(super) fn verify_error(e: VerifyError, not_found: FlowError) -> FlowError {
-    match e {
-        VerifyError::NotFound => not_found,
-        VerifyError::Expired => FlowError::CodeExpired,
-        VerifyError::Wrong { attempts_remaining } => FlowError::CodeInvalid { attempts_remaining },
-        VerifyError::Exhausted => FlowError::CodeAttemptsExhausted,
-        VerifyError::DailyGuessLimit { retry_at } => FlowError::TooManyGuessesToday { retry_at },
-        VerifyError::Store(e) => e.into(),
     }
 }
 

@@ -20,6 +20,7 @@ use crate::domain::{
     CodeHash, Email, NewUser, PasswordHash, PendingId, Profile, SessionId, UnixMs, User, UserId,
     UserStatus, Username,
 };
+pub use crate::domain::{CodePurpose, RefreshHash};
 
 /// A failure of the storage backend itself (as opposed to a domain outcome).
 #[derive(Debug, thiserror::Error)]
@@ -65,22 +66,6 @@ pub trait UserStore: Send + Sync {
         hash: &PasswordHash,
         now: UnixMs,
     ) -> StoreResult<bool>;
-}
-
-/// What a one-time code is for. Registration and reset codes of one email never mix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CodePurpose {
-    Registration,
-    PasswordReset,
-}
-
-impl CodePurpose {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CodePurpose::Registration => "register",
-            CodePurpose::PasswordReset => "reset",
-        }
-    }
 }
 
 /// The limits around one-time codes, from config.
@@ -271,9 +256,6 @@ pub trait PendingCodeStore: Send + Sync {
     /// become void). The email's daily budgets stay.
     async fn finish_pending(&self, purpose: CodePurpose, email: &Email) -> StoreResult<()>;
 }
-
-/// SHA-256 of a refresh token's secret part: what the store keeps.
-pub type RefreshHash = [u8; 32];
 
 /// A session to start, with its first refresh token.
 #[derive(Debug, Clone)]
