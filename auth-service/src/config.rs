@@ -3,22 +3,9 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+pub use baatcheet_runtime::env::{ConfigError, LogFormat};
+use baatcheet_runtime::env::{Env, load_dotenv};
 use secrecy::SecretString;
-
-/// Why startup stopped: the variable and what is wrong with it.
-#[derive(Debug, thiserror::Error)]
-#[error("configuration error in {var}: {message}")]
-pub struct ConfigError {
-    pub var: &'static str,
-    pub message: String,
-}
-
-fn error(var: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        var,
-        message: message.into(),
-    }
-}
 
 /// The whole configuration of the service.
 #[derive(Debug, Clone)]
@@ -125,140 +112,10 @@ pub struct SmtpConfig {
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Pretty,
-    Json,
-}
-
-/// The longest duration any setting takes: ten years.
-const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
-
-/// Reads variables through a lookup function, so tests can hand a map instead of the process env.
-struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
-
-impl Env<'_> {
-    fn get(&self, var: &str) -> Option<String> {
-        (self.0)(var)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn string(&self, var: &'static str, default: &str) -> String {
-        self.get(var).unwrap_or_else(|| default.to_owned())
-    }
-
-    fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        match self.get(var) {
-            None => Ok(default),
-            Some(v) => v
-                .parse()
-                .map_err(|e| error(var, format!("{v:?} is not valid: {e}"))),
-        }
-    }
-
-    fn number<T>(&self, var: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
-    where
-        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
-        T::Err: std::fmt::Display,
-    {
-        let n = self.parse(var, default)?;
-        if n < min || n > max {
-            return Err(error(var, format!("{n} is outside {min}..={max}")));
-        }
-        Ok(n)
-    }
-
-    /// A duration such as `15m`, `7d`, `300s`, `500ms`, or a plain number of seconds.
-    fn duration(
-        &self,
-        var: &'static str,
-        default: &str,
-        min: Duration,
-    ) -> Result<Duration, ConfigError> {
-        let raw = self.string(var, default);
-        let d = match raw.parse::<u64>() {
-            Ok(secs) => Duration::from_secs(secs),
-            Err(_) => humantime::parse_duration(&raw).map_err(|e| {
-                error(
-                    var,
-                    format!("{raw:?} is not a duration like 15m or 7d: {e}"),
-                )
-            })?,
-        };
-        if d < min {
-            return Err(error(
-                var,
-                format!(
-                    "{raw:?} is shorter than {}",
-                    humantime::format_duration(min)
-                ),
-            ));
-        }
-        // Far beyond any sensible setting, and far from overflowing millisecond arithmetic.
-        if d > MAX_DURATION {
-            return Err(error(
-                var,
-                format!(
-                    "{raw:?} is longer than {}",
-                    humantime::format_duration(MAX_DURATION)
-                ),
-            ));
-        }
-        Ok(d)
-    }
-
-    fn flag(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
-        match self.get(var).map(|v| v.to_ascii_lowercase()).as_deref() {
-            None => Ok(default),
-            Some("1" | "true" | "on" | "yes") => Ok(true),
-            Some("0" | "false" | "off" | "no") => Ok(false),
-            Some(other) => Err(error(var, format!("{other:?} is not true/false or on/off"))),
-        }
-    }
-
-    /// Comma-separated CIDRs (`10.0.0.0/8`) or single addresses.
-    fn networks(&self, var: &'static str, default: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
-        self.string(var, default)
-            .split(',')
-            .map(str::trim)
-            .filter(|n| !n.is_empty() && *n != "none")
-            .map(|n| {
-                n.parse::<ipnet::IpNet>()
-                    .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| error(var, format!("{n:?} is not a CIDR like 10.0.0.0/8")))
-            })
-            .collect()
-    }
-
-    fn secret(
-        &self,
-        var: &'static str,
-        file_var: &'static str,
-    ) -> Result<Option<SecretString>, ConfigError> {
-        if let Some(v) = self.get(var) {
-            return Ok(Some(SecretString::from(v)));
-        }
-        match self.get(file_var) {
-            None => Ok(None),
-            Some(path) => std::fs::read_to_string(&path)
-                .map(|s| Some(SecretString::from(s)))
-                .map_err(|e| error(file_var, format!("cannot read {path}: {e}"))),
-        }
-    }
-}
-
 impl Config {
     /// Loads `.env` (when present) into the process environment, then reads it.
     pub fn from_env() -> Result<Self, ConfigError> {
-        match dotenvy::dotenv() {
-            Ok(_) => {}
-            Err(e) if e.not_found() => {}
-            Err(e) => return Err(error(".env", e.to_string())),
-        }
+        load_dotenv()?;
         Self::from_lookup(&|k| std::env::var(k).ok())
     }
 
@@ -277,19 +134,10 @@ impl Config {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
-        let log_format = match env.string("LOG_FORMAT", "pretty").as_str() {
-            "pretty" => LogFormat::Pretty,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(error(
-                    "LOG_FORMAT",
-                    format!("{other:?} is not pretty or json"),
-                ));
-            }
-        };
+        let log_format = env.log_format()?;
         let ms = Duration::from_millis;
         if env.get("CODE_LOCKOUT").is_some() {
-            return Err(error(
+            return Err(ConfigError::new(
                 "CODE_LOCKOUT",
                 "is no longer used: a request is void after CODE_MAX_ATTEMPTS wrong codes, and \
                  CODE_MAX_GUESSES_PER_DAY bounds the guesses per email; unset it",
@@ -300,7 +148,10 @@ impl Config {
             None => None,
             Some(url) => {
                 if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                    return Err(error("REDIS_URL", "must start with redis:// or rediss://"));
+                    return Err(ConfigError::new(
+                        "REDIS_URL",
+                        "must start with redis:// or rediss://",
+                    ));
                 }
                 Some(RedisConfig {
                     url: SecretString::from(url),
@@ -310,30 +161,15 @@ impl Config {
             }
         };
         let smtp = smtp_config(&env)?;
-        let grpc_web_cors_origins = env
-            .string("GRPC_WEB_CORS_ORIGINS", "")
-            .split(',')
-            .map(str::trim)
-            .filter(|o| !o.is_empty())
-            .map(|o| {
-                let valid =
-                    (o.starts_with("http://") || o.starts_with("https://")) && !o.ends_with('/');
-                http::HeaderValue::from_str(o)
-                    .ok()
-                    .filter(|_| valid)
-                    .ok_or_else(|| {
-                        error(
-                            "GRPC_WEB_CORS_ORIGINS",
-                            format!("{o:?} is not an origin like https://app.example.com"),
-                        )
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let grpc_web_cors_origins = env.origins("GRPC_WEB_CORS_ORIGINS")?;
         let login_slowdown_max = env.duration("LOGIN_SLOWDOWN_MAX", "5s", ms(0))?;
         // A wait longer than a caller's deadline (the gateway's GRPC_TIMEOUT is 10 s by default)
         // would turn a slowed sign-in into a failed one.
         if login_slowdown_max > Duration::from_secs(10) {
-            return Err(error("LOGIN_SLOWDOWN_MAX", "must be at most 10s"));
+            return Err(ConfigError::new(
+                "LOGIN_SLOWDOWN_MAX",
+                "must be at most 10s",
+            ));
         }
         let config = Config {
             grpc_addr: env.parse("GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?,
@@ -385,7 +221,7 @@ impl Config {
             login_slowdown_after: env.number("LOGIN_SLOWDOWN_AFTER", 20, 1, 1_000_000)?,
             login_slowdown_max,
             max_sessions_per_user: env.number("MAX_SESSIONS_PER_USER", 50, 1, 10_000)?,
-            trusted_proxies: env.networks("TRUSTED_PROXIES", "127.0.0.0/8,::1/128")?,
+            trusted_proxies: networks(&env, "TRUSTED_PROXIES", "127.0.0.0/8,::1/128")?,
             argon2_memory_kib: env.number("ARGON2_MEMORY_KIB", 19456, 19456, 4 * 1024 * 1024)?,
             argon2_iterations: env.number("ARGON2_ITERATIONS", 2, 2, 100)?,
             argon2_parallelism: env.number("ARGON2_PARALLELISM", 1, 1, 64)?,
@@ -402,12 +238,30 @@ impl Config {
     }
 }
 
+/// Comma-separated CIDRs (`10.0.0.0/8`) or single addresses; `none` for none.
+fn networks(
+    env: &Env<'_>,
+    var: &'static str,
+    default: &str,
+) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    env.string(var, default)
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && *n != "none")
+        .map(|n| {
+            n.parse::<ipnet::IpNet>()
+                .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| ConfigError::new(var, format!("{n:?} is not a CIDR like 10.0.0.0/8")))
+        })
+        .collect()
+}
+
 fn mongo_config(env: &Env<'_>) -> Result<Option<MongoConfig>, ConfigError> {
     let ms = Duration::from_millis;
     let Some(uri) = env.get("MONGODB_URI") else {
         for var in ["DB_USERNAME", "DB_PASSWORD"] {
             if env.get(var).is_some() {
-                return Err(error(
+                return Err(ConfigError::new(
                     "MONGODB_URI",
                     format!("{var} is set but MONGODB_URI is not"),
                 ));
@@ -416,7 +270,7 @@ fn mongo_config(env: &Env<'_>) -> Result<Option<MongoConfig>, ConfigError> {
         return Ok(None);
     };
     if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) {
-        return Err(error(
+        return Err(ConfigError::new(
             "MONGODB_URI",
             "must start with mongodb:// or mongodb+srv://",
         ));
@@ -448,7 +302,7 @@ fn smtp_config(env: &Env<'_>) -> Result<Option<SmtpConfig>, ConfigError> {
         "starttls" => SmtpTls::StartTls,
         "tls" => SmtpTls::Tls,
         other => {
-            return Err(error(
+            return Err(ConfigError::new(
                 "SMTP_TLS",
                 format!("{other:?} is not none, starttls or tls"),
             ));
@@ -463,7 +317,7 @@ fn smtp_config(env: &Env<'_>) -> Result<Option<SmtpConfig>, ConfigError> {
         None => default_port,
         Some((var, v)) => v
             .parse()
-            .map_err(|e| error(var, format!("{v:?} is not a port: {e}")))?,
+            .map_err(|e| ConfigError::new(var, format!("{v:?} is not a port: {e}")))?,
     };
     Ok(Some(SmtpConfig {
         host,

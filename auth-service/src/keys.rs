@@ -12,13 +12,6 @@ use crate::crypto::{ServerSecret, SigningKey};
 const DEV_KEY_FILE: &str = "jwt-ed25519.pem";
 const DEV_SECRET_FILE: &str = "auth-secret.b64";
 
-fn config_error(var: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        var,
-        message: message.into(),
-    }
-}
-
 /// Writes a new file readable by its owner only; never replaces an existing one.
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
@@ -40,7 +33,7 @@ fn read_or_create(
     match fs::read_to_string(path) {
         Ok(text) => Ok(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let text = make().map_err(|m| config_error(var, m))?;
+            let text = make().map_err(|m| ConfigError::new(var, m))?;
             match write_private(path, &text) {
                 Ok(()) => {
                     tracing::warn!(path = %path.display(), "{var} is not set: generated a development value and kept it in the data folder; set {var} in production");
@@ -48,14 +41,16 @@ fn read_or_create(
                 }
                 // Another process created it first: use theirs.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => fs::read_to_string(path)
-                    .map_err(|e| config_error(var, format!("cannot read {}: {e}", path.display()))),
-                Err(e) => Err(config_error(
+                    .map_err(|e| {
+                        ConfigError::new(var, format!("cannot read {}: {e}", path.display()))
+                    }),
+                Err(e) => Err(ConfigError::new(
                     var,
                     format!("cannot write {}: {e}", path.display()),
                 )),
             }
         }
-        Err(e) => Err(config_error(
+        Err(e) => Err(ConfigError::new(
             var,
             format!("cannot read {}: {e}", path.display()),
         )),
@@ -74,7 +69,7 @@ pub fn signing_key(config: &Config) -> Result<SigningKey, ConfigError> {
             "JWT_PRIVATE_KEY",
         ),
     };
-    SigningKey::from_pem(&pem, config.jwt_key_id.clone()).map_err(|m| config_error(var, m))
+    SigningKey::from_pem(&pem, config.jwt_key_id.clone()).map_err(|m| ConfigError::new(var, m))
 }
 
 pub fn server_secret(config: &Config) -> Result<ServerSecret, ConfigError> {
@@ -89,10 +84,10 @@ pub fn server_secret(config: &Config) -> Result<ServerSecret, ConfigError> {
         .to_owned(),
     };
     let bytes = STANDARD.decode(&encoded).map_err(|_| {
-        config_error(
+        ConfigError::new(
             "AUTH_SECRET",
             "must be base64 (for example `openssl rand -base64 32`)",
         )
     })?;
-    ServerSecret::new(bytes).map_err(|m| config_error("AUTH_SECRET", m))
+    ServerSecret::new(bytes).map_err(|m| ConfigError::new("AUTH_SECRET", m))
 }

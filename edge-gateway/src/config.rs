@@ -6,23 +6,10 @@ use std::{
     time::Duration,
 };
 
+pub use baatcheet_runtime::env::{ConfigError, LogFormat};
+use baatcheet_runtime::env::{Env, load_dotenv};
 use cookie::SameSite;
 use http::HeaderValue;
-
-/// Why startup stopped: the variable and what is wrong with it.
-#[derive(Debug, thiserror::Error)]
-#[error("configuration error in {var}: {message}")]
-pub struct ConfigError {
-    pub var: &'static str,
-    pub message: String,
-}
-
-fn error(var: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        var,
-        message: message.into(),
-    }
-}
 
 /// The whole configuration of the gateway.
 #[derive(Debug, Clone)]
@@ -72,81 +59,13 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Pretty,
-    Json,
-}
-
 /// Each connection multiplexes up to the server's stream limit (hyper: 200); a few suffice.
 const MAX_AUTH_SERVICE_CONNECTIONS: u32 = 64;
-
-/// Reads variables through a lookup function, so tests can hand a map instead of the process env.
-struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
-
-impl Env<'_> {
-    fn get(&self, var: &str) -> Option<String> {
-        (self.0)(var)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn string(&self, var: &'static str, default: &str) -> String {
-        self.get(var).unwrap_or_else(|| default.to_owned())
-    }
-
-    fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        match self.get(var) {
-            None => Ok(default),
-            Some(v) => v
-                .parse()
-                .map_err(|e| error(var, format!("{v:?} is not valid: {e}"))),
-        }
-    }
-
-    fn flag(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
-        match self.get(var).map(|v| v.to_ascii_lowercase()).as_deref() {
-            None => Ok(default),
-            Some("1" | "true" | "on" | "yes") => Ok(true),
-            Some("0" | "false" | "off" | "no") => Ok(false),
-            Some(other) => Err(error(var, format!("{other:?} is not on/off or true/false"))),
-        }
-    }
-
-    fn positive(&self, var: &'static str, default: u32) -> Result<u32, ConfigError> {
-        let n: u32 = self.parse(var, default)?;
-        if n == 0 {
-            return Err(error(var, "must be at least 1"));
-        }
-        Ok(n)
-    }
-
-    /// A duration such as `15s`, `2m`, `500ms`, or a plain number of seconds.
-    fn duration(&self, var: &'static str, default: &str) -> Result<Duration, ConfigError> {
-        let raw = self.string(var, default);
-        let d = match raw.parse::<u64>() {
-            Ok(secs) => Duration::from_secs(secs),
-            Err(_) => humantime::parse_duration(&raw)
-                .map_err(|e| error(var, format!("{raw:?} is not a duration like 15s: {e}")))?,
-        };
-        if d.is_zero() {
-            return Err(error(var, "must be longer than zero"));
-        }
-        Ok(d)
-    }
-}
 
 impl Config {
     /// Loads `.env` (when present) into the process environment, then reads it.
     pub fn from_env() -> Result<Self, ConfigError> {
-        match dotenvy::dotenv() {
-            Ok(_) => {}
-            Err(e) if e.not_found() => {}
-            Err(e) => return Err(error(".env", e.to_string())),
-        }
+        load_dotenv()?;
         Self::from_lookup(&|k| std::env::var(k).ok())
     }
 
@@ -160,7 +79,7 @@ impl Config {
             Ok(uri)
                 if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
             _ => {
-                return Err(error(
+                return Err(ConfigError::new(
                     "AUTH_SERVICE_URL",
                     format!(
                         "{auth_service_url:?} is not an http(s) URL like http://127.0.0.1:50051"
@@ -168,27 +87,18 @@ impl Config {
                 ));
             }
         }
-        let log_format = match env.string("LOG_FORMAT", "pretty").as_str() {
-            "pretty" => LogFormat::Pretty,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(error(
-                    "LOG_FORMAT",
-                    format!("{other:?} is not pretty or json"),
-                ));
-            }
-        };
-        let request_timeout = env.duration("REQUEST_TIMEOUT", "15s")?;
-        let grpc_timeout = env.duration("GRPC_TIMEOUT", "10s")?;
+        let log_format = env.log_format()?;
+        let request_timeout = env.duration("REQUEST_TIMEOUT", "15s", Duration::from_millis(1))?;
+        let grpc_timeout = env.duration("GRPC_TIMEOUT", "10s", Duration::from_millis(1))?;
         if grpc_timeout > request_timeout {
-            return Err(error(
+            return Err(ConfigError::new(
                 "GRPC_TIMEOUT",
                 "must not be longer than REQUEST_TIMEOUT, or the edge gives up first",
             ));
         }
-        let auth_service_connections = env.positive("AUTH_SERVICE_CONNECTIONS", 4)?;
+        let auth_service_connections = env.number("AUTH_SERVICE_CONNECTIONS", 4, 1, u32::MAX)?;
         if auth_service_connections > MAX_AUTH_SERVICE_CONNECTIONS {
-            return Err(error(
+            return Err(ConfigError::new(
                 "AUTH_SERVICE_CONNECTIONS",
                 format!("must be at most {MAX_AUTH_SERVICE_CONNECTIONS}"),
             ));
@@ -198,14 +108,14 @@ impl Config {
         let metrics_addr = match env.get("METRICS_ADDR") {
             None => None,
             Some(raw) => Some(raw.parse::<SocketAddr>().map_err(|_| {
-                error(
+                ConfigError::new(
                     "METRICS_ADDR",
                     format!("{raw:?} is not an address like 127.0.0.1:9090"),
                 )
             })?),
         };
         if metrics_addr.is_some_and(|m| m.port() != 0 && m == SocketAddr::new(host, port)) {
-            return Err(error(
+            return Err(ConfigError::new(
                 "METRICS_ADDR",
                 "must differ from HTTP_HOST:PORT, or /metrics is public again",
             ));
@@ -218,17 +128,17 @@ impl Config {
             auth_service_connections: auth_service_connections as usize,
             production,
             cookies,
-            cors_origins: cors_origins(&env)?,
+            cors_origins: env.origins("CORS_ORIGINS")?,
             trust_proxy_hops: trust_proxy(&env)?,
             rate_limit: RateLimit {
-                per_second: env.positive("RATE_LIMIT_PER_SECOND", 20)?,
-                burst: env.positive("RATE_LIMIT_BURST", 100)?,
+                per_second: env.number("RATE_LIMIT_PER_SECOND", 20, 1, u32::MAX)?,
+                burst: env.number("RATE_LIMIT_BURST", 100, 1, u32::MAX)?,
             },
             request_timeout,
             grpc_timeout,
             serve_page: env.flag("SERVE_PAGE", !production)?,
             log_format,
-            shutdown_grace: env.duration("SHUTDOWN_GRACE", "10s")?,
+            shutdown_grace: env.duration("SHUTDOWN_GRACE", "10s", Duration::from_millis(1))?,
         })
     }
 }
@@ -251,7 +161,7 @@ fn production(env: &Env<'_>) -> Result<bool, ConfigError> {
     match value.to_ascii_lowercase().as_str() {
         "production" | "prod" => Ok(true),
         "development" | "dev" | "test" => Ok(false),
-        other => Err(error(
+        other => Err(ConfigError::new(
             var,
             format!("{other:?} is not production, development or test"),
         )),
@@ -268,7 +178,7 @@ fn cookie_policy(env: &Env<'_>, production: bool) -> Result<CookiePolicy, Config
         "lax" => SameSite::Lax,
         "none" => SameSite::None,
         other => {
-            return Err(error(
+            return Err(ConfigError::new(
                 "COOKIE_SAMESITE",
                 format!("{other:?} is not Strict, Lax or None"),
             ));
@@ -279,7 +189,10 @@ fn cookie_policy(env: &Env<'_>, production: bool) -> Result<CookiePolicy, Config
     let secure = secure || same_site == SameSite::None;
     let domain = env.get("COOKIE_DOMAIN");
     if let Some(d) = domain.as_ref().filter(|d| d.contains([';', ',', ' ', '/'])) {
-        return Err(error("COOKIE_DOMAIN", format!("{d:?} is not a domain")));
+        return Err(ConfigError::new(
+            "COOKIE_DOMAIN",
+            format!("{d:?} is not a domain"),
+        ));
     }
     Ok(CookiePolicy {
         same_site,
@@ -288,48 +201,6 @@ fn cookie_policy(env: &Env<'_>, production: bool) -> Result<CookiePolicy, Config
     })
 }
 
-/// Each entry must be an origin (`scheme://host[:port]`); it is compared with the browser's
-/// `Origin` header byte for byte, after lowercasing, dropping a trailing slash and dropping a
-/// default port (browsers never write `:443` for https or `:80` for http).
-fn cors_origins(env: &Env<'_>) -> Result<Vec<HeaderValue>, ConfigError> {
-    let Some(raw) = env.get("CORS_ORIGINS") else {
-        return Ok(Vec::new());
-    };
-    let mut origins = Vec::new();
-    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let lowered = entry.trim_end_matches('/').to_ascii_lowercase();
-        let origin = lowered
-            .parse::<http::Uri>()
-            .ok()
-            .filter(|u| u.path_and_query().is_none_or(|p| p.as_str() == "/"))
-            .and_then(|u| {
-                let default_port = match u.scheme_str()? {
-                    "http" => 80,
-                    "https" => 443,
-                    _ => return None,
-                };
-                let authority = u.authority().filter(|a| !a.as_str().contains('@'))?;
-                Some(match authority.port_u16() {
-                    Some(port) if port == default_port => {
-                        format!("{}://{}", u.scheme_str()?, authority.host())
-                    }
-                    _ => lowered.clone(),
-                })
-            });
-        let Some(origin) = origin else {
-            return Err(error(
-                "CORS_ORIGINS",
-                format!("{entry:?} is not an origin like https://app.example.com"),
-            ));
-        };
-        let value = HeaderValue::from_str(&origin)
-            .map_err(|_| error("CORS_ORIGINS", format!("{entry:?} is not a header value")))?;
-        origins.push(value);
-    }
-    Ok(origins)
-}
-
-/// `off`/`false`/`0` (default), `on`/`true` (one proxy), or a number of proxies.
 fn trust_proxy(env: &Env<'_>) -> Result<usize, ConfigError> {
     match env
         .get("TRUST_PROXY")
@@ -339,7 +210,7 @@ fn trust_proxy(env: &Env<'_>) -> Result<usize, ConfigError> {
         None | Some("off" | "false" | "no") => Ok(0),
         Some("on" | "true" | "yes") => Ok(1),
         Some(n) => n.parse().map_err(|_| {
-            error(
+            ConfigError::new(
                 "TRUST_PROXY",
                 format!("{n:?} is not on/off or a number of proxies"),
             )

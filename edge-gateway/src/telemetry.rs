@@ -2,36 +2,21 @@
 //! path (never the query), client IP, status and latency. No cookie, header or body is logged.
 
 use axum::extract::Request;
-use std::io::IsTerminal;
 use tower_http::{
     classify::{ServerErrorsAsFailures, SharedClassifier},
     trace::{DefaultOnResponse, TraceLayer},
 };
 use tracing::Span;
 
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
-
 use crate::client_ip::ClientIp;
 use crate::config::LogFormat;
 
 /// Installs the global subscriber once; later calls (tests) are no-ops.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,h2=warn,tower=warn,tower_http=info,hyper=warn"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let _ = match format {
-        LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true))
-            .try_init(),
-        // Colour only on a terminal: in files and pipes the escape codes are noise.
-        LogFormat::Pretty => registry
-            .with(
-                fmt::layer()
-                    .compact()
-                    .with_ansi(std::io::stdout().is_terminal()),
-            )
-            .try_init(),
-    };
+    baatcheet_runtime::telemetry::init(
+        format,
+        "info,h2=warn,tower=warn,tower_http=info,hyper=warn",
+    );
 }
 
 /// The layer [`access_log`] builds.

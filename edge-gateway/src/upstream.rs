@@ -178,10 +178,8 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = header_str(headers, header::AUTHORIZATION.as_str())?.trim();
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+    let value = header_str(headers, header::AUTHORIZATION.as_str())?;
+    baatcheet_runtime::bearer::token(value).map(str::to_owned)
 }
 
 /// Awaits one RPC, records it in the metrics, and maps a failure with [`ApiError::from_status`].

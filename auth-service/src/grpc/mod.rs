@@ -64,17 +64,8 @@ impl AuthGrpc {
 }
 
 fn bearer<T>(request: &Request<T>) -> Option<&str> {
-    let value = request
-        .metadata()
-        .get("authorization")?
-        .to_str()
-        .ok()?
-        .trim();
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    let value = request.metadata().get("authorization")?.to_str().ok()?;
+    baatcheet_runtime::bearer::token(value)
 }
 
 fn ok<T>(message: T) -> Result<Response<T>, Status> {
