@@ -6,7 +6,7 @@
 //! bucket therefore belongs to the /64 ([`ClientNetwork`]).
 
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr},
     num::NonZeroU32,
     sync::Arc,
     time::Duration,
@@ -29,15 +29,9 @@ pub type IpLimiter = DefaultKeyedRateLimiter<ClientNetwork>;
 pub struct ClientNetwork(IpAddr);
 
 impl ClientNetwork {
-    /// An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`, what a dual-stack socket reports for an
-    /// IPv4 peer) is its IPv4 address: grouped by /64, every IPv4 client would share one bucket.
+    /// The bucket of `ip`: its client network, as the auth service keys its own limits.
     pub fn of(ip: IpAddr) -> Self {
-        match ip.to_canonical() {
-            IpAddr::V4(v4) => Self(IpAddr::V4(v4)),
-            IpAddr::V6(v6) => Self(IpAddr::V6(Ipv6Addr::from_bits(
-                v6.to_bits() & (u128::MAX << 64),
-            ))),
-        }
+        Self(baatcheet_runtime::net::client_network(ip))
     }
 }
 

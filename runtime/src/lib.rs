@@ -5,5 +5,6 @@
 
 pub mod bearer;
 pub mod env;
+pub mod net;
 pub mod shutdown;
 pub mod telemetry;

@@ -12,15 +12,9 @@ impl ClientInfo {
     /// The key of the client's network for rate limits: the IPv4 address, or the /64 of an
     /// IPv6 address (one subscriber usually holds a whole /64 and can rotate inside it).
     pub fn network(&self) -> String {
-        match self.ip {
-            Some(IpAddr::V4(v4)) => v4.to_string(),
-            Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-                Some(v4) => v4.to_string(),
-                None => {
-                    let s = v6.segments();
-                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-                }
-            },
+        match self.ip.map(baatcheet_runtime::net::client_network) {
+            Some(IpAddr::V6(v6)) => format!("{v6}/64"),
+            Some(v4) => v4.to_string(),
             None => "unknown".to_owned(),
         }
     }
@@ -48,6 +42,7 @@ mod tests {
         assert_eq!(net("2001:db8:1:2:aaaa::1"), net("2001:db8:1:2:ffff:1:2:3"));
         assert_ne!(net("2001:db8:1:2::1"), net("2001:db8:1:3::1"));
         assert_eq!(net("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(net("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
         assert_eq!(net("::ffff:192.0.2.7"), "192.0.2.7");
         assert_eq!(net("192.0.2.7"), "192.0.2.7");
         assert_eq!(ClientInfo::default().network(), "unknown");
