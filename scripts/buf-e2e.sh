@@ -10,6 +10,7 @@
 #
 # Env:
 #   AUTH_SERVICE_BIN  the server binary (default: ${CARGO_TARGET_DIR:-./target}/debug/auth-service)
+#   MAIL_CODE_BIN     the mail reader (default: ${CARGO_TARGET_DIR:-./target}/debug/mail-code)
 #   BUF               the buf binary (default: tests/tools/node_modules/.bin/buf)
 #   KEEP_WORK=1       keep the temp folder (data, mail, server log) for inspection
 #
@@ -23,6 +24,7 @@ BUF="${BUF:-$ROOT/tests/tools/node_modules/.bin/buf}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 BIN="${AUTH_SERVICE_BIN:-$TARGET_DIR/debug/auth-service}"
+MAIL_CODE="${MAIL_CODE_BIN:-$TARGET_DIR/debug/mail-code}"
 
 CALL_TIMEOUT=30   # seconds for any single buf curl call
 READY_TIMEOUT=30  # seconds for the server to answer SERVING
@@ -33,6 +35,7 @@ SVC=baatcheet.auth.v1.AuthService
 die() { echo "buf-e2e: $*" >&2; exit 2; }
 [[ -x "$BUF" ]] || die "buf not found at $BUF; run: npm ci --prefix tests/tools"
 [[ -x "$BIN" ]] || die "auth-service binary not found at $BIN; run: cargo build -p auth-service (or set AUTH_SERVICE_BIN)"
+[[ -x "$MAIL_CODE" ]] || die "mail-code not found at $MAIL_CODE; run: cargo build -p baatcheet-test-support (or set MAIL_CODE_BIN)"
 command -v python3 >/dev/null || die "python3 is required"
 command -v jq >/dev/null || die "jq is required (apt-get install jq)"
 
@@ -156,31 +159,10 @@ print(json.dumps(result))
 PY
 }
 
-# Prints the 6-digit code of the newest .eml in the mail folder addressed to $2; exit 1 if none.
+# Prints the 6-digit code of the newest .eml in the mail folder $1 addressed to $2; exit 1 if
+# none yet. The reader of the Rust tests (test-support's `mail-code`), so both read mail alike.
 read_code() {
-  python3 - "$1" "$2" <<'PY'
-import email, email.policy, pathlib, re, sys
-from email.utils import getaddresses
-
-folder, to = pathlib.Path(sys.argv[1]), sys.argv[2].lower()
-if not folder.is_dir():
-    sys.exit(1)
-for path in sorted(folder.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns, reverse=True):
-    with path.open("rb") as f:
-        msg = email.message_from_binary_file(f, policy=email.policy.default)
-    if to not in [a.lower() for _, a in getaddresses(msg.get_all("To", []))]:
-        continue
-    part = msg.get_body(preferencelist=("plain",))
-    if part is None:
-        sys.exit(3)
-    # The code is the line that is exactly six digits (the greeting may hold digits too).
-    m = re.search(r"^\s*(\d{6})\s*$", part.get_content(), re.M)
-    if m is None:
-        sys.exit(3)
-    print(m.group(1))
-    sys.exit(0)
-sys.exit(1)
-PY
+  "$MAIL_CODE" "$1" "$2"
 }
 
 # Prints the `kid` of a JWT's header.

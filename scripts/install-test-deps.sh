@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Python test servers into one virtualenv the Rust tests find by themselves:
-#   secantusd-py  SecantusDB, a MongoDB wire-protocol server (tests/support/mongo_server.rs)
+#   secantusd-py  SecantusDB, a MongoDB wire-protocol server (test-support/src/mongo_server.rs)
 #   aiosmtpd      an SMTP server for the mailer tests
 #   schemathesis  generates requests from the gateway's /openapi.json (tests/schemathesis)
 # Idempotent: a venv that already has the pinned versions is left alone (no network then).

@@ -29,7 +29,7 @@ async fn a_reset_by_emailed_code_sets_the_password_and_ends_every_session() {
     let id = answer.reset_id;
     assert_eq!(id.len(), 22, "128 random bits, base64url: {id}");
     let code = app.wait_for_code(&mail, 2).await;
-    assert!(app.mails_to(&mail)[1].0.contains("reset"));
+    assert!(app.mails_to(&mail)[1].subject.contains("reset"));
     let done = app.reset(&mail, &id, &code, NEW_PASSWORD).await.unwrap();
     assert_eq!(done.revoked_session_count, 2);
     for t in [&a, &b] {

@@ -8,6 +8,8 @@ use std::{
 
 use baatcheet_auth_api::v1::{self as pb, auth_service_client::AuthServiceClient};
 
+use baatcheet_test_support::mail::wait_for_code;
+
 use crate::helpers::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_auth-service");
@@ -65,24 +67,7 @@ async fn logs_hold_no_password_code_or_token_and_sigterm_stops_cleanly() {
         .into_inner()
         .registration_id;
     let mail_dir = dir.path().join("mail");
-    let wait_code = |n: usize| {
-        let mail_dir = mail_dir.clone();
-        let mail = mail.clone();
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let mails: Vec<_> = read_mails(&mail_dir)
-                    .into_iter()
-                    .filter(|m| m.to == mail)
-                    .collect();
-                if mails.len() >= n {
-                    return extract_code(&mails[n - 1].text).unwrap();
-                }
-                assert!(Instant::now() < deadline, "no mail");
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-        }
-    };
+    let wait_code = |n: usize| wait_for_code(mail_dir.as_path(), &mail, n, Duration::from_secs(10));
     let code = wait_code(1).await;
     let verified = client
         .verify_registration(pb::VerifyRegistrationRequest {

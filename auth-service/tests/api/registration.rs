@@ -1,6 +1,8 @@
 use baatcheet_auth_api::v1 as pb;
 use tonic::Code;
 
+use baatcheet_test_support::mail::{extract_code, read_mails};
+
 use crate::helpers::*;
 
 #[tokio::test]
@@ -532,7 +534,8 @@ async fn an_enumeration_safe_sign_up_for_a_taken_email_looks_new_and_tells_the_o
         );
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    let (subject, text) = app.mails_to(&mail).pop().unwrap();
+    let notice = app.mails_to(&mail).pop().unwrap();
+    let (subject, text) = (notice.subject, notice.text);
     assert!(subject.contains("tried to sign up"), "{subject}");
     assert!(text.contains(&owner));
     assert_eq!(extract_code(&text), None, "a notice, not a code");

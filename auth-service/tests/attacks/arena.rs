@@ -7,7 +7,8 @@ use tonic::Request;
 
 use crate::env::Backends;
 use crate::helpers::{TestApp, spawn_app_with};
-use crate::support::smtp_server::SmtpServer;
+use baatcheet_test_support::mail::{Mail, Mailbox, wait_for_code};
+use baatcheet_test_support::smtp_server::SmtpServer;
 
 /// The state backends an attack runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +26,7 @@ macro_rules! on_every_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::arena::Backend::Sqlite).await;
+                    super::$name($crate::attacks::arena::Backend::Sqlite).await;
                 }
             )*
         }
@@ -33,7 +34,7 @@ macro_rules! on_every_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::arena::Backend::RedisMongo).await;
+                    super::$name($crate::attacks::arena::Backend::RedisMongo).await;
                 }
             )*
         }
@@ -110,33 +111,14 @@ impl Arena {
         }
     }
 
-    /// Every mail the SMTP server received for `email`: (subject, text part).
-    pub fn mails_to(&self, email: &str) -> Vec<(String, String)> {
-        self.smtp()
-            .messages()
-            .iter()
-            .filter_map(|raw| crate::helpers::parse_mail(raw))
-            .filter(|m| m.to.eq_ignore_ascii_case(email))
-            .map(|m| (m.subject, m.text))
-            .collect()
+    /// Every mail the SMTP server received for `email`, oldest first.
+    pub fn mails_to(&self, email: &str) -> Vec<Mail> {
+        self.smtp().mails_to(email)
     }
 
     /// Waits (up to `within`) for the nth mail to `email` and returns its code.
     pub async fn code_within(&self, email: &str, nth: usize, within: Duration) -> String {
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            let mails = self.mails_to(email);
-            if mails.len() >= nth {
-                return crate::helpers::extract_code(&mails[nth - 1].1)
-                    .expect("a code in the mail");
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "mail #{nth} to {email} did not arrive within {within:?} (have {})",
-                mails.len()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        wait_for_code(self.smtp(), email, nth, within).await
     }
 
     /// The code of the nth mail to `email`, waiting up to 20 s.

@@ -19,7 +19,7 @@ use prost::Message;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tonic::{Code, Status};
 
-use crate::arena::{Arena, Backend};
+use crate::attacks::arena::{Arena, Backend};
 use crate::helpers::*;
 
 const SERVICE: &str = "baatcheet.auth.v1.AuthService";

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tonic::Code;
 
-use crate::arena::{Arena, Backend, on_every_backend};
+use crate::attacks::arena::{Arena, Backend, on_every_backend};
 use crate::helpers::*;
 
 on_every_backend!(

@@ -7,9 +7,9 @@ use std::time::Duration;
 use baatcheet_auth_api::v1 as pb;
 use futures::future::join_all;
 
-use crate::arena::{Arena, Backend, on_every_backend};
+use crate::attacks::arena::{Arena, Backend, on_every_backend};
 use crate::helpers::*;
-use crate::support::smtp_server::SmtpServer;
+use baatcheet_test_support::smtp_server::SmtpServer;
 
 on_every_backend!(
     a_flood_of_sign_ups_through_a_slow_relay_does_not_starve_a_real_code,

@@ -23,7 +23,7 @@ use proptest::{
 };
 use tonic::{Code, metadata::AsciiMetadataValue};
 
-use crate::arena::{Arena, Backend};
+use crate::attacks::arena::{Arena, Backend};
 use crate::helpers::*;
 
 const SEED: u64 = 0x7061_7273_6572_7321;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use baatcheet_auth_api::v1 as pb;
 use tonic::Code;
 
-use crate::arena::{Arena, Backend, on_every_backend};
+use crate::attacks::arena::{Arena, Backend, on_every_backend};
 use crate::helpers::*;
 
 on_every_backend!(

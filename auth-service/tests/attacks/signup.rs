@@ -6,8 +6,10 @@ use std::time::Duration;
 use baatcheet_auth_api::v1 as pb;
 use tonic::Code;
 
-use crate::arena::{Arena, Backend, from_ip, on_every_backend};
+use crate::attacks::arena::{Arena, Backend, from_ip, on_every_backend};
 use crate::env::Backends;
+use baatcheet_test_support::mail::extract_code;
+
 use crate::helpers::*;
 
 on_every_backend!(
@@ -341,8 +343,11 @@ async fn with_enumeration_safety_a_taken_email_answers_like_a_new_sign_up(backen
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
-    assert!(notice.0.contains("tried to sign up"), "{notice:?}");
-    assert!(extract_code(&notice.1).is_none(), "no code in the notice");
+    assert!(notice.subject.contains("tried to sign up"), "{notice:?}");
+    assert!(
+        extract_code(&notice.text).is_none(),
+        "no code in the notice"
+    );
     assert_error(
         app.verify(&owner_mail, &taken.registration_id, "123456")
             .await,

@@ -5,7 +5,7 @@
 use baatcheet_auth_api::v1 as pb;
 use tonic::Code;
 
-use crate::arena::{Arena, Backend, on_every_backend};
+use crate::attacks::arena::{Arena, Backend, on_every_backend};
 use crate::helpers::*;
 
 on_every_backend!(

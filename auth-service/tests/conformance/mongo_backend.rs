@@ -15,14 +15,21 @@ use auth_service::store::{
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
 
-use crate::support::{
-    mongo_server::{SecantusServer, Storage, test_database},
+use baatcheet_test_support::{
+    mongo_server::{SecantusServer, Storage, TestDatabase, test_database},
     process::free_port,
 };
 
+/// The store under test over `db` (indexes created).
+async fn user_store(db: &TestDatabase) -> MongoUserStore {
+    MongoUserStore::connect(&db.uri, &db.name, &MongoSettings::default())
+        .await
+        .unwrap_or_else(|e| panic!("MongoUserStore::connect({}): {e}", db.uri))
+}
+
 /// Users in MongoDB (a fresh database), everything else in an in-memory SQLite store.
 pub async fn stores() -> Stores {
-    let users = Arc::new(test_database().await.user_store().await);
+    let users = Arc::new(user_store(&test_database().await).await);
     let state = Arc::new(SqliteStore::open(std::path::Path::new(":memory:")).unwrap());
     Stores {
         users: users.clone(),
@@ -61,7 +68,7 @@ fn strings(value: &Bson, out: &mut Vec<String>) {
 #[tokio::test]
 async fn no_plaintext_password_is_stored_only_phc_hashes() {
     let db = test_database().await;
-    let store = db.user_store().await;
+    let store = user_store(&db).await;
     let hasher = PasswordHasher::new(&HashSettings {
         memory_kib: 19456,
         iterations: 2,
@@ -124,7 +131,7 @@ async fn no_plaintext_password_is_stored_only_phc_hashes() {
 #[tokio::test]
 async fn documents_have_the_seed_layout() {
     let db = test_database().await;
-    let store = db.user_store().await;
+    let store = user_store(&db).await;
     let hash = PasswordHash("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
     let name = unique("Layout");
     let user = store
@@ -180,12 +187,12 @@ async fn documents_have_the_seed_layout() {
 #[tokio::test]
 async fn connecting_again_keeps_the_indexes_and_the_users() {
     let db = test_database().await;
-    let first = db.user_store().await;
+    let first = user_store(&db).await;
     let hash = PasswordHash("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
     let user = new_user(&unique("again"), hash);
     first.create_user(&user, now_ms()).await.unwrap();
     // A second instance of the service starting against the same database.
-    let second = db.user_store().await;
+    let second = user_store(&db).await;
     assert!(matches!(
         second.create_user(&user, now_ms()).await,
         Err(CreateUserError::EmailTaken)

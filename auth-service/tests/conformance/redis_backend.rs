@@ -27,7 +27,7 @@ use futures::future::join_all;
 use redis::aio::MultiplexedConnection;
 use sha2::{Digest, Sha256};
 
-use crate::support::redis_server::{RedisServer, shared_cluster_url, shared_url};
+use baatcheet_test_support::redis_server::{RedisServer, shared_cluster_url, shared_url};
 
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;

@@ -5,6 +5,8 @@ use futures::TryStreamExt;
 use tonic::Code;
 
 use crate::env::Backends;
+use baatcheet_test_support::mail::parse_mail;
+
 use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,11 +3,6 @@
 //! cookie store) so tests can assert every attribute. Codes are read from the .eml files the
 //! development mailer writes, as a person would.
 
-#[path = "../../../auth-service/tests/support/mail.rs"]
-mod mail;
-#[allow(unused_imports)] // each test binary uses its part
-pub use mail::{Mail, extract_code, read_mails};
-
 use std::{
     collections::HashMap,
     net::SocketAddr,
@@ -16,9 +11,10 @@ use std::{
         Mutex,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, SystemTime},
 };
 
+use baatcheet_test_support::mail::wait_for_code;
 use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -420,20 +416,6 @@ impl TestApp {
             *n += 1;
             *n
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let mails: Vec<Mail> = read_mails(&self.mail_dir)
-                .into_iter()
-                .filter(|m| m.to.eq_ignore_ascii_case(email))
-                .collect();
-            if let Some(code) = mails.get(nth - 1).and_then(|m| extract_code(&m.text)) {
-                return code;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no mail #{nth} to {email} within 10 s"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        wait_for_code(self.mail_dir.as_path(), email, nth, Duration::from_secs(10)).await
     }
 }

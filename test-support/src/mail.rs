@@ -1,9 +1,13 @@
 //! Reading mail as a person would: parse the MIME message, take its text part, and find the
-//! line that is the code. Shared by the service's and the gateway's tests.
-#![allow(dead_code)] // each test binary uses its part
+//! line that is the code. Mail is read where it lands ([`Mailbox`]): the development mailer's
+//! folder of `.eml` files, or the SMTP test server's Maildir.
 
-use std::{path::Path, time::SystemTime};
+use std::{
+    path::Path,
+    time::{Duration, Instant, SystemTime},
+};
 
+#[derive(Debug, Clone)]
 pub struct Mail {
     pub to: String,
     pub subject: String,
@@ -52,4 +56,50 @@ pub fn extract_code(text: &str) -> Option<String> {
         .map(str::trim)
         .find(|line| line.len() == 6 && line.bytes().all(|b| b.is_ascii_digit()))
         .map(str::to_owned)
+}
+
+/// Where a test's mail lands.
+pub trait Mailbox {
+    /// Every whole message received so far, oldest first.
+    fn mails(&self) -> Vec<Mail>;
+
+    /// Every message to `email` (case-insensitive), oldest first.
+    fn mails_to(&self, email: &str) -> Vec<Mail> {
+        self.mails()
+            .into_iter()
+            .filter(|m| m.to.eq_ignore_ascii_case(email))
+            .collect()
+    }
+}
+
+/// The development mailer's folder of `.eml` files.
+impl Mailbox for Path {
+    fn mails(&self) -> Vec<Mail> {
+        read_mails(self)
+    }
+}
+
+/// Waits (up to `within`) until `email` has at least `nth` messages and returns the code of
+/// the nth; panics naming the mail when it does not come or holds no code.
+pub async fn wait_for_code(
+    mailbox: &(impl Mailbox + ?Sized),
+    email: &str,
+    nth: usize,
+    within: Duration,
+) -> String {
+    assert!(nth >= 1, "mail numbers start at 1");
+    let deadline = Instant::now() + within;
+    loop {
+        let mails = mailbox.mails_to(email);
+        if let Some(mail) = mails.get(nth - 1) {
+            return extract_code(&mail.text)
+                .unwrap_or_else(|| panic!("no 6-digit code in mail #{nth} to {email}"));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mail #{nth} to {email} did not arrive within {within:?} (have {})",
+            mails.len()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }

@@ -31,9 +31,6 @@ async fn sqlite_file() -> Stores {
 conformance!(sqlite_in_memory, sqlite_memory());
 conformance!(sqlite_on_disk, sqlite_file());
 
-#[path = "../support/mod.rs"]
-mod support;
-
 mod mongo_backend;
 conformance!(mongo, mongo_backend::stores());
 

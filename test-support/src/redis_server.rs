@@ -8,7 +8,6 @@
 //! `TEST_REDIS_URL` replaces the shared servers with an existing Redis. Servers that a test
 //! stops and restarts ([`RedisServer::start`]) are always local. Nothing here ever uses
 //! 127.0.0.1:6379.
-#![allow(dead_code)]
 
 use std::{
     io::{self, BufRead, BufReader, Read, Write},
@@ -19,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::process::{free_port, spawn_from_keeper};
+use crate::process::{free_port, spawn_from_keeper};
 
 /// How long a server may take to answer PING after it is spawned.
 const READY_WITHIN: Duration = Duration::from_secs(15);

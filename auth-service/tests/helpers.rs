@@ -4,15 +4,12 @@
 use std::{
     collections::HashMap,
     path::PathBuf,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, SystemTime},
 };
 
 use auth_service::{config::Config, startup::Application};
-#[path = "../support/mail.rs"]
-mod mail;
 use baatcheet_auth_api::v1::{self as pb, auth_service_client::AuthServiceClient};
-#[allow(unused_imports)] // each test binary uses its part
-pub use mail::{Mail, extract_code, parse_mail, read_mails};
+use baatcheet_test_support::mail::{Mail, Mailbox, wait_for_code};
 use tokio::sync::oneshot;
 use tonic::{Code, Request, Status, transport::Channel};
 use tonic_types::StatusExt;
@@ -236,30 +233,14 @@ impl TestApp {
         )
     }
 
-    /// Every mail sent to `email` so far, oldest first: (subject, text part).
-    pub fn mails_to(&self, email: &str) -> Vec<(String, String)> {
-        read_mails(&self.mail_dir)
-            .into_iter()
-            .filter(|m| m.to.eq_ignore_ascii_case(email))
-            .map(|m| (m.subject, m.text))
-            .collect()
+    /// Every mail sent to `email` so far, oldest first.
+    pub fn mails_to(&self, email: &str) -> Vec<Mail> {
+        self.mail_dir.mails_to(email)
     }
 
     /// Waits (bounded) until `email` has at least `nth` mails and returns the code of the nth.
     pub async fn wait_for_code(&self, email: &str, nth: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let mails = self.mails_to(email);
-            if mails.len() >= nth {
-                return extract_code(&mails[nth - 1].1).expect("a 6-digit code in the mail");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no mail #{nth} to {email} within 10 s (have {})",
-                mails.len()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        wait_for_code(self.mail_dir.as_path(), email, nth, Duration::from_secs(10)).await
     }
 }
 

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use base64::{Engine, engine::general_purpose::STANDARD};
 
 use crate::helpers::{TestApp, spawn_in};
-use crate::support::{
+use baatcheet_test_support::{
+    mail::{Mail, Mailbox, wait_for_code},
     mongo_server::{SecantusServer, Storage, fresh_database_name},
     redis_server::RedisServer,
     smtp_server::SmtpServer,
@@ -74,33 +75,14 @@ impl Backends {
         spawn_in(tempfile::tempdir().unwrap(), &vars).await
     }
 
-    /// Every message the SMTP server received for `email`, parsed: (subject, text part).
-    pub fn mails_to(&self, email: &str) -> Vec<(String, String)> {
-        self.smtp
-            .messages()
-            .iter()
-            .filter_map(|raw| crate::helpers::parse_mail(raw))
-            .filter(|m| m.to.eq_ignore_ascii_case(email))
-            .map(|m| (m.subject, m.text))
-            .collect()
+    /// Every message the SMTP server received for `email`, oldest first.
+    pub fn mails_to(&self, email: &str) -> Vec<Mail> {
+        self.smtp.mails_to(email)
     }
 
     /// Waits (bounded) for the nth mail to `email` and returns its code.
     pub async fn wait_for_code(&self, email: &str, nth: usize, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let mails = self.mails_to(email);
-            if mails.len() >= nth {
-                return crate::helpers::extract_code(&mails[nth - 1].1)
-                    .expect("a code in the mail");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mail #{nth} to {email} did not arrive within {within:?} (have {})",
-                mails.len()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_code(&self.smtp, email, nth, within).await
     }
 
     /// Registers on `app`, reads the code from SMTP, verifies.

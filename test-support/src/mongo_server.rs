@@ -10,7 +10,6 @@
 //! Isolation between tests comes from a fresh database name per test, so one server per
 //! process is shared ([`test_database`]). Fault tests start a server of their own
 //! ([`SecantusServer::start`]) and stop and restart it on the same port.
-#![allow(dead_code)] // each test binary uses its part
 
 use std::{
     fs::File,
@@ -23,10 +22,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use auth_service::store::mongo::{MongoSettings, MongoUserStore};
 use mongodb::{Client, bson::doc, options::ClientOptions};
 
-use super::process::{free_port, spawn_from_keeper, venv_bin};
+use crate::process::{free_port, spawn_from_keeper, venv_bin};
 
 /// How long a server may take to answer its first ping (it takes about a second).
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -38,13 +36,6 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
-    /// The store under test over this database (indexes created).
-    pub async fn user_store(&self) -> MongoUserStore {
-        MongoUserStore::connect(&self.uri, &self.name, &MongoSettings::default())
-            .await
-            .unwrap_or_else(|e| panic!("MongoUserStore::connect({}): {e}", self.uri))
-    }
-
     /// A plain driver client, for looking at the stored documents directly.
     pub async fn client(&self) -> Client {
         Client::with_uri_str(&self.uri)

@@ -1,6 +1,5 @@
 //! A real SMTP server for tests: aiosmtpd (PyPI) with its stock Maildir handler, on a free
 //! loopback port. Messages land in a Maildir the test reads like a mail client would.
-#![allow(dead_code)] // each test binary uses its part
 
 use std::{
     path::{Path, PathBuf},
@@ -9,7 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::process::{free_port, spawn_from_keeper, venv_bin};
+use crate::mail::{Mail, Mailbox, parse_mail};
+use crate::process::{free_port, spawn_from_keeper, venv_bin};
 
 pub struct SmtpServer {
     port: u16,
@@ -25,7 +25,7 @@ impl SmtpServer {
         Self::start_with(None).await
     }
 
-    /// A relay that takes `delay` to accept each message (`support/slow_smtp.py`).
+    /// A relay that takes `delay` to accept each message (`test-support/src/slow_smtp.py`).
     pub async fn start_slow(delay: Duration) -> Self {
         Self::start_with(Some(delay)).await
     }
@@ -71,7 +71,7 @@ impl SmtpServer {
             Some(delay) => command
                 .env(
                     "PYTHONPATH",
-                    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support"),
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
                 )
                 .args(["-c", "slow_smtp.SlowMailbox"])
                 .arg(self.maildir())
@@ -114,6 +114,16 @@ impl SmtpServer {
     /// Every received message (raw bytes), oldest first.
     pub fn messages(&self) -> Vec<Vec<u8>> {
         read_maildir(&self.maildir())
+    }
+}
+
+/// What the relay accepted, as a mail client reads it.
+impl Mailbox for SmtpServer {
+    fn mails(&self) -> Vec<Mail> {
+        self.messages()
+            .iter()
+            .filter_map(|raw| parse_mail(raw))
+            .collect()
     }
 }
 

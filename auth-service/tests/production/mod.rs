@@ -3,13 +3,6 @@
 //! Faults (a backend stopped mid-run), two instances sharing the backends, and a scan of
 //! everything stored for secrets.
 
-#[path = "../api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
-#[path = "../support/mod.rs"]
-mod support;
-
-mod env;
 mod faults;
 mod flow;
 mod two_instances;

@@ -2,7 +2,6 @@
 //! codes read from the mail the service wrote. One binary, a module per feature.
 
 mod concurrency;
-mod helpers;
 mod login;
 mod password;
 mod process;

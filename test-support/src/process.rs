@@ -1,7 +1,6 @@
 //! Child processes of tests (redis-server, SecantusDB, aiosmtpd) that never outlive the test
 //! process: nextest runs each test in a process of its own, and a server left behind would
 //! hold a port and memory until the machine restarts.
-#![allow(dead_code)] // each test binary uses its part
 
 use std::{
     io,

@@ -3,15 +3,6 @@
 //! (Redis + MongoDB via SecantusDB), with mail through a real SMTP server (aiosmtpd). Each test
 //! asserts that the attack fails and the victim is unharmed.
 
-#[path = "../production/env.rs"]
-#[allow(dead_code)]
-mod env;
-#[path = "../api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
-#[path = "../support/mod.rs"]
-mod support;
-
 mod arena;
 
 mod garbage;

@@ -1,0 +1,183 @@
+"""A signed-in browser session for schemathesis (loaded by run.sh through SCHEMATHESIS_HOOKS).
+
+Why this exists: the gateway's signed-in routes (me, sessions, logout, logout-all, refresh,
+password change) answer 401 to a caller without a session cookie, so on its own schemathesis
+only ever tests their refusal. This file signs in the way a person does, through the gateway:
+it registers an account, reads the 6-digit code from the newest mail to that address in the
+service's mail folder, verifies it, and later logs in again with the password.
+
+Fuzzed calls end sessions (logout, logout-all, DELETE /sessions/{id}), rotate the refresh
+token or change the password, so one cookie taken up front would die mid-run. Hence, for every
+call that carries the session: before it, GET /api/auth/me checks the session and a dead one
+is replaced by a new login (or, if the password is no longer known, by a new account); after
+it, cookies the gateway set are kept, as a browser keeps them, and a successful password change
+updates the password. Every second password change is sent with the right current password
+(and, when the generated new one breaks the 8-128 character rule, a valid one), so that its
+success path is fuzzed too. Requests carry the gateway's own `Origin`, as a page
+served by the gateway would, which passes the CSRF check.
+
+Every answer is logged as `<operation>\\t<status>\\t<1 if it carried the session>` to
+ST_STATUS_LOG, so that run.sh can check each signed-in operation got a 2xx.
+
+Env (set by run.sh): ST_BASE_URL (the gateway), ST_MAIL_DIR (the service's .eml folder),
+ST_STATUS_LOG.
+"""
+
+import email
+import email.policy
+import os
+import re
+import secrets
+import time
+from http.cookies import SimpleCookie
+from pathlib import Path
+
+import requests
+import schemathesis
+
+BASE = os.environ["ST_BASE_URL"].rstrip("/")
+API = BASE + "/api/auth"
+MAIL_DIR = Path(os.environ["ST_MAIL_DIR"])
+STATUS_LOG = os.environ["ST_STATUS_LOG"]
+ORIGIN = {"Origin": BASE}
+SESSION_SCHEMES = {"accessCookie", "refreshCookie"}
+CHANGE_PASSWORD = "POST /api/auth/password/change"
+
+
+def label(case) -> str:
+    """The call's method and path (coverage also sends other methods, e.g. OPTIONS, to a path)."""
+    return f"{case.method.upper()} {case.operation.path}"
+
+
+def needs_session(ctx) -> bool:
+    """Operations whose documented security includes a token cookie."""
+    requirements = ctx.operation.definition.raw.get("security", [])
+    return any(SESSION_SCHEMES & set(requirement) for requirement in requirements)
+
+
+class Account:
+    """One account and the cookies of its current session (empty: no session)."""
+
+    def __init__(self) -> None:
+        self.email = self.password = None
+        self.cookies: dict[str, str] = {}
+        self.handed_out: set[str] = set()  # every cookie value given to a case
+        self.password_changes = 0
+
+    def carried_by(self, case) -> bool:
+        return any(value in self.handed_out for value in (case.cookies or {}).values())
+
+    def current(self) -> dict[str, str]:
+        """The session's cookies, signing in first if there is none (no liveness check)."""
+        if not self.cookies:
+            self.sign_in()
+        self.handed_out.update(self.cookies.values())
+        return dict(self.cookies)
+
+    def live(self) -> dict[str, str]:
+        """The cookies of a session the gateway accepts right now."""
+        if self.cookies:
+            me = requests.get(f"{API}/me", cookies=self.cookies, headers=ORIGIN, timeout=30)
+            if me.status_code != 200:
+                self.cookies = {}
+        return self.current()
+
+    def sign_in(self) -> None:
+        if self.email is not None:
+            login = requests.post(
+                f"{API}/login",
+                json={"identifier": self.email, "password": self.password},
+                headers=ORIGIN,
+                timeout=30,
+            )
+            if login.status_code == 200:
+                self.start(login.cookies.items())
+                return
+        self.sign_up()
+
+    def sign_up(self) -> None:
+        username = "st_" + secrets.token_hex(6)
+        self.email, self.password = f"{username}@example.com", secrets.token_urlsafe(18)
+        browser = requests.Session()
+        browser.headers.update(ORIGIN)
+        registered = browser.post(
+            f"{API}/register",
+            json={"username": username, "email": self.email, "password": self.password},
+            timeout=30,
+        )
+        if registered.status_code != 201:
+            raise RuntimeError(f"register: {registered.status_code} {registered.text}")
+        verified = browser.post(
+            f"{API}/verify-otp", json={"email": self.email, "otp": self.code()}, timeout=30
+        )
+        if verified.status_code != 200:
+            raise RuntimeError(f"verify-otp: {verified.status_code} {verified.text}")
+        self.start(verified.cookies.items())
+
+    def code(self) -> str:
+        """The code in the newest mail to this account (the mail worker writes it shortly)."""
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            for path in sorted(MAIL_DIR.glob("*.eml"), key=lambda p: p.stat().st_mtime, reverse=True):
+                message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+                if str(message["To"]) != self.email:
+                    continue
+                text = message.get_body(preferencelist=("plain",)).get_content()
+                return next(line.strip() for line in text.splitlines() if re.fullmatch(r"\d{6}", line.strip()))
+            time.sleep(0.1)
+        raise RuntimeError(f"no code mailed to {self.email} in {MAIL_DIR} within 15s")
+
+    def start(self, set_cookies) -> None:
+        """The token cookies a sign-in set (the registration cookie it cleared is left out)."""
+        self.cookies = {name: value for name, value in set_cookies if value}
+
+    def keep(self, set_cookies) -> None:
+        """Keeps new values of the session's cookies; one cleared ends the session here too."""
+        for name, value in set_cookies:
+            if name in self.cookies:
+                self.cookies[name] = value
+        if not all(self.cookies.values()):
+            self.cookies = {}
+
+
+ACCOUNT = Account()
+
+
+@schemathesis.auth(refresh_interval=None).apply_to(needs_session)
+class SignedIn:
+    def get(self, case, ctx):
+        return ACCOUNT.current()
+
+    def set(self, case, cookies, ctx):
+        case.cookies = {**(case.cookies or {}), **cookies}
+        case.headers = {**(case.headers or {}), **ORIGIN}
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    if not ACCOUNT.carried_by(case):
+        return
+    case.cookies = {**case.cookies, **ACCOUNT.live()}
+    body = case.body
+    if label(case) == CHANGE_PASSWORD and isinstance(body, dict) and "currentPassword" in body:
+        ACCOUNT.password_changes += 1
+        if ACCOUNT.password_changes % 2:  # can succeed: the right password, a valid new one
+            body["currentPassword"] = ACCOUNT.password
+            new = body.get("newPassword")
+            if not (isinstance(new, str) and 8 <= len(new) <= 128):
+                body["newPassword"] = secrets.token_urlsafe(18)
+
+
+@schemathesis.hook
+def after_call(context, case, response):
+    carried = ACCOUNT.carried_by(case)
+    with open(STATUS_LOG, "a") as log:
+        log.write(f"{label(case)}\t{response.status_code}\t{int(carried)}\n")
+    if not carried:
+        return
+    set_cookies = SimpleCookie()
+    for header in response.headers.get("set-cookie", []):
+        set_cookies.load(header)
+    ACCOUNT.keep((name, morsel.value) for name, morsel in set_cookies.items())
+    if label(case) == CHANGE_PASSWORD and 200 <= response.status_code < 300:
+        ACCOUNT.password = case.body["newPassword"]
