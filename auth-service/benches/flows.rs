@@ -132,8 +132,8 @@ async fn main() {
     // Every client here is 127.0.0.1, and the Register row signs up thousands of emails.
     vars.insert("CODE_REQUESTS_PER_IP_PER_HOUR".into(), "1000000".into());
     let config = Config::from_lookup(&move |k| vars.get(k).cloned()).expect("config");
-    let (memory_kib, iterations) = (config.argon2_memory_kib, config.argon2_iterations);
-    let mail_dir = config.mail_dir.clone();
+    let (memory_kib, iterations) = (config.hashing.memory_kib, config.hashing.iterations);
+    let mail_dir = config.mail.dir.clone();
     let app = Application::build(config).await.expect("service");
     let url = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until_stopped(std::future::pending()));

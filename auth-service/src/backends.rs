@@ -1,11 +1,13 @@
 //! Chooses the backends once, at startup, from config: users in MongoDB or SQLite, state in
 //! Redis or SQLite, mail through SMTP or into the .eml folder. Nothing else names a backend.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use secrecy::ExposeSecret;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{ConfigError, MailConfig, StorageConfig};
 use crate::mail::{EmlMailer, Mailer, SmtpMailer};
 use crate::store::{
     Health, StoreError, Stores,
@@ -14,12 +16,28 @@ use crate::store::{
     sqlite::SqliteStore,
 };
 
-/// The chosen stores, plus the SQLite store when one is in use (its sweeper must run).
+/// How often the SQLite store deletes expired rows (Redis expires keys itself).
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// The chosen stores and mailer, and what they need done in the background.
 pub struct Backends {
     pub stores: Stores,
-    pub sqlite: Option<Arc<SqliteStore>>,
     pub mailer: Arc<dyn Mailer>,
+    pub maintenance: Maintenance,
     pub description: String,
+}
+
+/// Background work of the chosen backends: sweeping expired SQLite rows when SQLite is used.
+pub struct Maintenance {
+    sqlite: Option<Arc<SqliteStore>>,
+}
+
+impl Maintenance {
+    /// Starts it; it ends when `stop` is cancelled.
+    pub fn spawn(self, stop: CancellationToken) -> Option<JoinHandle<()>> {
+        let sqlite = self.sqlite?;
+        Some(tokio::spawn(sqlite.sweep(SWEEP_EVERY, stop)))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,10 +51,11 @@ pub enum BackendError {
     },
 }
 
-pub async fn open(config: &Config) -> Result<Backends, BackendError> {
-    let needs_sqlite = config.mongo.is_none() || config.redis.is_none();
+/// Opens the backends `storage` names and the mailer `mail` names.
+pub async fn open(storage: &StorageConfig, mail: &MailConfig) -> Result<Backends, BackendError> {
+    let needs_sqlite = storage.mongo.is_none() || storage.redis.is_none();
     let sqlite = if needs_sqlite {
-        Some(Arc::new(SqliteStore::open(&config.sqlite_path).map_err(
+        Some(Arc::new(SqliteStore::open(&storage.sqlite_path).map_err(
             |source| BackendError::Store {
                 backend: "SQLite",
                 source,
@@ -50,7 +69,7 @@ pub async fn open(config: &Config) -> Result<Backends, BackendError> {
         health.push(s.clone());
     }
 
-    let (users, users_name): (Arc<dyn crate::store::UserStore>, _) = match &config.mongo {
+    let (users, users_name): (Arc<dyn crate::store::UserStore>, _) = match &storage.mongo {
         Some(mongo) => {
             let settings = MongoSettings {
                 max_pool_size: mongo.max_pool_size,
@@ -80,7 +99,7 @@ pub async fn open(config: &Config) -> Result<Backends, BackendError> {
         None => (sqlite.clone().expect("opened above"), "SQLite"),
     };
 
-    let (state, state_name) = match &config.redis {
+    let (state, state_name) = match &storage.redis {
         Some(redis) => {
             let store = Arc::new(
                 RedisStore::connect_lazy(
@@ -106,10 +125,10 @@ pub async fn open(config: &Config) -> Result<Backends, BackendError> {
         ),
     };
 
-    let (mailer, mail_name): (Arc<dyn Mailer>, String) = match &config.smtp {
+    let (mailer, mail_name): (Arc<dyn Mailer>, String) = match &mail.smtp {
         Some(smtp) => (
             Arc::new(
-                SmtpMailer::new(smtp, &config.mail_from).map_err(|message| ConfigError {
+                SmtpMailer::new(smtp, &mail.from).map_err(|message| ConfigError {
                     var: "SMTP_HOST / MAIL_FROM",
                     message,
                 })?,
@@ -118,14 +137,12 @@ pub async fn open(config: &Config) -> Result<Backends, BackendError> {
         ),
         None => (
             Arc::new(
-                EmlMailer::new(config.mail_dir.clone(), &config.mail_from).map_err(|message| {
-                    ConfigError {
-                        var: "MAIL_DIR / MAIL_FROM",
-                        message,
-                    }
+                EmlMailer::new(mail.dir.clone(), &mail.from).map_err(|message| ConfigError {
+                    var: "MAIL_DIR / MAIL_FROM",
+                    message,
                 })?,
             ),
-            format!(".eml files in {}", config.mail_dir.display()),
+            format!(".eml files in {}", mail.dir.display()),
         ),
     };
 
@@ -138,8 +155,8 @@ pub async fn open(config: &Config) -> Result<Backends, BackendError> {
             mail: state.mail,
             health,
         },
-        sqlite,
         mailer,
+        maintenance: Maintenance { sqlite },
         description: format!("users: {users_name}; state: {state_name}; mail: {mail_name}"),
     })
 }

@@ -1,5 +1,8 @@
-//! Configuration: one struct, read once from the environment (and `.env` when present),
-//! validated at startup. Every error names the variable. `.env.example` documents each key.
+//! Configuration, read once from the environment (and `.env` when present) and validated at
+//! startup; every error names the variable. The sections are the settings of the parts they
+//! configure ([`HashSettings`] for the hashing pool, [`Policy`] for the flows, [`RetryPolicy`]
+//! for the mail worker …), so startup hands each part its section as read. The README's
+//! configuration reference documents each variable.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -7,69 +10,76 @@ pub use baatcheet_runtime::env::{ConfigError, LogFormat};
 use baatcheet_runtime::env::{Env, load_dotenv};
 use secrecy::SecretString;
 
-/// The whole configuration of the service.
+use crate::crypto::HashSettings;
+use crate::flows::{LoginPolicy, Policy};
+use crate::mail::RetryPolicy;
+use crate::store::CodePolicy;
+
+/// The whole configuration of the service, in sections.
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub keys: KeysConfig,
+    pub tokens: TokenConfig,
+    pub mail: MailConfig,
+    pub hashing: HashSettings,
+    pub policy: Policy,
+}
+
+/// The gRPC listener and whom it believes.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
     pub grpc_addr: SocketAddr,
-    pub data_dir: PathBuf,
-    /// SQLite database file, or `:memory:`.
-    pub sqlite_path: PathBuf,
-    /// Folder of the development mailer's .eml files.
-    pub mail_dir: PathBuf,
-    pub mail_from: String,
-    pub app_name: String,
-    pub mail_max_attempts: u32,
-    /// Delay after the first failed send; doubles per try up to `mail_retry_max_delay`.
-    pub mail_retry_base_delay: Duration,
-    pub mail_retry_max_delay: Duration,
-    /// Messages one instance sends at once.
-    pub mail_concurrency: usize,
-    /// How long a dead letter is kept.
-    pub mail_dead_letter_ttl: Duration,
-    pub access_token_ttl: Duration,
-    pub refresh_token_ttl: Duration,
-    pub refresh_reuse_grace: Duration,
-    pub jwt_issuer: String,
-    pub jwt_audience: String,
-    pub jwt_private_key_pem: Option<SecretString>,
-    pub jwt_key_id: Option<String>,
-    pub auth_secret: Option<SecretString>,
-    pub code_ttl: Duration,
-    pub code_resend_cooldown: Duration,
-    pub code_max_attempts: u32,
-    pub code_max_sends_per_day: u32,
-    pub code_max_guesses_per_day: u32,
-    /// How long a pending sign-up or reset lives after its last code.
-    pub code_request_ttl: Duration,
-    /// Register / ResendVerificationCode / RequestPasswordReset calls per client network per hour.
-    pub code_requests_per_ip_per_hour: u32,
-    /// VerifyRegistration / ResetPassword code checks per client network per hour.
-    pub code_guesses_per_ip_per_hour: u32,
-    /// Register for a taken email answers like a new sign-up and notifies the owner.
-    pub signup_enumeration_safe: bool,
-    pub login_max_attempts: u32,
-    pub login_window: Duration,
-    pub login_max_failures_per_ip: u32,
-    pub login_slowdown_after: u32,
-    pub login_slowdown_max: Duration,
-    pub max_sessions_per_user: u32,
-    /// Peers whose `x-client-ip` / `x-client-user-agent` metadata is believed.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    pub argon2_memory_kib: u32,
-    pub argon2_iterations: u32,
-    pub argon2_parallelism: u32,
-    pub hash_concurrency: usize,
-    pub hash_queue: usize,
-    pub log_format: LogFormat,
+    /// How long in-flight calls and the mail worker get to finish at shutdown.
     pub shutdown_grace: Duration,
     /// Browser origins allowed to call gRPC-Web across origins.
     pub grpc_web_cors_origins: Vec<http::HeaderValue>,
+    /// Peers whose `x-client-ip` / `x-client-user-agent` metadata is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub log_format: LogFormat,
+}
+
+/// Where data lives: the data folder, and the backends chosen from what is set.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// The development key, secret and (by default) the SQLite file and mail folder.
+    pub data_dir: PathBuf,
+    /// SQLite database file, or `:memory:`.
+    pub sqlite_path: PathBuf,
     /// Users in MongoDB when set; else in the SQLite file.
     pub mongo: Option<MongoConfig>,
     /// Short-lived state in Redis when set; else in the SQLite file.
     pub redis: Option<RedisConfig>,
-    /// Mail through an SMTP relay when set; else .eml files in `mail_dir`.
+}
+
+/// The signing key and the server secret; generated into the data folder when unset.
+#[derive(Debug, Clone)]
+pub struct KeysConfig {
+    pub jwt_private_key_pem: Option<SecretString>,
+    pub jwt_key_id: Option<String>,
+    pub auth_secret: Option<SecretString>,
+}
+
+/// What the access tokens say and how long they live.
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: Duration,
+}
+
+/// Outgoing mail: who sends it, where it goes, how it is retried.
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    pub from: String,
+    /// The product name in subjects and bodies.
+    pub app_name: String,
+    /// Folder of the development mailer's .eml files.
+    pub dir: PathBuf,
+    /// Mail through an SMTP relay when set; else .eml files in `dir`.
     pub smtp: Option<SmtpConfig>,
+    pub delivery: RetryPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +122,11 @@ pub struct SmtpConfig {
     pub timeout: Duration,
 }
 
+/// Milliseconds, the unit the stores keep times in.
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 impl Config {
     /// Loads `.env` (when present) into the process environment, then reads it.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -122,20 +137,6 @@ impl Config {
     /// Reads the configuration from any lookup (the environment, or a map in tests).
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(lookup);
-        let data_dir = PathBuf::from(env.string("DATA_DIR", "./data"));
-        let sqlite_path = env
-            .get("SQLITE_PATH")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| data_dir.join("auth.sqlite3"));
-        let mail_dir = env
-            .get("MAIL_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| data_dir.join("mail"));
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
-        let log_format = env.log_format()?;
-        let ms = Duration::from_millis;
         if env.get("CODE_LOCKOUT").is_some() {
             return Err(ConfigError::new(
                 "CODE_LOCKOUT",
@@ -143,99 +144,137 @@ impl Config {
                  CODE_MAX_GUESSES_PER_DAY bounds the guesses per email; unset it",
             ));
         }
-        let mongo = mongo_config(&env)?;
-        let redis = match env.get("REDIS_URL") {
-            None => None,
-            Some(url) => {
-                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                    return Err(ConfigError::new(
-                        "REDIS_URL",
-                        "must start with redis:// or rediss://",
-                    ));
-                }
-                Some(RedisConfig {
-                    url: SecretString::from(url),
-                    pool_size: env.number("REDIS_POOL_SIZE", 16, 1, 1024)?,
-                    timeout: env.duration("REDIS_TIMEOUT", "2s", ms(10))?,
-                })
-            }
-        };
-        let smtp = smtp_config(&env)?;
-        let grpc_web_cors_origins = env.origins("GRPC_WEB_CORS_ORIGINS")?;
-        let login_slowdown_max = env.duration("LOGIN_SLOWDOWN_MAX", "5s", ms(0))?;
-        // A wait longer than a caller's deadline (the gateway's GRPC_TIMEOUT is 10 s by default)
-        // would turn a slowed sign-in into a failed one.
-        if login_slowdown_max > Duration::from_secs(10) {
+        let storage = storage_config(&env)?;
+        Ok(Config {
+            server: ServerConfig {
+                grpc_addr: env.parse("GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?,
+                shutdown_grace: env.duration("SHUTDOWN_GRACE", "10s", Duration::ZERO)?,
+                grpc_web_cors_origins: env.origins("GRPC_WEB_CORS_ORIGINS")?,
+                trusted_proxies: networks(&env, "TRUSTED_PROXIES", "127.0.0.0/8,::1/128")?,
+                log_format: env.log_format()?,
+            },
+            keys: KeysConfig {
+                jwt_private_key_pem: env.secret("JWT_PRIVATE_KEY", "JWT_PRIVATE_KEY_FILE")?,
+                jwt_key_id: env.get("JWT_KEY_ID"),
+                auth_secret: env.secret("AUTH_SECRET", "AUTH_SECRET_FILE")?,
+            },
+            tokens: TokenConfig {
+                issuer: env.string("JWT_ISSUER", "baatcheet-auth"),
+                audience: env.string("JWT_AUDIENCE", "baatcheet"),
+                access_ttl: env.duration("ACCESS_TOKEN_EXPIRY", "15m", Duration::from_secs(1))?,
+            },
+            mail: mail_config(&env, &storage.data_dir)?,
+            hashing: hash_settings(&env)?,
+            policy: policy(&env)?,
+            storage,
+        })
+    }
+}
+
+fn storage_config(env: &Env<'_>) -> Result<StorageConfig, ConfigError> {
+    let data_dir = PathBuf::from(env.string("DATA_DIR", "./data"));
+    let redis = match env.get("REDIS_URL") {
+        None => None,
+        Some(url) if !(url.starts_with("redis://") || url.starts_with("rediss://")) => {
             return Err(ConfigError::new(
-                "LOGIN_SLOWDOWN_MAX",
-                "must be at most 10s",
+                "REDIS_URL",
+                "must start with redis:// or rediss://",
             ));
         }
-        let config = Config {
-            grpc_addr: env.parse("GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?,
-            data_dir,
-            sqlite_path,
-            mail_dir,
-            mail_from: env.string("MAIL_FROM", "Baat Cheet <no-reply@baatcheet.local>"),
-            app_name: env.string("APP_NAME", "Baat Cheet"),
-            mail_max_attempts: env.number("MAIL_MAX_ATTEMPTS", 8, 1, 100)?,
-            mail_retry_base_delay: env.duration("MAIL_RETRY_BASE_DELAY", "2s", ms(10))?,
-            mail_retry_max_delay: env.duration("MAIL_RETRY_MAX_DELAY", "10m", ms(10))?,
-            mail_concurrency: env.number("MAIL_CONCURRENCY", 8, 1, 256)?,
-            mail_dead_letter_ttl: env.duration("MAIL_DEAD_LETTER_TTL", "7d", ms(1000))?,
-            access_token_ttl: env.duration("ACCESS_TOKEN_EXPIRY", "15m", ms(1000))?,
-            refresh_token_ttl: env.duration("REFRESH_TOKEN_EXPIRY", "7d", ms(1000))?,
-            refresh_reuse_grace: env.duration("REFRESH_REUSE_GRACE", "10s", ms(0))?,
-            jwt_issuer: env.string("JWT_ISSUER", "baatcheet-auth"),
-            jwt_audience: env.string("JWT_AUDIENCE", "baatcheet"),
-            jwt_private_key_pem: env.secret("JWT_PRIVATE_KEY", "JWT_PRIVATE_KEY_FILE")?,
-            jwt_key_id: env.get("JWT_KEY_ID"),
-            auth_secret: env.secret("AUTH_SECRET", "AUTH_SECRET_FILE")?,
-            code_ttl: env.duration("CODE_TTL", "300s", ms(1000))?,
-            code_resend_cooldown: env.duration("CODE_RESEND_COOLDOWN", "60s", ms(0))?,
-            code_max_attempts: env.number("CODE_MAX_ATTEMPTS", 5, 1, 100)?,
-            code_max_sends_per_day: env.number("CODE_MAX_SENDS_PER_DAY", 10, 1, 1000)?,
-            code_max_guesses_per_day: env.number("CODE_MAX_GUESSES_PER_DAY", 20, 1, 10_000)?,
-            code_request_ttl: env.duration("CODE_REQUEST_TTL", "1h", ms(1000))?,
-            code_requests_per_ip_per_hour: env.number(
-                "CODE_REQUESTS_PER_IP_PER_HOUR",
-                20,
-                1,
-                1_000_000,
-            )?,
-            code_guesses_per_ip_per_hour: env.number(
-                "CODE_GUESSES_PER_IP_PER_HOUR",
-                100,
-                1,
-                1_000_000,
-            )?,
-            signup_enumeration_safe: env.flag("SIGNUP_ENUMERATION_SAFE", false)?,
-            login_max_attempts: env.number("LOGIN_MAX_ATTEMPTS", 10, 1, 10_000)?,
-            login_window: env.duration("LOGIN_WINDOW", "15m", ms(1000))?,
-            login_max_failures_per_ip: env.number(
-                "LOGIN_MAX_FAILURES_PER_IP",
-                100,
-                1,
-                1_000_000,
-            )?,
-            login_slowdown_after: env.number("LOGIN_SLOWDOWN_AFTER", 20, 1, 1_000_000)?,
-            login_slowdown_max,
-            max_sessions_per_user: env.number("MAX_SESSIONS_PER_USER", 50, 1, 10_000)?,
-            trusted_proxies: networks(&env, "TRUSTED_PROXIES", "127.0.0.0/8,::1/128")?,
-            argon2_memory_kib: env.number("ARGON2_MEMORY_KIB", 19456, 19456, 4 * 1024 * 1024)?,
-            argon2_iterations: env.number("ARGON2_ITERATIONS", 2, 2, 100)?,
-            argon2_parallelism: env.number("ARGON2_PARALLELISM", 1, 1, 64)?,
-            hash_concurrency: env.number("HASH_CONCURRENCY", cores, 1, 1024)?,
-            hash_queue: env.number("HASH_QUEUE", 64, 0, 100_000)?,
-            log_format,
-            shutdown_grace: env.duration("SHUTDOWN_GRACE", "10s", ms(0))?,
-            mongo,
-            redis,
-            smtp,
-            grpc_web_cors_origins,
-        };
-        Ok(config)
+        Some(url) => Some(RedisConfig {
+            url: SecretString::from(url),
+            pool_size: env.number("REDIS_POOL_SIZE", 16, 1, 1024)?,
+            timeout: env.duration("REDIS_TIMEOUT", "2s", Duration::from_millis(10))?,
+        }),
+    };
+    Ok(StorageConfig {
+        sqlite_path: env
+            .get("SQLITE_PATH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("auth.sqlite3")),
+        mongo: mongo_config(env)?,
+        redis,
+        data_dir,
+    })
+}
+
+fn mail_config(env: &Env<'_>, data_dir: &std::path::Path) -> Result<MailConfig, ConfigError> {
+    let ms = Duration::from_millis;
+    Ok(MailConfig {
+        from: env.string("MAIL_FROM", "Baat Cheet <no-reply@baatcheet.local>"),
+        app_name: env.string("APP_NAME", "Baat Cheet"),
+        dir: env
+            .get("MAIL_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("mail")),
+        smtp: smtp_config(env)?,
+        delivery: RetryPolicy {
+            max_attempts: env.number("MAIL_MAX_ATTEMPTS", 8, 1, 100)?,
+            base_delay: env.duration("MAIL_RETRY_BASE_DELAY", "2s", ms(10))?,
+            max_delay: env.duration("MAIL_RETRY_MAX_DELAY", "10m", ms(10))?,
+            concurrency: env.number("MAIL_CONCURRENCY", 8, 1, 256)?,
+            dead_letter_ttl: env.duration("MAIL_DEAD_LETTER_TTL", "7d", ms(1000))?,
+        },
+    })
+}
+
+fn hash_settings(env: &Env<'_>) -> Result<HashSettings, ConfigError> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    Ok(HashSettings {
+        memory_kib: env.number("ARGON2_MEMORY_KIB", 19456, 19456, 4 * 1024 * 1024)?,
+        iterations: env.number("ARGON2_ITERATIONS", 2, 2, 100)?,
+        parallelism: env.number("ARGON2_PARALLELISM", 1, 1, 64)?,
+        concurrency: env.number("HASH_CONCURRENCY", cores, 1, 1024)?,
+        queue: env.number("HASH_QUEUE", 64, 0, 100_000)?,
+    })
+}
+
+fn policy(env: &Env<'_>) -> Result<Policy, ConfigError> {
+    let second = Duration::from_secs(1);
+    let slowdown_max = env.duration("LOGIN_SLOWDOWN_MAX", "5s", Duration::ZERO)?;
+    // A wait longer than a caller's deadline (the gateway's GRPC_TIMEOUT is 10 s by default)
+    // would turn a slowed sign-in into a failed one.
+    if slowdown_max > Duration::from_secs(10) {
+        return Err(ConfigError::new(
+            "LOGIN_SLOWDOWN_MAX",
+            "must be at most 10s",
+        ));
     }
+    Ok(Policy {
+        code: CodePolicy {
+            ttl_ms: ms(env.duration("CODE_TTL", "300s", second)?),
+            cooldown_ms: ms(env.duration("CODE_RESEND_COOLDOWN", "60s", Duration::ZERO)?),
+            max_attempts: env.number("CODE_MAX_ATTEMPTS", 5, 1, 100)?,
+            max_sends_per_day: env.number("CODE_MAX_SENDS_PER_DAY", 10, 1, 1000)?,
+            max_guesses_per_day: env.number("CODE_MAX_GUESSES_PER_DAY", 20, 1, 10_000)?,
+            pending_ttl_ms: ms(env.duration("CODE_REQUEST_TTL", "1h", second)?),
+        },
+        code_requests_per_ip_per_hour: env.number(
+            "CODE_REQUESTS_PER_IP_PER_HOUR",
+            20,
+            1,
+            1_000_000,
+        )?,
+        code_guesses_per_ip_per_hour: env.number(
+            "CODE_GUESSES_PER_IP_PER_HOUR",
+            100,
+            1,
+            1_000_000,
+        )?,
+        signup_enumeration_safe: env.flag("SIGNUP_ENUMERATION_SAFE", false)?,
+        refresh_ttl_ms: ms(env.duration("REFRESH_TOKEN_EXPIRY", "7d", second)?),
+        refresh_grace_ms: ms(env.duration("REFRESH_REUSE_GRACE", "10s", Duration::ZERO)?),
+        max_sessions_per_user: env.number("MAX_SESSIONS_PER_USER", 50, 1, 10_000)?,
+        login: LoginPolicy {
+            max_attempts: env.number("LOGIN_MAX_ATTEMPTS", 10, 1, 10_000)?,
+            window_ms: ms(env.duration("LOGIN_WINDOW", "15m", second)?),
+            max_failures_per_ip: env.number("LOGIN_MAX_FAILURES_PER_IP", 100, 1, 1_000_000)?,
+            slowdown_after: env.number("LOGIN_SLOWDOWN_AFTER", 20, 1, 1_000_000)?,
+            slowdown_max,
+        },
+    })
 }
 
 /// Comma-separated CIDRs (`10.0.0.0/8`) or single addresses; `none` for none.
@@ -345,11 +384,11 @@ mod tests {
     #[test]
     fn defaults() {
         let c = load(&[]).unwrap();
-        assert_eq!(c.grpc_addr.to_string(), "127.0.0.1:50051");
-        assert_eq!(c.access_token_ttl, Duration::from_secs(900));
-        assert_eq!(c.refresh_token_ttl, Duration::from_secs(7 * 86400));
-        assert_eq!(c.sqlite_path, PathBuf::from("./data/auth.sqlite3"));
-        assert_eq!(c.code_max_attempts, 5);
+        assert_eq!(c.server.grpc_addr.to_string(), "127.0.0.1:50051");
+        assert_eq!(c.tokens.access_ttl, Duration::from_secs(900));
+        assert_eq!(c.policy.refresh_ttl_ms, 7 * 86_400_000);
+        assert_eq!(c.storage.sqlite_path, PathBuf::from("./data/auth.sqlite3"));
+        assert_eq!(c.policy.code.max_attempts, 5);
     }
 
     #[test]
@@ -401,32 +440,43 @@ mod tests {
             ("SMTP_TLS", "none"),
         ])
         .unwrap();
-        assert_eq!(c.mongo.unwrap().database.as_deref(), Some("chat"));
-        assert_eq!(c.redis.unwrap().timeout, Duration::from_secs(2));
-        let smtp = c.smtp.unwrap();
+        assert_eq!(c.storage.mongo.unwrap().database.as_deref(), Some("chat"));
+        assert_eq!(c.storage.redis.unwrap().timeout, Duration::from_secs(2));
+        let smtp = c.mail.smtp.unwrap();
         assert_eq!(
             (smtp.host.as_str(), smtp.port, smtp.tls),
             ("smtp.mailtrap.io", 2525, SmtpTls::None)
         );
         let c = load(&[("SMTP_HOST", "relay"), ("SMTP_TLS", "tls")]).unwrap();
-        assert_eq!(c.smtp.unwrap().port, 465);
-        assert!(load(&[]).unwrap().smtp.is_none());
+        assert_eq!(c.mail.smtp.unwrap().port, 465);
+        assert!(load(&[]).unwrap().mail.smtp.is_none());
     }
 
     #[test]
     fn trusted_proxies() {
         let c = load(&[]).unwrap();
         let loopback: std::net::IpAddr = "127.0.0.1".parse().unwrap();
-        assert!(c.trusted_proxies.iter().any(|n| n.contains(&loopback)));
+        assert!(
+            c.server
+                .trusted_proxies
+                .iter()
+                .any(|n| n.contains(&loopback))
+        );
         let c = load(&[("TRUSTED_PROXIES", "10.1.0.0/16, 192.0.2.7")]).unwrap();
         let inside: std::net::IpAddr = "10.1.2.3".parse().unwrap();
         let single: std::net::IpAddr = "192.0.2.7".parse().unwrap();
-        assert!(c.trusted_proxies.iter().any(|n| n.contains(&inside)));
-        assert!(c.trusted_proxies.iter().any(|n| n.contains(&single)));
-        assert!(!c.trusted_proxies.iter().any(|n| n.contains(&loopback)));
+        assert!(c.server.trusted_proxies.iter().any(|n| n.contains(&inside)));
+        assert!(c.server.trusted_proxies.iter().any(|n| n.contains(&single)));
+        assert!(
+            !c.server
+                .trusted_proxies
+                .iter()
+                .any(|n| n.contains(&loopback))
+        );
         assert!(
             load(&[("TRUSTED_PROXIES", "none")])
                 .unwrap()
+                .server
                 .trusted_proxies
                 .is_empty()
         );
@@ -439,7 +489,7 @@ mod tests {
             ("REFRESH_TOKEN_EXPIRY", "30"),
         ])
         .unwrap();
-        assert_eq!(c.access_token_ttl, Duration::from_secs(2));
-        assert_eq!(c.refresh_token_ttl, Duration::from_secs(30));
+        assert_eq!(c.tokens.access_ttl, Duration::from_secs(2));
+        assert_eq!(c.policy.refresh_ttl_ms, 30_000);
     }
 }

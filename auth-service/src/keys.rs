@@ -6,7 +6,7 @@ use std::{fs, io::Write, path::Path};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use secrecy::ExposeSecret;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{ConfigError, KeysConfig};
 use crate::crypto::{ServerSecret, SigningKey};
 
 const DEV_KEY_FILE: &str = "jwt-ed25519.pem";
@@ -57,29 +57,27 @@ fn read_or_create(
     }
 }
 
-pub fn signing_key(config: &Config) -> Result<SigningKey, ConfigError> {
-    let (pem, var) = match &config.jwt_private_key_pem {
+pub fn signing_key(keys: &KeysConfig, data_dir: &Path) -> Result<SigningKey, ConfigError> {
+    let (pem, var) = match &keys.jwt_private_key_pem {
         Some(pem) => (pem.expose_secret().to_owned(), "JWT_PRIVATE_KEY"),
         None => (
             read_or_create(
-                &config.data_dir.join(DEV_KEY_FILE),
+                &data_dir.join(DEV_KEY_FILE),
                 "JWT_PRIVATE_KEY",
                 SigningKey::generate_pem,
             )?,
             "JWT_PRIVATE_KEY",
         ),
     };
-    SigningKey::from_pem(&pem, config.jwt_key_id.clone()).map_err(|m| ConfigError::new(var, m))
+    SigningKey::from_pem(&pem, keys.jwt_key_id.clone()).map_err(|m| ConfigError::new(var, m))
 }
 
-pub fn server_secret(config: &Config) -> Result<ServerSecret, ConfigError> {
-    let encoded = match &config.auth_secret {
+pub fn server_secret(keys: &KeysConfig, data_dir: &Path) -> Result<ServerSecret, ConfigError> {
+    let encoded = match &keys.auth_secret {
         Some(s) => s.expose_secret().trim().to_owned(),
-        None => read_or_create(
-            &config.data_dir.join(DEV_SECRET_FILE),
-            "AUTH_SECRET",
-            || Ok(STANDARD.encode(ServerSecret::generate())),
-        )?
+        None => read_or_create(&data_dir.join(DEV_SECRET_FILE), "AUTH_SECRET", || {
+            Ok(STANDARD.encode(ServerSecret::generate()))
+        })?
         .trim()
         .to_owned(),
     };

@@ -12,7 +12,7 @@ async fn main() -> ExitCode {
         }
     };
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        return match healthcheck::check(config.grpc_addr, Duration::from_secs(3)).await {
+        return match healthcheck::check(config.server.grpc_addr, Duration::from_secs(3)).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("auth-service healthcheck: {e}");
@@ -20,7 +20,7 @@ async fn main() -> ExitCode {
             }
         };
     }
-    telemetry::init(config.log_format);
+    telemetry::init(config.server.log_format);
     let app = match startup::Application::build(config).await {
         Ok(app) => app,
         Err(e) => {

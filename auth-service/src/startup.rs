@@ -1,26 +1,32 @@
 //! Wiring: config in, a bound server out. `main` and the tests both use [`Application::build`];
-//! tests pass port 0 and read [`Application::local_addr`].
+//! tests pass port 0 and read [`Application::local_addr`]. [`Application::run_until_stopped`]
+//! serves, and at shutdown cancels one token every background task watches.
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use baatcheet_auth_api::{FILE_DESCRIPTOR_SET, v1::auth_service_server::AuthServiceServer};
+use baatcheet_auth_api::{
+    FILE_DESCRIPTOR_SET,
+    v1::auth_service_server::{AuthServiceServer, SERVICE_NAME},
+};
 use http::HeaderName;
-use tokio::{net::TcpListener, sync::watch};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::{Server, server::TcpIncoming};
-use tonic_health::ServingStatus;
+use tonic_health::{ServingStatus, server::HealthReporter};
+use tonic_reflection::server::Builder as ReflectionBuilder;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::{DefaultOnFailure, TraceLayer},
 };
 
-use crate::backends::{self, BackendError};
+use crate::backends::{self, BackendError, Maintenance};
 use crate::config::{Config, ConfigError};
-use crate::crypto::{AccessTokens, CodeHasher, EmailTagger, HashSettings, PasswordHasher, Sealer};
-use crate::flows::{AuthCore, LoginPolicy, Policy};
+use crate::crypto::{AccessTokens, CodeHasher, EmailTagger, PasswordHasher, Sealer};
+use crate::flows::AuthCore;
 use crate::grpc::AuthGrpc;
 use crate::keys;
-use crate::mail::{MailWorker, Mailer, Outbox, RetryPolicy, Templates};
-use crate::store::{CodePolicy, Stores, sqlite::SqliteStore};
+use crate::mail::{MailWorker, Templates};
+use crate::store::Stores;
 
 /// Largest request message accepted, far above any legitimate auth request, and above the
 /// largest token worth refusing politely (a 100 KB "token" is ACCESS_TOKEN_INVALID, not a
@@ -31,6 +37,23 @@ const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 /// own stream; it never takes down the connection other requests share. The gateway refuses
 /// tokens over 4 KiB before they get here.
 const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
+
+/// Longest a call may run; far above the slowest (a login slowed by LOGIN_SLOWDOWN_MAX).
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// TCP keepalive, so connections to vanished peers are closed.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// How often the backends are pinged for the health service, and how long a ping may take.
+const HEALTH_POLL: Duration = Duration::from_secs(2);
+
+/// Descriptors served by reflection: the API, health, and the google.rpc error details, so
+/// reflection clients can describe every message the service sends.
+const DESCRIPTOR_SETS: [&[u8]; 3] = [
+    FILE_DESCRIPTOR_SET,
+    tonic_health::pb::FILE_DESCRIPTOR_SET,
+    tonic_types::pb::FILE_DESCRIPTOR_SET,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -54,82 +77,47 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     core: Arc<AuthCore>,
-    mailer: Arc<dyn Mailer>,
+    mail_worker: MailWorker,
+    maintenance: Maintenance,
     config: Config,
-    stores: Stores,
-    sealer: Arc<Sealer>,
-    sqlite: Option<Arc<SqliteStore>>,
-}
-
-fn ms(d: Duration) -> i64 {
-    d.as_millis() as i64
 }
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let signing_key = keys::signing_key(&config)?;
-        let secret = keys::server_secret(&config)?;
-        let backends = backends::open(&config).await?;
+        let data_dir = &config.storage.data_dir;
+        let signing_key = keys::signing_key(&config.keys, data_dir)?;
+        let secret = keys::server_secret(&config.keys, data_dir)?;
+        let backends = backends::open(&config.storage, &config.mail).await?;
         tracing::info!(backends = %backends.description, "backends chosen");
-        let (stores, sqlite, mailer) = (backends.stores, backends.sqlite, backends.mailer);
-        let hasher = PasswordHasher::new(&HashSettings {
-            memory_kib: config.argon2_memory_kib,
-            iterations: config.argon2_iterations,
-            parallelism: config.argon2_parallelism,
-            concurrency: config.hash_concurrency,
-            queue: config.hash_queue,
-        })
-        .map_err(|e| StartupError::Other(e.to_string()))?;
-        let sealer = Arc::new(Sealer::for_mail(&secret));
-        let outbox = Outbox::new(stores.mail.clone(), sealer.clone());
         tracing::info!(kid = signing_key.kid(), "access tokens signed with EdDSA");
+        let outbox = crate::mail::Outbox::new(
+            backends.stores.mail.clone(),
+            Arc::new(Sealer::for_mail(&secret)),
+        );
+        let mail_worker = outbox.worker(backends.mailer, config.mail.delivery.clone());
         let core = Arc::new(AuthCore {
-            stores: stores.clone(),
-            hasher,
+            stores: backends.stores,
+            hasher: PasswordHasher::new(&config.hashing)
+                .map_err(|e| StartupError::Other(e.to_string()))?,
             tokens: AccessTokens::new(
                 signing_key,
-                config.jwt_issuer.clone(),
-                config.jwt_audience.clone(),
-                ms(config.access_token_ttl),
+                config.tokens.issuer.clone(),
+                config.tokens.audience.clone(),
+                config.tokens.access_ttl.as_millis() as i64,
             ),
             codes: CodeHasher::new(&secret),
             refresh_sealer: Sealer::for_refresh_tokens(&secret),
             email_tags: EmailTagger::new(&secret),
             outbox,
             templates: Templates {
-                app_name: config.app_name.clone(),
+                app_name: config.mail.app_name.clone(),
             },
-            policy: Policy {
-                code: CodePolicy {
-                    ttl_ms: ms(config.code_ttl),
-                    cooldown_ms: ms(config.code_resend_cooldown),
-                    max_attempts: config.code_max_attempts,
-                    max_sends_per_day: config.code_max_sends_per_day,
-                    max_guesses_per_day: config.code_max_guesses_per_day,
-                    pending_ttl_ms: ms(config.code_request_ttl),
-                },
-                code_ttl: config.code_ttl,
-                code_requests_per_ip_per_hour: config.code_requests_per_ip_per_hour,
-                code_guesses_per_ip_per_hour: config.code_guesses_per_ip_per_hour,
-                signup_enumeration_safe: config.signup_enumeration_safe,
-                refresh_ttl_ms: ms(config.refresh_token_ttl),
-                refresh_grace_ms: ms(config.refresh_reuse_grace),
-                max_sessions_per_user: config.max_sessions_per_user,
-                login: LoginPolicy {
-                    max_attempts: config.login_max_attempts,
-                    window_ms: ms(config.login_window),
-                    max_failures_per_ip: config.login_max_failures_per_ip,
-                    slowdown_after: config.login_slowdown_after,
-                    slowdown_max: config.login_slowdown_max,
-                },
-            },
+            policy: config.policy.clone(),
         });
-        let listener = TcpListener::bind(config.grpc_addr)
+        let addr = config.server.grpc_addr;
+        let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| StartupError::Bind {
-                addr: config.grpc_addr,
-                source,
-            })?;
+            .map_err(|source| StartupError::Bind { addr, source })?;
         let addr = listener
             .local_addr()
             .map_err(|e| StartupError::Other(e.to_string()))?;
@@ -137,11 +125,9 @@ impl Application {
             listener,
             addr,
             core,
-            mailer,
+            mail_worker,
+            maintenance: backends.maintenance,
             config,
-            stores,
-            sealer,
-            sqlite,
         })
     }
 
@@ -154,55 +140,21 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), StartupError> {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let worker = MailWorker::new(
-            &self.core.outbox,
-            self.stores.mail.clone(),
-            self.sealer.clone(),
-            self.mailer.clone(),
-            RetryPolicy {
-                max_attempts: self.config.mail_max_attempts,
-                base_delay: self.config.mail_retry_base_delay,
-                max_delay: self.config.mail_retry_max_delay,
-                lease: Duration::from_secs(60),
-                concurrency: self.config.mail_concurrency,
-                dead_letter_ttl: self.config.mail_dead_letter_ttl,
-            },
-        );
-        let worker = tokio::spawn(worker.run(stop_rx.clone()));
-        let sweeper = self
-            .sqlite
-            .as_ref()
-            .map(|s| s.spawn_sweeper(Duration::from_secs(60)));
-
+        let stop = CancellationToken::new();
+        let mail_worker = tokio::spawn(self.mail_worker.run(stop.clone()));
+        let maintenance = self.maintenance.spawn(stop.clone());
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<AuthServiceServer<AuthGrpc>>().await;
         let watcher = tokio::spawn(watch_backends(
             health.clone(),
-            self.stores.clone(),
-            stop_rx.clone(),
+            self.core.stores.clone(),
+            stop.clone(),
         ));
 
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            // google.rpc error detail types, so reflection clients can describe them.
-            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| StartupError::Other(e.to_string()))?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            // google.rpc error detail types, so reflection clients can describe them.
-            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()
-            .map_err(|e| StartupError::Other(e.to_string()))?;
-        let trusted_proxies = self.config.trusted_proxies.clone().into();
-        let auth = AuthServiceServer::new(AuthGrpc::new(self.core.clone(), trusted_proxies))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
-
+        // A request id on every call (taken from `x-request-id` or made up, and sent back), and
+        // a span per call that carries it.
         let request_id = HeaderName::from_static("x-request-id");
-        let layers = tower::ServiceBuilder::new()
+        let request_layers = tower::ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
             .layer(
                 TraceLayer::new_for_grpc()
@@ -214,27 +166,32 @@ impl Application {
                             .unwrap_or("");
                         tracing::info_span!("grpc", method = %req.uri().path(), request_id = %id)
                     })
-                    // Refusals (a wrong code, a bad token) are answers, not server failures: flows
-                    // log what matters, and INTERNAL is logged where it is mapped.
+                    // Refusals (a wrong code, a bad token) are answers, not server failures:
+                    // flows log what matters, and INTERNAL is logged where it is mapped.
                     .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
             )
             .layer(PropagateRequestIdLayer::new(request_id))
             .into_inner();
 
+        let server = &self.config.server;
+        let auth = AuthServiceServer::new(AuthGrpc::new(
+            self.core.clone(),
+            server.trusted_proxies.clone().into(),
+        ))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
         tracing::info!(addr = %self.addr, "auth-service listening (gRPC, gRPC-Web, reflection, health)");
-        let grace = self.config.shutdown_grace;
         // Small gRPC frames must not wait for Nagle's algorithm (40 ms delayed-ACK stalls).
         let incoming = TcpIncoming::from(self.listener)
             .with_nodelay(Some(true))
-            .with_keepalive(Some(Duration::from_secs(60)));
+            .with_keepalive(Some(TCP_KEEPALIVE));
         let result = Server::builder()
             .accept_http1(true)
             .http2_max_header_list_size(Some(MAX_HEADER_LIST_BYTES))
-            .timeout(Duration::from_secs(30))
-            .layer(layers)
+            .timeout(CALL_TIMEOUT)
+            .layer(request_layers)
             // CORS answers preflights before gRPC-Web translation sees them.
             .layer(tower::util::option_layer(grpc_web_cors(
-                &self.config.grpc_web_cors_origins,
+                &server.grpc_web_cors_origins,
             )))
             .layer(tonic_web::GrpcWebLayer::new())
             // Innermost, so gRPC-Web answers are rewritten too.
@@ -242,8 +199,8 @@ impl Application {
                 crate::grpc::malformed::as_invalid_argument::<tonic::body::Body>,
             ))
             .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
+            .add_service(reflection().build_v1().map_err(other)?)
+            .add_service(reflection().build_v1alpha().map_err(other)?)
             .add_service(auth)
             .serve_with_incoming_shutdown(incoming, async move {
                 shutdown.await;
@@ -253,17 +210,32 @@ impl Application {
                     .await;
             })
             .await;
-        let _ = stop_tx.send(true);
-        if tokio::time::timeout(grace, worker).await.is_err() {
+        stop.cancel();
+        if tokio::time::timeout(server.shutdown_grace, mail_worker)
+            .await
+            .is_err()
+        {
             tracing::warn!("mail worker did not stop in time; unsent mail stays queued");
         }
-        if let Some(sweeper) = sweeper {
-            sweeper.abort();
+        for task in maintenance.into_iter().chain([watcher]) {
+            let _ = task.await;
         }
-        watcher.abort();
         tracing::info!("stopped");
         result.map_err(StartupError::from)
     }
+}
+
+fn other(e: impl std::fmt::Display) -> StartupError {
+    StartupError::Other(e.to_string())
+}
+
+/// Reflection over every descriptor set the service answers with.
+fn reflection() -> ReflectionBuilder<'static> {
+    DESCRIPTOR_SETS
+        .into_iter()
+        .fold(ReflectionBuilder::configure(), |builder, set| {
+            builder.register_encoded_file_descriptor_set(set)
+        })
 }
 
 /// CORS for browsers calling gRPC-Web from the listed origins (none: no CORS headers, so only
@@ -298,36 +270,35 @@ fn grpc_web_cors(origins: &[http::HeaderValue]) -> Option<tower_http::cors::Cors
 }
 
 /// Flips the health status with the backends: NOT_SERVING while one does not answer.
-async fn watch_backends(
-    health: tonic_health::server::HealthReporter,
-    stores: Stores,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn watch_backends(health: HealthReporter, stores: Stores, stop: CancellationToken) {
     let mut last = ServingStatus::Serving;
     loop {
-        let mut status = ServingStatus::Serving;
-        for backend in &stores.health {
-            let ping = tokio::time::timeout(Duration::from_secs(2), backend.ping()).await;
-            if !matches!(ping, Ok(Ok(()))) {
-                status = ServingStatus::NotServing;
-            }
-        }
+        let status = tokio::select! {
+            status = backends_status(&stores) => status,
+            () = stop.cancelled() => return,
+        };
         if status != last {
             tracing::warn!(?status, "backend health changed");
             health.set_service_status("", status).await;
-            health
-                .set_service_status(
-                    baatcheet_auth_api::v1::auth_service_server::SERVICE_NAME,
-                    status,
-                )
-                .await;
+            health.set_service_status(SERVICE_NAME, status).await;
             last = status;
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            _ = stop.changed() => return,
+            _ = tokio::time::sleep(HEALTH_POLL) => {}
+            () = stop.cancelled() => return,
         }
     }
+}
+
+/// SERVING when every backend answers a ping within [`HEALTH_POLL`].
+async fn backends_status(stores: &Stores) -> ServingStatus {
+    for backend in &stores.health {
+        let ping = tokio::time::timeout(HEALTH_POLL, backend.ping()).await;
+        if !matches!(ping, Ok(Ok(()))) {
+            return ServingStatus::NotServing;
+        }
+    }
+    ServingStatus::Serving
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -50,7 +50,7 @@ pub async fn spawn_in(data_dir: tempfile::TempDir, overrides: &[(&str, &str)]) -
         vars.insert(k.to_string(), v.to_string());
     }
     let config = Config::from_lookup(&move |k| vars.get(k).cloned()).expect("config");
-    let mail_dir = config.mail_dir.clone();
+    let mail_dir = config.mail.dir.clone();
     let app = Application::build(config).await.expect("service builds");
     let addr = app.local_addr();
     let (stop, stopped) = oneshot::channel::<()>();

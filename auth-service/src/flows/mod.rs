@@ -26,7 +26,6 @@ use crate::store::{CodePolicy, SessionRecord, Stores};
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub code: CodePolicy,
-    pub code_ttl: Duration,
     /// Code requests (Register, resend, reset) one client network may make per hour.
     pub code_requests_per_ip_per_hour: u32,
     /// Codes (sign-up and reset) one client network may check per hour, right or wrong.

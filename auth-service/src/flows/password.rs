@@ -71,7 +71,7 @@ impl AuthCore {
                     email.as_str(),
                     Some(&user.username),
                     code.expose(),
-                    self.policy.code_ttl,
+                    self.policy.code.ttl(),
                 )
                 .expiring_at(issued.code_expires_at);
             self.outbox.enqueue(&mail).await?;
@@ -81,7 +81,7 @@ impl AuthCore {
         Ok(ResetRequested {
             id,
             issued,
-            code_ttl: self.policy.code_ttl,
+            code_ttl: self.policy.code.ttl(),
         })
     }
 

@@ -233,7 +233,7 @@ impl AuthCore {
                 email.as_str(),
                 username,
                 code.expose(),
-                self.policy.code_ttl,
+                self.policy.code.ttl(),
             )
             .expiring_at(issued.code_expires_at);
         Ok(self.outbox.enqueue(&mail).await?)

@@ -98,7 +98,14 @@ impl Outbox {
         Ok(())
     }
 
-    pub(crate) fn waker(&self) -> Arc<Notify> {
-        self.wake.clone()
+    /// The worker that sends what this outbox queues, through `mailer`.
+    pub fn worker(&self, mailer: Arc<dyn Mailer>, policy: RetryPolicy) -> MailWorker {
+        MailWorker::new(
+            self.queue.clone(),
+            self.sealer.clone(),
+            mailer,
+            policy,
+            self.wake.clone(),
+        )
     }
 }

@@ -5,17 +5,22 @@ use std::{
 
 use rand::Rng;
 use tokio::{
-    sync::{Notify, Semaphore, watch},
+    sync::{Notify, Semaphore},
     task::JoinSet,
 };
+use tokio_util::sync::CancellationToken;
 
-use super::{MailError, Mailer, Outbox, OutgoingMail};
+use super::{MailError, Mailer, OutgoingMail};
 use crate::crypto::Sealer;
 use crate::domain::now_ms;
 use crate::store::{MailQueue, QueuedMail};
 
 /// How often the worker deletes dead letters older than [`RetryPolicy::dead_letter_ttl`].
 const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// How long a claimed message is reserved for one send: far longer than a send takes
+/// (SMTP_TIMEOUT, 10 s by default), so no other instance claims it meanwhile.
+const LEASE: Duration = Duration::from_secs(60);
 
 /// How the worker sends and retries.
 #[derive(Debug, Clone)]
@@ -25,8 +30,6 @@ pub struct RetryPolicy {
     /// Delay after the first failure; doubles per try, with jitter, up to `max_delay`.
     pub base_delay: Duration,
     pub max_delay: Duration,
-    /// How long a claimed message is reserved for one send.
-    pub lease: Duration,
     /// Messages sent at once by this instance, so one slow address cannot hold up the queue.
     pub concurrency: usize,
     /// How long a dead letter is kept for an operator.
@@ -59,12 +62,12 @@ struct Inner {
 }
 
 impl MailWorker {
-    pub fn new(
-        outbox: &Outbox,
+    pub(super) fn new(
         queue: Arc<dyn MailQueue>,
         sealer: Arc<Sealer>,
         mailer: Arc<dyn Mailer>,
         policy: RetryPolicy,
+        wake: Arc<Notify>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -73,19 +76,19 @@ impl MailWorker {
                 mailer,
                 policy,
             }),
-            wake: outbox.waker(),
+            wake,
         }
     }
 
-    /// Runs until `shutdown` turns true; messages being sent then are finished first.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Runs until `shutdown` is cancelled; messages being sent then are finished first.
+    pub async fn run(self, shutdown: CancellationToken) {
         let inner = &self.inner;
         let permits = Arc::new(Semaphore::new(inner.policy.concurrency.max(1)));
         let mut sending = JoinSet::new();
         let mut last_purge: Option<Instant> = None;
         loop {
             while sending.try_join_next().is_some() {}
-            if *shutdown.borrow() {
+            if shutdown.is_cancelled() {
                 break;
             }
             if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
@@ -97,16 +100,11 @@ impl MailWorker {
                     Ok(permit) => permit,
                     Err(_) => break,
                 },
-                changed = shutdown.changed() => {
-                    if changed.is_err() {
-                        break; // the service is gone
-                    }
-                    continue;
-                }
+                () = shutdown.cancelled() => break,
             };
             match inner
                 .queue
-                .claim_due(now_ms(), inner.policy.lease.as_millis() as i64)
+                .claim_due(now_ms(), LEASE.as_millis() as i64)
                 .await
             {
                 Ok(Some(mail)) => {
@@ -128,11 +126,7 @@ impl MailWorker {
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(idle) => {}
-                changed = shutdown.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                }
+                () = shutdown.cancelled() => {}
             }
         }
         while sending.join_next().await.is_some() {}
@@ -162,7 +156,7 @@ impl Inner {
             // A send must end well inside its lease, or the lease runs out mid-send and the
             // message is claimed (and sent) again.
             Ok(mail) => {
-                let budget = self.policy.lease.mul_f64(0.75);
+                let budget = LEASE.mul_f64(0.75);
                 tokio::time::timeout(budget, self.mailer.send(&mail))
                     .await
                     .unwrap_or_else(|_| {

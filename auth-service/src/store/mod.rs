@@ -91,6 +91,13 @@ pub struct CodePolicy {
     pub pending_ttl_ms: i64,
 }
 
+impl CodePolicy {
+    /// How long a code is accepted.
+    pub fn ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.ttl_ms.max(0) as u64)
+    }
+}
+
 /// One day in milliseconds: the window of the per-email budgets.
 pub const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 

@@ -441,28 +441,30 @@ fn load(vars: &HashMap<String, String>) -> Result<Config, auth_service::config::
 fn check_invariants(c: &Config) -> Result<(), TestCaseError> {
     use std::time::Duration;
     let second = Duration::from_secs(1);
+    let ms = |ms: i64| Duration::from_millis(ms as u64);
+    let p = &c.policy;
     for (name, d) in [
-        ("ACCESS_TOKEN_EXPIRY", c.access_token_ttl),
-        ("REFRESH_TOKEN_EXPIRY", c.refresh_token_ttl),
-        ("CODE_TTL", c.code_ttl),
-        ("CODE_REQUEST_TTL", c.code_request_ttl),
-        ("LOGIN_WINDOW", c.login_window),
-        ("MAIL_DEAD_LETTER_TTL", c.mail_dead_letter_ttl),
+        ("ACCESS_TOKEN_EXPIRY", c.tokens.access_ttl),
+        ("REFRESH_TOKEN_EXPIRY", ms(p.refresh_ttl_ms)),
+        ("CODE_TTL", ms(p.code.ttl_ms)),
+        ("CODE_REQUEST_TTL", ms(p.code.pending_ttl_ms)),
+        ("LOGIN_WINDOW", ms(p.login.window_ms)),
+        ("MAIL_DEAD_LETTER_TTL", c.mail.delivery.dead_letter_ttl),
     ] {
         prop_assert!(d >= second, "{} = {:?}", name, d);
     }
-    prop_assert!(c.argon2_memory_kib >= 19456 && c.argon2_iterations >= 2);
-    prop_assert!((1..=64).contains(&c.argon2_parallelism));
-    prop_assert!((1..=100).contains(&c.code_max_attempts));
-    prop_assert!((1..=10_000).contains(&c.max_sessions_per_user));
-    prop_assert!((1..=256).contains(&c.mail_concurrency));
-    prop_assert!((1..=1024).contains(&c.hash_concurrency));
-    for origin in &c.grpc_web_cors_origins {
+    prop_assert!(c.hashing.memory_kib >= 19456 && c.hashing.iterations >= 2);
+    prop_assert!((1..=64).contains(&c.hashing.parallelism));
+    prop_assert!((1..=100).contains(&p.code.max_attempts));
+    prop_assert!((1..=10_000).contains(&p.max_sessions_per_user));
+    prop_assert!((1..=256).contains(&c.mail.delivery.concurrency));
+    prop_assert!((1..=1024).contains(&c.hashing.concurrency));
+    for origin in &c.server.grpc_web_cors_origins {
         let origin = origin.to_str().expect("ASCII");
         prop_assert!(origin.starts_with("http://") || origin.starts_with("https://"));
         prop_assert!(!origin.ends_with('/'));
     }
-    if let Some(redis) = &c.redis {
+    if let Some(redis) = &c.storage.redis {
         prop_assert!((1..=1024).contains(&redis.pool_size));
     }
     Ok(())
@@ -558,7 +560,7 @@ fn secret_files_that_cannot_be_read_are_named() {
     std::fs::write(&file, "from the file").unwrap();
     let path = file.display().to_string();
     let vars = HashMap::from([("AUTH_SECRET_FILE".to_owned(), path.clone())]);
-    let secret = load(&vars).unwrap().auth_secret.expect("read");
+    let secret = load(&vars).unwrap().keys.auth_secret.expect("read");
     assert_eq!(
         secrecy::ExposeSecret::expose_secret(&secret),
         "from the file"
@@ -567,7 +569,7 @@ fn secret_files_that_cannot_be_read_are_named() {
         ("AUTH_SECRET_FILE".to_owned(), path),
         ("AUTH_SECRET".to_owned(), "from the variable".to_owned()),
     ]);
-    let secret = load(&vars).unwrap().auth_secret.expect("set");
+    let secret = load(&vars).unwrap().keys.auth_secret.expect("set");
     assert_eq!(
         secrecy::ExposeSecret::expose_secret(&secret),
         "from the variable"

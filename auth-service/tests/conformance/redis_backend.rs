@@ -178,7 +178,6 @@ async fn full_run(stores: &Stores) -> Secrets {
                 max_guesses_per_day: 20,
                 pending_ttl_ms: HOUR,
             },
-            code_ttl: Duration::from_secs(300),
             code_requests_per_ip_per_hour: 100,
             code_guesses_per_ip_per_hour: 100,
             signup_enumeration_safe: false,

@@ -17,6 +17,7 @@ use std::{path::Path, sync::Arc, sync::mpsc, time::Duration};
 
 use async_trait::async_trait;
 use rusqlite::Connection;
+use tokio_util::sync::CancellationToken;
 
 use super::{Health, StoreError, StoreResult};
 use crate::domain::UnixMs;
@@ -80,21 +81,20 @@ impl SqliteStore {
             .await
     }
 
-    /// Starts the sweeper that calls [`SqliteStore::purge_expired`] every `every`.
-    pub fn spawn_sweeper(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        let store = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                let Some(store) = store.upgrade() else { break };
-                match store.purge_expired(crate::domain::now_ms()).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(rows = n, "purged expired rows"),
-                    Err(e) => tracing::warn!(error = %e, "purging expired rows failed"),
-                }
+    /// Calls [`SqliteStore::purge_expired`] every `every` until `stop` is cancelled.
+    pub async fn sweep(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => return,
             }
-        })
+            match self.purge_expired(crate::domain::now_ms()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(rows = n, "purged expired rows"),
+                Err(e) => tracing::warn!(error = %e, "purging expired rows failed"),
+            }
+        }
     }
 }
 
