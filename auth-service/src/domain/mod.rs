@@ -4,6 +4,7 @@
 mod client;
 mod code;
 mod email;
+mod identifier;
 mod password;
 mod pending;
 mod user;
@@ -12,6 +13,7 @@ mod username;
 pub use client::ClientInfo;
 pub use code::{Code, CodeHash, CodePurpose};
 pub use email::Email;
+pub use identifier::{LoginIdentifier, Lookup};
 pub use password::{Password, PasswordHash};
 pub use pending::PendingId;
 pub use user::{NewUser, Profile, RefreshHash, SessionId, User, UserId, UserStatus};

@@ -2,6 +2,7 @@
 //! per-network budgets of code requests and code checks, reading a pending request's id, and
 //! mapping the store's refusals.
 
+use super::limits::{Counter, HOUR_MS};
 use super::{AuthCore, ClientInfo, FlowError};
 use crate::domain::{CodeHash, CodePurpose, Email, PendingId, Violations, now_ms};
 use crate::store::{CodeIssued, IssueError, PendingPayload, VerifyError};
@@ -44,7 +45,8 @@ impl AuthCore {
         client: &ClientInfo,
         refused: impl FnOnce(i64) -> FlowError,
     ) -> Result<(), FlowError> {
-        let key = format!("codes:net:{}", client.network());
+        let network = client.network();
+        let key = Counter::CodeRequests { network: &network }.key();
         self.count_hourly(&key, self.policy.code_requests_per_ip_per_hour, refused)
             .await
     }
@@ -53,7 +55,8 @@ impl AuthCore {
     /// code is looked at: the per-email budgets bound the guesses at one address, this bounds
     /// the guesses one network spreads over many addresses.
     pub(super) async fn limit_code_guesses(&self, client: &ClientInfo) -> Result<(), FlowError> {
-        let key = format!("codes:guess:net:{}", client.network());
+        let network = client.network();
+        let key = Counter::CodeGuesses { network: &network }.key();
         self.count_hourly(&key, self.policy.code_guesses_per_ip_per_hour, |retry_at| {
             FlowError::CodeGuessesRateLimited { retry_at }
         })
@@ -70,7 +73,7 @@ impl AuthCore {
         match self
             .stores
             .limits
-            .hit(key, limit, 60 * 60 * 1000, now_ms())
+            .hit(key, limit, HOUR_MS, now_ms())
             .await?
         {
             Ok(_) => Ok(()),

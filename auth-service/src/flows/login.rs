@@ -16,9 +16,11 @@
 //!   LOGIN_RATE_LIMITED whatever its result, so a burst learns no more than the limit allows.
 
 use super::guard::PasswordGuard;
+use super::limits::Counter;
 use super::{AuthCore, ClientInfo, FlowError, SignedIn};
 use crate::domain::{
-    AllParsed, Email, Password, SessionId, User, UserId, UserStatus, Username, Violations, now_ms,
+    AllParsed, LoginIdentifier, Lookup, Password, SessionId, User, UserId, UserStatus, Violations,
+    now_ms,
 };
 
 impl AuthCore {
@@ -32,15 +34,7 @@ impl AuthCore {
         client: &ClientInfo,
     ) -> Result<SignedIn, FlowError> {
         let mut v = Violations::default();
-        let identifier = identifier.trim();
-        let identifier = v.check(
-            "identifier",
-            match identifier.chars().count() {
-                0 => Err("identifier is required".to_owned()),
-                n if n > 254 => Err("identifier must be at most 254 characters".to_owned()),
-                _ => Ok(identifier.to_lowercase()),
-            },
-        );
+        let identifier = v.check("identifier", LoginIdentifier::parse(identifier));
         let password = v.check("password", Password::parse_existing(password));
         let (identifier, password) = v.finish((identifier, password).all())?;
 
@@ -80,37 +74,42 @@ impl AuthCore {
         Ok(SignedIn { user, tokens })
     }
 
-    async fn find_by_identifier(&self, identifier: &str) -> Result<Option<User>, FlowError> {
-        Ok(if identifier.contains('@') {
-            match Email::parse(identifier) {
-                Ok(email) => self.stores.users.find_by_email(&email).await?,
-                Err(_) => None,
-            }
-        } else {
-            match Username::parse(identifier) {
-                Ok(name) => self.stores.users.find_by_username(&name).await?,
-                Err(_) => None,
-            }
+    async fn find_by_identifier(
+        &self,
+        identifier: &LoginIdentifier,
+    ) -> Result<Option<User>, FlowError> {
+        Ok(match identifier.lookup() {
+            Lookup::Email(email) => self.stores.users.find_by_email(&email).await?,
+            Lookup::Username(name) => self.stores.users.find_by_username(&name).await?,
+            Lookup::Nobody => None,
         })
     }
 
     /// The counters of a login: per (identifier, network), per network, and the identifier's
     /// slowdown; the same for a known and an unknown identifier.
-    fn password_guard_for_login(&self, identifier: &str, client: &ClientInfo) -> PasswordGuard {
-        let account = self.email_tags.tag_text(identifier);
+    fn password_guard_for_login(
+        &self,
+        identifier: &LoginIdentifier,
+        client: &ClientInfo,
+    ) -> PasswordGuard {
+        let account = self.email_tags.tag_text(identifier.as_str());
         let network = client.network();
         PasswordGuard {
             hard: vec![
                 (
-                    format!("login:pair:{account}:{network}"),
+                    Counter::LoginPair {
+                        account: &account,
+                        network: &network,
+                    }
+                    .key(),
                     self.policy.login.max_attempts,
                 ),
                 (
-                    format!("login:net:{network}"),
+                    Counter::LoginNetwork { network: &network }.key(),
                     self.policy.login.max_failures_per_ip,
                 ),
             ],
-            slowdown: Some(format!("login:acct:{account}")),
+            slowdown: Some(Counter::LoginAccount { account: &account }.key()),
         }
     }
 
@@ -122,7 +121,7 @@ impl AuthCore {
     ) -> PasswordGuard {
         PasswordGuard {
             hard: vec![(
-                format!("pwchange:{}:{}", user.0, session.0),
+                Counter::PasswordChange { user, session }.key(),
                 self.policy.login.max_attempts,
             )],
             slowdown: None,

@@ -5,6 +5,7 @@
 mod codes;
 mod error;
 mod guard;
+mod limits;
 mod login;
 mod password;
 pub mod registration;

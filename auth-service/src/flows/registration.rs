@@ -3,6 +3,7 @@
 //! email never lets you finish, resend or spend the guesses of their sign-up.
 
 use super::codes::{parse_id, verify_error};
+use super::limits::{Counter, HOUR_MS};
 use super::{AuthCore, ClientInfo, CodeDelivery, FlowError, SignedIn};
 use crate::domain::{
     AllParsed, Code, CodeHash, Email, NewUser, Password, PendingId, Profile, UserId, UserStatus,
@@ -11,7 +12,7 @@ use crate::domain::{
 use crate::store::{CodeIssued, CodePurpose, CreateUserError, PendingPayload};
 
 /// How often the owner of a taken email is told that someone tried to sign up with it.
-const SIGNUP_NOTICE_WINDOW_MS: i64 = 60 * 60 * 1000;
+const SIGNUP_NOTICE_WINDOW_MS: i64 = HOUR_MS;
 
 /// Raw fields of a Register request.
 pub struct RegisterInput<'a> {
@@ -98,7 +99,7 @@ impl AuthCore {
                 &CodeHash::unguessable(),
             )
             .await?;
-        let notice_key = format!("notice:signup:{}", email.as_str());
+        let notice_key = Counter::SignupNotice { email: &email }.key();
         let notify = self
             .stores
             .limits

@@ -317,6 +317,15 @@ pub enum RotateOutcome {
     ReuseDetected { user_id: UserId },
 }
 
+/// The grace rule: whether a previous refresh token used at `used_at` is still inside the grace
+/// window at `now`. A `now` earlier than `used_at` (two callers read their clocks in one order
+/// and arrive in the other) counts as zero time apart: inside a grace window, never inside a
+/// zero one. Every backend decides with this rule (the Redis scripts with its Lua twin,
+/// `previous_in_grace`).
+pub fn within_grace(used_at: UnixMs, now: UnixMs, grace_ms: i64) -> bool {
+    (now - used_at).max(0) < grace_ms
+}
+
 /// Sessions (one per device) with constant state each: the current refresh token's hash, the
 /// previous one's (to recognise a replay), and for `grace_ms` after a rotation the sealed
 /// successor. Nothing else of a token's history is kept.
@@ -333,14 +342,10 @@ pub trait SessionStore: Send + Sync {
     /// Presents a refresh token, atomically:
     /// - the current token: it becomes the previous one (stamped `now`), `next` the current
     ///   one, and the session's expiry moves to `next.expires_at`;
-    /// - the previous token less than `grace_ms` after that: [`RotateOutcome::Replayed`] with
-    ///   the successor, and nothing changes;
+    /// - the previous token [`within_grace`]: [`RotateOutcome::Replayed`] with the successor,
+    ///   and nothing changes;
     /// - the previous token later: a replay of a stolen token, so the whole session ends;
     /// - anything else: invalid.
-    ///
-    /// A `now` earlier than the recorded use (two callers read their clocks in one order and
-    /// arrive in the other) counts as zero time apart: inside a grace window, never inside a
-    /// zero one.
     async fn rotate_refresh(
         &self,
         id: &SessionId,

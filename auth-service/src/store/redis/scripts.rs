@@ -31,6 +31,12 @@ local function end_session(sid)
 end
 local FIELDS = {'user_id', 'created_at', 'last_used_at', 'expires_at', 'user_agent',
   'client_ip', 'refresh', 'previous', 'previous_used_at'}
+-- Whether `presented` is the previous token of record `s`, inside the grace window. A use
+-- stamped before the recorded one (clocks read in one order, arriving in the other) counts as
+-- simultaneous: never inside a zero grace window. The rule of `store::within_grace`.
+local function previous_in_grace(s, presented, now, grace)
+  return s[8] == presented and math.max(now - tonumber(s[9]), 0) < grace
+end
 "#
     };
 }
@@ -237,15 +243,13 @@ if s[7] == ARGV[3] then
   touch_index(KEYS[3])
   return {1, s[1], s[2], ARGV[2], expires, s[5], s[6]}
 end
-if not s[8] or s[8] ~= ARGV[3] then return {0} end
--- A use stamped before the recorded one (clocks read in one order, arriving in the other)
--- counts as simultaneous: never inside a zero grace window.
-if math.max(now - tonumber(s[9]), 0) < grace then
+if previous_in_grace(s, ARGV[3], now, grace) then
   local sealed = redis.call('GET', KEYS[2])
   if sealed then return {3, s[1], s[2], s[3], s[4], s[5], s[6], sealed} end
   -- Inside the window by our clock but gone by Redis's (skew): refused, not a replay.
   return {0}
 end
+if s[8] ~= ARGV[3] then return {0} end
 -- The previous token after the grace window: a replay of a stolen token.
 end_session(sid)
 return {2, s[1]}
@@ -262,9 +266,7 @@ pub(super) const REVOKE_BY_REFRESH: &str = concat!(
 local sid, now, grace = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
 local s = redis.call('HMGET', KEYS[1], unpack(FIELDS))
 if not s[1] or tonumber(s[4]) <= now then return {0} end
-local usable = s[7] == ARGV[3]
-  or (s[8] == ARGV[3] and math.max(now - tonumber(s[9]), 0) < grace)
-if not usable then return {0} end
+if not (s[7] == ARGV[3] or previous_in_grace(s, ARGV[3], now, grace)) then return {0} end
 end_session(sid)
 return {1, s[1], s[2], s[3], s[4], s[5], s[6]}
 "#

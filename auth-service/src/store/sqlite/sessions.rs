@@ -8,6 +8,7 @@ use super::{SqliteStore, internal};
 use crate::domain::{SessionId, UnixMs, UserId};
 use crate::store::{
     NewSession, NextRefresh, RefreshHash, RotateOutcome, SessionRecord, SessionStore, StoreResult,
+    within_grace,
 };
 
 const COLUMNS: &str = "id, user_id, created_at, last_used_at, expires_at, user_agent, client_ip";
@@ -57,10 +58,9 @@ impl Live {
     /// Whether `presented` is the previous token, presented inside the grace window.
     fn previous_in_grace(&self, presented: &RefreshHash, now: UnixMs, grace_ms: i64) -> bool {
         self.previous.as_deref() == Some(presented.as_slice())
-            // A use stamped before the recorded one counts as simultaneous (see the trait).
             && self
                 .previous_used_at
-                .is_some_and(|used| (now - used).max(0) < grace_ms)
+                .is_some_and(|used| within_grace(used, now, grace_ms))
     }
 }
 

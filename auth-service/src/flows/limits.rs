@@ -1,0 +1,90 @@
+//! Every rate-limit counter the flows keep, named in one place: what it counts, and its key in
+//! the store's rate-limit family (the README's Redis key layout lists the same keys). A flow
+//! says which counter it means; it never spells a key.
+
+use crate::domain::{Email, SessionId, UserId};
+
+/// One hour in milliseconds: the window of the per-network code budgets and the sign-up notice.
+pub(super) const HOUR_MS: i64 = 60 * 60 * 1000;
+
+/// One rate-limit counter. `account` is the keyed tag of a login identifier as typed, so the
+/// store holds no identifier; `network` is [`crate::domain::ClientInfo::network`].
+pub(super) enum Counter<'a> {
+    /// Code requests (Register, resend, reset) of one client network.
+    CodeRequests { network: &'a str },
+    /// Code checks (sign-up and reset), right or wrong, of one client network.
+    CodeGuesses { network: &'a str },
+    /// Wrong passwords for one identifier from one network: the device's own counter.
+    LoginPair { account: &'a str, network: &'a str },
+    /// Wrong passwords from one network, whatever the identifier.
+    LoginNetwork { network: &'a str },
+    /// Wrong passwords for one identifier from anywhere: it only slows down.
+    LoginAccount { account: &'a str },
+    /// Wrong current passwords in ChangePassword, per account and session.
+    PasswordChange {
+        user: &'a UserId,
+        session: &'a SessionId,
+    },
+    /// Notices to the owner of a taken email that someone tried to sign up with it.
+    SignupNotice { email: &'a Email },
+}
+
+impl Counter<'_> {
+    pub(super) fn key(&self) -> String {
+        match self {
+            Self::CodeRequests { network } => format!("codes:net:{network}"),
+            Self::CodeGuesses { network } => format!("codes:guess:net:{network}"),
+            Self::LoginPair { account, network } => format!("login:pair:{account}:{network}"),
+            Self::LoginNetwork { network } => format!("login:net:{network}"),
+            Self::LoginAccount { account } => format!("login:acct:{account}"),
+            Self::PasswordChange { user, session } => format!("pwchange:{}:{}", user.0, session.0),
+            Self::SignupNotice { email } => format!("notice:signup:{}", email.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The keys operators see in Redis and the README documents.
+    #[test]
+    fn keys_as_documented() {
+        let email = Email::parse("Ana@Example.com").unwrap();
+        let (user, session) = (UserId("u1".into()), SessionId("s1".into()));
+        let keys = [
+            Counter::CodeRequests {
+                network: "192.0.2.7",
+            },
+            Counter::CodeGuesses {
+                network: "2001:db8::/64",
+            },
+            Counter::LoginPair {
+                account: "abc",
+                network: "192.0.2.7",
+            },
+            Counter::LoginNetwork {
+                network: "192.0.2.7",
+            },
+            Counter::LoginAccount { account: "abc" },
+            Counter::PasswordChange {
+                user: &user,
+                session: &session,
+            },
+            Counter::SignupNotice { email: &email },
+        ]
+        .map(|c| c.key());
+        assert_eq!(
+            keys,
+            [
+                "codes:net:192.0.2.7",
+                "codes:guess:net:2001:db8::/64",
+                "login:pair:abc:192.0.2.7",
+                "login:net:192.0.2.7",
+                "login:acct:abc",
+                "pwchange:u1:s1",
+                "notice:signup:ana@example.com",
+            ]
+        );
+    }
+}
