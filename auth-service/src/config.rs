@@ -12,7 +12,7 @@ use secrecy::SecretString;
 
 use crate::crypto::HashSettings;
 use crate::flows::{LoginPolicy, Policy};
-use crate::mail::RetryPolicy;
+use crate::mail::{RetryPolicy, SmtpConfig, SmtpTls};
 use crate::store::CodePolicy;
 
 /// The whole configuration of the service, in sections.
@@ -102,23 +102,6 @@ pub struct RedisConfig {
     pub url: SecretString,
     pub pool_size: u32,
     /// Longest wait for a connection or a command before answering UNAVAILABLE.
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpTls {
-    None,
-    StartTls,
-    Tls,
-}
-
-#[derive(Debug, Clone)]
-pub struct SmtpConfig {
-    pub host: String,
-    pub port: u16,
-    pub username: Option<String>,
-    pub password: Option<SecretString>,
-    pub tls: SmtpTls,
     pub timeout: Duration,
 }
 

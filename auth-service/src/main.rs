@@ -1,3 +1,8 @@
+//! The `auth-service` binary: reads config (a bad value exits with 2, naming the variable),
+//! answers `auth-service healthcheck` for container checks, or else builds the service with
+//! [`startup::Application::build`] and serves until SIGINT or SIGTERM. All wiring is in the
+//! library.
+
 use std::{process::ExitCode, time::Duration};
 
 use auth_service::{config::Config, healthcheck, startup, telemetry};

@@ -95,17 +95,8 @@ impl Backends {
         baatcheet_auth_api::v1::User,
         baatcheet_auth_api::v1::TokenPair,
     ) {
-        let before = self.mails_to(email).len();
-        let id = app
-            .register(username, email, crate::helpers::PASSWORD)
+        app.signup_via(&self.smtp, username, email, Duration::from_secs(15))
             .await
-            .expect("register")
-            .registration_id;
-        let code = self
-            .wait_for_code(email, before + 1, Duration::from_secs(15))
-            .await;
-        let verified = app.verify(email, &id, &code).await.expect("verify");
-        (verified.user.unwrap(), verified.tokens.unwrap())
     }
 }
 

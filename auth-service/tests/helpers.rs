@@ -219,13 +219,27 @@ impl TestApp {
 
     /// Registers, reads the code from the mail, verifies: a signed-up user and its tokens.
     pub async fn signup(&self, username: &str, email: &str) -> (pb::User, pb::TokenPair) {
-        let before = self.mails_to(email).len();
+        let mail_dir = self.mail_dir.as_path();
+        self.signup_via(mail_dir, username, email, Duration::from_secs(10))
+            .await
+    }
+
+    /// Registers, reads the code from `mailbox` as a person would (waiting up to `within`),
+    /// verifies: a signed-up user and its tokens.
+    pub async fn signup_via(
+        &self,
+        mailbox: &(impl Mailbox + ?Sized),
+        username: &str,
+        email: &str,
+        within: Duration,
+    ) -> (pb::User, pb::TokenPair) {
+        let before = mailbox.mails_to(email).len();
         let id = self
             .register(username, email, PASSWORD)
             .await
             .expect("register")
             .registration_id;
-        let code = self.wait_for_code(email, before + 1).await;
+        let code = wait_for_code(mailbox, email, before + 1, within).await;
         let verified = self.verify(email, &id, &code).await.expect("verify");
         (
             verified.user.expect("user"),

@@ -58,7 +58,7 @@ pub fn refresh_cookie(policy: &CookiePolicy) -> CookieSpec {
     } else {
         CookieSpec {
             name: "refreshToken",
-            path: crate::routes::API_PREFIX,
+            path: crate::api::API_PREFIX,
         }
     }
 }
@@ -86,7 +86,7 @@ fn pending_cookie(
     } else {
         CookieSpec {
             name: plain,
-            path: crate::routes::API_PREFIX,
+            path: crate::api::API_PREFIX,
         }
     }
 }

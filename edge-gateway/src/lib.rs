@@ -3,6 +3,7 @@
 //! as a gRPC code and reason, and [`error`] turns it into HTTP. The crate README is the reference
 //! for configuration, routes, status mapping and the cookie/CORS/CSRF policy.
 
+pub mod api;
 pub mod client_ip;
 pub mod config;
 pub mod cookies;

@@ -1,3 +1,8 @@
+//! The `edge-gateway` binary: reads config (a bad value exits with 2, naming the variable),
+//! answers `edge-gateway healthcheck` for container checks, or else builds the gateway with
+//! [`startup::Application::build`] and serves until SIGINT or SIGTERM. All wiring is in the
+//! library.
+
 use std::{process::ExitCode, time::Duration};
 
 use edge_gateway::{config::Config, healthcheck, startup, telemetry};

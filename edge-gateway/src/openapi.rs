@@ -84,7 +84,7 @@ pub fn document_edge_errors(doc: &mut utoipa::openapi::OpenApi) {
     };
     for (path, item) in doc.paths.paths.iter_mut() {
         let api = path
-            .strip_prefix(crate::routes::API_PREFIX)
+            .strip_prefix(crate::api::API_PREFIX)
             .is_some_and(|rest| rest.starts_with('/'));
         let calls_service = api || path == "/.well-known/jwks.json" || path == "/readyz";
         let operations = [
@@ -113,7 +113,7 @@ pub fn document_edge_errors(doc: &mut utoipa::openapi::OpenApi) {
             );
             let too_large = format!(
                 "PAYLOAD_TOO_LARGE: body over {} KiB",
-                crate::routes::BODY_LIMIT / 1024
+                crate::api::BODY_LIMIT / 1024
             );
             add("413", &too_large, body);
             add("415", "UNSUPPORTED_MEDIA_TYPE: send application/json", body);

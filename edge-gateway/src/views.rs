@@ -86,6 +86,9 @@ pub struct CodeDelivery {
 pub struct ResetRequested {
     /// How long a code, if one was sent, stays valid.
     pub code_ttl_seconds: Option<i64>,
+    /// The end of this request's resend cooldown. A reset has no resend: asking again starts a
+    /// new request at any time, within the per-email and per-address limits. Kept for existing
+    /// clients.
     pub resend_available_at: Option<String>,
 }
 

@@ -24,7 +24,7 @@ use std::{
 
 use mongodb::{Client, bson::doc, options::ClientOptions};
 
-use crate::process::{free_port, spawn_from_keeper, venv_bin};
+use crate::process::{free_port, kill, spawn_from_keeper, venv_bin};
 
 /// How long a server may take to answer its first ping (it takes about a second).
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -129,10 +129,7 @@ impl SecantusServer {
 
     /// Kills the server (like a crash) and waits until it is gone; its port is then closed.
     pub fn stop(&self) {
-        if let Some(mut child) = self.child.lock().unwrap().take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill(&self.child);
     }
 
     /// Starts the server again on the same port and waits until it answers. With

@@ -7,7 +7,7 @@ use std::{
     os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, Command},
-    sync::{OnceLock, mpsc},
+    sync::{Mutex, OnceLock, mpsc},
 };
 
 /// Spawns `command` from a keeper thread with `PR_SET_PDEATHSIG` = SIGKILL. The signal fires
@@ -80,4 +80,14 @@ pub fn venv_bin(name: &str) -> PathBuf {
         );
     }
     path
+}
+
+/// Kills the server process in `slot`, if any, and waits until it is gone (its port closed).
+pub fn kill(slot: &Mutex<Option<Child>>) {
+    // A test that panicked while holding the lock must not keep its server alive.
+    let child = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(mut child) = child {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::process::{free_port, spawn_from_keeper};
+use crate::process::{free_port, kill, spawn_from_keeper};
 
 /// How long a server may take to answer PING after it is spawned.
 const READY_WITHIN: Duration = Duration::from_secs(15);
@@ -75,11 +75,7 @@ impl RedisServer {
 
     /// Kills the server (like a crash); it can come back with [`RedisServer::restart`].
     pub fn stop(&self) {
-        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(mut c) = child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill(&self.child);
     }
 
     /// Starts the same server again: same port, same folder, same settings. The data is gone

@@ -9,7 +9,7 @@ use std::{
 };
 
 use crate::mail::{Mail, Mailbox, parse_mail};
-use crate::process::{free_port, spawn_from_keeper, venv_bin};
+use crate::process::{free_port, kill, spawn_from_keeper, venv_bin};
 
 pub struct SmtpServer {
     port: u16,
@@ -99,10 +99,7 @@ impl SmtpServer {
 
     /// Kills the server (the relay is "down"); the port stays reserved for [`Self::restart`].
     pub fn stop(&self) {
-        if let Some(mut child) = self.child.lock().unwrap().take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill(&self.child);
     }
 
     /// Starts it again on the same port with the same Maildir.

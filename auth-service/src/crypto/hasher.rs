@@ -1,3 +1,8 @@
+//! argon2id password hashing ([`PasswordHasher`]) off the async runtime, on a fixed pool of
+//! threads with a bounded queue: past `HASH_CONCURRENCY` running and `HASH_QUEUE` waiting, a
+//! caller is refused at once ([`HashError::Busy`]). Hashes are standard PHC strings, and an
+//! unknown account is checked against a dummy hash so it costs what a wrong password costs.
+
 use std::sync::{
     Arc, Mutex,
     atomic::{AtomicUsize, Ordering},

@@ -1,3 +1,7 @@
+//! Access tokens: EdDSA (Ed25519) JWTs signed with the one [`SigningKey`], and the JWK that
+//! publishes its public half so other services verify tokens offline. Verification accepts only
+//! EdDSA with our `kid`, issuer and audience, without leeway (README, "Rules it enforces").
+
 use aws_lc_rs::{
     rand::SystemRandom,
     signature::{Ed25519KeyPair, KeyPair},

@@ -1,3 +1,8 @@
+//! The secrets the service makes and keeps: the server secret (`AUTH_SECRET`) and one key
+//! derived from it per use (code HMACs, the log tags of emails, ChaCha20-Poly1305 sealing of
+//! queued mail and of grace-window successors), and the opaque refresh token, stored only as
+//! its SHA-256. Instances that share a store must share the secret.
+
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chacha20poly1305::{
     ChaCha20Poly1305, KeyInit,

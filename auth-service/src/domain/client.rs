@@ -1,3 +1,7 @@
+//! Who is calling from where: the address and user agent the gRPC layer established (believing
+//! `x-client-ip` only from `TRUSTED_PROXIES`). Sessions record them; the per-network limits key
+//! on [`ClientInfo::network`], which groups IPv6 by /64 (`baatcheet_runtime::net`).
+
 use std::net::IpAddr;
 
 /// Who is calling from where, as the transport established it (see `grpc::client_info`):

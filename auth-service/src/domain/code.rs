@@ -1,3 +1,6 @@
+//! One-time codes: the 6-digit [`Code`] mailed to a person, what it is for ([`CodePurpose`]),
+//! and the keyed [`CodeHash`] that is all the store keeps of it (`crypto::CodeHasher` makes it).
+
 use rand::{Rng, TryRngCore};
 use secrecy::{ExposeSecret, SecretString};
 

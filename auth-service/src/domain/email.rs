@@ -1,3 +1,6 @@
+//! [`Email`]: the address an account is known by, normalized (trimmed, lowercased) at the parse
+//! so the store's unique index and every per-email budget see one form of it.
+
 use std::fmt;
 
 /// An email address: trimmed, lowercased, syntactically valid, at most 254 characters.

@@ -1,3 +1,7 @@
+//! Passwords: the plaintext [`Password`], refused past 128 characters (and under 8 when new)
+//! before anything hashes it and redacted in Debug, and the argon2id [`PasswordHash`] the store
+//! keeps instead.
+
 use secrecy::{ExposeSecret, SecretString};
 
 /// A plaintext password, 8-128 characters, only ever held in memory on its way to argon2.

@@ -1,3 +1,6 @@
+//! [`PendingId`]: the random id that binds a pending sign-up or password reset to the client
+//! that started it. Its code works only with the id, so knowing an email is not enough.
+
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::TryRngCore;
 

@@ -1,3 +1,7 @@
+//! Users and sessions as the stores hold them: the ids ([`UserId`], [`SessionId`]), the
+//! verified [`User`] and the [`NewUser`] a pending registration becomes, presence, the optional
+//! profile fields, and what is kept of a refresh token ([`RefreshHash`]).
+
 use super::{Email, PasswordHash, UnixMs, Username};
 
 /// Id of a user (UUID v7 text, so ids sort by creation).

@@ -1,3 +1,6 @@
+//! [`Username`]: the public name of an account, checked at the parse (README, "Rules it
+//! enforces") and unique case-insensitively through [`Username::key`], the form the stores index.
+
 use std::fmt;
 
 /// A username: trimmed, 3-30 characters of ASCII letters, digits, `_`, `.` or `-`.

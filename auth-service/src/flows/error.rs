@@ -1,3 +1,7 @@
+//! [`FlowError`]: every way a flow can fail, each variant one stable reason (the
+//! `ErrorInfo.reason` callers match on), with the conversions from store and hashing errors.
+//! `grpc::status` maps it to a gRPC `Status` once; the README lists each reason with its code.
+
 use crate::crypto::HashError;
 use crate::domain::{FieldViolation, UnixMs};
 use crate::store::{CreateUserError, StoreError};

@@ -1,3 +1,8 @@
+//! Sessions after sign-in: RefreshSession under the grace rule (the store's `rotate_refresh`
+//! decides; a benign replay gets the sealed successor back), Logout, LogoutAll, ListSessions,
+//! RevokeSession and GetCurrentUser. Logout ends whichever session the caller proves with
+//! either token, so clearing cookies never leaves a session alive.
+
 use super::{AuthCore, Caller, FlowError, SessionView, TokenPair};
 use crate::crypto::RefreshToken;
 use crate::domain::{SessionId, User, UserId, UserStatus, now_ms};

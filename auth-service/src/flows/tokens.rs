@@ -1,3 +1,8 @@
+//! Access tokens in the flows: authenticating a [`Caller`] (a valid token whose session still
+//! exists, so revocation takes effect at once), ValidateAccessToken, GetJwks, and starting a
+//! session with its first token pair. The JWT itself is signed and checked by
+//! `crypto::AccessTokens`.
+
 use super::{AuthCore, ClientInfo, FlowError, TokenPair};
 use crate::crypto::{AccessClaims, Jwk, RefreshToken, TokenError};
 use crate::domain::{SessionId, UserId, now_ms};

@@ -1,3 +1,6 @@
+//! The development mailer: each message becomes an `.eml` file in `MAIL_DIR`, where a person
+//! (and the tests) read the code. Also builds the MIME message that both mailers send.
+
 use std::path::PathBuf;
 
 use async_trait::async_trait;

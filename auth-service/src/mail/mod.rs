@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 pub use eml::EmlMailer;
-pub use smtp::SmtpMailer;
+pub use smtp::{SmtpConfig, SmtpMailer, SmtpTls};
 pub use templates::Templates;
 pub use worker::{MailWorker, RetryPolicy};
 

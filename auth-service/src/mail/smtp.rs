@@ -1,12 +1,34 @@
+//! The production mailer: lettre's SMTP transport to the relay set by `SMTP_*` (TLS, STARTTLS
+//! or plain). A 5xx reply is a permanent failure, anything else transient, and the relay's error
+//! text loses the addresses it quotes before it is logged or stored.
+
 use async_trait::async_trait;
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Tokio1Executor, message::Mailbox,
     transport::smtp::authentication::Credentials,
 };
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::{MailError, Mailer, OutgoingMail, eml::build_message};
-use crate::config::{SmtpConfig, SmtpTls};
+
+/// How the connection to the relay is secured (`SMTP_TLS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    None,
+    StartTls,
+    Tls,
+}
+
+/// The relay and how to reach it (`SMTP_*`).
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub tls: SmtpTls,
+    pub timeout: std::time::Duration,
+}
 
 /// Sends through an SMTP relay with lettre (pooled connections, TLS as configured).
 pub struct SmtpMailer {

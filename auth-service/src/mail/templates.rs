@@ -1,3 +1,7 @@
+//! The mails the service writes: sign-up and password reset codes, and the notice to an
+//! address's owner when someone signs up with it again (`SIGNUP_ENUMERATION_SAFE`). Each has a
+//! text and an HTML part, branded with `APP_NAME`; text that comes from users is HTML-escaped.
+
 use super::OutgoingMail;
 
 /// Branded code mails with a text and an HTML part.

@@ -1,3 +1,8 @@
+//! The mail worker: drains the durable queue off the request path, up to `MAIL_CONCURRENCY`
+//! messages at once, retrying transient failures with backoff and dead-lettering the rest. A
+//! claim is a lease in the store, so two instances never send one message at the same time; a
+//! code mail whose code expired while it waited is dead-lettered, not sent (README, "Mail").
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},

@@ -1,3 +1,7 @@
+//! Login by email or username: sessions and presence, unknown accounts answered like wrong
+//! passwords, and the limits on wrong passwords (per identifier and network, per network, IPv6
+//! by /64, a slowdown across networks that never locks the owner out).
+
 use baatcheet_auth_api::v1 as pb;
 use tonic::Code;
 

@@ -1,3 +1,7 @@
+//! Password reset by emailed code (every session ends, the email's other resets finish, codes
+//! limited like sign-up's, an unknown email answered alike with no mail) and ChangePassword
+//! (this session kept, the others ended, guesses at the current password limited per session).
+
 use baatcheet_auth_api::v1 as pb;
 use tonic::Code;
 

@@ -1,3 +1,8 @@
+//! Sign-up: Register and VerifyRegistration with the mailed code, every invalid field named,
+//! taken emails and usernames, the first verified sign-up of an email winning, guess budgets,
+//! resends and their cooldown, daily and per-network code limits, expired and unknown requests,
+//! and the enumeration-safe mode.
+
 use baatcheet_auth_api::v1 as pb;
 use tonic::Code;
 

@@ -1,3 +1,7 @@
+//! Sessions: refresh rotation and the grace window, bad and expired refresh tokens, listing and
+//! revoking per device (one's own only), the session cap, client metadata from trusted proxies
+//! only, Logout and LogoutAll, and bearer tokens on authenticated RPCs.
+
 use std::time::Duration;
 
 use baatcheet_auth_api::v1 as pb;

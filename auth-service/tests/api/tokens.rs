@@ -1,3 +1,6 @@
+//! Access tokens: ValidateAccessToken's claims for a live session, tampered, `none`, HMAC,
+//! foreign-key and expired tokens refused, and GetJwks enough to verify tokens offline.
+
 use std::time::Duration;
 
 use baatcheet_auth_api::v1 as pb;

@@ -135,16 +135,9 @@ impl Arena {
         baatcheet_auth_api::v1::User,
         baatcheet_auth_api::v1::TokenPair,
     ) {
-        let before = self.mails_to(email).len();
-        let id = self
-            .app
-            .register(username, email, crate::helpers::PASSWORD)
+        self.app
+            .signup_via(self.smtp(), username, email, Duration::from_secs(20))
             .await
-            .expect("register")
-            .registration_id;
-        let code = self.code(email, before + 1).await;
-        let verified = self.app.verify(email, &id, &code).await.expect("verify");
-        (verified.user.unwrap(), verified.tokens.unwrap())
     }
 
     /// How many records the state store holds: keys in Redis, rows in every SQLite table.

@@ -1,3 +1,7 @@
+//! The conformance tests, each an async function over one backend's [`Stores`]: users, pending
+//! codes and their budgets, sessions under the grace rule and the cap, rate limits, the mail
+//! queue, and the races the atomic rules must survive. `all_tests!` makes them a backend's tests.
+
 use std::sync::Arc;
 
 use auth_service::domain::{

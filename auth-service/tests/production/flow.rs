@@ -1,3 +1,8 @@
+//! The whole flow on MongoDB, Redis and SMTP: sign-up with the code from the SMTP server, login,
+//! rotation and reset; then every Redis key and Mongo document is read back: the keys are laid
+//! out as documented, an unverified sign-up is not in MongoDB, and no password, code or token
+//! is stored in plain text.
+
 use std::time::Duration;
 
 use baatcheet_auth_api::v1 as pb;

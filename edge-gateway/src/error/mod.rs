@@ -123,7 +123,7 @@ impl ApiError {
                     "PAYLOAD_TOO_LARGE",
                     format!(
                         "the request body is larger than {} KiB",
-                        crate::routes::BODY_LIMIT / 1024
+                        crate::api::BODY_LIMIT / 1024
                     ),
                 );
             }

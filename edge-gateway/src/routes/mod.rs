@@ -25,18 +25,12 @@ use tower_http::{
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::api::{API_PREFIX, BODY_LIMIT};
 use crate::client_ip::resolve_client_ip;
 use crate::error::{ApiError, shape_bare_errors};
 use crate::openapi::{self, ApiDoc};
 use crate::ratelimit::{self, IpLimiter};
 use crate::{cors, csrf, metrics, page, request_id, security, state::AppState, telemetry};
-
-/// Largest request body accepted; auth requests are a few hundred bytes.
-pub const BODY_LIMIT: usize = 16 * 1024;
-
-/// Where the auth API lives. The path-scoped cookies name it too (see `cookies`): if it moved
-/// without them, browsers would stop sending the refresh cookie.
-pub const API_PREFIX: &str = "/api/auth";
 
 /// The whole HTTP application.
 pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_json::Error> {

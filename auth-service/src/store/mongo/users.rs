@@ -1,3 +1,7 @@
+//! [`UserStore`] on MongoDB. Each method is one server operation: `create_user` is a single
+//! insert that the unique indexes (email, lowercased username) refuse when either is taken, and
+//! presence and password changes are single updates ([`document`] builds the filters and updates).
+
 use async_trait::async_trait;
 use mongodb::bson::Document;
 

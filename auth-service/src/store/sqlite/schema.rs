@@ -1,3 +1,7 @@
+//! The embedded backend's tables, created when a file is opened or upgraded from an older
+//! layout (`PRAGMA user_version`), and the sweeper's purge of expired rows. The mail queue is
+//! not swept here: the mail worker purges its dead letters.
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::domain::UnixMs;

@@ -1,3 +1,7 @@
+//! [`UserStore`] on SQLite: one row per verified user in `users`. The table's UNIQUE
+//! constraints (email, lowercased username) make `create_user` one insert, and a constraint
+//! failure is read back as the field that was taken.
+
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
