@@ -6,6 +6,7 @@
 //! when those are set in the environment). BENCH_SECONDS (default 5) and BENCH_CLIENTS
 //! (default 16) tune the run. Client and server share the machine's cores.
 
+use baatcheet_runtime::cli::Service as _;
 use std::{
     collections::HashMap,
     time::{Duration, Instant},

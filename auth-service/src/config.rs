@@ -354,14 +354,9 @@ fn smtp_config(env: &Env<'_>) -> Result<Option<SmtpConfig>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(&move |k| map.get(k).cloned())
+        Config::from_lookup(&baatcheet_runtime::env::pairs(pairs))
     }
 
     #[test]

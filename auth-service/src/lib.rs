@@ -2,7 +2,9 @@
 //! gRPC (`baatcheet.auth.v1.AuthService`).
 //!
 //! Layers, in one direction: [`grpc`] (transport) → [`flows`] (use cases) → [`domain`] and the
-//! [`store`] / [`mail`] traits. Backends implement the traits and are chosen in [`startup`].
+//! [`store`] / [`mail`] traits. Backends implement the traits and are chosen in [`backends`];
+//! [`startup`] wires it all. Secrets never reach a log: passwords, codes and tokens are wrapped
+//! types whose Debug prints `<redacted>`, and flows skip them in their spans.
 
 pub mod backends;
 pub mod config;
@@ -15,4 +17,3 @@ pub mod keys;
 pub mod mail;
 pub mod startup;
 pub mod store;
-pub mod telemetry;

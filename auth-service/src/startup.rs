@@ -20,7 +20,7 @@ use tower_http::{
 };
 
 use crate::backends::{self, BackendError, Maintenance};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, LogFormat};
 use crate::crypto::{AccessTokens, CodeHasher, EmailTagger, PasswordHasher, Sealer};
 use crate::flows::AuthCore;
 use crate::grpc::AuthGrpc;
@@ -83,7 +83,28 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> Result<Self, StartupError> {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// Built from the config and served until a signal: what the binary's `main` runs
+/// (`baatcheet_runtime::cli::main`) and the tests start.
+impl baatcheet_runtime::cli::Service for Application {
+    const NAME: &'static str = "auth-service";
+    const LOG_FILTER: &'static str = "info,h2=warn,tower=warn,hyper=warn";
+    type Config = Config;
+    type Error = StartupError;
+
+    fn log_format(config: &Config) -> LogFormat {
+        config.server.log_format
+    }
+
+    async fn healthcheck(config: &Config) -> Result<(), String> {
+        crate::healthcheck::check(config.server.grpc_addr).await
+    }
+
+    async fn build(config: Config) -> Result<Self, StartupError> {
         let data_dir = &config.storage.data_dir;
         let signing_key = keys::signing_key(&config.keys, data_dir)?;
         let secret = keys::server_secret(&config.keys, data_dir)?;
@@ -131,14 +152,10 @@ impl Application {
         })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// Serves until `shutdown` completes, then drains in-flight calls and the mail worker.
-    pub async fn run_until_stopped(
+    async fn run_until_stopped(
         self,
-        shutdown: impl Future<Output = ()> + Send,
+        shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let stop = CancellationToken::new();
         let mail_worker = tokio::spawn(self.mail_worker.run(stop.clone()));
@@ -300,6 +317,3 @@ async fn backends_status(stores: &Stores) -> ServingStatus {
     }
     ServingStatus::Serving
 }
-
-/// Completes on SIGINT or SIGTERM.
-pub use baatcheet_runtime::shutdown::signal as shutdown_signal;

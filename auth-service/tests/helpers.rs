@@ -1,6 +1,7 @@
 //! Spawns the real service on a random port with a fresh data folder and talks real gRPC to it.
 //! Codes are read from the .eml files the development mailer writes, like a person would.
 
+use baatcheet_runtime::cli::Service as _;
 use std::{
     collections::HashMap,
     path::PathBuf,

@@ -221,14 +221,9 @@ fn trust_proxy(env: &Env<'_>) -> Result<usize, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(&move |k| map.get(k).cloned())
+        Config::from_lookup(&baatcheet_runtime::env::pairs(pairs))
     }
 
     #[test]

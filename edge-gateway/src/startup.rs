@@ -7,7 +7,7 @@ use axum::Router;
 use tokio::{net::TcpListener, sync::oneshot};
 use tonic::transport::Endpoint;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, LogFormat};
 use crate::pool::ConnectionPool;
 use crate::ratelimit::{self, IpLimiter};
 use crate::{routes, state::AppState};
@@ -48,8 +48,34 @@ pub struct Application {
 }
 
 impl Application {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Where /metrics is served when METRICS_ADDR is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr)| *addr)
+    }
+}
+
+/// Built from the config and served until a signal: what the binary's `main` runs
+/// (`baatcheet_runtime::cli::main`) and the tests start.
+impl baatcheet_runtime::cli::Service for Application {
+    const NAME: &'static str = "edge-gateway";
+    const LOG_FILTER: &'static str = "info,h2=warn,tower=warn,tower_http=info,hyper=warn";
+    type Config = Config;
+    type Error = StartupError;
+
+    fn log_format(config: &Config) -> LogFormat {
+        config.log_format
+    }
+
+    async fn healthcheck(config: &Config) -> Result<(), String> {
+        crate::healthcheck::check(SocketAddr::new(config.host, config.port)).await
+    }
+
     /// Connects lazily: the gateway starts (and /readyz says so) while the auth service is down.
-    pub async fn build(config: Config) -> Result<Self, StartupError> {
+    async fn build(config: Config) -> Result<Self, StartupError> {
         metrics_handle_installed();
         let endpoint = Endpoint::from_shared(config.auth_service_url.clone())
             .map_err(StartupError::AuthServiceUrl)?
@@ -78,18 +104,9 @@ impl Application {
         })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Where /metrics is served when METRICS_ADDR is set.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().map(|(_, addr)| *addr)
-    }
-
     /// Serves until `shutdown` completes, then lets in-flight requests finish for up to
     /// SHUTDOWN_GRACE.
-    pub async fn run_until_stopped(
+    async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
@@ -153,6 +170,3 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartupErro
 fn metrics_handle_installed() {
     let _ = crate::metrics::handle();
 }
-
-/// Completes on SIGINT or SIGTERM.
-pub use baatcheet_runtime::shutdown::signal as shutdown_signal;

@@ -9,15 +9,6 @@ use tower_http::{
 use tracing::Span;
 
 use crate::client_ip::ClientIp;
-use crate::config::LogFormat;
-
-/// Installs the global subscriber once; later calls (tests) are no-ops.
-pub fn init(format: LogFormat) {
-    baatcheet_runtime::telemetry::init(
-        format,
-        "info,h2=warn,tower=warn,tower_http=info,hyper=warn",
-    );
-}
 
 /// The layer [`access_log`] builds.
 pub type AccessLog = TraceLayer<

@@ -34,6 +34,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// A lookup over fixed pairs, for tests and tools:
+/// `Config::from_lookup(&env::pairs(&[("PORT", "0")]))`.
+pub fn pairs<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |key| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
 /// Loads `.env` (when present) into the process environment.
 pub fn load_dotenv() -> Result<(), ConfigError> {
     match dotenvy::dotenv() {

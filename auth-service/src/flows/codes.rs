@@ -4,10 +4,30 @@
 
 use super::limits::{Counter, HOUR_MS};
 use super::{AuthCore, ClientInfo, FlowError};
-use crate::domain::{CodeHash, CodePurpose, Email, PendingId, Violations, now_ms};
+use crate::domain::{Code, CodeHash, CodePurpose, Email, PendingId, Violations, now_ms};
 use crate::store::{CodeIssued, IssueError, PendingPayload, VerifyError};
 
 impl AuthCore {
+    /// Checks `code` against pending request `id` of `email`, once the client network's guess
+    /// budget allows a check: the request's payload when the code matches.
+    pub(super) async fn check_code(
+        &self,
+        purpose: CodePurpose,
+        email: &Email,
+        id: &PendingId,
+        code: &Code,
+        client: &ClientInfo,
+    ) -> Result<PendingPayload, FlowError> {
+        self.tag_span(email);
+        self.limit_code_guesses(client).await?;
+        let hash = self.codes.hash(purpose, email, id, code);
+        self.stores
+            .pending
+            .verify_code(purpose, email, id, &hash, now_ms(), &self.policy.code)
+            .await
+            .map_err(|e| verify_error(e, purpose))
+    }
+
     /// Records a fresh code (its hash) for request `id`, mapping the store's refusals.
     pub(super) async fn issue(
         &self,
@@ -110,13 +130,23 @@ pub(super) fn parse_id(
     .map(Some)
 }
 
-pub(super) fn verify_error(e: VerifyError, not_found: FlowError) -> FlowError {
+/// The answer to a failed code check of a request of `purpose`.
+fn verify_error(e: VerifyError, purpose: CodePurpose) -> FlowError {
     match e {
-        VerifyError::NotFound => not_found,
+        VerifyError::NotFound => not_found(purpose),
         VerifyError::Expired => FlowError::CodeExpired,
         VerifyError::Wrong { attempts_remaining } => FlowError::CodeInvalid { attempts_remaining },
         VerifyError::Exhausted => FlowError::CodeAttemptsExhausted,
         VerifyError::DailyGuessLimit { retry_at } => FlowError::TooManyGuessesToday { retry_at },
         VerifyError::Store(e) => e.into(),
+    }
+}
+
+/// The answer for a request of `purpose` that does not exist (any more), or whose payload is
+/// not of its purpose.
+fn not_found(purpose: CodePurpose) -> FlowError {
+    match purpose {
+        CodePurpose::Registration => FlowError::RegistrationNotFound,
+        CodePurpose::PasswordReset => FlowError::ResetNotFound,
     }
 }

@@ -1,10 +1,7 @@
 //! Password reset by emailed code (bound, like sign-up, to a random id only the requester
 //! holds) and password change.
 
-use super::{
-    AuthCore, Caller, ClientInfo, FlowError,
-    codes::{parse_id, verify_error},
-};
+use super::{AuthCore, Caller, ClientInfo, FlowError, codes::parse_id};
 use crate::domain::{AllParsed, Code, CodeHash, Email, Password, PendingId, Violations, now_ms};
 use crate::store::{CodeIssued, CodePurpose, IssueError, PendingPayload};
 
@@ -105,24 +102,9 @@ impl AuthCore {
         let id = parse_id(&mut v, "reset_id", reset_id);
         let (email, code, password, id) = v.finish((email, code, password, id).all())?;
         let id = id.ok_or(FlowError::ResetIdRequired)?;
-        self.tag_span(&email);
-        self.limit_code_guesses(client).await?;
-        let hash = self
-            .codes
-            .hash(CodePurpose::PasswordReset, &email, &id, &code);
         let payload = self
-            .stores
-            .pending
-            .verify_code(
-                CodePurpose::PasswordReset,
-                &email,
-                &id,
-                &hash,
-                now_ms(),
-                &self.policy.code,
-            )
-            .await
-            .map_err(|e| verify_error(e, FlowError::ResetNotFound))?;
+            .check_code(CodePurpose::PasswordReset, &email, &id, &code, client)
+            .await?;
         let PendingPayload::PasswordReset { user_id } = payload else {
             return Err(FlowError::ResetNotFound);
         };

@@ -2,7 +2,7 @@
 //! holds; ResendVerificationCode and VerifyRegistration need that id, so knowing someone's
 //! email never lets you finish, resend or spend the guesses of their sign-up.
 
-use super::codes::{parse_id, verify_error};
+use super::codes::parse_id;
 use super::limits::{Counter, HOUR_MS};
 use super::{AuthCore, ClientInfo, CodeDelivery, FlowError, SignedIn};
 use crate::domain::{
@@ -172,24 +172,9 @@ impl AuthCore {
         let id = parse_id(&mut v, "registration_id", registration_id);
         let (email, code, id) = v.finish((email, code, id).all())?;
         let id = id.ok_or(FlowError::RegistrationIdRequired)?;
-        self.tag_span(&email);
-        self.limit_code_guesses(client).await?;
-        let hash = self
-            .codes
-            .hash(CodePurpose::Registration, &email, &id, &code);
         let payload = self
-            .stores
-            .pending
-            .verify_code(
-                CodePurpose::Registration,
-                &email,
-                &id,
-                &hash,
-                now_ms(),
-                &self.policy.code,
-            )
-            .await
-            .map_err(|e| verify_error(e, FlowError::RegistrationNotFound))?;
+            .check_code(CodePurpose::Registration, &email, &id, &code, client)
+            .await?;
         let PendingPayload::Registration(new_user) = payload else {
             // A decoy's code matches no guess; a reset's cannot be under this purpose.
             return Err(FlowError::RegistrationNotFound);
