@@ -31,7 +31,7 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub grpc_addr: SocketAddr,
-    /// How long in-flight calls and the mail worker get to finish at shutdown.
+    /// How long the mail worker gets to finish the messages it is sending at shutdown.
     pub shutdown_grace: Duration,
     /// Browser origins allowed to call gRPC-Web across origins.
     pub grpc_web_cors_origins: Vec<http::HeaderValue>,

@@ -158,6 +158,8 @@ impl baatcheet_runtime::cli::Service for Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let stop = CancellationToken::new();
+        // Dropped without a signal (a test that ends), the tasks stop too.
+        let _stop_when_dropped = stop.clone().drop_guard();
         let mail_worker = tokio::spawn(self.mail_worker.run(stop.clone()));
         let maintenance = self.maintenance.spawn(stop.clone());
         let (health, health_service) = tonic_health::server::health_reporter();

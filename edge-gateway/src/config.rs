@@ -201,6 +201,7 @@ fn cookie_policy(env: &Env<'_>, production: bool) -> Result<CookiePolicy, Config
     })
 }
 
+/// `off`/`false`/`0` (default), `on`/`true` (one proxy), or a number of proxies.
 fn trust_proxy(env: &Env<'_>) -> Result<usize, ConfigError> {
     match env
         .get("TRUST_PROXY")

@@ -11,6 +11,7 @@ use std::{
     sync::Arc,
     time::Duration,
 };
+use tokio_util::sync::CancellationToken;
 
 use axum::{
     extract::{Request, State},
@@ -64,10 +65,13 @@ pub async fn limit(
 }
 
 /// Forgets networks whose buckets are full again, so memory follows the active clients.
-pub async fn sweep(limiter: Arc<IpLimiter>) {
+pub async fn sweep(limiter: Arc<IpLimiter>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
         limiter.retain_recent();
         limiter.shrink_to_fit();
     }

@@ -4,7 +4,8 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::Router;
-use tokio::{net::TcpListener, sync::oneshot};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 
 use crate::config::{Config, ConfigError, LogFormat};
@@ -29,7 +30,7 @@ pub enum StartupError {
     Serve(#[source] std::io::Error),
 }
 
-/// `main` returns this error: print it as the sentence it is.
+/// Printed as the sentence it is, also where `{:?}` is used (a test's `expect`).
 impl std::fmt::Debug for StartupError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Display::fmt(self, f)
@@ -110,21 +111,29 @@ impl baatcheet_runtime::cli::Service for Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let sweeper = tokio::spawn(ratelimit::sweep(self.limiter));
+        // One token stops every task; dropped without a signal (a test that ends), too.
+        let stop = CancellationToken::new();
+        let _stop_when_dropped = stop.clone().drop_guard();
+        let sweeper = tokio::spawn(ratelimit::sweep(self.limiter, stop.clone()));
         // Scrapes are idempotent, so the metrics listener simply stops with the rest.
         let metrics = self.metrics.map(|(listener, addr)| {
             tracing::info!(addr = %addr, "metrics listening");
+            let stop = stop.clone();
             tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, routes::metrics_router()).await {
+                let serve = axum::serve(listener, routes::metrics_router())
+                    .with_graceful_shutdown(stop.cancelled_owned());
+                if let Err(e) = serve.await {
                     tracing::error!(error = %e, "the metrics listener stopped");
                 }
             })
         });
-        let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
-        let signal = async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            let _ = stopping_tx.send(());
+        let signal = {
+            let stop = stop.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: finishing in-flight requests");
+                stop.cancel();
+            }
         };
         tracing::info!(addr = %self.addr, "edge-gateway listening (HTTP/1.1 and h2c)");
         let server = axum::serve(
@@ -134,11 +143,12 @@ impl baatcheet_runtime::cli::Service for Application {
         )
         .with_graceful_shutdown(signal);
         let grace = self.shutdown_grace;
-        let deadline = async move {
-            if stopping_rx.await.is_err() {
-                std::future::pending::<()>().await;
+        let deadline = {
+            let stop = stop.clone();
+            async move {
+                stop.cancelled().await;
+                tokio::time::sleep(grace).await;
             }
-            tokio::time::sleep(grace).await;
         };
         let result = tokio::select! {
             result = server => result.map_err(StartupError::Serve),
@@ -147,9 +157,9 @@ impl baatcheet_runtime::cli::Service for Application {
                 Ok(())
             }
         };
-        sweeper.abort();
-        if let Some(metrics) = metrics {
-            metrics.abort();
+        stop.cancel();
+        for task in metrics.into_iter().chain([sweeper]) {
+            let _ = tokio::time::timeout(grace, task).await;
         }
         tracing::info!("stopped");
         result

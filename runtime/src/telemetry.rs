@@ -16,13 +16,14 @@ pub fn init(format: LogFormat, default_filter: &str) {
         LogFormat::Json => registry
             .with(fmt::layer().json().flatten_event(true))
             .try_init(),
-        // Colour only on a terminal: in files and pipes the escape codes are noise.
         LogFormat::Pretty => registry
-            .with(
-                fmt::layer()
-                    .compact()
-                    .with_ansi(std::io::stdout().is_terminal()),
-            )
+            .with(fmt::layer().compact().with_ansi(colour()))
             .try_init(),
     };
+}
+
+/// Colour only on a terminal (in files and pipes the escape codes are noise), and never when
+/// `NO_COLOR` is set (<https://no-color.org>).
+fn colour() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

@@ -79,8 +79,9 @@ impl Mailbox for Path {
     }
 }
 
-/// Waits (up to `within`) until `email` has at least `nth` messages and returns the code of
-/// the nth; panics naming the mail when it does not come or holds no code.
+/// Waits (up to `within`) until `email` has at least `nth` messages and the nth holds a code
+/// (a file being written may not yet), and returns that code; panics naming the mail when it
+/// does not come in time.
 pub async fn wait_for_code(
     mailbox: &(impl Mailbox + ?Sized),
     email: &str,
@@ -91,13 +92,17 @@ pub async fn wait_for_code(
     let deadline = Instant::now() + within;
     loop {
         let mails = mailbox.mails_to(email);
-        if let Some(mail) = mails.get(nth - 1) {
-            return extract_code(&mail.text)
-                .unwrap_or_else(|| panic!("no 6-digit code in mail #{nth} to {email}"));
+        let code = mails.get(nth - 1).map(|mail| extract_code(&mail.text));
+        if let Some(Some(code)) = code {
+            return code;
         }
         assert!(
             Instant::now() < deadline,
-            "mail #{nth} to {email} did not arrive within {within:?} (have {})",
+            "{} within {within:?} (have {} mails to {email})",
+            match code {
+                Some(_) => format!("mail #{nth} to {email} held no 6-digit code"),
+                None => format!("mail #{nth} to {email} did not arrive"),
+            },
             mails.len()
         );
         tokio::time::sleep(Duration::from_millis(25)).await;

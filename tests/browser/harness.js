@@ -15,6 +15,8 @@ const STATIC_DIR = path.join(ROOT, 'edge-gateway', 'static');
 const TARGET_DIR = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
 const AUTH_SERVICE_BIN = process.env.AUTH_SERVICE_BIN || path.join(TARGET_DIR, 'debug', 'auth-service');
 const EDGE_GATEWAY_BIN = process.env.EDGE_GATEWAY_BIN || path.join(TARGET_DIR, 'debug', 'edge-gateway');
+// The mail reader of the Rust tests (test-support), so every test reads mail alike.
+const MAIL_CODE_BIN = process.env.MAIL_CODE_BIN || path.join(TARGET_DIR, 'debug', 'mail-code');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const { chromium } = require(path.join(ROOT, 'tests', 'tools', 'node_modules', 'playwright-core'));
 
@@ -170,7 +172,7 @@ async function teardown(stack) {
 async function mailedCode(mailDir, email, skip = 0) {
   return waitFor(() => {
     try {
-      return execFileSync('python3', [path.join(__dirname, 'mail_code.py'), mailDir, email, String(skip)],
+      return execFileSync(MAIL_CODE_BIN, [mailDir, email, String(skip + 1)],
         { encoding: 'utf8' }).trim();
     } catch {
       return null;

@@ -3,7 +3,7 @@
 # auth-service and edge-gateway binaries. Prints node's test summary; exits non-zero on failure.
 #
 # Env: CARGO_TARGET_DIR (default ./target; the debug binaries are used, built here if missing),
-# AUTH_SERVICE_BIN / EDGE_GATEWAY_BIN (other binaries), CHROMIUM (default /usr/bin/chromium),
+# AUTH_SERVICE_BIN / EDGE_GATEWAY_BIN / MAIL_CODE_BIN (other binaries), CHROMIUM (default /usr/bin/chromium),
 # KEEP_BROWSER_TEST_DIR=1 (keep the temp folder with logs and mail).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -29,7 +29,7 @@ fi
 
 # The binaries under test (cargo only rebuilds what changed).
 if [[ -z "${AUTH_SERVICE_BIN:-}${EDGE_GATEWAY_BIN:-}" ]]; then
-  cargo build --locked -p auth-service -p edge-gateway --bins
+  cargo build --locked -p auth-service -p edge-gateway -p baatcheet-test-support --bins
 fi
 
 exec node --test --test-reporter=spec tests/browser/

@@ -19,7 +19,7 @@ if ! [[ -x "$ST" ]]; then
   echo "error: schemathesis is not installed: run scripts/install-test-deps.sh" >&2
   exit 1
 fi
-for bin in auth-service edge-gateway; do
+for bin in auth-service edge-gateway mail-code; do
   [[ -x "$TARGET_DIR/debug/$bin" ]] || { echo "error: $TARGET_DIR/debug/$bin is missing: cargo build --workspace" >&2; exit 1; }
 done
 
@@ -40,6 +40,7 @@ http_port="$(free_port)"
 env -i PATH="$PATH" GRPC_ADDR="127.0.0.1:$grpc_port" DATA_DIR="$work/data" LOG_FORMAT=json \
   CODE_RESEND_COOLDOWN=0s LOGIN_MAX_ATTEMPTS=10000 HASH_QUEUE=1000 \
   LOGIN_MAX_FAILURES_PER_IP=1000000 CODE_REQUESTS_PER_IP_PER_HOUR=1000000 \
+  CODE_GUESSES_PER_IP_PER_HOUR=1000000 \
   "$TARGET_DIR/debug/auth-service" >"$work/auth-service.log" 2>&1 &
 pids+=($!)
 env -i PATH="$PATH" HTTP_HOST=127.0.0.1 PORT="$http_port" AUTH_SERVICE_URL="http://127.0.0.1:$grpc_port" \
@@ -60,7 +61,8 @@ curl -fsS "$base/readyz" >/dev/null || {
 
 rc=0
 SCHEMATHESIS_HOOKS="$ROOT/tests/schemathesis/hooks.py" \
-  ST_BASE_URL="$base" ST_MAIL_DIR="$work/data/mail" ST_STATUS_LOG="$work/status.log" \
+  ST_BASE_URL="$base" ST_MAIL_DIR="$work/data/mail" ST_MAIL_CODE="$TARGET_DIR/debug/mail-code" \
+  ST_STATUS_LOG="$work/status.log" \
   timeout 600 "$ST" run "$base/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --max-examples "${ST_MAX_EXAMPLES:-25}" \

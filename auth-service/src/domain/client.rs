@@ -17,7 +17,13 @@ impl ClientInfo {
     /// IPv6 address (one subscriber usually holds a whole /64 and can rotate inside it).
     pub fn network(&self) -> String {
         match self.ip.map(baatcheet_runtime::net::client_network) {
-            Some(IpAddr::V6(v6)) => format!("{v6}/64"),
+            // Every group written out (no `::` for zero groups), as the keys have always been
+            // spelled: a new spelling would give each network a fresh budget on deploy, and
+            // two during a rolling one.
+            Some(IpAddr::V6(v6)) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
             Some(v4) => v4.to_string(),
             None => "unknown".to_owned(),
         }
@@ -47,6 +53,8 @@ mod tests {
         assert_ne!(net("2001:db8:1:2::1"), net("2001:db8:1:3::1"));
         assert_eq!(net("2001:db8:1:2::1"), "2001:db8:1:2::/64");
         assert_eq!(net("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(net("2001:db8:1:0:5::1"), "2001:db8:1:0::/64");
+        assert_eq!(net("64:ff9b::1"), "64:ff9b:0:0::/64");
         assert_eq!(net("::ffff:192.0.2.7"), "192.0.2.7");
         assert_eq!(net("192.0.2.7"), "192.0.2.7");
         assert_eq!(ClientInfo::default().network(), "unknown");

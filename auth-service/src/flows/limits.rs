@@ -57,7 +57,7 @@ mod tests {
                 network: "192.0.2.7",
             },
             Counter::CodeGuesses {
-                network: "2001:db8::/64",
+                network: "2001:db8:0:0::/64",
             },
             Counter::LoginPair {
                 account: "abc",
@@ -78,7 +78,7 @@ mod tests {
             keys,
             [
                 "codes:net:192.0.2.7",
-                "codes:guess:net:2001:db8::/64",
+                "codes:guess:net:2001:db8:0:0::/64",
                 "login:pair:abc:192.0.2.7",
                 "login:net:192.0.2.7",
                 "login:acct:abc",

@@ -1,5 +1,5 @@
 //! Integration tests: the real service on a random port, real gRPC over TCP, real SQLite,
-//! codes read from the mail the service wrote. One binary, a module per feature.
+//! codes read from the mail the service wrote. A module per feature, in the one test binary.
 
 mod concurrency;
 mod login;
