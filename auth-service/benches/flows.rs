@@ -6,6 +6,7 @@
 //! when those are set in the environment). BENCH_SECONDS (default 5) and BENCH_CLIENTS
 //! (default 16) tune the run. Client and server share the machine's cores.
 
+// `Application::build` and `run_until_stopped` are the `Service` methods `main` runs too.
 use baatcheet_runtime::cli::Service as _;
 use std::{
     collections::HashMap,

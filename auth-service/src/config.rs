@@ -105,8 +105,8 @@ pub struct RedisConfig {
     pub timeout: Duration,
 }
 
-/// Milliseconds, the unit the stores keep times in.
-fn ms(d: Duration) -> i64 {
+/// A duration in milliseconds, the unit the stores and tokens keep times in.
+pub fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -182,7 +182,7 @@ fn storage_config(env: &Env<'_>) -> Result<StorageConfig, ConfigError> {
 }
 
 fn mail_config(env: &Env<'_>, data_dir: &std::path::Path) -> Result<MailConfig, ConfigError> {
-    let ms = Duration::from_millis;
+    let millis = Duration::from_millis;
     Ok(MailConfig {
         from: env.string("MAIL_FROM", "Baat Cheet <no-reply@baatcheet.local>"),
         app_name: env.string("APP_NAME", "Baat Cheet"),
@@ -193,10 +193,10 @@ fn mail_config(env: &Env<'_>, data_dir: &std::path::Path) -> Result<MailConfig, 
         smtp: smtp_config(env)?,
         delivery: RetryPolicy {
             max_attempts: env.number("MAIL_MAX_ATTEMPTS", 8, 1, 100)?,
-            base_delay: env.duration("MAIL_RETRY_BASE_DELAY", "2s", ms(10))?,
-            max_delay: env.duration("MAIL_RETRY_MAX_DELAY", "10m", ms(10))?,
+            base_delay: env.duration("MAIL_RETRY_BASE_DELAY", "2s", millis(10))?,
+            max_delay: env.duration("MAIL_RETRY_MAX_DELAY", "10m", millis(10))?,
             concurrency: env.number("MAIL_CONCURRENCY", 8, 1, 256)?,
-            dead_letter_ttl: env.duration("MAIL_DEAD_LETTER_TTL", "7d", ms(1000))?,
+            dead_letter_ttl: env.duration("MAIL_DEAD_LETTER_TTL", "7d", millis(1000))?,
         },
     })
 }
@@ -227,12 +227,12 @@ fn policy(env: &Env<'_>) -> Result<Policy, ConfigError> {
     }
     Ok(Policy {
         code: CodePolicy {
-            ttl_ms: ms(env.duration("CODE_TTL", "300s", second)?),
-            cooldown_ms: ms(env.duration("CODE_RESEND_COOLDOWN", "60s", Duration::ZERO)?),
+            ttl_ms: millis(env.duration("CODE_TTL", "300s", second)?),
+            cooldown_ms: millis(env.duration("CODE_RESEND_COOLDOWN", "60s", Duration::ZERO)?),
             max_attempts: env.number("CODE_MAX_ATTEMPTS", 5, 1, 100)?,
             max_sends_per_day: env.number("CODE_MAX_SENDS_PER_DAY", 10, 1, 1000)?,
             max_guesses_per_day: env.number("CODE_MAX_GUESSES_PER_DAY", 20, 1, 10_000)?,
-            pending_ttl_ms: ms(env.duration("CODE_REQUEST_TTL", "1h", second)?),
+            pending_ttl_ms: millis(env.duration("CODE_REQUEST_TTL", "1h", second)?),
         },
         code_requests_per_ip_per_hour: env.number(
             "CODE_REQUESTS_PER_IP_PER_HOUR",
@@ -247,12 +247,12 @@ fn policy(env: &Env<'_>) -> Result<Policy, ConfigError> {
             1_000_000,
         )?,
         signup_enumeration_safe: env.flag("SIGNUP_ENUMERATION_SAFE", false)?,
-        refresh_ttl_ms: ms(env.duration("REFRESH_TOKEN_EXPIRY", "7d", second)?),
-        refresh_grace_ms: ms(env.duration("REFRESH_REUSE_GRACE", "10s", Duration::ZERO)?),
+        refresh_ttl_ms: millis(env.duration("REFRESH_TOKEN_EXPIRY", "7d", second)?),
+        refresh_grace_ms: millis(env.duration("REFRESH_REUSE_GRACE", "10s", Duration::ZERO)?),
         max_sessions_per_user: env.number("MAX_SESSIONS_PER_USER", 50, 1, 10_000)?,
         login: LoginPolicy {
             max_attempts: env.number("LOGIN_MAX_ATTEMPTS", 10, 1, 10_000)?,
-            window_ms: ms(env.duration("LOGIN_WINDOW", "15m", second)?),
+            window_ms: millis(env.duration("LOGIN_WINDOW", "15m", second)?),
             max_failures_per_ip: env.number("LOGIN_MAX_FAILURES_PER_IP", 100, 1, 1_000_000)?,
             slowdown_after: env.number("LOGIN_SLOWDOWN_AFTER", 20, 1, 1_000_000)?,
             slowdown_max,
@@ -279,7 +279,7 @@ fn networks(
 }
 
 fn mongo_config(env: &Env<'_>) -> Result<Option<MongoConfig>, ConfigError> {
-    let ms = Duration::from_millis;
+    let millis = Duration::from_millis;
     let Some(uri) = env.get("MONGODB_URI") else {
         for var in ["DB_USERNAME", "DB_PASSWORD"] {
             if env.get(var).is_some() {
@@ -303,8 +303,12 @@ fn mongo_config(env: &Env<'_>) -> Result<Option<MongoConfig>, ConfigError> {
         password: env.get("DB_PASSWORD").map(SecretString::from),
         database: env.get("DB_NAME"),
         max_pool_size: env.number("MONGODB_MAX_POOL_SIZE", 20, 1, 10_000)?,
-        server_selection_timeout: env.duration("MONGODB_SERVER_SELECTION_TIMEOUT", "2s", ms(10))?,
-        connect_timeout: env.duration("MONGODB_CONNECT_TIMEOUT", "2s", ms(10))?,
+        server_selection_timeout: env.duration(
+            "MONGODB_SERVER_SELECTION_TIMEOUT",
+            "2s",
+            millis(10),
+        )?,
+        connect_timeout: env.duration("MONGODB_CONNECT_TIMEOUT", "2s", millis(10))?,
         retry_writes: env.parse("MONGODB_RETRY_WRITES", true)?,
     }))
 }

@@ -124,7 +124,7 @@ impl baatcheet_runtime::cli::Service for Application {
                 signing_key,
                 config.tokens.issuer.clone(),
                 config.tokens.audience.clone(),
-                config.tokens.access_ttl.as_millis() as i64,
+                crate::config::millis(config.tokens.access_ttl),
             ),
             codes: CodeHasher::new(&secret),
             refresh_sealer: Sealer::for_refresh_tokens(&secret),

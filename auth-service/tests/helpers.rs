@@ -1,6 +1,7 @@
 //! Spawns the real service on a random port with a fresh data folder and talks real gRPC to it.
 //! Codes are read from the .eml files the development mailer writes, like a person would.
 
+// `Application::build` and `run_until_stopped` are the `Service` methods `main` runs too.
 use baatcheet_runtime::cli::Service as _;
 use std::{
     collections::HashMap,

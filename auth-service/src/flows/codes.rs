@@ -53,8 +53,8 @@ impl AuthCore {
                 IssueError::Cooldown { retry_at } => FlowError::ResendCooldown { retry_at },
                 IssueError::DailyLimit { retry_at } => FlowError::CodeDailyLimit { retry_at },
                 IssueError::Exhausted => FlowError::CodeAttemptsExhausted,
-                // Only a resend comes without a payload, and only registrations are resent.
-                IssueError::NotFound => FlowError::RegistrationNotFound,
+                // Only a resend comes without a payload (only registrations are resent).
+                IssueError::NotFound => not_found(purpose),
                 IssueError::Store(e) => e.into(),
             })
     }

@@ -2,8 +2,10 @@
 //! holds) and password change.
 
 use super::{AuthCore, Caller, ClientInfo, FlowError, codes::parse_id};
-use crate::domain::{AllParsed, Code, CodeHash, Email, Password, PendingId, Violations, now_ms};
-use crate::store::{CodeIssued, CodePurpose, IssueError, PendingPayload};
+use crate::domain::{
+    AllParsed, Code, CodeHash, CodePurpose, Email, Password, PendingId, Violations, now_ms,
+};
+use crate::store::{CodeIssued, PendingPayload};
 
 /// What RequestPasswordReset answers, the same whether or not an account has the email.
 #[derive(Debug)]
@@ -42,25 +44,14 @@ impl AuthCore {
             None => (PendingPayload::Decoy, CodeHash::unguessable()),
         };
         let issued = self
-            .stores
-            .pending
-            .issue_code(
+            .issue(
                 CodePurpose::PasswordReset,
                 &email,
                 &id,
                 Some(&payload),
                 &hash,
-                now_ms(),
-                &self.policy.code,
             )
-            .await
-            .map_err(|e| match e {
-                IssueError::DailyLimit { retry_at } => FlowError::CodeDailyLimit { retry_at },
-                IssueError::Cooldown { retry_at } => FlowError::ResendCooldown { retry_at },
-                IssueError::Exhausted => FlowError::CodeAttemptsExhausted,
-                IssueError::NotFound => FlowError::ResetNotFound,
-                IssueError::Store(e) => e.into(),
-            })?;
+            .await?;
         if let Some(user) = user {
             let mail = self
                 .templates

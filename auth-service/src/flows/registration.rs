@@ -6,10 +6,10 @@ use super::codes::parse_id;
 use super::limits::{Counter, HOUR_MS};
 use super::{AuthCore, ClientInfo, CodeDelivery, FlowError, SignedIn};
 use crate::domain::{
-    AllParsed, Code, CodeHash, Email, NewUser, Password, PendingId, Profile, UserId, UserStatus,
-    Username, Violations, now_ms,
+    AllParsed, Code, CodeHash, CodePurpose, Email, NewUser, Password, PendingId, Profile, UserId,
+    UserStatus, Username, Violations, now_ms,
 };
-use crate::store::{CodeIssued, CodePurpose, CreateUserError, PendingPayload};
+use crate::store::{CodeIssued, CreateUserError, PendingPayload};
 
 /// How often the owner of a taken email is told that someone tried to sign up with it.
 const SIGNUP_NOTICE_WINDOW_MS: i64 = HOUR_MS;

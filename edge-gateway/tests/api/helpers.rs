@@ -3,6 +3,7 @@
 //! cookie store) so tests can assert every attribute. Codes are read from the .eml files the
 //! development mailer writes, as a person would.
 
+// `Application::build` and `run_until_stopped` are the `Service` methods `main` runs too.
 use baatcheet_runtime::cli::Service as _;
 use std::{
     collections::HashMap,
