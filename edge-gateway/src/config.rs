@@ -1,5 +1,5 @@
-//! Configuration: one struct, read once from the environment (and `.env` when present), validated
-//! at startup. Every error names the variable. The reference of every key is in the crate README.
+//! Configuration, in sections, read once from the environment (and `.env` when present) and
+//! validated at startup. Every error names the variable. The reference of every key is in the crate README.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -11,37 +11,55 @@ use baatcheet_runtime::env::{Env, load_dotenv};
 use cookie::SameSite;
 use http::HeaderValue;
 
-/// The whole configuration of the gateway.
+/// The whole configuration of the gateway, in sections.
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub browser: BrowserConfig,
+    pub rate_limit: RateLimit,
+}
+
+/// The listeners, whom they believe, and how long requests may run.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
     /// Address to listen on; port 0 picks a free port.
     pub host: IpAddr,
     pub port: u16,
     /// A listener of its own for GET /metrics (e.g. `127.0.0.1:9090`, reachable only by the
     /// scraper); `None` serves it on the API port, as suits development.
     pub metrics_addr: Option<SocketAddr>,
-    /// Where the auth service's gRPC API is, e.g. `http://127.0.0.1:50051`.
-    pub auth_service_url: String,
-    /// How many HTTP/2 connections to the auth service calls are spread over, so that one
-    /// connection lost takes only its share of the calls in flight with it.
-    pub auth_service_connections: usize,
+    /// How many proxies in front of the gateway append to `X-Forwarded-For`; 0 ignores the header.
+    pub trust_proxy_hops: usize,
+    /// Whole-request deadline at the edge.
+    pub request_timeout: Duration,
+    /// How long in-flight requests may run after a shutdown signal.
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+}
+
+/// The auth service behind the gateway.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Where its gRPC API is, e.g. `http://127.0.0.1:50051`.
+    pub url: String,
+    /// How many HTTP/2 connections calls are spread over, so that one connection lost takes
+    /// only its share of the calls in flight with it.
+    pub connections: usize,
+    /// Deadline of one gRPC call.
+    pub timeout: Duration,
+}
+
+/// What browsers get: cookies, the origins allowed to call with them, the page.
+#[derive(Debug, Clone)]
+pub struct BrowserConfig {
     /// `production` turns on secure cookies and turns off the page unless said otherwise.
     pub production: bool,
     pub cookies: CookiePolicy,
-    /// Browser origins allowed to call the API with credentials, normalized (`scheme://host[:port]`).
+    /// Origins allowed to call the API with credentials, normalized (`scheme://host[:port]`).
     pub cors_origins: Vec<HeaderValue>,
-    /// How many proxies in front of the gateway append to `X-Forwarded-For`; 0 ignores the header.
-    pub trust_proxy_hops: usize,
-    pub rate_limit: RateLimit,
-    /// Whole-request deadline at the edge.
-    pub request_timeout: Duration,
-    /// Deadline of one gRPC call to the auth service.
-    pub grpc_timeout: Duration,
     /// Whether the static page is served at `/`.
     pub serve_page: bool,
-    pub log_format: LogFormat,
-    /// How long in-flight requests may run after a shutdown signal.
-    pub shutdown_grace: Duration,
 }
 
 /// Attributes of the token cookies.
@@ -121,29 +139,35 @@ impl Config {
             ));
         }
         Ok(Config {
-            host,
-            port,
-            metrics_addr,
-            auth_service_url,
-            auth_service_connections: auth_service_connections as usize,
-            production,
-            cookies,
-            cors_origins: env.origins("CORS_ORIGINS")?,
-            trust_proxy_hops: trust_proxy(&env)?,
+            server: ServerConfig {
+                host,
+                port,
+                metrics_addr,
+                trust_proxy_hops: trust_proxy(&env)?,
+                request_timeout,
+                shutdown_grace: env.duration("SHUTDOWN_GRACE", "10s", Duration::from_millis(1))?,
+                log_format,
+            },
+            upstream: UpstreamConfig {
+                url: auth_service_url,
+                connections: auth_service_connections as usize,
+                timeout: grpc_timeout,
+            },
+            browser: BrowserConfig {
+                production,
+                cookies,
+                cors_origins: env.origins("CORS_ORIGINS")?,
+                serve_page: env.flag("SERVE_PAGE", !production)?,
+            },
             rate_limit: RateLimit {
                 per_second: env.number("RATE_LIMIT_PER_SECOND", 20, 1, u32::MAX)?,
                 burst: env.number("RATE_LIMIT_BURST", 100, 1, u32::MAX)?,
             },
-            request_timeout,
-            grpc_timeout,
-            serve_page: env.flag("SERVE_PAGE", !production)?,
-            log_format,
-            shutdown_grace: env.duration("SHUTDOWN_GRACE", "10s", Duration::from_millis(1))?,
         })
     }
 }
 
-impl Config {
+impl BrowserConfig {
     /// Whether `origin` (an `Origin` header) is on CORS_ORIGINS.
     pub fn allows_origin(&self, origin: &[u8]) -> bool {
         self.cors_origins
@@ -230,22 +254,25 @@ mod tests {
     #[test]
     fn defaults_are_development() {
         let c = load(&[]).unwrap();
-        assert_eq!(c.port, 8080);
-        assert_eq!(c.host.to_string(), "127.0.0.1");
-        assert_eq!(c.auth_service_url, "http://127.0.0.1:50051");
-        assert_eq!(c.cookies.same_site, SameSite::Strict);
-        assert!(!c.cookies.secure);
-        assert!(c.serve_page);
-        assert_eq!(c.trust_proxy_hops, 0);
-        assert!(c.cors_origins.is_empty());
-        assert_eq!(c.metrics_addr, None);
-        assert_eq!(c.auth_service_connections, 4);
+        assert_eq!(c.server.port, 8080);
+        assert_eq!(c.server.host.to_string(), "127.0.0.1");
+        assert_eq!(c.upstream.url, "http://127.0.0.1:50051");
+        assert_eq!(c.browser.cookies.same_site, SameSite::Strict);
+        assert!(!c.browser.cookies.secure);
+        assert!(c.browser.serve_page);
+        assert_eq!(c.server.trust_proxy_hops, 0);
+        assert!(c.browser.cors_origins.is_empty());
+        assert_eq!(c.server.metrics_addr, None);
+        assert_eq!(c.upstream.connections, 4);
     }
 
     #[test]
     fn metrics_get_a_listener_of_their_own() {
         let c = load(&[("METRICS_ADDR", "127.0.0.1:9090")]).unwrap();
-        assert_eq!(c.metrics_addr, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(
+            c.server.metrics_addr,
+            Some("127.0.0.1:9090".parse().unwrap())
+        );
         let err = load(&[
             ("METRICS_ADDR", "127.0.0.1:8080"),
             ("HTTP_HOST", "127.0.0.1"),
@@ -258,16 +285,16 @@ mod tests {
     fn production_turns_on_secure_cookies_and_off_the_page() {
         for var in ["NODE_ENV", "APP_ENV"] {
             let c = load(&[(var, "production")]).unwrap();
-            assert!(c.production && c.cookies.secure && !c.serve_page);
+            assert!(c.browser.production && c.browser.cookies.secure && !c.browser.serve_page);
         }
         let c = load(&[("NODE_ENV", "production"), ("COOKIE_SECURE", "off")]).unwrap();
-        assert!(!c.cookies.secure);
+        assert!(!c.browser.cookies.secure);
     }
 
     #[test]
     fn same_site_none_forces_secure() {
         let c = load(&[("COOKIE_SAMESITE", "None"), ("COOKIE_SECURE", "false")]).unwrap();
-        assert!(c.cookies.secure);
+        assert!(c.browser.cookies.secure);
     }
 
     #[test]
@@ -278,7 +305,7 @@ mod tests {
         )])
         .unwrap();
         assert_eq!(
-            c.cors_origins,
+            c.browser.cors_origins,
             [
                 "http://localhost:5173",
                 "https://app.example.com",

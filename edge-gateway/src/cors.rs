@@ -42,7 +42,7 @@ pub async fn hide_policy_from_unlisted(
     let listed = request
         .headers()
         .get(header::ORIGIN)
-        .is_some_and(|o| app.config().allows_origin(o.as_bytes()));
+        .is_some_and(|o| app.config().browser.allows_origin(o.as_bytes()));
     let mut response = next.run(request).await;
     if !listed {
         let names: Vec<HeaderName> = response

@@ -28,7 +28,7 @@ pub async fn check_origin(State(app): State<AppState>, request: Request, next: N
             request.headers(),
             request_authority(&request),
             own_scheme(app.cookies()),
-            |o| app.config().allows_origin(o),
+            |o| app.config().browser.allows_origin(o),
         )
     {
         crate::metrics::refused("csrf");

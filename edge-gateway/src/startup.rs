@@ -68,32 +68,33 @@ impl baatcheet_runtime::cli::Service for Application {
     type Error = StartupError;
 
     fn log_format(config: &Config) -> LogFormat {
-        config.log_format
+        config.server.log_format
     }
 
     async fn healthcheck(config: &Config) -> Result<(), String> {
-        crate::healthcheck::check(SocketAddr::new(config.host, config.port)).await
+        crate::healthcheck::check(SocketAddr::new(config.server.host, config.server.port)).await
     }
 
     /// Connects lazily: the gateway starts (and /readyz says so) while the auth service is down.
     async fn build(config: Config) -> Result<Self, StartupError> {
         metrics_handle_installed();
-        let endpoint = Endpoint::from_shared(config.auth_service_url.clone())
+        let endpoint = Endpoint::from_shared(config.upstream.url.clone())
             .map_err(StartupError::AuthServiceUrl)?
             .connect_timeout(Duration::from_secs(2))
-            .timeout(config.grpc_timeout)
+            .timeout(config.upstream.timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10))
             .keep_alive_while_idle(true);
-        let pool = ConnectionPool::lazy(&endpoint, config.auth_service_connections);
-        let (listener, addr) = bind(SocketAddr::new(config.host, config.port)).await?;
-        let metrics = match config.metrics_addr {
+        let pool = ConnectionPool::lazy(&endpoint, config.upstream.connections);
+        let (listener, addr) =
+            bind(SocketAddr::new(config.server.host, config.server.port)).await?;
+        let metrics = match config.server.metrics_addr {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
         let limiter = ratelimit::limiter(config.rate_limit);
-        let shutdown_grace = config.shutdown_grace;
+        let shutdown_grace = config.server.shutdown_grace;
         let router = routes::router(AppState::new(config, pool), limiter.clone())?;
         Ok(Self {
             listener,

@@ -34,7 +34,7 @@ impl AppState {
     }
 
     pub fn cookies(&self) -> &CookiePolicy {
-        &self.0.config.cookies
+        &self.0.config.browser.cookies
     }
 
     /// A client over the shared pool (clones are cheap and share its connections).

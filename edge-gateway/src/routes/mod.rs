@@ -61,7 +61,7 @@ pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_js
         .routes(routes!(ops::openapi_json));
     // With METRICS_ADDR, /metrics lives on its own listener ([`metrics_router`]) and is not
     // here at all (nor in the OpenAPI document).
-    if config.metrics_addr.is_none() {
+    if config.server.metrics_addr.is_none() {
         operators = operators.routes(routes!(ops::metrics));
     }
     let (mut router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -69,13 +69,13 @@ pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_js
         .merge(operators)
         .split_for_parts();
     openapi::document_edge_errors(&mut doc);
-    openapi::name_cookies(&mut doc, &config.cookies);
+    openapi::name_cookies(&mut doc, &config.browser.cookies);
     router = router.layer(Extension(ops::OpenApiJson(doc.to_json()?.into())));
-    if config.serve_page {
+    if config.browser.serve_page {
         router = router.merge(page::router());
     }
 
-    let helmet: Arc<[_]> = security::headers(config.cookies.secure).into();
+    let helmet: Arc<[_]> = security::headers(config.browser.cookies.secure).into();
 
     // The last layer added runs first.
     Ok(router
@@ -85,12 +85,12 @@ pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_js
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
-            config.request_timeout,
+            config.server.request_timeout,
         ))
         .layer(CompressionLayer::new())
         .layer(from_fn_with_state(helmet, security::add_headers))
         .layer(from_fn(shape_bare_errors))
-        .layer(cors::layer(&config.cors_origins))
+        .layer(cors::layer(&config.browser.cors_origins))
         .layer(from_fn_with_state(app, cors::hide_policy_from_unlisted))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(telemetry::access_log())
@@ -98,7 +98,7 @@ pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_js
         .layer(from_fn(request_id::drop_unacceptable))
         .layer(from_fn(metrics::track))
         .layer(from_fn_with_state(
-            config.trust_proxy_hops,
+            config.server.trust_proxy_hops,
             resolve_client_ip,
         )))
 }
