@@ -182,7 +182,7 @@ fn storage_config(env: &Env<'_>) -> Result<StorageConfig, ConfigError> {
 }
 
 fn mail_config(env: &Env<'_>, data_dir: &std::path::Path) -> Result<MailConfig, ConfigError> {
-    let millis = Duration::from_millis;
+    let msec = Duration::from_millis;
     Ok(MailConfig {
         from: env.string("MAIL_FROM", "Baat Cheet <no-reply@baatcheet.local>"),
         app_name: env.string("APP_NAME", "Baat Cheet"),
@@ -193,10 +193,10 @@ fn mail_config(env: &Env<'_>, data_dir: &std::path::Path) -> Result<MailConfig, 
         smtp: smtp_config(env)?,
         delivery: RetryPolicy {
             max_attempts: env.number("MAIL_MAX_ATTEMPTS", 8, 1, 100)?,
-            base_delay: env.duration("MAIL_RETRY_BASE_DELAY", "2s", millis(10))?,
-            max_delay: env.duration("MAIL_RETRY_MAX_DELAY", "10m", millis(10))?,
+            base_delay: env.duration("MAIL_RETRY_BASE_DELAY", "2s", msec(10))?,
+            max_delay: env.duration("MAIL_RETRY_MAX_DELAY", "10m", msec(10))?,
             concurrency: env.number("MAIL_CONCURRENCY", 8, 1, 256)?,
-            dead_letter_ttl: env.duration("MAIL_DEAD_LETTER_TTL", "7d", millis(1000))?,
+            dead_letter_ttl: env.duration("MAIL_DEAD_LETTER_TTL", "7d", msec(1000))?,
         },
     })
 }
@@ -279,7 +279,7 @@ fn networks(
 }
 
 fn mongo_config(env: &Env<'_>) -> Result<Option<MongoConfig>, ConfigError> {
-    let millis = Duration::from_millis;
+    let msec = Duration::from_millis;
     let Some(uri) = env.get("MONGODB_URI") else {
         for var in ["DB_USERNAME", "DB_PASSWORD"] {
             if env.get(var).is_some() {
@@ -306,9 +306,9 @@ fn mongo_config(env: &Env<'_>) -> Result<Option<MongoConfig>, ConfigError> {
         server_selection_timeout: env.duration(
             "MONGODB_SERVER_SELECTION_TIMEOUT",
             "2s",
-            millis(10),
+            msec(10),
         )?,
-        connect_timeout: env.duration("MONGODB_CONNECT_TIMEOUT", "2s", millis(10))?,
+        connect_timeout: env.duration("MONGODB_CONNECT_TIMEOUT", "2s", msec(10))?,
         retry_writes: env.parse("MONGODB_RETRY_WRITES", true)?,
     }))
 }

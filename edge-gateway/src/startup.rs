@@ -13,6 +13,9 @@ use crate::pool::ConnectionPool;
 use crate::ratelimit::{self, IpLimiter};
 use crate::{routes, state::AppState};
 
+/// How long the sweeper and the metrics listener get to end once cancelled.
+const TASK_STOP: Duration = Duration::from_secs(1);
+
 #[derive(thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
@@ -159,8 +162,11 @@ impl baatcheet_runtime::cli::Service for Application {
             }
         };
         stop.cancel();
-        for task in metrics.into_iter().chain([sweeper]) {
-            let _ = tokio::time::timeout(grace, task).await;
+        // Both end at once when cancelled; a scrape still running is cut short.
+        for mut task in metrics.into_iter().chain([sweeper]) {
+            if tokio::time::timeout(TASK_STOP, &mut task).await.is_err() {
+                task.abort();
+            }
         }
         tracing::info!("stopped");
         result

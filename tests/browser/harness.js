@@ -170,6 +170,9 @@ async function teardown(stack) {
 
 /** The code of mail number `skip` (0-based) to `email`, read from the dev mail folder. */
 async function mailedCode(mailDir, email, skip = 0) {
+  if (!fs.existsSync(MAIL_CODE_BIN)) {
+    throw new Error(`${MAIL_CODE_BIN} is missing: cargo build -p baatcheet-test-support (or set MAIL_CODE_BIN)`);
+  }
   return waitFor(() => {
     try {
       return execFileSync(MAIL_CODE_BIN, [mailDir, email, String(skip + 1)],
