@@ -115,3 +115,26 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Calls `call` until a backend that was down answers again: UNAVAILABLE is retried for up to
+/// `within`, any other refusal fails the test; the first success is returned.
+pub async fn once_available<T, F, Fut>(within: Duration, what: &str, mut call: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match call().await {
+            Ok(value) => return value,
+            Err(s) => {
+                assert_eq!(s.code(), tonic::Code::Unavailable, "{what}: {s:?}");
+                assert!(
+                    Instant::now() < deadline,
+                    "{what} did not succeed within {within:?} of the backend's return"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}

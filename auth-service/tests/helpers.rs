@@ -219,6 +219,14 @@ impl TestApp {
             .map(|r| r.into_inner().sessions)
     }
 
+    /// The ids of the caller's live sessions, sorted (order-free comparisons).
+    pub async fn session_ids(&self, access_token: &str) -> Vec<String> {
+        let sessions = self.sessions(access_token).await.expect("ListSessions");
+        let mut ids: Vec<String> = sessions.into_iter().map(|s| s.id).collect();
+        ids.sort();
+        ids
+    }
+
     /// Registers, reads the code from the mail, verifies: a signed-up user and its tokens.
     pub async fn signup(&self, username: &str, email: &str) -> (pb::User, pb::TokenPair) {
         let mail_dir = self.mail_dir.as_path();

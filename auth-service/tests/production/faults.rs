@@ -9,7 +9,7 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use crate::env::{Backends, eventually};
+use crate::env::{Backends, eventually, once_available};
 use crate::helpers::*;
 
 async fn serving(app: &TestApp) -> i32 {
@@ -280,20 +280,10 @@ async fn a_verification_cut_short_by_the_user_store_works_again_with_the_same_co
 
     // The verified request was kept: the same code finishes the sign-up once MongoDB is back.
     mongo.restart().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let verified = loop {
-        match app.verify(&mail, &id, &code).await {
-            Ok(verified) => break verified,
-            Err(s) => {
-                assert_eq!(s.code(), Code::Unavailable, "{s:?}");
-                assert!(
-                    Instant::now() < deadline,
-                    "the same code did not verify within 20 s of MongoDB's return"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
+    let verified = once_available(Duration::from_secs(20), "the same code", || {
+        app.verify(&mail, &id, &code)
+    })
+    .await;
     let user = verified.user.unwrap();
     assert_eq!(user.email, mail);
     assert_eq!(
@@ -335,20 +325,10 @@ async fn a_reset_cut_short_by_the_user_store_works_again_with_the_same_code() {
 
     // The verified request was kept: the same code sets the password once MongoDB is back.
     mongo.restart().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let done = loop {
-        match app.reset(&mail, &reset_id, &code, new_password).await {
-            Ok(done) => break done,
-            Err(s) => {
-                assert_eq!(s.code(), Code::Unavailable, "{s:?}");
-                assert!(
-                    Instant::now() < deadline,
-                    "the same code did not reset within 20 s of MongoDB's return"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
+    let done = once_available(Duration::from_secs(20), "the same reset code", || {
+        app.reset(&mail, &reset_id, &code, new_password)
+    })
+    .await;
     assert_eq!(done.revoked_session_count, 1);
     assert_error(
         app.validate(&tokens.access_token).await,
