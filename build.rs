@@ -4,7 +4,10 @@
 use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/baatcheet/auth/v1/auth_service.proto"];
+    let files = [
+        "proto/baatcheet/auth/v1/auth_service.proto",
+        "proto/baatcheet/auth/v1/internal_auth_service.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }
