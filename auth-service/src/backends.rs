@@ -11,6 +11,7 @@ use crate::config::{ConfigError, MailConfig, StorageConfig};
 use crate::mail::{EmlMailer, Mailer, SmtpMailer};
 use crate::store::{
     Health, StoreError, Stores,
+    events_after::EventsAfter,
     mongo::{MongoSettings, MongoUserStore},
     redis::{RedisSettings, RedisStore},
     sqlite::SqliteStore,
@@ -51,16 +52,27 @@ pub enum BackendError {
     },
 }
 
-/// Opens the backends `storage` names and the mailer `mail` names.
-pub async fn open(storage: &StorageConfig, mail: &MailConfig) -> Result<Backends, BackendError> {
+/// Opens the backends `storage` names and the mailer `mail` names; the event log keeps
+/// `event_retention` of events.
+pub async fn open(
+    storage: &StorageConfig,
+    mail: &MailConfig,
+    event_retention: Duration,
+) -> Result<Backends, BackendError> {
     let needs_sqlite = storage.mongo.is_none() || storage.redis.is_none();
     let sqlite = if needs_sqlite {
-        Some(Arc::new(SqliteStore::open(&storage.sqlite_path).map_err(
-            |source| BackendError::Store {
+        let store =
+            SqliteStore::open(&storage.sqlite_path).map_err(|source| BackendError::Store {
                 backend: "SQLite",
                 source,
-            },
-        )?))
+            })?;
+        // With the event log in Redis, user events are appended there (EventsAfter).
+        let store = if storage.redis.is_some() {
+            store.without_user_events()
+        } else {
+            store
+        };
+        Some(Arc::new(store))
     } else {
         None
     };
@@ -108,6 +120,7 @@ pub async fn open(storage: &StorageConfig, mail: &MailConfig) -> Result<Backends
                         pool_size: redis.pool_size,
                         connection_timeout: redis.timeout,
                         command_timeout: redis.timeout,
+                        event_retention_ms: crate::config::millis(event_retention),
                         ..RedisSettings::default()
                     },
                 )
@@ -146,9 +159,21 @@ pub async fn open(storage: &StorageConfig, mail: &MailConfig) -> Result<Backends
         ),
     };
 
+    // Users and the log in one SQLite file: their events are written in the same
+    // transaction. Otherwise they are appended to the log right after the change.
+    let users: Arc<dyn crate::store::UserStore> =
+        if storage.mongo.is_none() && storage.redis.is_none() {
+            users
+        } else {
+            Arc::new(EventsAfter {
+                users,
+                log: state.events.clone(),
+            })
+        };
     Ok(Backends {
         stores: Stores {
             users,
+            events: state.events,
             pending: state.pending,
             sessions: state.sessions,
             limits: state.limits,
@@ -167,6 +192,7 @@ struct StateStores {
     sessions: Arc<dyn crate::store::SessionStore>,
     limits: Arc<dyn crate::store::RateLimitStore>,
     mail: Arc<dyn crate::store::MailQueue>,
+    events: Arc<dyn crate::store::EventLog>,
 }
 
 impl StateStores {
@@ -175,7 +201,8 @@ impl StateStores {
             pending: s.clone(),
             sessions: s.clone(),
             limits: s.clone(),
-            mail: s,
+            mail: s.clone(),
+            events: s,
         }
     }
 
@@ -184,7 +211,8 @@ impl StateStores {
             pending: s.clone(),
             sessions: s.clone(),
             limits: s.clone(),
-            mail: s,
+            mail: s.clone(),
+            events: s,
         }
     }
 }

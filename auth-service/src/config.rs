@@ -10,8 +10,8 @@ pub use baatcheet_runtime::env::{ConfigError, LogFormat};
 use baatcheet_runtime::env::{Env, load_dotenv};
 use secrecy::SecretString;
 
-use crate::crypto::HashSettings;
-use crate::flows::{LoginPolicy, Policy};
+use crate::crypto::{HashSettings, ServiceTokens};
+use crate::flows::{LoginPolicy, Policy, PresencePolicy};
 use crate::mail::{RetryPolicy, SmtpConfig, SmtpTls};
 use crate::store::CodePolicy;
 
@@ -25,6 +25,16 @@ pub struct Config {
     pub mail: MailConfig,
     pub hashing: HashSettings,
     pub policy: Policy,
+    pub events: EventsConfig,
+}
+
+/// The event log `WatchEvents` streams.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// How long events are kept for watchers that resume.
+    pub retention: Duration,
+    /// Watch streams one instance serves at once.
+    pub max_watchers: u32,
 }
 
 /// The gRPC listener and whom it believes.
@@ -35,8 +45,12 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Browser origins allowed to call gRPC-Web across origins.
     pub grpc_web_cors_origins: Vec<http::HeaderValue>,
-    /// Peers whose `x-client-ip` / `x-client-user-agent` metadata is believed.
+    /// Peers whose `x-client-ip` / `x-client-user-agent` metadata is believed, when no
+    /// service token is configured.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// SHA-256 of the service credentials `InternalAuthService` accepts, by service name.
+    /// When any is set, client metadata is believed only from a caller presenting one.
+    pub service_tokens: ServiceTokens,
     pub log_format: LogFormat,
 }
 
@@ -134,6 +148,7 @@ impl Config {
                 shutdown_grace: env.duration("SHUTDOWN_GRACE", "10s", Duration::ZERO)?,
                 grpc_web_cors_origins: env.origins("GRPC_WEB_CORS_ORIGINS")?,
                 trusted_proxies: networks(&env, "TRUSTED_PROXIES", "127.0.0.0/8,::1/128")?,
+                service_tokens: service_tokens(&env)?,
                 log_format: env.log_format()?,
             },
             keys: KeysConfig {
@@ -149,6 +164,10 @@ impl Config {
             mail: mail_config(&env, &storage.data_dir)?,
             hashing: hash_settings(&env)?,
             policy: policy(&env)?,
+            events: EventsConfig {
+                retention: env.duration("EVENT_RETENTION", "24h", Duration::from_secs(1))?,
+                max_watchers: env.number("MAX_EVENT_WATCHERS", 256, 1, 100_000)?,
+            },
             storage,
         })
     }
@@ -250,6 +269,19 @@ fn policy(env: &Env<'_>) -> Result<Policy, ConfigError> {
         refresh_ttl_ms: millis(env.duration("REFRESH_TOKEN_EXPIRY", "7d", second)?),
         refresh_grace_ms: millis(env.duration("REFRESH_REUSE_GRACE", "10s", Duration::ZERO)?),
         max_sessions_per_user: env.number("MAX_SESSIONS_PER_USER", 50, 1, 10_000)?,
+        username_change_cooldown_ms: millis(env.duration(
+            "USERNAME_CHANGE_COOLDOWN",
+            "30d",
+            Duration::ZERO,
+        )?),
+        presence: PresencePolicy {
+            ttl_ms: millis(env.duration("PRESENCE_TTL", "90s", Duration::from_millis(100))?),
+            write_interval_ms: millis(env.duration(
+                "PRESENCE_WRITE_INTERVAL",
+                "60s",
+                Duration::ZERO,
+            )?),
+        },
         login: LoginPolicy {
             max_attempts: env.number("LOGIN_MAX_ATTEMPTS", 10, 1, 10_000)?,
             window_ms: millis(env.duration("LOGIN_WINDOW", "15m", second)?),
@@ -258,6 +290,23 @@ fn policy(env: &Env<'_>) -> Result<Policy, ConfigError> {
             slowdown_max,
         },
     })
+}
+
+/// SERVICE_TOKENS (inline `name:hash` entries, by line or comma) and SERVICE_TOKENS_FILE
+/// (a file of such lines), together.
+fn service_tokens(env: &Env<'_>) -> Result<ServiceTokens, ConfigError> {
+    let inline = ServiceTokens::parse(&env.string("SERVICE_TOKENS", ""))
+        .map_err(|e| ConfigError::new("SERVICE_TOKENS", e))?;
+    let Some(path) = env.get("SERVICE_TOKENS_FILE") else {
+        return Ok(inline);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| ConfigError::new("SERVICE_TOKENS_FILE", format!("cannot read {path}: {e}")))?;
+    let from_file = ServiceTokens::parse(&text)
+        .map_err(|e| ConfigError::new("SERVICE_TOKENS_FILE", format!("{path}: {e}")))?;
+    inline
+        .merge(from_file)
+        .map_err(|e| ConfigError::new("SERVICE_TOKENS_FILE", e))
 }
 
 /// Comma-separated CIDRs (`10.0.0.0/8`) or single addresses; `none` for none.
@@ -393,6 +442,10 @@ mod tests {
             ("CODE_LOCKOUT", "15m"),
             ("MAIL_CONCURRENCY", "0"),
             ("LOGIN_SLOWDOWN_MAX", "30s"),
+            ("SERVICE_TOKENS", "gateway:abc"),
+            ("SERVICE_TOKENS_FILE", "/nonexistent/tokens"),
+            ("PRESENCE_TTL", "0s"),
+            ("EVENT_RETENTION", "forever"),
         ] {
             let mut pairs = vec![(var, value)];
             if var == "SMTP_TLS" {

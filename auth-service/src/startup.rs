@@ -6,7 +6,10 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use baatcheet_auth_api::{
     FILE_DESCRIPTOR_SET,
-    v1::auth_service_server::{AuthServiceServer, SERVICE_NAME},
+    v1::{
+        auth_service_server::{AuthServiceServer, SERVICE_NAME},
+        internal_auth_service_server::InternalAuthServiceServer,
+    },
 };
 use http::HeaderName;
 use tokio::net::TcpListener;
@@ -23,7 +26,10 @@ use crate::backends::{self, BackendError, Maintenance};
 use crate::config::{Config, ConfigError, LogFormat};
 use crate::crypto::{AccessTokens, CodeHasher, EmailTagger, PasswordHasher, Sealer};
 use crate::flows::AuthCore;
-use crate::grpc::AuthGrpc;
+use crate::grpc::{
+    AuthGrpc,
+    internal::{InternalGrpc, ServiceAuth},
+};
 use crate::keys;
 use crate::mail::{MailWorker, Templates};
 use crate::store::Stores;
@@ -108,7 +114,8 @@ impl baatcheet_runtime::cli::Service for Application {
         let data_dir = &config.storage.data_dir;
         let signing_key = keys::signing_key(&config.keys, data_dir)?;
         let secret = keys::server_secret(&config.keys, data_dir)?;
-        let backends = backends::open(&config.storage, &config.mail).await?;
+        let backends =
+            backends::open(&config.storage, &config.mail, config.events.retention).await?;
         tracing::info!(backends = %backends.description, "backends chosen");
         tracing::info!(kid = signing_key.kid(), "access tokens signed with EdDSA");
         let outbox = crate::mail::Outbox::new(
@@ -164,6 +171,12 @@ impl baatcheet_runtime::cli::Service for Application {
         let maintenance = self.maintenance.spawn(stop.clone());
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<AuthServiceServer<AuthGrpc>>().await;
+        let stop_streams = stop.clone();
+        let event_trim = tokio::spawn(trim_events(
+            self.core.stores.events.clone(),
+            crate::config::millis(self.config.events.retention),
+            stop.clone(),
+        ));
         let watcher = tokio::spawn(watch_backends(
             health.clone(),
             self.core.stores.clone(),
@@ -183,7 +196,12 @@ impl baatcheet_runtime::cli::Service for Application {
                             .get("x-request-id")
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or("");
-                        tracing::info_span!("grpc", method = %req.uri().path(), request_id = %id)
+                        tracing::info_span!(
+                            "grpc",
+                            method = %req.uri().path(),
+                            request_id = %id,
+                            service = tracing::field::Empty,
+                        )
                     })
                     // Refusals (a wrong code, a bad token) are answers, not server failures:
                     // flows log what matters, and INTERNAL is logged where it is mapped.
@@ -193,9 +211,22 @@ impl baatcheet_runtime::cli::Service for Application {
             .into_inner();
 
         let server = &self.config.server;
+        let services = ServiceAuth::new(server.service_tokens.clone());
+        if services.configured() {
+            let names: Vec<&str> = server.service_tokens.names().collect();
+            tracing::info!(services = ?names, "service tokens accepted; client metadata believed only with one");
+        }
         let auth = AuthServiceServer::new(AuthGrpc::new(
             self.core.clone(),
             server.trusted_proxies.clone().into(),
+            services.clone(),
+        ))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let internal = InternalAuthServiceServer::new(InternalGrpc::new(
+            self.core.clone(),
+            services,
+            self.config.events.max_watchers,
+            stop.clone(),
         ))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
         tracing::info!(addr = %self.addr, "auth-service listening (gRPC, gRPC-Web, reflection, health)");
@@ -221,9 +252,13 @@ impl baatcheet_runtime::cli::Service for Application {
             .add_service(reflection().build_v1().map_err(other)?)
             .add_service(reflection().build_v1alpha().map_err(other)?)
             .add_service(auth)
+            .add_service(internal)
             .serve_with_incoming_shutdown(incoming, async move {
                 shutdown.await;
                 tracing::info!("shutting down: finishing in-flight calls");
+                // Event streams never finish by themselves: end them (and the background
+                // tasks) now, so the calls in flight are all that is waited for.
+                stop_streams.cancel();
                 health
                     .set_not_serving::<AuthServiceServer<AuthGrpc>>()
                     .await;
@@ -236,7 +271,7 @@ impl baatcheet_runtime::cli::Service for Application {
         {
             tracing::warn!("mail worker did not stop in time; unsent mail stays queued");
         }
-        for task in maintenance.into_iter().chain([watcher]) {
+        for task in maintenance.into_iter().chain([watcher, event_trim]) {
             let _ = task.await;
         }
         tracing::info!("stopped");
@@ -286,6 +321,31 @@ fn grpc_web_cors(origins: &[http::HeaderValue]) -> Option<tower_http::cors::Cors
             ])
             .max_age(Duration::from_secs(600)),
     )
+}
+
+/// How often events older than the retention are removed (the Redis stream also trims on
+/// every append).
+const EVENT_TRIM_EVERY: Duration = Duration::from_secs(60);
+
+/// Removes events older than the retention, every [`EVENT_TRIM_EVERY`].
+async fn trim_events(
+    events: Arc<dyn crate::store::EventLog>,
+    retention_ms: i64,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(EVENT_TRIM_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let before = crate::domain::now_ms() - retention_ms;
+        match events.trim_before(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(events = n, "trimmed events past the retention"),
+            Err(e) => tracing::warn!(error = %e, "trimming the event log failed"),
+        }
+    }
 }
 
 /// Flips the health status with the backends: NOT_SERVING while one does not answer.

@@ -4,6 +4,7 @@
 mod client;
 mod code;
 mod email;
+mod event;
 mod identifier;
 mod password;
 mod pending;
@@ -13,10 +14,11 @@ mod username;
 pub use client::ClientInfo;
 pub use code::{Code, CodeHash, CodePurpose};
 pub use email::Email;
+pub use event::{EVENT_TYPES, Event, EventKind, RevokeReason};
 pub use identifier::{LoginIdentifier, Lookup};
 pub use password::{Password, PasswordHash};
 pub use pending::PendingId;
-pub use user::{NewUser, Profile, RefreshHash, SessionId, User, UserId, UserStatus};
+pub use user::{NewUser, Profile, ProfileChange, RefreshHash, SessionId, User, UserId, UserStatus};
 pub use username::Username;
 
 /// Milliseconds since the Unix epoch. Every stored time uses it, so backends agree on one unit.

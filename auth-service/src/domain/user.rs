@@ -42,6 +42,7 @@ pub type RefreshHash = [u8; 32];
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserStatus {
     Online,
+    Away,
     Offline,
 }
 
@@ -49,16 +50,42 @@ impl UserStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             UserStatus::Online => "online",
+            UserStatus::Away => "away",
             UserStatus::Offline => "offline",
         }
     }
 
     pub fn from_stored(s: &str) -> Self {
-        if s == "online" {
-            UserStatus::Online
-        } else {
-            UserStatus::Offline
+        match s {
+            "online" => UserStatus::Online,
+            "away" => UserStatus::Away,
+            _ => UserStatus::Offline,
         }
+    }
+}
+
+/// A change of the caller's own profile: `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileChange {
+    pub bio: Option<String>,
+    pub avatar_url: Option<String>,
+    pub username: Option<Username>,
+}
+
+impl ProfileChange {
+    /// The names of the fields it sets, as the API spells them.
+    pub fn fields(&self) -> Vec<&'static str> {
+        let mut fields = Vec::new();
+        if self.bio.is_some() {
+            fields.push("bio");
+        }
+        if self.avatar_url.is_some() {
+            fields.push("avatar_url");
+        }
+        if self.username.is_some() {
+            fields.push("username");
+        }
+        fields
     }
 }
 
@@ -127,6 +154,8 @@ pub struct User {
     pub friend_ids: Vec<String>,
     pub created_at: UnixMs,
     pub updated_at: UnixMs,
+    /// When the username last changed after sign-up.
+    pub username_changed_at: Option<UnixMs>,
 }
 
 #[cfg(test)]

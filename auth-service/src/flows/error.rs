@@ -4,7 +4,7 @@
 
 use crate::crypto::HashError;
 use crate::domain::{FieldViolation, UnixMs};
-use crate::store::{CreateUserError, StoreError};
+use crate::store::{CreateUserError, StoreError, UpdateProfileError};
 
 /// Every outcome of a flow that is not success. Each variant is one stable reason.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +61,14 @@ pub enum FlowError {
     SessionRevoked,
     #[error("no such session")]
     SessionNotFound,
+    #[error("no such user")]
+    UserNotFound,
+    #[error("the username was changed recently; it can change again later")]
+    UsernameChangeCooldown { retry_at: UnixMs },
+    #[error("events after this id are no longer kept; re-sync and watch from now")]
+    EventsExpired,
+    #[error("too many event watchers on this instance; try another or later")]
+    TooManyWatchers,
     #[error("the server is busy; try again shortly")]
     Busy,
     #[error("a backend is unavailable")]
@@ -99,6 +107,10 @@ impl FlowError {
             FlowError::AccessTokenExpired => "ACCESS_TOKEN_EXPIRED",
             FlowError::SessionRevoked => "SESSION_REVOKED",
             FlowError::SessionNotFound => "SESSION_NOT_FOUND",
+            FlowError::UserNotFound => "USER_NOT_FOUND",
+            FlowError::UsernameChangeCooldown { .. } => "USERNAME_CHANGE_COOLDOWN",
+            FlowError::EventsExpired => "EVENTS_EXPIRED",
+            FlowError::TooManyWatchers => "TOO_MANY_WATCHERS",
             FlowError::Busy => "SERVER_BUSY",
             FlowError::Unavailable(_) => "BACKEND_UNAVAILABLE",
             FlowError::Internal(_) => "INTERNAL",
@@ -114,7 +126,8 @@ impl FlowError {
             | FlowError::CodeGuessesRateLimited { retry_at }
             | FlowError::ResendCooldown { retry_at }
             | FlowError::CodeDailyLimit { retry_at }
-            | FlowError::LoginRateLimited { retry_at } => Some(*retry_at),
+            | FlowError::LoginRateLimited { retry_at }
+            | FlowError::UsernameChangeCooldown { retry_at } => Some(*retry_at),
             _ => None,
         }
     }
@@ -149,6 +162,19 @@ impl From<CreateUserError> for FlowError {
             CreateUserError::UsernameTaken => FlowError::UsernameTaken,
             CreateUserError::IdTaken => FlowError::Internal("a user id was taken twice".into()),
             CreateUserError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<UpdateProfileError> for FlowError {
+    fn from(e: UpdateProfileError) -> Self {
+        match e {
+            UpdateProfileError::NotFound => FlowError::UserNotFound,
+            UpdateProfileError::UsernameTaken => FlowError::UsernameTaken,
+            UpdateProfileError::UsernameCooldown { retry_at } => {
+                FlowError::UsernameChangeCooldown { retry_at }
+            }
+            UpdateProfileError::Store(e) => e.into(),
         }
     }
 }

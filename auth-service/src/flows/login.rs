@@ -19,8 +19,8 @@ use super::guard::PasswordGuard;
 use super::limits::Counter;
 use super::{AuthCore, ClientInfo, FlowError, SignedIn};
 use crate::domain::{
-    AllParsed, LoginIdentifier, Lookup, Password, SessionId, User, UserId, UserStatus, Violations,
-    now_ms,
+    AllParsed, LoginIdentifier, Lookup, Password, RevokeReason, SessionId, User, UserId,
+    UserStatus, Violations, now_ms,
 };
 
 impl AuthCore {
@@ -58,7 +58,12 @@ impl AuthCore {
         if current.is_none_or(|u| u.password_hash != user.password_hash) {
             self.stores
                 .sessions
-                .revoke_session(&tokens.session_id, &user.id)
+                .revoke_session(
+                    &tokens.session_id,
+                    &user.id,
+                    RevokeReason::PasswordChanged,
+                    now_ms(),
+                )
                 .await?;
             tracing::info!(user_id = %user.id.0, "login raced a password change; refused");
             return Err(FlowError::InvalidCredentials);

@@ -3,6 +3,7 @@
 //! Flows know nothing of gRPC: they return [`FlowError`], which `grpc::status` maps once.
 
 mod codes;
+pub mod directory;
 mod error;
 mod guard;
 mod limits;
@@ -38,6 +39,19 @@ pub struct Policy {
     /// Sessions one user may hold; a new one ends the least recently used beyond it.
     pub max_sessions_per_user: u32,
     pub login: LoginPolicy,
+    /// Least time between two username changes of one user.
+    pub username_change_cooldown_ms: i64,
+    pub presence: PresencePolicy,
+}
+
+/// How presence is derived from heartbeats.
+#[derive(Debug, Clone)]
+pub struct PresencePolicy {
+    /// A session is present this long after its last heartbeat.
+    pub ttl_ms: i64,
+    /// The user document's status/lastSeen (MongoDB) is written on transitions, at most once
+    /// per user per this interval.
+    pub write_interval_ms: i64,
 }
 
 /// How wrong passwords are limited. Only wrong passwords count; none of these limits can be

@@ -3,7 +3,8 @@
 
 use super::{AuthCore, Caller, ClientInfo, FlowError, codes::parse_id};
 use crate::domain::{
-    AllParsed, Code, CodeHash, CodePurpose, Email, Password, PendingId, Violations, now_ms,
+    AllParsed, Code, CodeHash, CodePurpose, Email, Password, PendingId, RevokeReason, Violations,
+    now_ms,
 };
 use crate::store::{CodeIssued, PendingPayload};
 
@@ -112,7 +113,11 @@ impl AuthCore {
         }
         // Sessions end before the request does: if ending them fails, a retry with the same
         // code finds the request and ends them.
-        let ended = self.stores.sessions.revoke_all(&user_id, None).await?;
+        let ended = self
+            .stores
+            .sessions
+            .revoke_all(&user_id, None, RevokeReason::PasswordReset, now_ms())
+            .await?;
         self.stores
             .pending
             .finish_pending(CodePurpose::PasswordReset, &email)
@@ -163,7 +168,12 @@ impl AuthCore {
         let ended = self
             .stores
             .sessions
-            .revoke_all(&user.id, Some(&caller.session_id))
+            .revoke_all(
+                &user.id,
+                Some(&caller.session_id),
+                RevokeReason::PasswordChanged,
+                now_ms(),
+            )
             .await?;
         tracing::info!(sessions_ended = ended, "password changed");
         Ok(ended)

@@ -5,7 +5,7 @@
 
 use super::{AuthCore, Caller, FlowError, SessionView, TokenPair};
 use crate::crypto::RefreshToken;
-use crate::domain::{SessionId, User, UserId, UserStatus, now_ms};
+use crate::domain::{RevokeReason, SessionId, User, UserId, UserStatus, now_ms};
 use crate::store::{NextRefresh, RotateOutcome};
 
 impl AuthCore {
@@ -102,7 +102,12 @@ impl AuthCore {
         if !self
             .stores
             .sessions
-            .revoke_session(&caller.session_id, &caller.user_id)
+            .revoke_session(
+                &caller.session_id,
+                &caller.user_id,
+                RevokeReason::Logout,
+                now,
+            )
             .await?
         {
             return Err(FlowError::SessionRevoked);
@@ -125,7 +130,7 @@ impl AuthCore {
         let n = self
             .stores
             .sessions
-            .revoke_all(&caller.user_id, None)
+            .revoke_all(&caller.user_id, None, RevokeReason::LogoutAll, now_ms())
             .await?;
         self.stores
             .users
@@ -157,7 +162,7 @@ impl AuthCore {
         if self
             .stores
             .sessions
-            .revoke_session(&id, &caller.user_id)
+            .revoke_session(&id, &caller.user_id, RevokeReason::Revoked, now_ms())
             .await?
         {
             Ok(())

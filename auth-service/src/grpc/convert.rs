@@ -4,7 +4,7 @@ use baatcheet_auth_api::v1 as pb;
 use prost_types::Timestamp;
 
 use crate::crypto::{AccessClaims, Jwk};
-use crate::domain::{UnixMs, User, UserStatus};
+use crate::domain::{Event, EventKind, RevokeReason, UnixMs, User, UserStatus};
 use crate::flows::{CodeDelivery, SessionView, TokenPair};
 
 pub fn timestamp(ms: UnixMs) -> Option<Timestamp> {
@@ -21,15 +21,88 @@ pub fn user(u: User) -> pb::User {
         email: u.email,
         bio: u.profile.bio,
         avatar_url: u.profile.avatar_url,
-        status: match u.status {
-            UserStatus::Online => pb::UserStatus::Online,
-            UserStatus::Offline => pb::UserStatus::Offline,
-        } as i32,
+        status: status(u.status) as i32,
         last_seen_time: u.last_seen.and_then(timestamp),
         friend_ids: u.friend_ids,
         create_time: timestamp(u.created_at),
         update_time: timestamp(u.updated_at),
     }
+}
+
+pub fn status(s: UserStatus) -> pb::UserStatus {
+    match s {
+        UserStatus::Online => pb::UserStatus::Online,
+        UserStatus::Away => pb::UserStatus::Away,
+        UserStatus::Offline => pb::UserStatus::Offline,
+    }
+}
+
+/// The view of a user anyone else gets: no email, no credentials.
+pub fn public_user(u: User) -> pb::PublicUser {
+    pb::PublicUser {
+        id: u.id.0,
+        username: u.username,
+        bio: u.profile.bio,
+        avatar_url: u.profile.avatar_url,
+        status: status(u.status) as i32,
+        last_seen_time: u.last_seen.and_then(timestamp),
+        friend_ids: u.friend_ids,
+        create_time: timestamp(u.created_at),
+    }
+}
+
+pub fn event(e: Event) -> pb::Event {
+    let mut out = pb::Event {
+        id: e.id,
+        time: timestamp(e.at),
+        user_id: e.user_id.0,
+        ..Default::default()
+    };
+    let kind = match e.kind {
+        EventKind::SessionCreated { session_id } => {
+            out.session_id = session_id.0;
+            pb::EventType::SessionCreated
+        }
+        EventKind::SessionRevoked { session_id, reason } => {
+            out.session_id = session_id.0;
+            out.reason = match reason {
+                RevokeReason::Logout => pb::SessionRevokeReason::Logout,
+                RevokeReason::LogoutAll => pb::SessionRevokeReason::LogoutAll,
+                RevokeReason::Revoked => pb::SessionRevokeReason::Revoked,
+                RevokeReason::PasswordReset => pb::SessionRevokeReason::PasswordReset,
+                RevokeReason::PasswordChanged => pb::SessionRevokeReason::PasswordChanged,
+                RevokeReason::ReuseDetected => pb::SessionRevokeReason::ReuseDetected,
+                RevokeReason::Evicted => pb::SessionRevokeReason::Evicted,
+            } as i32;
+            pb::EventType::SessionRevoked
+        }
+        EventKind::UserCreated => pb::EventType::UserCreated,
+        EventKind::UserUpdated { fields } => {
+            out.changed_fields = fields;
+            pb::EventType::UserUpdated
+        }
+        EventKind::PasswordChanged => pb::EventType::UserPasswordChanged,
+        EventKind::PresenceChanged { status: s } => {
+            out.status = status(s) as i32;
+            pb::EventType::PresenceChanged
+        }
+    };
+    out.r#type = kind as i32;
+    out
+}
+
+/// The stored type name of an API event type; `None` for unspecified or unknown values.
+pub fn event_type_name(raw: i32) -> Option<&'static str> {
+    let index = match pb::EventType::try_from(raw).ok()? {
+        pb::EventType::Unspecified => return None,
+        pb::EventType::SessionCreated => 0,
+        pb::EventType::SessionRevoked => 1,
+        pb::EventType::UserCreated => 2,
+        pb::EventType::UserUpdated => 3,
+        pb::EventType::UserPasswordChanged => 4,
+        pb::EventType::PresenceChanged => 5,
+    };
+    Some(crate::domain::EVENT_TYPES[index])
 }
 
 pub fn tokens(t: TokenPair) -> pb::TokenPair {

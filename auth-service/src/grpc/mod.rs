@@ -2,6 +2,7 @@
 //! No rule lives here.
 
 mod convert;
+pub mod internal;
 pub mod malformed;
 pub mod status;
 
@@ -11,21 +12,32 @@ use baatcheet_auth_api::v1::{self as pb, auth_service_server::AuthService};
 use ipnet::IpNet;
 use tonic::{Request, Response, Status};
 
-use crate::flows::{Caller, ClientInfo, SharedCore, registration::RegisterInput};
+use crate::flows::{
+    Caller, ClientInfo, SharedCore, directory::ProfileInput, registration::RegisterInput,
+};
+use internal::ServiceAuth;
 use status::to_status;
+
+/// Metadata a gateway proves itself with on calls it makes for a browser (whose own access
+/// token travels in `authorization`): `x-service-authorization: Bearer <service token>`.
+pub const SERVICE_AUTHORIZATION: &str = "x-service-authorization";
 
 /// `baatcheet.auth.v1.AuthService` over the shared flows.
 pub struct AuthGrpc {
     core: SharedCore,
-    /// Peers whose `x-client-ip` / `x-client-user-agent` are believed (TRUSTED_PROXIES).
+    /// Peers whose `x-client-ip` / `x-client-user-agent` are believed (TRUSTED_PROXIES) while
+    /// no service token is configured.
     trusted_proxies: Arc<[IpNet]>,
+    /// With service tokens configured, only a caller presenting one is believed.
+    services: ServiceAuth,
 }
 
 impl AuthGrpc {
-    pub fn new(core: SharedCore, trusted_proxies: Arc<[IpNet]>) -> Self {
+    pub fn new(core: SharedCore, trusted_proxies: Arc<[IpNet]>, services: ServiceAuth) -> Self {
         Self {
             core,
             trusted_proxies,
+            services,
         }
     }
 
@@ -36,9 +48,11 @@ impl AuthGrpc {
         self.core.authenticate(token).await.map_err(to_status)
     }
 
-    /// Client IP and user agent: what a trusted proxy (the gateway) forwards in `x-client-ip`
+    /// Client IP and user agent: what a trusted caller (the gateway) forwards in `x-client-ip`
     /// and `x-client-user-agent`; from anyone else those headers are ignored and the TCP peer
     /// and the gRPC client's own `user-agent` are used, so nobody can pose as another address.
+    /// Trusted means: with service tokens configured, presenting one in
+    /// [`SERVICE_AUTHORIZATION`]; without, connecting from TRUSTED_PROXIES.
     fn client_info<T>(&self, request: &Request<T>) -> ClientInfo {
         let header = |name: &str| {
             request
@@ -49,7 +63,13 @@ impl AuthGrpc {
         };
         // Canonical: on a dual-stack listener an IPv4 peer arrives as ::ffff:a.b.c.d.
         let peer = request.remote_addr().map(|a| a.ip().to_canonical());
-        let trusted = peer.is_some_and(|ip| self.trusted_proxies.iter().any(|n| n.contains(&ip)));
+        let trusted = if self.services.configured() {
+            self.services
+                .identify(request, SERVICE_AUTHORIZATION)
+                .is_some()
+        } else {
+            peer.is_some_and(|ip| self.trusted_proxies.iter().any(|n| n.contains(&ip)))
+        };
         let forwarded = |name| header(name).filter(|_| trusted);
         ClientInfo {
             ip: forwarded("x-client-ip")
@@ -226,6 +246,46 @@ impl AuthService for AuthGrpc {
         ok(pb::GetCurrentUserResponse {
             user: Some(convert::user(user)),
         })
+    }
+
+    async fn update_profile(
+        &self,
+        request: Request<pb::UpdateProfileRequest>,
+    ) -> Result<Response<pb::UpdateProfileResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.get_ref();
+        let paths = r
+            .update_mask
+            .as_ref()
+            .map(|m| m.paths.clone())
+            .unwrap_or_default();
+        let (user, next_rename) = self
+            .core
+            .update_profile(
+                &caller,
+                ProfileInput {
+                    paths: &paths,
+                    bio: &r.bio,
+                    avatar_url: &r.avatar_url,
+                    username: &r.username,
+                },
+            )
+            .await
+            .map_err(to_status)?;
+        ok(pb::UpdateProfileResponse {
+            user: Some(convert::user(user)),
+            next_username_change_time: convert::timestamp(next_rename),
+        })
+    }
+
+    async fn set_presence(
+        &self,
+        request: Request<pb::SetPresenceRequest>,
+    ) -> Result<Response<pb::SetPresenceResponse>, Status> {
+        self.caller(&request).await?;
+        Err(Status::unimplemented(
+            "presence is not served by this version",
+        ))
     }
 
     async fn request_password_reset(

@@ -50,6 +50,8 @@ pub fn to_status(err: FlowError) -> Status {
             details.add_bad_request_violation("reset_id", "reset_id is required");
             Code::InvalidArgument
         }
+        FlowError::EventsExpired => Code::FailedPrecondition,
+        FlowError::UserNotFound => Code::NotFound,
         FlowError::RegistrationNotFound | FlowError::ResetNotFound | FlowError::SessionNotFound => {
             Code::NotFound
         }
@@ -66,6 +68,8 @@ pub fn to_status(err: FlowError) -> Status {
         | FlowError::ResendCooldown { .. }
         | FlowError::CodeDailyLimit { .. }
         | FlowError::LoginRateLimited { .. }
+        | FlowError::UsernameChangeCooldown { .. }
+        | FlowError::TooManyWatchers
         | FlowError::Busy => Code::ResourceExhausted,
         FlowError::InvalidCredentials
         | FlowError::RefreshTokenInvalid
@@ -85,7 +89,7 @@ pub fn to_status(err: FlowError) -> Status {
     };
     let retry = match (&err, err.retry_at()) {
         (_, Some(at)) => Some(Duration::from_millis((at - now_ms()).max(1000) as u64)),
-        (FlowError::Busy, None) => Some(Duration::from_secs(1)),
+        (FlowError::Busy | FlowError::TooManyWatchers, None) => Some(Duration::from_secs(1)),
         (FlowError::Unavailable(_), None) => Some(Duration::from_secs(2)),
         _ => None,
     };

@@ -7,6 +7,7 @@
 //! refresh token under the grace rule", "start a session and evict beyond the cap". A flow
 //! never reads, decides and writes back.
 
+pub mod events_after;
 pub mod mongo;
 pub mod redis;
 pub mod sqlite;
@@ -17,8 +18,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    CodeHash, Email, NewUser, PasswordHash, PendingId, Profile, SessionId, UnixMs, User, UserId,
-    UserStatus, Username,
+    CodeHash, Email, Event, EventKind, NewUser, PasswordHash, PendingId, Profile, ProfileChange,
+    RevokeReason, SessionId, UnixMs, User, UserId, UserStatus, Username,
 };
 pub use crate::domain::{CodePurpose, RefreshHash};
 
@@ -49,6 +50,22 @@ pub enum CreateUserError {
     Store(#[from] StoreError),
 }
 
+/// Why a profile was not changed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateProfileError {
+    #[error("no such user")]
+    NotFound,
+    #[error("username is taken")]
+    UsernameTaken,
+    #[error("the username changed too recently")]
+    UsernameCooldown { retry_at: UnixMs },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Most users one directory call names (BatchGetUsers, LookupUsers, GetPresence).
+pub const MAX_BATCH: usize = 500;
+
 /// Verified users. Email and username (case-insensitively) are unique in the backend itself.
 #[async_trait]
 pub trait UserStore: Send + Sync {
@@ -57,6 +74,21 @@ pub trait UserStore: Send + Sync {
     async fn find_by_id(&self, id: &UserId) -> StoreResult<Option<User>>;
     async fn find_by_email(&self, email: &Email) -> StoreResult<Option<User>>;
     async fn find_by_username(&self, username: &Username) -> StoreResult<Option<User>>;
+    /// The users among `ids` (at most [`MAX_BATCH`]), in one round trip, in any order.
+    async fn find_by_ids(&self, ids: &[UserId]) -> StoreResult<Vec<User>>;
+    /// The users among `usernames` (compared by [`Username::key`], at most [`MAX_BATCH`]),
+    /// in one round trip, in any order.
+    async fn find_by_usernames(&self, usernames: &[Username]) -> StoreResult<Vec<User>>;
+    /// Applies `change` in one atomic step: a new username must be free, and unless it is the
+    /// current one exactly, the last username change must be at least `username_cooldown_ms`
+    /// old (the change then stamps `username_changed_at`). Returns the user as changed.
+    async fn update_profile(
+        &self,
+        id: &UserId,
+        change: &ProfileChange,
+        now: UnixMs,
+        username_cooldown_ms: i64,
+    ) -> Result<User, UpdateProfileError>;
     /// Sets status and lastSeen in one update.
     async fn set_presence(&self, id: &UserId, status: UserStatus, now: UnixMs) -> StoreResult<()>;
     /// Replaces the password hash; false when no such user.
@@ -329,6 +361,10 @@ pub fn within_grace(used_at: UnixMs, now: UnixMs, grace_ms: i64) -> bool {
 /// Sessions (one per device) with constant state each: the current refresh token's hash, the
 /// previous one's (to recognise a replay), and for `grace_ms` after a rotation the sealed
 /// successor. Nothing else of a token's history is kept.
+///
+/// Every start and end of a session writes its event (session.created, session.revoked with
+/// the reason: evicted, reuse_detected, logout by refresh token, or the `reason` given) to the
+/// backend's [`EventLog`] in the same atomic step.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Starts a session. A user holds at most `max_per_user`: beyond it the least recently
@@ -363,7 +399,13 @@ pub trait SessionStore: Send + Sync {
     -> StoreResult<Vec<SessionRecord>>;
 
     /// Ends a session if it belongs to `user_id`; returns whether one ended.
-    async fn revoke_session(&self, id: &SessionId, user_id: &UserId) -> StoreResult<bool>;
+    async fn revoke_session(
+        &self,
+        id: &SessionId,
+        user_id: &UserId,
+        reason: RevokeReason,
+        now: UnixMs,
+    ) -> StoreResult<bool>;
 
     /// Ends the session that `presented` is a still-usable refresh token of: the current one,
     /// or the previous one inside the grace window.
@@ -376,7 +418,13 @@ pub trait SessionStore: Send + Sync {
     ) -> StoreResult<Option<SessionRecord>>;
 
     /// Ends every session of a user except `keep`; returns how many ended.
-    async fn revoke_all(&self, user_id: &UserId, keep: Option<&SessionId>) -> StoreResult<u32>;
+    async fn revoke_all(
+        &self,
+        user_id: &UserId,
+        keep: Option<&SessionId>,
+        reason: RevokeReason,
+        now: UnixMs,
+    ) -> StoreResult<u32>;
 }
 
 /// Fixed-window counters for rate limits.
@@ -427,6 +475,40 @@ pub trait MailQueue: Send + Sync {
     async fn dead_letter_count(&self) -> StoreResult<u64>;
 }
 
+/// Why events could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadEventsError {
+    /// The id is not one this log hands out.
+    #[error("not an event id of this log")]
+    InvalidId,
+    /// Events after the id were removed by the retention (or the log was reset): the reader
+    /// missed some and must re-sync.
+    #[error("events after this id are no longer kept")]
+    Expired,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// The ordered, bounded log of [`EventKind`]s that `WatchEvents` streams. Stores write the
+/// events of their own changes in the same atomic step (see each backend); [`EventLog::append`]
+/// is for a change made in another store (users in MongoDB while the log is in Redis).
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    async fn append(&self, user_id: &UserId, kind: &EventKind, now: UnixMs) -> StoreResult<()>;
+    /// The id of the newest event (or the log's start): where a watcher "from now" begins.
+    async fn latest_id(&self) -> StoreResult<String>;
+    /// Up to `limit` events after `after`, oldest first; when there are none yet, waits up to
+    /// `wait` for one. [`ReadEventsError::Expired`] when some after `after` were trimmed.
+    async fn read_after(
+        &self,
+        after: &str,
+        limit: usize,
+        wait: std::time::Duration,
+    ) -> Result<Vec<Event>, ReadEventsError>;
+    /// Removes events from before `before` (the retention); returns how many.
+    async fn trim_before(&self, before: UnixMs) -> StoreResult<u64>;
+}
+
 /// Whether the backend answers, for readiness.
 #[async_trait]
 pub trait Health: Send + Sync {
@@ -441,6 +523,7 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     pub limits: Arc<dyn RateLimitStore>,
     pub mail: Arc<dyn MailQueue>,
+    pub events: Arc<dyn EventLog>,
     pub health: Vec<Arc<dyn Health>>,
 }
 
@@ -453,6 +536,7 @@ impl Stores {
             + SessionStore
             + RateLimitStore
             + MailQueue
+            + EventLog
             + Health
             + 'static,
     {
@@ -462,6 +546,7 @@ impl Stores {
             sessions: backend.clone(),
             limits: backend.clone(),
             mail: backend.clone(),
+            events: backend.clone(),
             health: vec![backend],
         }
     }

@@ -9,6 +9,7 @@ use auth_service::domain::{
 };
 use auth_service::store::{
     CreateUserError, Health, StoreError, Stores, UserStore,
+    events_after::EventsAfter,
     mongo::{MongoSettings, MongoUserStore},
     sqlite::SqliteStore,
 };
@@ -32,11 +33,15 @@ pub async fn stores() -> Stores {
     let users = Arc::new(user_store(&test_database().await).await);
     let state = Arc::new(SqliteStore::open(std::path::Path::new(":memory:")).unwrap());
     Stores {
-        users: users.clone(),
+        users: Arc::new(EventsAfter {
+            users: users.clone(),
+            log: state.clone(),
+        }),
         pending: state.clone(),
         sessions: state.clone(),
         limits: state.clone(),
         mail: state.clone(),
+        events: state.clone(),
         health: vec![users, state],
     }
 }

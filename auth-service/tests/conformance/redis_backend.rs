@@ -14,14 +14,16 @@ use auth_service::crypto::{
     AccessTokens, CodeHasher, EmailTagger, HashSettings, PasswordHasher, Sealer, ServerSecret,
     SigningKey,
 };
-use auth_service::domain::{CodeHash, Email, PendingId, SessionId, UserId, now_ms};
-use auth_service::flows::{AuthCore, ClientInfo, LoginPolicy, Policy, registration::RegisterInput};
+use auth_service::domain::{CodeHash, Email, PendingId, RevokeReason, SessionId, UserId, now_ms};
+use auth_service::flows::{
+    AuthCore, ClientInfo, LoginPolicy, Policy, PresencePolicy, registration::RegisterInput,
+};
 use auth_service::mail::{Outbox, OutgoingMail, Templates};
 use auth_service::store::redis::{RedisSettings, RedisStore};
 use auth_service::store::{
     CodePolicy, CodePurpose, Health, MailQueue, NewSession, NextRefresh, PendingCodeStore,
     PendingPayload, RateLimitStore, RotateOutcome, SessionStore, StoreError, Stores,
-    sqlite::SqliteStore,
+    events_after::EventsAfter, sqlite::SqliteStore,
 };
 use futures::future::join_all;
 use redis::aio::MultiplexedConnection;
@@ -48,13 +50,21 @@ pub async fn cluster_stores() -> Stores {
 }
 
 fn with_users(redis: Arc<RedisStore>) -> Stores {
-    let users = Arc::new(SqliteStore::open(std::path::Path::new(":memory:")).unwrap());
+    let users = Arc::new(
+        SqliteStore::open(std::path::Path::new(":memory:"))
+            .unwrap()
+            .without_user_events(),
+    );
     Stores {
-        users: users.clone(),
+        users: Arc::new(EventsAfter {
+            users: users.clone(),
+            log: redis.clone(),
+        }),
         pending: redis.clone(),
         sessions: redis.clone(),
         limits: redis.clone(),
         mail: redis.clone(),
+        events: redis.clone(),
         health: vec![users, redis],
     }
 }
@@ -109,6 +119,16 @@ async fn keys_under(conn: &mut MultiplexedConnection, prefix: &str) -> Vec<Strin
 /// Everything a key holds (members, fields and values), as raw bytes.
 async fn contents(conn: &mut MultiplexedConnection, key: &str) -> Vec<Vec<u8>> {
     let kind: String = redis::cmd("TYPE").arg(key).query_async(conn).await.unwrap();
+    if kind == "stream" {
+        let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+            .arg(key)
+            .arg("-")
+            .arg("+")
+            .query_async(conn)
+            .await
+            .unwrap();
+        return entries.into_iter().flat_map(|(_, fields)| fields).collect();
+    }
     let read = match kind.as_str() {
         "string" => redis::cmd("GET").arg(key).clone(),
         "hash" => redis::cmd("HGETALL").arg(key).clone(),
@@ -184,6 +204,11 @@ async fn full_run(stores: &Stores) -> Secrets {
             refresh_ttl_ms: 30 * DAY,
             refresh_grace_ms: 10_000,
             max_sessions_per_user: 50,
+            username_change_cooldown_ms: DAY,
+            presence: PresencePolicy {
+                ttl_ms: 90_000,
+                write_interval_ms: 60_000,
+            },
             login: LoginPolicy {
                 max_attempts: 5,
                 window_ms: 15 * MIN,
@@ -514,7 +539,12 @@ async fn ttls_follow_the_times_the_caller_passes() {
         left > 0 && left <= 5_000,
         "the sealed successor is kept for the grace window only: {left} ms left"
     );
-    assert!(store.revoke_session(&id, &user).await.unwrap());
+    assert!(
+        store
+            .revoke_session(&id, &user, RevokeReason::Revoked, 0)
+            .await
+            .unwrap()
+    );
     for key in session_keys.iter().chain([&successor]) {
         let exists: bool = redis::cmd("EXISTS")
             .arg(key)
@@ -695,8 +725,19 @@ async fn revoking_another_users_session_id_leaves_it_working() {
         )
         .await
         .unwrap();
-    assert!(!store.revoke_session(&id, &bob).await.unwrap());
-    assert_eq!(store.revoke_all(&bob, None).await.unwrap(), 0);
+    assert!(
+        !store
+            .revoke_session(&id, &bob, RevokeReason::Revoked, 0)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .revoke_all(&bob, None, RevokeReason::LogoutAll, 0)
+            .await
+            .unwrap(),
+        0
+    );
     let next = NextRefresh {
         hash: [2; 32],
         sealed: vec![2],

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use auth_service::domain::{
-    CodeHash, Email, NewUser, PasswordHash, PendingId, Profile, SessionId, UserId, UserStatus,
-    Username, now_ms,
+    CodeHash, Email, Event, EventKind, NewUser, PasswordHash, PendingId, Profile, ProfileChange,
+    RevokeReason, SessionId, UserId, UserStatus, Username, now_ms,
 };
 use auth_service::store::*;
 use futures::future::join_all;
@@ -38,6 +38,10 @@ macro_rules! all_tests {
             concurrent_rotations_without_grace_continue_at_most_once,
             concurrent_rotations_inside_the_grace_window_share_one_successor,
             concurrent_creates_of_one_email_make_one_user,
+            directory_reads_in_one_call_and_profiles_change_atomically,
+            two_renames_to_one_name_make_one_winner,
+            every_session_and_user_change_is_in_the_event_log,
+            the_event_log_wakes_readers_and_reports_what_it_dropped,
             health_answers
         );
     };
@@ -825,14 +829,38 @@ pub async fn sessions_list_revoke_and_revoke_all(s: Stores) {
         "expired sessions are not listed"
     );
     assert!(
-        !s.sessions.revoke_session(&a.id, &other).await.unwrap(),
+        !s.sessions
+            .revoke_session(&a.id, &other, RevokeReason::Revoked, now)
+            .await
+            .unwrap(),
         "not the owner"
     );
-    assert!(s.sessions.revoke_session(&a.id, &user).await.unwrap());
-    assert!(!s.sessions.revoke_session(&a.id, &user).await.unwrap());
-    assert_eq!(s.sessions.revoke_all(&user, Some(&c.id)).await.unwrap(), 1);
+    let revoke = |id: SessionId| {
+        let (s, user) = (s.clone(), user.clone());
+        async move {
+            s.sessions
+                .revoke_session(&id, &user, RevokeReason::Revoked, now)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(revoke(a.id.clone()).await);
+    assert!(!revoke(a.id.clone()).await);
+    assert_eq!(
+        s.sessions
+            .revoke_all(&user, Some(&c.id), RevokeReason::PasswordChanged, now)
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(s.sessions.list_sessions(&user, now).await.unwrap().len(), 1);
-    assert_eq!(s.sessions.revoke_all(&user, None).await.unwrap(), 1);
+    assert_eq!(
+        s.sessions
+            .revoke_all(&user, None, RevokeReason::LogoutAll, now)
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(
         s.sessions.list_sessions(&other, now).await.unwrap().len(),
         1,
@@ -1189,4 +1217,304 @@ pub async fn health_answers(s: Stores) {
     for backend in &s.health {
         backend.ping().await.unwrap();
     }
+}
+
+pub async fn directory_reads_in_one_call_and_profiles_change_atomically(s: Stores) {
+    let now = now_ms();
+    let (a, b) = (new_user("da"), new_user("db"));
+    for u in [&a, &b] {
+        s.users.create_user(u, now).await.unwrap();
+    }
+    let ghost = UserId::generate();
+    let mut found = s
+        .users
+        .find_by_ids(&[a.id.clone(), ghost, b.id.clone()])
+        .await
+        .unwrap();
+    found.sort_by(|x, y| x.id.0.cmp(&y.id.0));
+    let mut want = vec![a.id.clone(), b.id.clone()];
+    want.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(found.iter().map(|u| u.id.clone()).collect::<Vec<_>>(), want);
+    let upper = Username::parse(&a.username.as_str().to_uppercase()).unwrap();
+    let by_name = s.users.find_by_usernames(&[upper]).await.unwrap();
+    assert_eq!(by_name.len(), 1, "usernames compare case-insensitively");
+    assert_eq!(by_name[0].id, a.id);
+    assert!(s.users.find_by_ids(&[]).await.unwrap().is_empty());
+
+    // Bio and avatar change; the username stays.
+    let change = ProfileChange {
+        bio: Some("new bio".into()),
+        avatar_url: Some("https://cdn.example.com/x.png".into()),
+        username: None,
+    };
+    let user = s
+        .users
+        .update_profile(&a.id, &change, now + 1, DAY)
+        .await
+        .unwrap();
+    assert_eq!(user.profile.bio, "new bio");
+    assert_eq!(user.username, a.username.as_str());
+    assert_eq!(user.username_changed_at, None);
+    let stored = s.users.find_by_id(&a.id).await.unwrap().unwrap();
+    assert_eq!(stored.profile.avatar_url, "https://cdn.example.com/x.png");
+
+    // A rename, then the cooldown; the same name again is no change and always allowed.
+    let renamed = Username::parse(&unique("rn")).unwrap();
+    let rename = |name: &Username| ProfileChange {
+        username: Some(name.clone()),
+        ..ProfileChange::default()
+    };
+    let user = s
+        .users
+        .update_profile(&a.id, &rename(&renamed), now + 2, DAY)
+        .await
+        .unwrap();
+    assert_eq!(user.username, renamed.as_str());
+    assert_eq!(user.username_changed_at, Some(now + 2));
+    assert!(s.users.find_by_username(&renamed).await.unwrap().is_some());
+    assert!(
+        s.users
+            .find_by_username(&a.username)
+            .await
+            .unwrap()
+            .is_none(),
+        "the old name is free"
+    );
+    s.users
+        .update_profile(&a.id, &rename(&renamed), now + 3, DAY)
+        .await
+        .unwrap();
+    let other = Username::parse(&unique("rn")).unwrap();
+    match s
+        .users
+        .update_profile(&a.id, &rename(&other), now + 3, DAY)
+        .await
+    {
+        Err(UpdateProfileError::UsernameCooldown { retry_at }) => {
+            assert_eq!(retry_at, now + 2 + DAY)
+        }
+        other => panic!("expected the cooldown, got {other:?}"),
+    }
+    s.users
+        .update_profile(&a.id, &rename(&other), now + 2 + DAY, DAY)
+        .await
+        .unwrap();
+    // Taken by b (in any case), refused; unknown users are not found.
+    let taken = Username::parse(&b.username.as_str().to_uppercase()).unwrap();
+    assert!(matches!(
+        s.users
+            .update_profile(&a.id, &rename(&taken), now + 5 * DAY, DAY)
+            .await,
+        Err(UpdateProfileError::UsernameTaken)
+    ));
+    assert!(matches!(
+        s.users
+            .update_profile(&UserId::generate(), &change, now, DAY)
+            .await,
+        Err(UpdateProfileError::NotFound)
+    ));
+}
+
+pub async fn two_renames_to_one_name_make_one_winner(s: Stores) {
+    let now = now_ms();
+    let users: Vec<NewUser> = (0..6).map(|_| new_user("race")).collect();
+    for u in &users {
+        s.users.create_user(u, now).await.unwrap();
+    }
+    let wanted = Username::parse(&unique("prize")).unwrap();
+    let change = ProfileChange {
+        username: Some(wanted.clone()),
+        ..ProfileChange::default()
+    };
+    let results = join_all(users.iter().map(|u| {
+        let (s, change) = (s.clone(), change.clone());
+        let id = u.id.clone();
+        async move { s.users.update_profile(&id, &change, now, DAY).await }
+    }))
+    .await;
+    let winners = results.iter().filter(|r| r.is_ok()).count();
+    let taken = results
+        .iter()
+        .filter(|r| matches!(r, Err(UpdateProfileError::UsernameTaken)))
+        .count();
+    assert_eq!((winners, taken), (1, 5), "{results:?}");
+    let owner = s.users.find_by_username(&wanted).await.unwrap().unwrap();
+    assert!(users.iter().any(|u| u.id == owner.id));
+}
+
+/// Every event after `start`, of `user` only.
+async fn events_of(s: &Stores, start: &str, user: &UserId) -> Vec<Event> {
+    let mut all = Vec::new();
+    let mut after = start.to_owned();
+    loop {
+        let batch = s
+            .events
+            .read_after(&after, 100, std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        let Some(last) = batch.last() else { break };
+        after = last.id.clone();
+        all.extend(batch);
+    }
+    all.into_iter().filter(|e| e.user_id == *user).collect()
+}
+
+pub async fn every_session_and_user_change_is_in_the_event_log(s: Stores) {
+    let now = now_ms();
+    let start = s.events.latest_id().await.unwrap();
+    let new = new_user("ev");
+    let user = new.id.clone();
+    s.users.create_user(&new, now).await.unwrap();
+    let change = ProfileChange {
+        bio: Some("b".into()),
+        ..ProfileChange::default()
+    };
+    s.users
+        .update_profile(&user, &change, now, DAY)
+        .await
+        .unwrap();
+    s.users
+        .set_password(&user, &PasswordHash("x".into()), now)
+        .await
+        .unwrap();
+    // Two sessions under a cap of one: the first is evicted by the second.
+    let first = new_session(&user, hash(1), now);
+    let second = new_session(&user, hash(2), now + 1);
+    s.sessions.create_session(&first, 1).await.unwrap();
+    s.sessions.create_session(&second, 1).await.unwrap();
+    // The second: rotated, then its old token replayed late (reuse).
+    let next = NextRefresh {
+        hash: hash(3),
+        sealed: b"sealed".to_vec(),
+        expires_at: now + 60 * MIN,
+    };
+    s.sessions
+        .rotate_refresh(&second.id, &hash(2), &next, now + 2, 0)
+        .await
+        .unwrap();
+    let reused = s
+        .sessions
+        .rotate_refresh(&second.id, &hash(2), &next, now + 3, 0)
+        .await
+        .unwrap();
+    assert!(matches!(reused, RotateOutcome::ReuseDetected { .. }));
+    // A third by logout, a fourth and fifth by revoke_all, a sixth revoked.
+    let third = new_session(&user, hash(4), now + 4);
+    s.sessions.create_session(&third, 50).await.unwrap();
+    s.sessions
+        .revoke_by_refresh(&third.id, &hash(4), now + 5, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    let fourth = new_session(&user, hash(5), now + 6);
+    let fifth = new_session(&user, hash(6), now + 6);
+    s.sessions.create_session(&fourth, 50).await.unwrap();
+    s.sessions.create_session(&fifth, 50).await.unwrap();
+    let ended = s
+        .sessions
+        .revoke_all(&user, Some(&fifth.id), RevokeReason::PasswordReset, now + 7)
+        .await
+        .unwrap();
+    assert_eq!(ended, 1);
+    assert!(
+        s.sessions
+            .revoke_session(&fifth.id, &user, RevokeReason::Revoked, now + 8)
+            .await
+            .unwrap()
+    );
+
+    let created = |sid: &SessionId| EventKind::SessionCreated {
+        session_id: sid.clone(),
+    };
+    let revoked = |sid: &SessionId, reason| EventKind::SessionRevoked {
+        session_id: sid.clone(),
+        reason,
+    };
+    let kinds: Vec<EventKind> = events_of(&s, &start, &user)
+        .await
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::UserCreated,
+            EventKind::UserUpdated {
+                fields: vec!["bio".into()]
+            },
+            EventKind::PasswordChanged,
+            created(&first.id),
+            revoked(&first.id, RevokeReason::Evicted),
+            created(&second.id),
+            revoked(&second.id, RevokeReason::ReuseDetected),
+            created(&third.id),
+            revoked(&third.id, RevokeReason::Logout),
+            created(&fourth.id),
+            created(&fifth.id),
+            revoked(&fourth.id, RevokeReason::PasswordReset),
+            revoked(&fifth.id, RevokeReason::Revoked),
+        ]
+    );
+}
+
+pub async fn the_event_log_wakes_readers_and_reports_what_it_dropped(s: Stores) {
+    let start = s.events.latest_id().await.unwrap();
+    let user = UserId(unique("w"));
+    // A reader waiting on an empty log is woken by the next event.
+    let reader = {
+        let (events, start) = (s.events.clone(), start.clone());
+        tokio::spawn(async move {
+            events
+                .read_after(&start, 10, std::time::Duration::from_secs(20))
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let session = new_session(&user, hash(9), now_ms());
+    s.sessions.create_session(&session, 50).await.unwrap();
+    let woke = tokio::time::timeout(std::time::Duration::from_secs(10), reader)
+        .await
+        .expect("the reader was woken")
+        .unwrap()
+        .unwrap();
+    assert_eq!(woke.len(), 1);
+    assert_eq!(
+        woke[0].kind,
+        EventKind::SessionCreated {
+            session_id: session.id.clone()
+        }
+    );
+    // Nothing new: an empty answer after the wait.
+    let none = s
+        .events
+        .read_after(&woke[0].id, 10, std::time::Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert!(matches!(
+        s.events
+            .read_after("not an id", 10, std::time::Duration::ZERO)
+            .await,
+        Err(ReadEventsError::InvalidId)
+    ));
+    // The retention drops it: a reader from before it is told so; one from after is not.
+    s.events
+        .append(&user, &EventKind::UserCreated, now_ms())
+        .await
+        .unwrap();
+    let latest = s.events.latest_id().await.unwrap();
+    s.events.trim_before(now_ms() + 60_000).await.unwrap();
+    assert!(matches!(
+        s.events
+            .read_after(&start, 10, std::time::Duration::ZERO)
+            .await,
+        Err(ReadEventsError::Expired)
+    ));
+    assert!(
+        s.events
+            .read_after(&latest, 10, std::time::Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

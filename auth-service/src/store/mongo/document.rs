@@ -34,6 +34,8 @@ pub(super) mod field {
     pub const FRIENDS: &str = "friends";
     pub const CREATED_AT: &str = "createdAt";
     pub const UPDATED_AT: &str = "updatedAt";
+    /// Ours: when the username last changed after sign-up (absent until then).
+    pub const USERNAME_CHANGED_AT: &str = "usernameChangedAt";
 }
 
 /// The unique indexes the store relies on; creating them again with the same spec is a no-op.
@@ -117,6 +119,7 @@ pub(super) fn user_from_document(doc: &Document) -> StoreResult<User> {
         friend_ids,
         created_at,
         updated_at: date(field::UPDATED_AT).unwrap_or(created_at),
+        username_changed_at: date(field::USERNAME_CHANGED_AT),
     })
 }
 
@@ -139,6 +142,37 @@ pub(super) fn by_email(email: &Email) -> Document {
 
 pub(super) fn by_username(username: &Username) -> Document {
     doc! { field::USERNAME_KEY: username.key() }
+}
+
+/// The fields of `change` in one update; a username change also stamps its time. `now` is
+/// the caller's clock (the cooldown is compared against it).
+pub(super) fn profile_update(change: &crate::domain::ProfileChange, now: i64) -> Document {
+    let mut set = doc! { field::UPDATED_AT: DateTime::from_millis(now) };
+    if let Some(bio) = &change.bio {
+        set.insert(field::BIO, bio);
+    }
+    if let Some(url) = &change.avatar_url {
+        set.insert(field::AVATAR, url);
+    }
+    if let Some(name) = &change.username {
+        set.insert(field::USERNAME, name.as_str());
+        set.insert(field::USERNAME_KEY, name.key());
+        set.insert(field::USERNAME_CHANGED_AT, DateTime::from_millis(now));
+    }
+    doc! { "$set": set }
+}
+
+/// User `id` whose username may change at `now`: never changed, or changed at least
+/// `cooldown_ms` ago.
+pub(super) fn by_id_rename_allowed(id: &UserId, now: i64, cooldown_ms: i64) -> Document {
+    doc! {
+        field::ID: &id.0,
+        "$or": [
+            { field::USERNAME_CHANGED_AT: { "$exists": false } },
+            { field::USERNAME_CHANGED_AT: Bson::Null },
+            { field::USERNAME_CHANGED_AT: { "$lte": DateTime::from_millis(now - cooldown_ms) } },
+        ],
+    }
 }
 
 /// Status and lastSeen in one server-side update, stamped with the server's clock.
@@ -180,6 +214,7 @@ mod tests {
             friend_ids: vec!["f1".into(), "f2".into()],
             created_at: 1_700_000_000_000,
             updated_at: 1_700_000_000_456,
+            username_changed_at: None,
         }
     }
 

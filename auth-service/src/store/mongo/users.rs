@@ -3,14 +3,20 @@
 //! presence and password changes are single updates ([`document`] builds the filters and updates).
 
 use async_trait::async_trait;
-use mongodb::bson::Document;
+use futures_util::TryStreamExt;
+use mongodb::{
+    bson::{Document, doc},
+    options::ReturnDocument,
+};
 
 use super::{
     MongoUserStore, document,
     errors::{create_user_error, store_error},
 };
-use crate::domain::{Email, NewUser, PasswordHash, UnixMs, User, UserId, UserStatus, Username};
-use crate::store::{CreateUserError, StoreResult, UserStore};
+use crate::domain::{
+    Email, NewUser, PasswordHash, ProfileChange, UnixMs, User, UserId, UserStatus, Username,
+};
+use crate::store::{CreateUserError, StoreResult, UpdateProfileError, UserStore};
 
 impl MongoUserStore {
     async fn find_user(&self, filter: Document) -> StoreResult<Option<User>> {
@@ -20,6 +26,19 @@ impl MongoUserStore {
             .map_err(store_error)?
             .map(|doc| document::user_from_document(&doc))
             .transpose()
+    }
+
+    /// Every user matching `filter`, in one query.
+    async fn find_users(&self, filter: Document) -> StoreResult<Vec<User>> {
+        let docs: Vec<Document> = self
+            .users
+            .find(filter)
+            .await
+            .map_err(store_error)?
+            .try_collect()
+            .await
+            .map_err(store_error)?;
+        docs.iter().map(document::user_from_document).collect()
     }
 }
 
@@ -37,6 +56,7 @@ impl UserStore for MongoUserStore {
             friend_ids: Vec::new(),
             created_at: now,
             updated_at: now,
+            username_changed_at: None,
         };
         // One insert: the unique indexes make "if email and username are free" atomic.
         self.users
@@ -56,6 +76,71 @@ impl UserStore for MongoUserStore {
 
     async fn find_by_username(&self, username: &Username) -> StoreResult<Option<User>> {
         self.find_user(document::by_username(username)).await
+    }
+
+    async fn find_by_ids(&self, ids: &[UserId]) -> StoreResult<Vec<User>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = ids.iter().map(|i| i.0.as_str()).collect();
+        self.find_users(doc! { document::field::ID: { "$in": ids } })
+            .await
+    }
+
+    async fn find_by_usernames(&self, usernames: &[Username]) -> StoreResult<Vec<User>> {
+        if usernames.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = usernames.iter().map(Username::key).collect();
+        self.find_users(doc! { document::field::USERNAME_KEY: { "$in": keys } })
+            .await
+    }
+
+    /// One `findOneAndUpdate`: with a new username, its filter holds the cooldown and the
+    /// unique index refuses a taken name, so two renames to one name cannot both win.
+    async fn update_profile(
+        &self,
+        id: &UserId,
+        change: &ProfileChange,
+        now: UnixMs,
+        username_cooldown_ms: i64,
+    ) -> Result<User, UpdateProfileError> {
+        let mut change = change.clone();
+        if let Some(name) = &change.username {
+            let current = self
+                .find_by_id(id)
+                .await?
+                .ok_or(UpdateProfileError::NotFound)?;
+            if current.username == name.as_str() {
+                change.username = None;
+            }
+        }
+        let filter = if change.username.is_some() {
+            document::by_id_rename_allowed(id, now, username_cooldown_ms)
+        } else {
+            document::by_id(id)
+        };
+        let updated = self
+            .users
+            .find_one_and_update(filter, document::profile_update(&change, now))
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(|e| match create_user_error(e) {
+                CreateUserError::UsernameTaken => UpdateProfileError::UsernameTaken,
+                CreateUserError::Store(e) => UpdateProfileError::Store(e),
+                other => {
+                    UpdateProfileError::Store(crate::store::StoreError::Internal(other.to_string()))
+                }
+            })?;
+        match updated {
+            Some(doc) => Ok(document::user_from_document(&doc)?),
+            None => match self.find_by_id(id).await? {
+                None => Err(UpdateProfileError::NotFound),
+                Some(user) => Err(UpdateProfileError::UsernameCooldown {
+                    retry_at: user.username_changed_at.unwrap_or(now) + username_cooldown_ms,
+                }),
+            },
+        }
     }
 
     /// lastSeen is the server's clock (`$currentDate`), so instances with skewed clocks agree.

@@ -22,6 +22,14 @@ pub(super) struct SessionKeys {
     pub index: String,
 }
 
+/// The event log keys, tagged `{events}`.
+pub(super) struct EventKeys {
+    /// STREAM: the events, trimmed to the retention.
+    pub log: String,
+    /// STRING: milliseconds below which events may have been trimmed.
+    pub floor: String,
+}
+
 /// The mail queue keys, all tagged `{mail}`.
 pub(super) struct MailKeys {
     /// ZSET: id of every waiting or leased message, scored by when it is due.
@@ -88,6 +96,14 @@ impl Keys {
     /// Same as [`Keys::session`] for a typed user id.
     pub fn session_of(&self, user: &UserId, id: &SessionId) -> SessionKeys {
         self.session(&user.0, &id.0)
+    }
+
+    /// `{events}:log` (STREAM) and `{events}:floor` (STRING: the retention's bound, ms).
+    pub fn events(&self) -> EventKeys {
+        EventKeys {
+            log: format!("{}{{events}}:log", self.prefix),
+            floor: format!("{}{{events}}:floor", self.prefix),
+        }
     }
 
     pub fn mail(&self) -> MailKeys {

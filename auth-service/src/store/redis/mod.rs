@@ -53,6 +53,7 @@
 //! `redis::cluster_async` connections (crate feature `cluster-async`) instead.
 
 mod codes;
+mod events;
 mod keys;
 mod limits;
 mod mail;
@@ -89,6 +90,8 @@ pub struct RedisSettings {
     /// PEM root certificates for `rediss://` when the server's CA is private; `None` trusts
     /// the webpki roots.
     pub tls_root_ca_pem: Option<Vec<u8>>,
+    /// How long the event log keeps events (EVENT_RETENTION).
+    pub event_retention_ms: i64,
 }
 
 impl Default for RedisSettings {
@@ -99,6 +102,7 @@ impl Default for RedisSettings {
             command_timeout: Duration::from_secs(2),
             key_prefix: String::new(),
             tls_root_ca_pem: None,
+            event_retention_ms: 24 * 60 * 60 * 1000,
         }
     }
 }
@@ -106,6 +110,8 @@ impl Default for RedisSettings {
 /// Pending codes, sessions, rate limits and the mail queue in Redis.
 pub struct RedisStore {
     pool: bb8::Pool<Manager>,
+    /// For connections of their own (blocking reads of the event log).
+    client: Client,
     keys: Keys,
     scripts: Scripts,
     settings: RedisSettings,
@@ -143,7 +149,7 @@ impl RedisStore {
         // The URL may hold a password: only the reason is reported.
         .map_err(|e| config_error(format!("invalid Redis URL: {}", e.category())))?;
         let manager = Manager {
-            client,
+            client: client.clone(),
             config: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(settings.connection_timeout))
                 .set_response_timeout(Some(settings.command_timeout)),
@@ -158,6 +164,7 @@ impl RedisStore {
             .build_unchecked(manager);
         Ok(Self {
             pool,
+            client,
             keys,
             scripts: Scripts::new(),
             settings,

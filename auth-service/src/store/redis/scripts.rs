@@ -369,6 +369,83 @@ redis.call('HDEL', KEYS[4], ARGV[1])
 return redis.call('ZREM', KEYS[5], ARGV[1])
 "#;
 
+/// Helpers of the event scripts. KEYS: 1 log (stream), 2 floor (the id below which events
+/// were trimmed: a reader from before it missed some).
+macro_rules! lua_events {
+    () => {
+        r#"
+local function parse_id(id)
+  local ms, seq = string.match(id or '', '^(%d+)-(%d+)$')
+  return tonumber(ms) or 0, tonumber(seq) or 0
+end
+local function first_id()
+  local e = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+  return e and e[1]
+end
+-- Raises the floor to `id` (never lowers it); it lives as long as the log.
+local function raise_floor(id)
+  local fm, fs = parse_id(redis.call('GET', KEYS[2]))
+  local im, is = parse_id(id)
+  if im > fm or (im == fm and is > fs) then
+    redis.call('SET', KEYS[2], id)
+  end
+end
+-- What a trim removed: everything before the new first entry, or all up to the last id.
+local function trimmed(before, after)
+  if before and after ~= before then
+    if after then
+      raise_floor(after)
+    else
+      local info = redis.call('XINFO', 'STREAM', KEYS[1])
+      for i = 1, #info, 2 do
+        if info[i] == 'last-generated-id' then raise_floor(info[i + 1]) end
+      end
+    end
+  end
+end
+"#
+    };
+}
+
+/// Appends events. ARGV: now, retention ms, then per event type, user, session, detail. Each
+/// `XADD` trims below `now - retention` (`MINID ~`: whole nodes, cheap); the log and the
+/// floor live for the retention after the last append (an idle log ends, and a reader from
+/// before then is told so).
+pub(super) const APPEND_EVENTS: &str = concat!(
+    lua_int!(),
+    lua_events!(),
+    r#"
+local now, retention = tonumber(ARGV[1]), tonumber(ARGV[2])
+local min = math.max(now - retention, 0)
+local before = first_id()
+for i = 3, #ARGV, 4 do
+  local entry = {'at', int(now), 't', ARGV[i], 'u', ARGV[i + 1]}
+  if ARGV[i + 2] ~= '' then table.insert(entry, 's'); table.insert(entry, ARGV[i + 2]) end
+  if ARGV[i + 3] ~= '' then table.insert(entry, 'd'); table.insert(entry, ARGV[i + 3]) end
+  redis.call('XADD', KEYS[1], 'MINID', '~', int(min), '*', unpack(entry))
+end
+trimmed(before, first_id())
+redis.call('PEXPIRE', KEYS[1], int(retention))
+redis.call('PEXPIRE', KEYS[2], int(retention))
+return {0}
+"#
+);
+
+/// Trims events below `before` (ms). ARGV: before. Returns {0, removed}.
+pub(super) const TRIM_EVENTS: &str = concat!(
+    lua_int!(),
+    lua_events!(),
+    r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+local first = first_id()
+local removed = redis.call('XTRIM', KEYS[1], 'MINID', int(tonumber(ARGV[1])))
+trimmed(first, first_id())
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return {0, removed}
+"#
+);
+
 /// Every script, hashed once.
 pub(super) struct Scripts {
     pub issue_code: Script,
@@ -385,6 +462,8 @@ pub(super) struct Scripts {
     pub mail_dead_letter: Script,
     pub mail_purge_dead: Script,
     pub mail_complete: Script,
+    pub append_events: Script,
+    pub trim_events: Script,
 }
 
 impl Scripts {
@@ -404,6 +483,8 @@ impl Scripts {
             mail_dead_letter: Script::new(MAIL_DEAD_LETTER),
             mail_purge_dead: Script::new(MAIL_PURGE_DEAD),
             mail_complete: Script::new(MAIL_COMPLETE),
+            append_events: Script::new(APPEND_EVENTS),
+            trim_events: Script::new(TRIM_EVENTS),
         }
     }
 }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use redis::Value;
 
 use super::{RedisStore, Reply, codes::unknown_status, hex, keys::SessionKeys};
-use crate::domain::{SessionId, UnixMs, UserId};
+use crate::domain::{EventKind, RevokeReason, SessionId, UnixMs, UserId};
 use crate::store::{
     NewSession, NextRefresh, RefreshHash, RotateOutcome, SessionRecord, SessionStore, StoreError,
     StoreResult,
@@ -55,8 +55,22 @@ impl RedisStore {
         }
     }
 
+    /// Records the events of a change a script made. The change is done: a failure here is
+    /// logged, and the event is missing from the log.
+    async fn record_after(&self, events: Vec<(UserId, EventKind)>, now: UnixMs) {
+        if let Err(e) = self.record(&events, now).await {
+            tracing::error!(error = %e, count = events.len(), "cannot record events");
+        }
+    }
+
     /// Ends sessions `ids` of `user` in one script; returns how many existed.
-    async fn revoke_ids(&self, user: &str, ids: &[String]) -> StoreResult<u32> {
+    async fn revoke_ids(
+        &self,
+        user: &str,
+        ids: &[String],
+        reason: RevokeReason,
+        now: UnixMs,
+    ) -> StoreResult<u32> {
         if ids.is_empty() {
             return Ok(0);
         }
@@ -75,6 +89,17 @@ impl RedisStore {
         // Only the pointers of sessions that ended: an id of another user's session names
         // nothing under this user and must keep working for its owner.
         self.forget_owners(ended.iter().map(String::as_str)).await;
+        let events = ended
+            .iter()
+            .map(|id| {
+                let session_id = SessionId(id.clone());
+                (
+                    UserId(user.to_owned()),
+                    EventKind::SessionRevoked { session_id, reason },
+                )
+            })
+            .collect();
+        self.record_after(events, now).await;
         Ok(u32::try_from(ended.len()).unwrap_or(u32::MAX))
     }
 }
@@ -159,6 +184,23 @@ impl SessionStore for RedisStore {
                         .map(|i| reply.text(i))
                         .collect::<StoreResult<Vec<_>>>()?;
                     self.forget_owners(evicted.iter().map(String::as_str)).await;
+                    let mut events: Vec<(UserId, EventKind)> = evicted
+                        .iter()
+                        .map(|id| {
+                            let kind = EventKind::SessionRevoked {
+                                session_id: SessionId(id.clone()),
+                                reason: RevokeReason::Evicted,
+                            };
+                            (s.user_id.clone(), kind)
+                        })
+                        .collect();
+                    events.push((
+                        s.user_id.clone(),
+                        EventKind::SessionCreated {
+                            session_id: s.id.clone(),
+                        },
+                    ));
+                    self.record_after(events, s.created_at).await;
                     return Ok(evicted.into_iter().map(SessionId).collect());
                 }
                 1 => {
@@ -220,9 +262,13 @@ impl SessionStore for RedisStore {
             }
             2 => {
                 self.forget_owners([id.0.as_str()]).await;
-                Ok(RotateOutcome::ReuseDetected {
-                    user_id: UserId(reply.text(1)?),
-                })
+                let user_id = UserId(reply.text(1)?);
+                let kind = EventKind::SessionRevoked {
+                    session_id: id.clone(),
+                    reason: RevokeReason::ReuseDetected,
+                };
+                self.record_after(vec![(user_id.clone(), kind)], now).await;
+                Ok(RotateOutcome::ReuseDetected { user_id })
             }
             3 => Ok(RotateOutcome::Replayed {
                 session: record_from_reply(id, &reply)?,
@@ -297,9 +343,15 @@ impl SessionStore for RedisStore {
         Ok(live)
     }
 
-    async fn revoke_session(&self, id: &SessionId, user_id: &UserId) -> StoreResult<bool> {
+    async fn revoke_session(
+        &self,
+        id: &SessionId,
+        user_id: &UserId,
+        reason: RevokeReason,
+        now: UnixMs,
+    ) -> StoreResult<bool> {
         Ok(self
-            .revoke_ids(&user_id.0, std::slice::from_ref(&id.0))
+            .revoke_ids(&user_id.0, std::slice::from_ref(&id.0), reason, now)
             .await?
             == 1)
     }
@@ -322,13 +374,26 @@ impl SessionStore for RedisStore {
             0 => Ok(None),
             1 => {
                 self.forget_owners([id.0.as_str()]).await;
-                record_from_reply(id, &reply).map(Some)
+                let record = record_from_reply(id, &reply)?;
+                let kind = EventKind::SessionRevoked {
+                    session_id: id.clone(),
+                    reason: RevokeReason::Logout,
+                };
+                self.record_after(vec![(record.user_id.clone(), kind)], now)
+                    .await;
+                Ok(Some(record))
             }
             other => Err(unknown_status("revoke_by_refresh", other)),
         }
     }
 
-    async fn revoke_all(&self, user_id: &UserId, keep: Option<&SessionId>) -> StoreResult<u32> {
+    async fn revoke_all(
+        &self,
+        user_id: &UserId,
+        keep: Option<&SessionId>,
+        reason: RevokeReason,
+        now: UnixMs,
+    ) -> StoreResult<u32> {
         let ids: Vec<String> = self
             .query(
                 "revoke_all",
@@ -344,7 +409,7 @@ impl SessionStore for RedisStore {
             .collect();
         let mut ended = 0;
         for batch in ids.chunks(REVOKE_BATCH) {
-            ended += self.revoke_ids(&user_id.0, batch).await?;
+            ended += self.revoke_ids(&user_id.0, batch, reason, now).await?;
         }
         Ok(ended)
     }

@@ -7,6 +7,7 @@
 //! keeps the runtime free and the memory of the process bounded.
 
 mod codes;
+mod events;
 mod limits;
 mod mail;
 mod schema;
@@ -27,6 +28,11 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 /// All stores over one SQLite connection.
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
+    /// Bumped after each commit that wrote events; watchers wait on it.
+    events: tokio::sync::watch::Sender<u64>,
+    /// Whether user changes write their events here (this file is the event log), in their
+    /// own transaction. Off when the event log is elsewhere (Redis).
+    user_events: bool,
 }
 
 impl SqliteStore {
@@ -55,7 +61,18 @@ impl SqliteStore {
                 }
             })
             .map_err(|e| StoreError::Internal(format!("cannot start the SQLite thread: {e}")))?;
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs,
+            events: tokio::sync::watch::Sender::new(0),
+            user_events: true,
+        })
+    }
+
+    /// This store keeps users only; their events go to another log (see
+    /// `store::EventsAfter`).
+    pub fn without_user_events(mut self) -> Self {
+        self.user_events = false;
+        self
     }
 
     /// Runs `f` with the connection on the SQLite thread.

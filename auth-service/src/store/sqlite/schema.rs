@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::domain::UnixMs;
 
 /// The schema this code writes; `PRAGMA user_version` records the one a file has.
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 /// Creates the tables if missing, or brings an older file up to [`VERSION`]. Times are Unix
 /// milliseconds; hashes are 32-byte blobs.
@@ -21,6 +21,12 @@ pub(super) fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version < 2 {
         upgrade_to_2(&tx)?;
+    }
+    if version < 3
+        && table_exists(&tx, "users")?
+        && !has_column(&tx, "users", "username_changed_at")?
+    {
+        tx.execute_batch("ALTER TABLE users ADD COLUMN username_changed_at INTEGER;")?;
     }
     tx.execute_batch(
         "
@@ -36,7 +42,8 @@ pub(super) fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
             last_seen     INTEGER,
             friend_ids    TEXT NOT NULL DEFAULT '[]',
             created_at    INTEGER NOT NULL,
-            updated_at    INTEGER NOT NULL
+            updated_at    INTEGER NOT NULL,
+            username_changed_at INTEGER
         );
         -- One row per pending registration or reset, keyed by its random id.
         CREATE TABLE IF NOT EXISTS pending_requests (
@@ -98,6 +105,22 @@ pub(super) fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
             created_at INTEGER NOT NULL
         );
         CREATE INDEX IF NOT EXISTS mail_queue_due ON mail_queue (dead, due_at);
+        -- The event log WatchEvents streams: written in the transaction of the change it
+        -- reports, kept for EVENT_RETENTION. `detail` is the reason, status or changed fields.
+        CREATE TABLE IF NOT EXISTS events (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            at         INTEGER NOT NULL,
+            type       TEXT NOT NULL,
+            user_id    TEXT NOT NULL,
+            session_id TEXT NOT NULL DEFAULT '',
+            detail     TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX IF NOT EXISTS events_by_time ON events (at);
+        -- The highest event id the retention removed: a watcher resuming before it missed some.
+        CREATE TABLE IF NOT EXISTS events_trimmed (
+            one     INTEGER PRIMARY KEY CHECK (one = 1),
+            last_id INTEGER NOT NULL
+        );
         ",
     )?;
     tx.pragma_update(None, "user_version", VERSION)?;

@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
-use super::{SqliteStore, internal};
-use crate::domain::{SessionId, UnixMs, UserId};
+use super::{SqliteStore, events, internal};
+use crate::domain::{EventKind, RevokeReason, SessionId, UnixMs, UserId};
 use crate::store::{
     NewSession, NextRefresh, RefreshHash, RotateOutcome, SessionRecord, SessionStore, StoreResult,
     within_grace,
@@ -105,6 +105,7 @@ impl SessionStore for SqliteStore {
                 for id in &evicted {
                     tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
                         .map_err(internal)?;
+                    revoked(&tx, s.created_at, &s.user_id, id, RevokeReason::Evicted)?;
                 }
             }
             tx.execute(
@@ -121,10 +122,20 @@ impl SessionStore for SqliteStore {
                 ],
             )
             .map_err(internal)?;
+            events::record(
+                &tx,
+                s.created_at,
+                &s.user_id,
+                &EventKind::SessionCreated {
+                    session_id: s.id.clone(),
+                },
+            )
+            .map_err(internal)?;
             tx.commit().map_err(internal)?;
             Ok(evicted.into_iter().map(SessionId).collect())
         })
         .await
+        .inspect(|_| self.events_written())
     }
 
     async fn rotate_refresh(
@@ -184,12 +195,24 @@ impl SessionStore for SqliteStore {
             // The previous token after the grace window: a replay of a stolen token.
             tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
                 .map_err(internal)?;
+            revoked(
+                &tx,
+                now,
+                &live.record.user_id,
+                &id,
+                RevokeReason::ReuseDetected,
+            )?;
             tx.commit().map_err(internal)?;
             Ok(RotateOutcome::ReuseDetected {
                 user_id: live.record.user_id,
             })
         })
         .await
+        .inspect(|outcome| {
+            if matches!(outcome, RotateOutcome::ReuseDetected { .. }) {
+                self.events_written();
+            }
+        })
     }
 
     async fn get_session(&self, id: &SessionId, now: UnixMs) -> StoreResult<Option<SessionRecord>> {
@@ -227,17 +250,35 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn revoke_session(&self, id: &SessionId, user_id: &UserId) -> StoreResult<bool> {
-        let (id, user_id) = (id.0.clone(), user_id.0.clone());
-        self.call(move |conn| {
-            conn.execute(
-                "DELETE FROM sessions WHERE id = ?1 AND user_id = ?2",
-                params![id, user_id],
-            )
-            .map(|n| n == 1)
-            .map_err(internal)
-        })
-        .await
+    async fn revoke_session(
+        &self,
+        id: &SessionId,
+        user_id: &UserId,
+        reason: RevokeReason,
+        now: UnixMs,
+    ) -> StoreResult<bool> {
+        let (id, user_id) = (id.0.clone(), user_id.clone());
+        let ended = self
+            .call(move |conn| {
+                let tx = conn.transaction().map_err(internal)?;
+                let ended = tx
+                    .execute(
+                        "DELETE FROM sessions WHERE id = ?1 AND user_id = ?2",
+                        params![id, user_id.0],
+                    )
+                    .map_err(internal)?
+                    == 1;
+                if ended {
+                    revoked(&tx, now, &user_id, &id, reason)?;
+                }
+                tx.commit().map_err(internal)?;
+                Ok(ended)
+            })
+            .await?;
+        if ended {
+            self.events_written();
+        }
+        Ok(ended)
     }
 
     async fn revoke_by_refresh(
@@ -262,25 +303,69 @@ impl SessionStore for SqliteStore {
             }
             tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
                 .map_err(internal)?;
+            revoked(&tx, now, &live.record.user_id, &id, RevokeReason::Logout)?;
             tx.commit().map_err(internal)?;
             Ok(Some(live.record))
         })
         .await
+        .inspect(|ended| {
+            if ended.is_some() {
+                self.events_written();
+            }
+        })
     }
 
-    async fn revoke_all(&self, user_id: &UserId, keep: Option<&SessionId>) -> StoreResult<u32> {
+    async fn revoke_all(
+        &self,
+        user_id: &UserId,
+        keep: Option<&SessionId>,
+        reason: RevokeReason,
+        now: UnixMs,
+    ) -> StoreResult<u32> {
         let (user_id, keep) = (
-            user_id.0.clone(),
+            user_id.clone(),
             keep.map(|k| k.0.clone()).unwrap_or_default(),
         );
-        self.call(move |conn| {
-            conn.execute(
-                "DELETE FROM sessions WHERE user_id = ?1 AND id != ?2",
-                params![user_id, keep],
-            )
-            .map(|n| n as u32)
-            .map_err(internal)
-        })
-        .await
+        let ended = self
+            .call(move |conn| {
+                let tx = conn.transaction().map_err(internal)?;
+                let ids: Vec<String> = tx
+                    .prepare("DELETE FROM sessions WHERE user_id = ?1 AND id != ?2 RETURNING id")
+                    .and_then(|mut stmt| {
+                        stmt.query_map(params![user_id.0, keep], |r| r.get(0))?
+                            .collect()
+                    })
+                    .map_err(internal)?;
+                for id in &ids {
+                    revoked(&tx, now, &user_id, id, reason)?;
+                }
+                tx.commit().map_err(internal)?;
+                Ok(u32::try_from(ids.len()).unwrap_or(u32::MAX))
+            })
+            .await?;
+        if ended > 0 {
+            self.events_written();
+        }
+        Ok(ended)
     }
+}
+
+/// The session.revoked event of session `id`, in the caller's transaction.
+fn revoked(
+    tx: &rusqlite::Connection,
+    now: UnixMs,
+    user_id: &UserId,
+    id: &str,
+    reason: RevokeReason,
+) -> StoreResult<()> {
+    events::record(
+        tx,
+        now,
+        user_id,
+        &EventKind::SessionRevoked {
+            session_id: SessionId(id.to_owned()),
+            reason,
+        },
+    )
+    .map_err(internal)
 }

@@ -1,0 +1,224 @@
+//! `baatcheet.auth.v1.InternalAuthService`: the user directory and the event stream for the
+//! chat's own services. Every call first proves a service credential (`authorization: Bearer
+//! <service token>`); without one the answer is UNAUTHENTICATED and nothing else.
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use baatcheet_auth_api::v1::{self as pb, internal_auth_service_server::InternalAuthService};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use super::{bearer, convert, ok, status::to_status};
+use crate::crypto::ServiceTokens;
+use crate::flows::{FlowError, SharedCore};
+
+/// How long one read of the event log waits for news before asking again.
+const EVENT_POLL: Duration = Duration::from_secs(5);
+
+/// Events buffered per watcher; a watcher that does not read blocks only its own stream.
+const WATCH_BUFFER: usize = 64;
+
+/// Who may call: the service tokens, checked on every call.
+#[derive(Clone)]
+pub struct ServiceAuth {
+    tokens: Arc<ServiceTokens>,
+}
+
+impl ServiceAuth {
+    pub fn new(tokens: ServiceTokens) -> Self {
+        Self {
+            tokens: Arc::new(tokens),
+        }
+    }
+
+    /// Whether any token is configured (then client metadata is believed only with one).
+    pub fn configured(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// The calling service's name, from a bearer token in `header`.
+    pub fn identify<T>(&self, request: &Request<T>, header: &str) -> Option<&str> {
+        let value = request.metadata().get(header)?.to_str().ok()?;
+        let token = baatcheet_runtime::bearer::token(value)?;
+        self.tokens.identify(token)
+    }
+
+    /// The calling service, or UNAUTHENTICATED.
+    fn require<T>(&self, request: &Request<T>) -> Result<String, Status> {
+        match bearer(request).and_then(|t| self.tokens.identify(t)) {
+            Some(name) => {
+                tracing::Span::current().record("service", name);
+                Ok(name.to_owned())
+            }
+            None => Err(to_status(FlowError::Unauthenticated)),
+        }
+    }
+}
+
+/// `baatcheet.auth.v1.InternalAuthService` over the shared flows.
+pub struct InternalGrpc {
+    core: SharedCore,
+    auth: ServiceAuth,
+    watchers: Arc<Semaphore>,
+    /// Cancelled at shutdown: open event streams end so the server can stop.
+    stop: CancellationToken,
+}
+
+impl InternalGrpc {
+    pub fn new(
+        core: SharedCore,
+        auth: ServiceAuth,
+        max_watchers: u32,
+        stop: CancellationToken,
+    ) -> Self {
+        Self {
+            core,
+            auth,
+            watchers: Arc::new(Semaphore::new(max_watchers as usize)),
+            stop,
+        }
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl InternalAuthService for InternalGrpc {
+    async fn get_user(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::GetUserResponse>, Status> {
+        self.auth.require(&request)?;
+        let user = self
+            .core
+            .get_user(&request.get_ref().user_id)
+            .await
+            .map_err(to_status)?;
+        ok(pb::GetUserResponse {
+            user: Some(convert::public_user(user)),
+        })
+    }
+
+    async fn batch_get_users(
+        &self,
+        request: Request<pb::BatchGetUsersRequest>,
+    ) -> Result<Response<pb::BatchGetUsersResponse>, Status> {
+        self.auth.require(&request)?;
+        let found = self
+            .core
+            .batch_get_users(&request.get_ref().user_ids)
+            .await
+            .map_err(to_status)?;
+        ok(pb::BatchGetUsersResponse {
+            users: found.users.into_iter().map(convert::public_user).collect(),
+            missing_user_ids: found.missing,
+        })
+    }
+
+    async fn lookup_users(
+        &self,
+        request: Request<pb::LookupUsersRequest>,
+    ) -> Result<Response<pb::LookupUsersResponse>, Status> {
+        self.auth.require(&request)?;
+        let found = self
+            .core
+            .lookup_users(&request.get_ref().usernames)
+            .await
+            .map_err(to_status)?;
+        ok(pb::LookupUsersResponse {
+            users: found.users.into_iter().map(convert::public_user).collect(),
+            missing_usernames: found.missing,
+        })
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        self.auth.require(&request)?;
+        Err(Status::unimplemented(
+            "presence heartbeats are not served by this version",
+        ))
+    }
+
+    async fn get_presence(
+        &self,
+        request: Request<pb::GetPresenceRequest>,
+    ) -> Result<Response<pb::GetPresenceResponse>, Status> {
+        self.auth.require(&request)?;
+        Err(Status::unimplemented(
+            "presence is not served by this version",
+        ))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let service = self.auth.require(&request)?;
+        let permit = self
+            .watchers
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| to_status(FlowError::TooManyWatchers))?;
+        let r = request.into_inner();
+        let types: Vec<&'static str> = r
+            .types
+            .iter()
+            .filter_map(|t| convert::event_type_name(*t))
+            .collect();
+        let since = r.since_event_id.trim().to_owned();
+        let core = self.core.clone();
+        // The start is checked before the stream opens, so an expired or foreign id is the
+        // call's answer rather than a stream that fails at once.
+        let (mut after, first) = if since.is_empty() {
+            (core.events_now().await.map_err(to_status)?, Vec::new())
+        } else {
+            let first = core
+                .next_events(&since, Duration::ZERO)
+                .await
+                .map_err(to_status)?;
+            (since, first)
+        };
+        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+        let stop = self.stop.clone();
+        tracing::info!(%service, since = %after, "event watcher connected");
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut batch = first;
+            loop {
+                for event in batch.drain(..) {
+                    after = event.id.clone();
+                    if !types.is_empty() && !types.contains(&event.kind.type_name()) {
+                        continue;
+                    }
+                    let message = pb::WatchEventsResponse {
+                        event: Some(convert::event(event)),
+                    };
+                    if tx.send(Ok(message)).await.is_err() {
+                        return; // the watcher went away
+                    }
+                }
+                batch = tokio::select! {
+                    read = core.next_events(&after, EVENT_POLL) => match read {
+                        Ok(events) => events,
+                        Err(e) => {
+                            let _ = tx.send(Err(to_status(e))).await;
+                            return;
+                        }
+                    },
+                    () = tx.closed() => return,
+                    () = stop.cancelled() => {
+                        let _ = tx.send(Err(Status::unavailable("the server is shutting down; resume on another instance"))).await;
+                        return;
+                    }
+                };
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,91 @@
+//! Users kept in a store other than the event log (MongoDB, or SQLite while the log is in
+//! Redis): their events are appended to the log right after the change. Unlike the session
+//! events, which every backend writes in the change's own atomic step, a process that dies
+//! between the two loses the user event (never a session revocation).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{CreateUserError, EventLog, StoreResult, UpdateProfileError, UserStore};
+use crate::domain::{
+    Email, EventKind, NewUser, PasswordHash, ProfileChange, UnixMs, User, UserId, UserStatus,
+    Username,
+};
+
+/// A [`UserStore`] whose changes are followed by their events in `log`.
+pub struct EventsAfter {
+    pub users: Arc<dyn UserStore>,
+    pub log: Arc<dyn EventLog>,
+}
+
+impl EventsAfter {
+    async fn append(&self, user_id: &UserId, kind: EventKind, now: UnixMs) {
+        if let Err(e) = self.log.append(user_id, &kind, now).await {
+            tracing::error!(error = %e, user_id = %user_id.0, event = kind.type_name(), "cannot record a user event");
+        }
+    }
+}
+
+#[async_trait]
+impl UserStore for EventsAfter {
+    async fn create_user(&self, new: &NewUser, now: UnixMs) -> Result<User, CreateUserError> {
+        let user = self.users.create_user(new, now).await?;
+        self.append(&user.id, EventKind::UserCreated, now).await;
+        Ok(user)
+    }
+
+    async fn find_by_id(&self, id: &UserId) -> StoreResult<Option<User>> {
+        self.users.find_by_id(id).await
+    }
+
+    async fn find_by_email(&self, email: &Email) -> StoreResult<Option<User>> {
+        self.users.find_by_email(email).await
+    }
+
+    async fn find_by_username(&self, username: &Username) -> StoreResult<Option<User>> {
+        self.users.find_by_username(username).await
+    }
+
+    async fn find_by_ids(&self, ids: &[UserId]) -> StoreResult<Vec<User>> {
+        self.users.find_by_ids(ids).await
+    }
+
+    async fn find_by_usernames(&self, usernames: &[Username]) -> StoreResult<Vec<User>> {
+        self.users.find_by_usernames(usernames).await
+    }
+
+    async fn update_profile(
+        &self,
+        id: &UserId,
+        change: &ProfileChange,
+        now: UnixMs,
+        username_cooldown_ms: i64,
+    ) -> Result<User, UpdateProfileError> {
+        let user = self
+            .users
+            .update_profile(id, change, now, username_cooldown_ms)
+            .await?;
+        let fields = change.fields().into_iter().map(str::to_owned).collect();
+        self.append(id, EventKind::UserUpdated { fields }, now)
+            .await;
+        Ok(user)
+    }
+
+    async fn set_presence(&self, id: &UserId, status: UserStatus, now: UnixMs) -> StoreResult<()> {
+        self.users.set_presence(id, status, now).await
+    }
+
+    async fn set_password(
+        &self,
+        id: &UserId,
+        hash: &PasswordHash,
+        now: UnixMs,
+    ) -> StoreResult<bool> {
+        let changed = self.users.set_password(id, hash, now).await?;
+        if changed {
+            self.append(id, EventKind::PasswordChanged, now).await;
+        }
+        Ok(changed)
+    }
+}
