@@ -1,5 +1,7 @@
 //! The gRPC contract of Baat Cheet Auth, `baatcheet.auth.v1`, generated from `proto/` at build
 //! time. Both the service and the gateway depend on this crate and nothing else shares types.
+//! With the `verifier` feature, `AccessTokenVerifier` checks access tokens offline for the
+//! chat's own services (module `verifier`).
 
 #![allow(clippy::doc_lazy_continuation, clippy::large_enum_variant)]
 
@@ -12,3 +14,9 @@ pub mod v1 {
 /// for `tonic-reflection`.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/baatcheet_auth_descriptor.bin"));
+
+#[cfg(feature = "verifier")]
+pub mod verifier;
+
+#[cfg(feature = "verifier")]
+pub use verifier::AccessTokenVerifier;
