@@ -7,7 +7,7 @@ use secrecy::ExposeSecret;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, MailConfig, StorageConfig};
+use crate::config::{ConfigError, EventsConfig, MailConfig, StorageConfig};
 use crate::mail::{EmlMailer, Mailer, SmtpMailer};
 use crate::store::{
     Health, StoreError, Stores,
@@ -52,12 +52,12 @@ pub enum BackendError {
     },
 }
 
-/// Opens the backends `storage` names and the mailer `mail` names; the event log keeps
-/// `event_retention` of events.
+/// Opens the backends `storage` names and the mailer `mail` names, with the event log as
+/// `events` bounds it.
 pub async fn open(
     storage: &StorageConfig,
     mail: &MailConfig,
-    event_retention: Duration,
+    events: &EventsConfig,
 ) -> Result<Backends, BackendError> {
     let needs_sqlite = storage.mongo.is_none() || storage.redis.is_none();
     let sqlite = if needs_sqlite {
@@ -120,7 +120,8 @@ pub async fn open(
                         pool_size: redis.pool_size,
                         connection_timeout: redis.timeout,
                         command_timeout: redis.timeout,
-                        event_retention_ms: crate::config::millis(event_retention),
+                        event_retention_ms: crate::config::millis(events.retention),
+                        event_max_len: events.max_events,
                         ..RedisSettings::default()
                     },
                 )
@@ -174,6 +175,7 @@ pub async fn open(
         stores: Stores {
             users,
             events: state.events,
+            presence: state.presence,
             pending: state.pending,
             sessions: state.sessions,
             limits: state.limits,
@@ -193,6 +195,7 @@ struct StateStores {
     limits: Arc<dyn crate::store::RateLimitStore>,
     mail: Arc<dyn crate::store::MailQueue>,
     events: Arc<dyn crate::store::EventLog>,
+    presence: Arc<dyn crate::store::PresenceStore>,
 }
 
 impl StateStores {
@@ -202,7 +205,8 @@ impl StateStores {
             sessions: s.clone(),
             limits: s.clone(),
             mail: s.clone(),
-            events: s,
+            events: s.clone(),
+            presence: s,
         }
     }
 
@@ -212,7 +216,8 @@ impl StateStores {
             sessions: s.clone(),
             limits: s.clone(),
             mail: s.clone(),
-            events: s,
+            events: s.clone(),
+            presence: s,
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct Config {
 pub struct EventsConfig {
     /// How long events are kept for watchers that resume.
     pub retention: Duration,
+    /// Most events kept, whatever their age: bounds the log when sign-ins are many.
+    pub max_events: u64,
     /// Watch streams one instance serves at once.
     pub max_watchers: u32,
 }
@@ -166,6 +168,7 @@ impl Config {
             policy: policy(&env)?,
             events: EventsConfig {
                 retention: env.duration("EVENT_RETENTION", "24h", Duration::from_secs(1))?,
+                max_events: env.number("EVENT_LOG_MAX_EVENTS", 1_000_000, 1_000, 100_000_000)?,
                 max_watchers: env.number("MAX_EVENT_WATCHERS", 256, 1, 100_000)?,
             },
             storage,

@@ -114,8 +114,7 @@ impl baatcheet_runtime::cli::Service for Application {
         let data_dir = &config.storage.data_dir;
         let signing_key = keys::signing_key(&config.keys, data_dir)?;
         let secret = keys::server_secret(&config.keys, data_dir)?;
-        let backends =
-            backends::open(&config.storage, &config.mail, config.events.retention).await?;
+        let backends = backends::open(&config.storage, &config.mail, &config.events).await?;
         tracing::info!(backends = %backends.description, "backends chosen");
         tracing::info!(kid = signing_key.kid(), "access tokens signed with EdDSA");
         let outbox = crate::mail::Outbox::new(
@@ -172,9 +171,14 @@ impl baatcheet_runtime::cli::Service for Application {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<AuthServiceServer<AuthGrpc>>().await;
         let stop_streams = stop.clone();
+        // Often enough that a run-out heartbeat is reported within a quarter of its life.
+        let sweep_every = (self.core.presence_ttl() / 4)
+            .clamp(Duration::from_millis(250), Duration::from_secs(15));
+        let presence_sweep =
+            tokio::spawn(self.core.clone().sweep_presence(sweep_every, stop.clone()));
         let event_trim = tokio::spawn(trim_events(
             self.core.stores.events.clone(),
-            crate::config::millis(self.config.events.retention),
+            self.config.events.clone(),
             stop.clone(),
         ));
         let watcher = tokio::spawn(watch_backends(
@@ -271,7 +275,10 @@ impl baatcheet_runtime::cli::Service for Application {
         {
             tracing::warn!("mail worker did not stop in time; unsent mail stays queued");
         }
-        for task in maintenance.into_iter().chain([watcher, event_trim]) {
+        for task in maintenance
+            .into_iter()
+            .chain([watcher, event_trim, presence_sweep])
+        {
             let _ = task.await;
         }
         tracing::info!("stopped");
@@ -323,16 +330,17 @@ fn grpc_web_cors(origins: &[http::HeaderValue]) -> Option<tower_http::cors::Cors
     )
 }
 
-/// How often events older than the retention are removed (the Redis stream also trims on
-/// every append).
+/// How often events older than the retention (or beyond the cap) are removed; the Redis
+/// stream also caps its length on every append.
 const EVENT_TRIM_EVERY: Duration = Duration::from_secs(60);
 
-/// Removes events older than the retention, every [`EVENT_TRIM_EVERY`].
+/// Removes events older than the retention or beyond the cap, every [`EVENT_TRIM_EVERY`].
 async fn trim_events(
     events: Arc<dyn crate::store::EventLog>,
-    retention_ms: i64,
+    config: crate::config::EventsConfig,
     stop: CancellationToken,
 ) {
+    let retention_ms = crate::config::millis(config.retention);
     let mut tick = tokio::time::interval(EVENT_TRIM_EVERY);
     loop {
         tokio::select! {
@@ -340,7 +348,7 @@ async fn trim_events(
             () = stop.cancelled() => return,
         }
         let before = crate::domain::now_ms() - retention_ms;
-        match events.trim_before(before).await {
+        match events.trim(before, config.max_events).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(events = n, "trimmed events past the retention"),
             Err(e) => tracing::warn!(error = %e, "trimming the event log failed"),

@@ -91,6 +91,7 @@ impl AuthCore {
             .users
             .update_profile(&caller.user_id, &change, now_ms(), cooldown)
             .await?;
+        let user = self.one_with_presence(user).await?;
         let next_rename = user
             .username_changed_at
             .map_or(now_ms(), |at| at + cooldown);
@@ -104,11 +105,13 @@ impl AuthCore {
         if id.is_empty() {
             return Err(FlowError::invalid("user_id", "user_id is required"));
         }
-        self.stores
+        let user = self
+            .stores
             .users
             .find_by_id(&UserId(id.to_owned()))
             .await?
-            .ok_or(FlowError::UserNotFound)
+            .ok_or(FlowError::UserNotFound)?;
+        self.one_with_presence(user).await
     }
 
     /// BatchGetUsers: one store round trip; ids with no user are listed, not an error.
@@ -119,7 +122,8 @@ impl AuthCore {
             .filter(|i| !i.is_empty())
             .map(|i| UserId(i.clone()))
             .collect();
-        let mut found = self.stores.users.find_by_ids(&keys).await?;
+        let found = self.stores.users.find_by_ids(&keys).await?;
+        let mut found = self.with_presence(found).await?;
         Ok(in_request_order(&ids, &mut found, |u| u.id.0.clone()))
     }
 
@@ -131,7 +135,8 @@ impl AuthCore {
             .iter()
             .filter_map(|n| Username::parse(n).ok())
             .collect();
-        let mut found = self.stores.users.find_by_usernames(&parsed).await?;
+        let found = self.stores.users.find_by_usernames(&parsed).await?;
+        let mut found = self.with_presence(found).await?;
         let key = |n: &String| Username::parse(n).map(|u| u.key()).unwrap_or_default();
         let keys: Vec<String> = names.iter().map(key).collect();
         let mut result = in_request_order(&keys, &mut found, |u| u.username.to_ascii_lowercase());

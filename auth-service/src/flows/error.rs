@@ -63,6 +63,8 @@ pub enum FlowError {
     SessionNotFound,
     #[error("no such user")]
     UserNotFound,
+    #[error("the session has ended; drop its connection")]
+    SessionEnded,
     #[error("the username was changed recently; it can change again later")]
     UsernameChangeCooldown { retry_at: UnixMs },
     #[error("events after this id are no longer kept; re-sync and watch from now")]
@@ -108,6 +110,7 @@ impl FlowError {
             FlowError::SessionRevoked => "SESSION_REVOKED",
             FlowError::SessionNotFound => "SESSION_NOT_FOUND",
             FlowError::UserNotFound => "USER_NOT_FOUND",
+            FlowError::SessionEnded => "SESSION_ENDED",
             FlowError::UsernameChangeCooldown { .. } => "USERNAME_CHANGE_COOLDOWN",
             FlowError::EventsExpired => "EVENTS_EXPIRED",
             FlowError::TooManyWatchers => "TOO_MANY_WATCHERS",

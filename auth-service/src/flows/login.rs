@@ -69,12 +69,12 @@ impl AuthCore {
             return Err(FlowError::InvalidCredentials);
         }
         let now = now_ms();
-        self.stores
-            .users
-            .set_presence(&user.id, UserStatus::Online, now)
+        // Signing in is the session's first heartbeat.
+        let presence = self
+            .beat(&user.id, &tokens.session_id, UserStatus::Online)
             .await?;
-        user.status = UserStatus::Online;
-        user.last_seen = Some(now);
+        user.status = presence.status;
+        user.last_seen = presence.last_seen.or(Some(now));
         tracing::info!(user_id = %user.id.0, session_id = %tokens.session_id.0, "signed in");
         Ok(SignedIn { user, tokens })
     }

@@ -9,6 +9,7 @@ mod guard;
 mod limits;
 mod login;
 mod password;
+mod presence;
 pub mod registration;
 mod sessions;
 mod tokens;

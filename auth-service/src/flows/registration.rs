@@ -196,12 +196,12 @@ impl AuthCore {
             .finish_pending(CodePurpose::Registration, &email)
             .await?;
         let tokens = self.start_session(&user.id, client).await?;
-        self.stores
-            .users
-            .set_presence(&user.id, UserStatus::Online, now)
+        // Signing in is the session's first heartbeat.
+        let presence = self
+            .beat(&user.id, &tokens.session_id, UserStatus::Online)
             .await?;
-        user.status = UserStatus::Online;
-        user.last_seen = Some(now);
+        user.status = presence.status;
+        user.last_seen = presence.last_seen.or(Some(now));
         tracing::info!(user_id = %user.id.0, "user verified and created");
         Ok(SignedIn { user, tokens })
     }

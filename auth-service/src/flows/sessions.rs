@@ -5,7 +5,7 @@
 
 use super::{AuthCore, Caller, FlowError, SessionView, TokenPair};
 use crate::crypto::RefreshToken;
-use crate::domain::{RevokeReason, SessionId, User, UserId, UserStatus, now_ms};
+use crate::domain::{RevokeReason, SessionId, User, UserId, now_ms};
 use crate::store::{NextRefresh, RotateOutcome};
 
 impl AuthCore {
@@ -92,7 +92,7 @@ impl AuthCore {
                 None => None,
             };
             match ended {
-                Some(session) => return self.logged_out(&session.user_id, now).await,
+                Some(session) => return self.logged_out(&session.user_id).await,
                 None => refused = Some(FlowError::RefreshTokenInvalid),
             }
         }
@@ -112,14 +112,12 @@ impl AuthCore {
         {
             return Err(FlowError::SessionRevoked);
         }
-        self.logged_out(&caller.user_id, now).await
+        self.logged_out(&caller.user_id).await
     }
 
-    async fn logged_out(&self, user_id: &UserId, now: i64) -> Result<(), FlowError> {
-        self.stores
-            .users
-            .set_presence(user_id, UserStatus::Offline, now)
-            .await?;
+    async fn logged_out(&self, user_id: &UserId) -> Result<(), FlowError> {
+        // The store ended the session's presence with it; the user record follows.
+        self.presence_after_logout(user_id).await;
         tracing::info!(user_id = %user_id.0, "logged out");
         Ok(())
     }
@@ -132,10 +130,7 @@ impl AuthCore {
             .sessions
             .revoke_all(&caller.user_id, None, RevokeReason::LogoutAll, now_ms())
             .await?;
-        self.stores
-            .users
-            .set_presence(&caller.user_id, UserStatus::Offline, now_ms())
-            .await?;
+        self.presence_after_logout(&caller.user_id).await;
         Ok(n)
     }
 
@@ -173,7 +168,8 @@ impl AuthCore {
 
     /// GetCurrentUser.
     pub async fn current_user(&self, caller: &Caller) -> Result<User, FlowError> {
-        self.user(&caller.user_id).await
+        let user = self.user(&caller.user_id).await?;
+        self.one_with_presence(user).await
     }
 
     pub(super) async fn user(&self, id: &UserId) -> Result<User, FlowError> {

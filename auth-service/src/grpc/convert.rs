@@ -6,6 +6,7 @@ use prost_types::Timestamp;
 use crate::crypto::{AccessClaims, Jwk};
 use crate::domain::{Event, EventKind, RevokeReason, UnixMs, User, UserStatus};
 use crate::flows::{CodeDelivery, SessionView, TokenPair};
+use crate::store::PresenceView;
 
 pub fn timestamp(ms: UnixMs) -> Option<Timestamp> {
     Some(Timestamp {
@@ -34,6 +35,26 @@ pub fn status(s: UserStatus) -> pb::UserStatus {
         UserStatus::Online => pb::UserStatus::Online,
         UserStatus::Away => pb::UserStatus::Away,
         UserStatus::Offline => pb::UserStatus::Offline,
+    }
+}
+
+/// A requested status; `None` for unspecified (and unknown values, which the flows refuse
+/// as offline would be).
+pub fn status_from(raw: i32) -> Option<UserStatus> {
+    match pb::UserStatus::try_from(raw) {
+        Ok(pb::UserStatus::Online) => Some(UserStatus::Online),
+        Ok(pb::UserStatus::Away) => Some(UserStatus::Away),
+        Ok(pb::UserStatus::Offline) => Some(UserStatus::Offline),
+        Ok(pb::UserStatus::Unspecified) => None,
+        Err(_) => Some(UserStatus::Offline),
+    }
+}
+
+pub fn presence(p: PresenceView) -> pb::Presence {
+    pb::Presence {
+        user_id: p.user_id.0,
+        status: status(p.status) as i32,
+        last_seen_time: p.last_seen.and_then(timestamp),
     }
 }
 

@@ -138,9 +138,16 @@ impl InternalAuthService for InternalGrpc {
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         self.auth.require(&request)?;
-        Err(Status::unimplemented(
-            "presence heartbeats are not served by this version",
-        ))
+        let r = request.get_ref();
+        let presence = self
+            .core
+            .heartbeat(&r.user_id, &r.session_id, convert::status_from(r.status))
+            .await
+            .map_err(to_status)?;
+        ok(pb::HeartbeatResponse {
+            presence: Some(convert::presence(presence)),
+            ttl: prost_types::Duration::try_from(self.core.presence_ttl()).ok(),
+        })
     }
 
     async fn get_presence(
@@ -148,9 +155,14 @@ impl InternalAuthService for InternalGrpc {
         request: Request<pb::GetPresenceRequest>,
     ) -> Result<Response<pb::GetPresenceResponse>, Status> {
         self.auth.require(&request)?;
-        Err(Status::unimplemented(
-            "presence is not served by this version",
-        ))
+        let presences = self
+            .core
+            .get_presence(&request.get_ref().user_ids)
+            .await
+            .map_err(to_status)?;
+        ok(pb::GetPresenceResponse {
+            presences: presences.into_iter().map(convert::presence).collect(),
+        })
     }
 
     type WatchEventsStream = EventStream;

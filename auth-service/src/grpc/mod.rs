@@ -282,10 +282,15 @@ impl AuthService for AuthGrpc {
         &self,
         request: Request<pb::SetPresenceRequest>,
     ) -> Result<Response<pb::SetPresenceResponse>, Status> {
-        self.caller(&request).await?;
-        Err(Status::unimplemented(
-            "presence is not served by this version",
-        ))
+        let caller = self.caller(&request).await?;
+        let presence = self
+            .core
+            .set_presence(&caller, convert::status_from(request.get_ref().status))
+            .await
+            .map_err(to_status)?;
+        ok(pb::SetPresenceResponse {
+            presence: Some(convert::presence(presence)),
+        })
     }
 
     async fn request_password_reset(

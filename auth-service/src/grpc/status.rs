@@ -50,7 +50,7 @@ pub fn to_status(err: FlowError) -> Status {
             details.add_bad_request_violation("reset_id", "reset_id is required");
             Code::InvalidArgument
         }
-        FlowError::EventsExpired => Code::FailedPrecondition,
+        FlowError::EventsExpired | FlowError::SessionEnded => Code::FailedPrecondition,
         FlowError::UserNotFound => Code::NotFound,
         FlowError::RegistrationNotFound | FlowError::ResetNotFound | FlowError::SessionNotFound => {
             Code::NotFound

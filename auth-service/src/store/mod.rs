@@ -475,6 +475,81 @@ pub trait MailQueue: Send + Sync {
     async fn dead_letter_count(&self) -> StoreResult<u64>;
 }
 
+/// A user's presence as derived from their sessions' heartbeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceView {
+    pub user_id: UserId,
+    pub status: UserStatus,
+    /// The last heartbeat, sign-in or end of a session; `None` when never seen.
+    pub last_seen: Option<UnixMs>,
+}
+
+/// The rule every backend derives a user's status by, from the `(status, expires_at)` of the
+/// user's session heartbeats: online when a live one is online, away when every live one is
+/// away, offline when none is live.
+pub fn derive_status(
+    sessions: impl IntoIterator<Item = (UserStatus, UnixMs)>,
+    now: UnixMs,
+) -> UserStatus {
+    let mut derived = UserStatus::Offline;
+    for (status, expires_at) in sessions {
+        if expires_at <= now {
+            continue;
+        }
+        match status {
+            UserStatus::Online => return UserStatus::Online,
+            UserStatus::Away => derived = UserStatus::Away,
+            UserStatus::Offline => {}
+        }
+    }
+    derived
+}
+
+/// What a heartbeat changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub presence: PresenceView,
+    /// The derived status changed (a presence.changed event was written).
+    pub changed: bool,
+}
+
+/// Why a heartbeat was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum HeartbeatError {
+    /// No live session with this id belongs to this user.
+    #[error("the session has ended")]
+    SessionEnded,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Presence: per session a heartbeat that lives `ttl_ms`; per user the status derived from
+/// them ([`derive_status`]) and the last time seen. No timer per user: a status is derived
+/// when read, and [`PresenceStore::expire_presence`] (one periodic sweep) writes the
+/// presence.changed events of users whose last heartbeat ran out. Ending a session ends its
+/// presence in the same step (see [`SessionStore`]).
+#[async_trait]
+pub trait PresenceStore: Send + Sync {
+    /// Records a heartbeat of session `session_id` of `user_id`, atomically with the check
+    /// that the session is live and the user's; writes presence.changed when the user's
+    /// derived status changes.
+    async fn heartbeat(
+        &self,
+        user_id: &UserId,
+        session_id: &SessionId,
+        status: UserStatus,
+        now: UnixMs,
+        ttl_ms: i64,
+    ) -> Result<Heartbeat, HeartbeatError>;
+
+    /// The presence of each of `ids` (at most [`MAX_BATCH`]) in one round trip, in order.
+    async fn get_presence(&self, ids: &[UserId], now: UnixMs) -> StoreResult<Vec<PresenceView>>;
+
+    /// Users whose every heartbeat ran out by `now` become offline (with presence.changed);
+    /// returns them (each at most once per transition, across instances).
+    async fn expire_presence(&self, now: UnixMs) -> StoreResult<Vec<PresenceView>>;
+}
+
 /// Why events could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadEventsError {
@@ -505,8 +580,9 @@ pub trait EventLog: Send + Sync {
         limit: usize,
         wait: std::time::Duration,
     ) -> Result<Vec<Event>, ReadEventsError>;
-    /// Removes events from before `before` (the retention); returns how many.
-    async fn trim_before(&self, before: UnixMs) -> StoreResult<u64>;
+    /// Removes events from before `before` (the retention), and the oldest beyond
+    /// `max_events`; returns how many.
+    async fn trim(&self, before: UnixMs, max_events: u64) -> StoreResult<u64>;
 }
 
 /// Whether the backend answers, for readiness.
@@ -524,6 +600,7 @@ pub struct Stores {
     pub limits: Arc<dyn RateLimitStore>,
     pub mail: Arc<dyn MailQueue>,
     pub events: Arc<dyn EventLog>,
+    pub presence: Arc<dyn PresenceStore>,
     pub health: Vec<Arc<dyn Health>>,
 }
 
@@ -537,6 +614,7 @@ impl Stores {
             + RateLimitStore
             + MailQueue
             + EventLog
+            + PresenceStore
             + Health
             + 'static,
     {
@@ -547,6 +625,7 @@ impl Stores {
             limits: backend.clone(),
             mail: backend.clone(),
             events: backend.clone(),
+            presence: backend.clone(),
             health: vec![backend],
         }
     }

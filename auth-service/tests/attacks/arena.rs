@@ -148,7 +148,11 @@ impl Arena {
                 tokio::task::spawn_blocking(move || {
                     let conn = rusqlite::Connection::open(file).expect("open the store file");
                     let tables: Vec<String> = conn
-                        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                        // The event log is bounded by its own retention and cap (conformance).
+                        .prepare(
+                            "SELECT name FROM sqlite_master WHERE type = 'table' \
+                             AND name NOT IN ('events', 'events_trimmed')",
+                        )
                         .unwrap()
                         .query_map([], |r| r.get(0))
                         .unwrap()

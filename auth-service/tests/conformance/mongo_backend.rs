@@ -42,6 +42,7 @@ pub async fn stores() -> Stores {
         limits: state.clone(),
         mail: state.clone(),
         events: state.clone(),
+        presence: state.clone(),
         health: vec![users, state],
     }
 }

@@ -65,6 +65,7 @@ fn with_users(redis: Arc<RedisStore>) -> Stores {
         limits: redis.clone(),
         mail: redis.clone(),
         events: redis.clone(),
+        presence: redis.clone(),
         health: vec![users, redis],
     }
 }

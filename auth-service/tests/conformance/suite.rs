@@ -42,6 +42,7 @@ macro_rules! all_tests {
             two_renames_to_one_name_make_one_winner,
             every_session_and_user_change_is_in_the_event_log,
             the_event_log_wakes_readers_and_reports_what_it_dropped,
+            presence_is_derived_from_heartbeats_and_ends_with_sessions,
             health_answers
         );
     };
@@ -1503,7 +1504,7 @@ pub async fn the_event_log_wakes_readers_and_reports_what_it_dropped(s: Stores) 
         .await
         .unwrap();
     let latest = s.events.latest_id().await.unwrap();
-    s.events.trim_before(now_ms() + 60_000).await.unwrap();
+    s.events.trim(now_ms() + 60_000, 1_000_000).await.unwrap();
     assert!(matches!(
         s.events
             .read_after(&start, 10, std::time::Duration::ZERO)
@@ -1516,5 +1517,128 @@ pub async fn the_event_log_wakes_readers_and_reports_what_it_dropped(s: Stores) 
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+pub async fn presence_is_derived_from_heartbeats_and_ends_with_sessions(s: Stores) {
+    let now = now_ms();
+    let ttl = 90_000;
+    let (user, other) = (UserId(unique("p")), UserId(unique("q")));
+    let start = s.events.latest_id().await.unwrap();
+    let phone = new_session(&user, hash(1), now);
+    let laptop = new_session(&user, hash(2), now);
+    for sess in [&phone, &laptop] {
+        create(&s, sess).await;
+    }
+    // Only a live session of this user may heartbeat.
+    for (who, sid) in [(&other, &phone.id), (&user, &SessionId::generate())] {
+        assert!(matches!(
+            s.presence
+                .heartbeat(who, sid, UserStatus::Online, now, ttl)
+                .await,
+            Err(HeartbeatError::SessionEnded)
+        ));
+    }
+    let view = |status, last_seen: i64| PresenceView {
+        user_id: user.clone(),
+        status,
+        last_seen: Some(last_seen),
+    };
+    let beat = s
+        .presence
+        .heartbeat(&user, &phone.id, UserStatus::Away, now, ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        (beat.presence, beat.changed),
+        (view(UserStatus::Away, now), true)
+    );
+    let beat = s
+        .presence
+        .heartbeat(&user, &laptop.id, UserStatus::Online, now + 1, ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        (beat.presence, beat.changed),
+        (view(UserStatus::Online, now + 1), true)
+    );
+    let beat = s
+        .presence
+        .heartbeat(&user, &laptop.id, UserStatus::Online, now + 2, ttl)
+        .await
+        .unwrap();
+    assert!(
+        !beat.changed,
+        "a heartbeat that changes nothing writes no event"
+    );
+    // Read in one call, in order, with a user never seen.
+    let views = s
+        .presence
+        .get_presence(&[other.clone(), user.clone()], now + 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        views[0],
+        PresenceView {
+            user_id: other.clone(),
+            status: UserStatus::Offline,
+            last_seen: None
+        }
+    );
+    assert_eq!(views[1], view(UserStatus::Online, now + 2));
+    // The laptop logs out: the phone (away) remains.
+    s.sessions
+        .revoke_by_refresh(&laptop.id, &hash(2), now + 10, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    let views = s
+        .presence
+        .get_presence(std::slice::from_ref(&user), now + 11)
+        .await
+        .unwrap();
+    assert_eq!(
+        views[0],
+        view(UserStatus::Away, now + 10),
+        "last seen at the logout"
+    );
+    // Derived at read time: past the phone's TTL the user is offline even before a sweep.
+    let later = now + ttl + 5;
+    let views = s
+        .presence
+        .get_presence(std::slice::from_ref(&user), later)
+        .await
+        .unwrap();
+    assert_eq!(views[0].status, UserStatus::Offline);
+    // The sweep reports the transition once, keeping the last heartbeat as last seen.
+    let swept = s.presence.expire_presence(later).await.unwrap();
+    assert_eq!(
+        swept.iter().filter(|v| v.user_id == user).count(),
+        1,
+        "{swept:?}"
+    );
+    let again = s.presence.expire_presence(later + 1).await.unwrap();
+    assert!(again.iter().all(|v| v.user_id != user), "{again:?}");
+    let views = s
+        .presence
+        .get_presence(std::slice::from_ref(&user), later)
+        .await
+        .unwrap();
+    assert_eq!(views[0], view(UserStatus::Offline, now + 10));
+    let kinds: Vec<EventKind> = events_of(&s, &start, &user)
+        .await
+        .into_iter()
+        .filter(|e| matches!(e.kind, EventKind::PresenceChanged { .. }))
+        .map(|e| e.kind)
+        .collect();
+    let changed = |status| EventKind::PresenceChanged { status };
+    assert_eq!(
+        kinds,
+        [
+            changed(UserStatus::Away),
+            changed(UserStatus::Online),
+            changed(UserStatus::Away),
+            changed(UserStatus::Offline)
+        ]
     );
 }

@@ -189,6 +189,13 @@ async fn the_whole_flow_runs_on_mongo_redis_and_smtp_and_nothing_stored_is_a_sec
                 .query_async(&mut conn)
                 .await
                 .unwrap(),
+            "stream" => redis::cmd("XRANGE")
+                .arg(key)
+                .arg("-")
+                .arg("+")
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
             other => panic!("unexpected Redis type {other} for {key}"),
         };
         stored.push_str(&format!("{key} => {value:?}\n"));

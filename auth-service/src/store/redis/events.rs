@@ -1,5 +1,6 @@
-//! The event log on Redis: one stream, `{events}:log`, trimmed by time (`XADD … MINID ~`) to
-//! the retention (`{events}:floor` keeps the bound, so a reader from before it is told), read with `XRANGE` to catch up and `XREAD BLOCK` to wait (on a connection
+//! The event log on Redis: one stream, `{events}:log`, capped in length on every append and
+//! trimmed by time to the retention (`{events}:floor` keeps the newest id removed, so a
+//! reader from before it is told), read with `XRANGE` to catch up and `XREAD BLOCK` to wait (on a connection
 //! of its own, so a waiting watcher never holds a pooled one). Ids are the stream's
 //! `<ms>-<seq>`; a reader is told it missed events when its id is below the floor or above
 //! the stream's `last-generated-id` (the log was reset or expired).
@@ -74,9 +75,8 @@ fn read_events(reply: &Value) -> Vec<Event> {
 }
 
 impl RedisStore {
-    /// Appends events in one script: each `XADD` trims what is older than the retention
-    /// (`MINID ~`) and the floor records what went (see `scripts::APPEND_EVENTS`); both keys
-    /// live for the retention after the last append.
+    /// Appends events in one script, capping the log's length (see `scripts::APPEND_EVENTS`);
+    /// the log and its floor live for the retention after the last append.
     pub(super) async fn record(
         &self,
         events: &[(UserId, EventKind)],
@@ -89,7 +89,8 @@ impl RedisStore {
         let mut call = self.scripts.append_events.key(&keys.log);
         call.key(&keys.floor)
             .arg(now)
-            .arg(self.settings.event_retention_ms);
+            .arg(self.settings.event_retention_ms)
+            .arg(self.settings.event_max_len);
         for (user, kind) in events {
             let (type_name, session, detail) = kind.fields();
             call.arg(type_name).arg(&user.0).arg(session).arg(detail);
@@ -212,11 +213,11 @@ impl EventLog for RedisStore {
         Ok(read_events(&block))
     }
 
-    /// The stream trims itself on every append; this trims it when nothing was added lately.
-    async fn trim_before(&self, before: UnixMs) -> StoreResult<u64> {
+    /// Every append caps the stream's length; this trims it by time.
+    async fn trim(&self, before: UnixMs, max_events: u64) -> StoreResult<u64> {
         let keys = self.keys.events();
         let mut call = self.scripts.trim_events.key(&keys.log);
-        call.key(&keys.floor).arg(before.max(0));
+        call.key(&keys.floor).arg(before.max(0)).arg(max_events);
         let reply = self.eval("trim_events", &call).await?;
         Ok(reply.int(1)?.max(0) as u64)
     }

@@ -98,6 +98,16 @@ impl Keys {
         self.session(&user.0, &id.0)
     }
 
+    /// `user:{<uid>}:presence`: the user's heartbeats, derived status and last-seen time.
+    pub fn presence(&self, user: &str) -> String {
+        format!("{}user:{{{user}}}:presence", self.prefix)
+    }
+
+    /// `{presence}:due`: users by when their last heartbeat runs out.
+    pub fn presence_due(&self) -> String {
+        format!("{}{{presence}}:due", self.prefix)
+    }
+
     /// `{events}:log` (STREAM) and `{events}:floor` (STRING: the retention's bound, ms).
     pub fn events(&self) -> EventKeys {
         EventKeys {

@@ -57,6 +57,7 @@ mod events;
 mod keys;
 mod limits;
 mod mail;
+mod presence;
 mod scripts;
 mod sessions;
 
@@ -92,6 +93,8 @@ pub struct RedisSettings {
     pub tls_root_ca_pem: Option<Vec<u8>>,
     /// How long the event log keeps events (EVENT_RETENTION).
     pub event_retention_ms: i64,
+    /// Most events the log keeps (EVENT_LOG_MAX_EVENTS), whatever their age.
+    pub event_max_len: u64,
 }
 
 impl Default for RedisSettings {
@@ -103,6 +106,7 @@ impl Default for RedisSettings {
             key_prefix: String::new(),
             tls_root_ca_pem: None,
             event_retention_ms: 24 * 60 * 60 * 1000,
+            event_max_len: 1_000_000,
         }
     }
 }

@@ -369,8 +369,8 @@ redis.call('HDEL', KEYS[4], ARGV[1])
 return redis.call('ZREM', KEYS[5], ARGV[1])
 "#;
 
-/// Helpers of the event scripts. KEYS: 1 log (stream), 2 floor (the id below which events
-/// were trimmed: a reader from before it missed some).
+/// Helpers of the event scripts. KEYS: 1 log (stream), 2 floor (the id of the newest event
+/// trimmed: a reader whose last id is below it missed some).
 macro_rules! lua_events {
     () => {
         r#"
@@ -378,11 +378,7 @@ local function parse_id(id)
   local ms, seq = string.match(id or '', '^(%d+)-(%d+)$')
   return tonumber(ms) or 0, tonumber(seq) or 0
 end
-local function first_id()
-  local e = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
-  return e and e[1]
-end
--- Raises the floor to `id` (never lowers it); it lives as long as the log.
+-- Raises the floor to `id` (never lowers it).
 local function raise_floor(id)
   local fm, fs = parse_id(redis.call('GET', KEYS[2]))
   local im, is = parse_id(id)
@@ -390,61 +386,145 @@ local function raise_floor(id)
     redis.call('SET', KEYS[2], id)
   end
 end
--- What a trim removed: everything before the new first entry, or all up to the last id.
-local function trimmed(before, after)
-  if before and after ~= before then
-    if after then
-      raise_floor(after)
-    else
-      local info = redis.call('XINFO', 'STREAM', KEYS[1])
-      for i = 1, #info, 2 do
-        if info[i] == 'last-generated-id' then raise_floor(info[i + 1]) end
-      end
-    end
-  end
+-- Keeps the newest `keep` entries (exactly), raising the floor to the newest one removed.
+local function cap(keep)
+  local excess = redis.call('XLEN', KEYS[1]) - keep
+  if excess <= 0 then return 0 end
+  local gone = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
+  raise_floor(gone[#gone][1])
+  return redis.call('XTRIM', KEYS[1], 'MAXLEN', keep)
 end
 "#
     };
 }
 
-/// Appends events. ARGV: now, retention ms, then per event type, user, session, detail. Each
-/// `XADD` trims below `now - retention` (`MINID ~`: whole nodes, cheap); the log and the
-/// floor live for the retention after the last append (an idle log ends, and a reader from
-/// before then is told so).
+/// Appends events. ARGV: now, retention ms, max length, then per event type, user, session,
+/// detail. The length is capped first, exactly (so the floor names the newest event
+/// removed); the periodic trim cuts by time. The log and the floor live for the retention
+/// after the last append (an idle log ends; a reader from before then is told so).
 pub(super) const APPEND_EVENTS: &str = concat!(
     lua_int!(),
     lua_events!(),
     r#"
-local now, retention = tonumber(ARGV[1]), tonumber(ARGV[2])
-local min = math.max(now - retention, 0)
-local before = first_id()
-for i = 3, #ARGV, 4 do
+local now, retention, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local n = math.floor((#ARGV - 3) / 4)
+cap(math.max(max - n, 0))
+for i = 4, #ARGV, 4 do
   local entry = {'at', int(now), 't', ARGV[i], 'u', ARGV[i + 1]}
   if ARGV[i + 2] ~= '' then table.insert(entry, 's'); table.insert(entry, ARGV[i + 2]) end
   if ARGV[i + 3] ~= '' then table.insert(entry, 'd'); table.insert(entry, ARGV[i + 3]) end
-  redis.call('XADD', KEYS[1], 'MINID', '~', int(min), '*', unpack(entry))
+  redis.call('XADD', KEYS[1], '*', unpack(entry))
 end
-trimmed(before, first_id())
 redis.call('PEXPIRE', KEYS[1], int(retention))
 redis.call('PEXPIRE', KEYS[2], int(retention))
 return {0}
 "#
 );
 
-/// Trims events below `before` (ms). ARGV: before. Returns {0, removed}.
+/// Trims events below `before` (ms) and beyond `max`. ARGV: before, max. Returns
+/// {0, removed}.
 pub(super) const TRIM_EVENTS: &str = concat!(
     lua_int!(),
     lua_events!(),
     r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
-local first = first_id()
-local removed = redis.call('XTRIM', KEYS[1], 'MINID', int(tonumber(ARGV[1])))
-trimmed(first, first_id())
+local before = int(tonumber(ARGV[1]))
+local removed = 0
+local last = redis.call('XREVRANGE', KEYS[1], '(' .. before .. '-0', '-', 'COUNT', 1)[1]
+if last then
+  raise_floor(last[1])
+  removed = redis.call('XTRIM', KEYS[1], 'MINID', before)
+end
+removed = removed + cap(tonumber(ARGV[2]))
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 return {0, removed}
 "#
 );
+
+/// Helpers of the presence scripts. KEYS[1] is the user's presence hash: `s:<sid>` =
+/// `<expires_at>:<status>` per heartbeating session, `status` (last derived), `seen`.
+/// `settle` derives the status as `store::derive_status` does, drops run-out heartbeats,
+/// stores it, and replies `{0, status, seen, changed, latest live expiry}`.
+macro_rules! lua_presence {
+    () => {
+        r#"
+local function settle(now, seen, keep)
+  local all = redis.call('HGETALL', KEYS[1])
+  local derived, latest = 'offline', 0
+  for i = 1, #all, 2 do
+    local f, v = all[i], all[i + 1]
+    if string.sub(f, 1, 2) == 's:' then
+      local exp, st = string.match(v, '^(%d+):(%a+)$')
+      exp = tonumber(exp)
+      if not exp or exp <= now then
+        redis.call('HDEL', KEYS[1], f)
+      else
+        if exp > latest then latest = exp end
+        if st == 'online' then derived = 'online'
+        elseif st == 'away' and derived ~= 'online' then derived = 'away' end
+      end
+    end
+  end
+  local previous = redis.call('HGET', KEYS[1], 'status') or 'offline'
+  local at = tonumber(redis.call('HGET', KEYS[1], 'seen'))
+  if seen or not at then at = now end
+  redis.call('HSET', KEYS[1], 'status', derived, 'seen', int(at))
+  redis.call('PEXPIRE', KEYS[1], int(keep))
+  local changed = 0
+  if derived ~= previous then changed = 1 end
+  return {0, derived, int(at), changed, int(latest)}
+end
+"#
+    };
+}
+
+/// A heartbeat. KEYS: 1 presence hash, 2 the session's record. ARGV: sid, uid, now, ttl,
+/// status, keep. {1} when the session is not a live session of this user.
+pub(super) const HEARTBEAT: &str = concat!(
+    lua_int!(),
+    lua_presence!(),
+    r#"
+local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
+local owner = redis.call('HGET', KEYS[2], 'user_id')
+local expires = tonumber(redis.call('HGET', KEYS[2], 'expires_at'))
+if owner ~= ARGV[2] or not expires or expires <= now then return {1} end
+redis.call('HSET', KEYS[1], 's:' .. ARGV[1], int(now + ttl) .. ':' .. ARGV[5])
+return settle(now, true, tonumber(ARGV[6]))
+"#
+);
+
+/// Ends the presence of ended sessions. KEYS: 1 presence hash. ARGV: now, keep, sid...
+/// {1} when none of them had any.
+pub(super) const END_PRESENCE: &str = concat!(
+    lua_int!(),
+    lua_presence!(),
+    r#"
+local ended = 0
+for i = 3, #ARGV do ended = ended + redis.call('HDEL', KEYS[1], 's:' .. ARGV[i]) end
+if ended == 0 then return {1} end
+return settle(tonumber(ARGV[1]), true, tonumber(ARGV[2]))
+"#
+);
+
+/// Settles a user whose last heartbeat may have run out. KEYS: 1 presence hash. ARGV: now,
+/// keep. {1} when the user has no presence.
+pub(super) const EXPIRE_PRESENCE: &str = concat!(
+    lua_int!(),
+    lua_presence!(),
+    r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+return settle(tonumber(ARGV[1]), false, tonumber(ARGV[2]))
+"#
+);
+
+/// Takes a user off the due list unless a heartbeat moved its time past `now`. KEYS: 1 due.
+/// ARGV: uid, now.
+pub(super) const PRESENCE_UNDUE: &str = r#"
+local at = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
+if at and at <= tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end
+return {0}
+"#;
 
 /// Every script, hashed once.
 pub(super) struct Scripts {
@@ -464,6 +544,10 @@ pub(super) struct Scripts {
     pub mail_complete: Script,
     pub append_events: Script,
     pub trim_events: Script,
+    pub heartbeat: Script,
+    pub end_presence: Script,
+    pub expire_presence: Script,
+    pub presence_undue: Script,
 }
 
 impl Scripts {
@@ -485,6 +569,10 @@ impl Scripts {
             mail_complete: Script::new(MAIL_COMPLETE),
             append_events: Script::new(APPEND_EVENTS),
             trim_events: Script::new(TRIM_EVENTS),
+            heartbeat: Script::new(HEARTBEAT),
+            end_presence: Script::new(END_PRESENCE),
+            expire_presence: Script::new(EXPIRE_PRESENCE),
+            presence_undue: Script::new(PRESENCE_UNDUE),
         }
     }
 }

@@ -57,10 +57,38 @@ impl RedisStore {
 
     /// Records the events of a change a script made. The change is done: a failure here is
     /// logged, and the event is missing from the log.
-    async fn record_after(&self, events: Vec<(UserId, EventKind)>, now: UnixMs) {
+    pub(super) async fn record_after(&self, events: Vec<(UserId, EventKind)>, now: UnixMs) {
         if let Err(e) = self.record(&events, now).await {
             tracing::error!(error = %e, count = events.len(), "cannot record events");
         }
+    }
+
+    /// The events of sessions `ended` of `user` ending for `reason`, with the presence change
+    /// their end makes (their heartbeats end with them).
+    async fn ended_events(
+        &self,
+        user: &UserId,
+        ended: &[String],
+        reason: RevokeReason,
+        now: UnixMs,
+    ) -> Vec<(UserId, EventKind)> {
+        let mut events: Vec<(UserId, EventKind)> = ended
+            .iter()
+            .map(|id| {
+                let session_id = SessionId(id.clone());
+                (
+                    user.clone(),
+                    EventKind::SessionRevoked { session_id, reason },
+                )
+            })
+            .collect();
+        match self.end_presence(user, ended, now).await {
+            Ok(Some(change)) => events.push((user.clone(), change)),
+            Ok(None) => {}
+            // Their heartbeats run out by themselves within PRESENCE_TTL.
+            Err(e) => tracing::warn!(error = %e, "cannot end the presence of ended sessions"),
+        }
+        events
     }
 
     /// Ends sessions `ids` of `user` in one script; returns how many existed.
@@ -89,16 +117,9 @@ impl RedisStore {
         // Only the pointers of sessions that ended: an id of another user's session names
         // nothing under this user and must keep working for its owner.
         self.forget_owners(ended.iter().map(String::as_str)).await;
-        let events = ended
-            .iter()
-            .map(|id| {
-                let session_id = SessionId(id.clone());
-                (
-                    UserId(user.to_owned()),
-                    EventKind::SessionRevoked { session_id, reason },
-                )
-            })
-            .collect();
+        let events = self
+            .ended_events(&UserId(user.to_owned()), &ended, reason, now)
+            .await;
         self.record_after(events, now).await;
         Ok(u32::try_from(ended.len()).unwrap_or(u32::MAX))
     }
@@ -184,16 +205,9 @@ impl SessionStore for RedisStore {
                         .map(|i| reply.text(i))
                         .collect::<StoreResult<Vec<_>>>()?;
                     self.forget_owners(evicted.iter().map(String::as_str)).await;
-                    let mut events: Vec<(UserId, EventKind)> = evicted
-                        .iter()
-                        .map(|id| {
-                            let kind = EventKind::SessionRevoked {
-                                session_id: SessionId(id.clone()),
-                                reason: RevokeReason::Evicted,
-                            };
-                            (s.user_id.clone(), kind)
-                        })
-                        .collect();
+                    let mut events = self
+                        .ended_events(&s.user_id, &evicted, RevokeReason::Evicted, s.created_at)
+                        .await;
                     events.push((
                         s.user_id.clone(),
                         EventKind::SessionCreated {
@@ -263,11 +277,11 @@ impl SessionStore for RedisStore {
             2 => {
                 self.forget_owners([id.0.as_str()]).await;
                 let user_id = UserId(reply.text(1)?);
-                let kind = EventKind::SessionRevoked {
-                    session_id: id.clone(),
-                    reason: RevokeReason::ReuseDetected,
-                };
-                self.record_after(vec![(user_id.clone(), kind)], now).await;
+                let ended = [id.0.clone()];
+                let events = self
+                    .ended_events(&user_id, &ended, RevokeReason::ReuseDetected, now)
+                    .await;
+                self.record_after(events, now).await;
                 Ok(RotateOutcome::ReuseDetected { user_id })
             }
             3 => Ok(RotateOutcome::Replayed {
@@ -375,12 +389,11 @@ impl SessionStore for RedisStore {
             1 => {
                 self.forget_owners([id.0.as_str()]).await;
                 let record = record_from_reply(id, &reply)?;
-                let kind = EventKind::SessionRevoked {
-                    session_id: id.clone(),
-                    reason: RevokeReason::Logout,
-                };
-                self.record_after(vec![(record.user_id.clone(), kind)], now)
+                let ended = [id.0.clone()];
+                let events = self
+                    .ended_events(&record.user_id, &ended, RevokeReason::Logout, now)
                     .await;
+                self.record_after(events, now).await;
                 Ok(Some(record))
             }
             other => Err(unknown_status("revoke_by_refresh", other)),

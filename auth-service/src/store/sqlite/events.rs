@@ -27,13 +27,22 @@ pub(super) fn record(
     .map(|_| ())
 }
 
-/// Deletes events older than `before`, remembering the highest id deleted.
-pub(super) fn trim(conn: &Connection, before: UnixMs) -> rusqlite::Result<usize> {
-    let last: Option<i64> = conn.query_row(
+/// Deletes events older than `before` and the oldest beyond `max_events`, remembering the
+/// highest id deleted.
+pub(super) fn trim(conn: &Connection, before: UnixMs, max_events: u64) -> rusqlite::Result<usize> {
+    let by_time: Option<i64> = conn.query_row(
         "SELECT MAX(id) FROM events WHERE at < ?1",
         params![before],
         |r| r.get(0),
     )?;
+    let by_count: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?1",
+            params![max_events as i64],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let last = by_time.max(by_count);
     let Some(last) = last else { return Ok(0) };
     conn.execute(
         "INSERT INTO events_trimmed (one, last_id) VALUES (1, ?1) \
@@ -154,9 +163,13 @@ impl EventLog for SqliteStore {
         self.read_rows(after, limit).await
     }
 
-    async fn trim_before(&self, before: UnixMs) -> StoreResult<u64> {
-        self.call(move |conn| trim(conn, before).map(|n| n as u64).map_err(internal))
-            .await
+    async fn trim(&self, before: UnixMs, max_events: u64) -> StoreResult<u64> {
+        self.call(move |conn| {
+            trim(conn, before, max_events)
+                .map(|n| n as u64)
+                .map_err(internal)
+        })
+        .await
     }
 }
 

@@ -10,6 +10,7 @@ mod codes;
 mod events;
 mod limits;
 mod mail;
+mod presence;
 mod schema;
 mod sessions;
 mod users;

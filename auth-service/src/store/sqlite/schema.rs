@@ -116,6 +116,21 @@ pub(super) fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
             detail     TEXT NOT NULL DEFAULT ''
         );
         CREATE INDEX IF NOT EXISTS events_by_time ON events (at);
+        -- Presence: one row per session that heartbeat, live until expires_at; and per user
+        -- the status last derived from them (to see transitions) and when they were last seen.
+        CREATE TABLE IF NOT EXISTS presence (
+            session_id TEXT PRIMARY KEY,
+            user_id    TEXT NOT NULL,
+            status     TEXT NOT NULL,
+            expires_at INTEGER NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS presence_by_user ON presence (user_id, expires_at);
+        CREATE INDEX IF NOT EXISTS presence_by_expiry ON presence (expires_at);
+        CREATE TABLE IF NOT EXISTS user_presence (
+            user_id   TEXT PRIMARY KEY,
+            status    TEXT NOT NULL,
+            last_seen INTEGER NOT NULL
+        );
         -- The highest event id the retention removed: a watcher resuming before it missed some.
         CREATE TABLE IF NOT EXISTS events_trimmed (
             one     INTEGER PRIMARY KEY CHECK (one = 1),

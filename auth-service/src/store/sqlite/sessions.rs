@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
-use super::{SqliteStore, events, internal};
+use super::{SqliteStore, events, internal, presence};
 use crate::domain::{EventKind, RevokeReason, SessionId, UnixMs, UserId};
 use crate::store::{
     NewSession, NextRefresh, RefreshHash, RotateOutcome, SessionRecord, SessionStore, StoreResult,
@@ -107,6 +107,8 @@ impl SessionStore for SqliteStore {
                         .map_err(internal)?;
                     revoked(&tx, s.created_at, &s.user_id, id, RevokeReason::Evicted)?;
                 }
+                presence::end_sessions(&tx, &s.user_id, &evicted, s.created_at)
+                    .map_err(internal)?;
             }
             tx.execute(
                 "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, \
@@ -202,6 +204,8 @@ impl SessionStore for SqliteStore {
                 &id,
                 RevokeReason::ReuseDetected,
             )?;
+            presence::end_sessions(&tx, &live.record.user_id, std::slice::from_ref(&id), now)
+                .map_err(internal)?;
             tx.commit().map_err(internal)?;
             Ok(RotateOutcome::ReuseDetected {
                 user_id: live.record.user_id,
@@ -270,6 +274,8 @@ impl SessionStore for SqliteStore {
                     == 1;
                 if ended {
                     revoked(&tx, now, &user_id, &id, reason)?;
+                    presence::end_sessions(&tx, &user_id, std::slice::from_ref(&id), now)
+                        .map_err(internal)?;
                 }
                 tx.commit().map_err(internal)?;
                 Ok(ended)
@@ -304,6 +310,8 @@ impl SessionStore for SqliteStore {
             tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
                 .map_err(internal)?;
             revoked(&tx, now, &live.record.user_id, &id, RevokeReason::Logout)?;
+            presence::end_sessions(&tx, &live.record.user_id, std::slice::from_ref(&id), now)
+                .map_err(internal)?;
             tx.commit().map_err(internal)?;
             Ok(Some(live.record))
         })
@@ -339,6 +347,7 @@ impl SessionStore for SqliteStore {
                 for id in &ids {
                     revoked(&tx, now, &user_id, id, reason)?;
                 }
+                presence::end_sessions(&tx, &user_id, &ids, now).map_err(internal)?;
                 tx.commit().map_err(internal)?;
                 Ok(u32::try_from(ids.len()).unwrap_or(u32::MAX))
             })

@@ -1,0 +1,222 @@
+//! Presence on Redis: `user:{<uid>}:presence`, a hash in the slot of the user's sessions with
+//! a field per session that heartbeat (`s:<sid>` = `<expires_at>:<status>`), the status last
+//! derived (`status`) and when the user was last seen (`seen`); and `{presence}:due`, users by
+//! the time their last heartbeat runs out, which the periodic sweep reads. Statuses are derived
+//! when read ([`derive_status`]); no timer per user lives anywhere.
+
+use super::{RedisStore, Reply, codes::unknown_status};
+use crate::domain::{EventKind, SessionId, UnixMs, UserId, UserStatus};
+use crate::store::{
+    Heartbeat, HeartbeatError, PresenceStore, PresenceView, StoreResult, derive_status,
+};
+use async_trait::async_trait;
+
+/// How long a user's last-seen time is kept after their last heartbeat or session end.
+pub(super) const PRESENCE_KEEP_MS: i64 = 30 * 24 * 60 * 60 * 1000;
+
+/// Users swept per round.
+const SWEEP_BATCH: isize = 256;
+
+/// A settle reply `[0, status, seen, changed, deadline]` as a view, whether it changed, and
+/// the latest expiry of a live heartbeat (0 when none).
+fn settled(user_id: &UserId, reply: &Reply) -> StoreResult<(Heartbeat, i64)> {
+    Ok((
+        Heartbeat {
+            presence: PresenceView {
+                user_id: user_id.clone(),
+                status: UserStatus::from_stored(&reply.text(1)?),
+                last_seen: Some(reply.int(2)?),
+            },
+            changed: reply.int(3)? == 1,
+        },
+        reply.int(4)?,
+    ))
+}
+
+/// A presence hash (`HGETALL`) as a view at `now`.
+fn view_from_hash(user_id: UserId, fields: Vec<(String, String)>, now: UnixMs) -> PresenceView {
+    let mut last_seen = None;
+    let mut live = Vec::new();
+    for (field, value) in fields {
+        if field == "seen" {
+            last_seen = value.parse().ok();
+        } else if field.starts_with("s:")
+            && let Some((expires, status)) = value.split_once(':')
+            && let Ok(expires) = expires.parse::<i64>()
+        {
+            live.push((UserStatus::from_stored(status), expires));
+        }
+    }
+    PresenceView {
+        user_id,
+        status: derive_status(live, now),
+        last_seen,
+    }
+}
+
+impl RedisStore {
+    /// Ends the presence of sessions `ids` of `user` (they ended); the presence.changed event
+    /// when the user's status moved.
+    pub(super) async fn end_presence(
+        &self,
+        user: &UserId,
+        ids: &[String],
+        now: UnixMs,
+    ) -> StoreResult<Option<EventKind>> {
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let mut call = self.scripts.end_presence.key(self.keys.presence(&user.0));
+        call.arg(now).arg(PRESENCE_KEEP_MS);
+        for id in ids {
+            call.arg(id);
+        }
+        let reply = self.eval("end_presence", &call).await?;
+        match reply.status()? {
+            0 => {
+                let (beat, _) = settled(user, &reply)?;
+                Ok(beat.changed.then_some(EventKind::PresenceChanged {
+                    status: beat.presence.status,
+                }))
+            }
+            1 => Ok(None),
+            other => Err(unknown_status("end_presence", other)),
+        }
+    }
+}
+
+#[async_trait]
+impl PresenceStore for RedisStore {
+    async fn heartbeat(
+        &self,
+        user_id: &UserId,
+        session_id: &SessionId,
+        status: UserStatus,
+        now: UnixMs,
+        ttl_ms: i64,
+    ) -> Result<Heartbeat, HeartbeatError> {
+        let session = self.keys.session_of(user_id, session_id);
+        let mut call = self.scripts.heartbeat.key(self.keys.presence(&user_id.0));
+        call.key(&session.record)
+            .arg(&session_id.0)
+            .arg(&user_id.0)
+            .arg(now)
+            .arg(ttl_ms)
+            .arg(status.as_str())
+            .arg(PRESENCE_KEEP_MS);
+        let reply = self.eval("heartbeat", &call).await?;
+        let (beat, deadline) = match reply.status()? {
+            0 => settled(user_id, &reply)?,
+            1 => return Err(HeartbeatError::SessionEnded),
+            other => return Err(unknown_status("heartbeat", other).into()),
+        };
+        // When the sweep should look at this user: the latest expiry, only ever raised.
+        let mut pipe = redis::pipe();
+        let due = self.keys.presence_due();
+        pipe.cmd("ZADD")
+            .arg(&due)
+            .arg("GT")
+            .arg(deadline)
+            .arg(&user_id.0)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&due)
+            .arg(ttl_ms + PRESENCE_KEEP_MS.min(10 * 60 * 1000))
+            .ignore();
+        self.query_pipe::<()>("presence_due", &pipe).await?;
+        if beat.changed {
+            let kind = EventKind::PresenceChanged {
+                status: beat.presence.status,
+            };
+            self.record_after(vec![(user_id.clone(), kind)], now).await;
+        }
+        Ok(beat)
+    }
+
+    async fn get_presence(&self, ids: &[UserId], now: UnixMs) -> StoreResult<Vec<PresenceView>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HGETALL").arg(self.keys.presence(&id.0));
+        }
+        let hashes: Vec<Vec<(String, String)>> = self.query_pipe("get_presence", &pipe).await?;
+        Ok(ids
+            .iter()
+            .zip(hashes)
+            .map(|(id, fields)| view_from_hash(id.clone(), fields, now))
+            .collect())
+    }
+
+    async fn expire_presence(&self, now: UnixMs) -> StoreResult<Vec<PresenceView>> {
+        let due = self.keys.presence_due();
+        let users: Vec<String> = self
+            .query(
+                "presence_sweep",
+                redis::cmd("ZRANGE")
+                    .arg(&due)
+                    .arg("-inf")
+                    .arg(now)
+                    .arg("BYSCORE")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(SWEEP_BATCH),
+            )
+            .await?;
+        let mut changed = Vec::new();
+        for user in users {
+            let user_id = UserId(user);
+            let mut call = self
+                .scripts
+                .expire_presence
+                .key(self.keys.presence(&user_id.0));
+            call.arg(now).arg(PRESENCE_KEEP_MS);
+            let reply = self.eval("expire_presence", &call).await?;
+            if reply.status()? == 0 {
+                let (beat, _) = settled(&user_id, &reply)?;
+                if beat.changed {
+                    let kind = EventKind::PresenceChanged {
+                        status: beat.presence.status,
+                    };
+                    self.record_after(vec![(user_id.clone(), kind)], now).await;
+                    changed.push(beat.presence);
+                }
+            }
+            // Off the due list unless a heartbeat meanwhile moved its time past now.
+            let mut forget = self.scripts.presence_undue.key(&due);
+            forget.arg(&user_id.0).arg(now);
+            self.eval("presence_undue", &forget).await?;
+        }
+        Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_is_read_with_the_shared_rule() {
+        let fields = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(f, v)| (f.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let user = UserId("u".into());
+        let view = view_from_hash(
+            user.clone(),
+            fields(&[
+                ("s:a", "100:away"),
+                ("s:b", "50:online"),
+                ("seen", "40"),
+                ("status", "online"),
+            ]),
+            60,
+        );
+        assert_eq!((view.status, view.last_seen), (UserStatus::Away, Some(40)));
+        let view = view_from_hash(user, fields(&[("s:a", "100:away")]), 100);
+        assert_eq!((view.status, view.last_seen), (UserStatus::Offline, None));
+    }
+}
