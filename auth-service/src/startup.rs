@@ -341,7 +341,9 @@ async fn trim_events(
     stop: CancellationToken,
 ) {
     let retention_ms = crate::config::millis(config.retention);
-    let mut tick = tokio::time::interval(EVENT_TRIM_EVERY);
+    // A short retention is kept to closely too.
+    let every = (config.retention / 2).clamp(Duration::from_millis(500), EVENT_TRIM_EVERY);
+    let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = tick.tick() => {}

@@ -16,4 +16,5 @@ mod api;
 mod attacks;
 mod conformance;
 mod docker;
+mod internal;
 mod production;
