@@ -5,6 +5,10 @@
 //! The service runs in this process on an on-disk SQLite file (or on MONGODB_URI / REDIS_URL
 //! when those are set in the environment). BENCH_SECONDS (default 5) and BENCH_CLIENTS
 //! (default 16) tune the run. Client and server share the machine's cores.
+//!
+//! The internal API's rows (BatchGetUsers and GetPresence of 100 users) run against 100
+//! signed-up users; "AccessTokenVerifier (local)" verifies the same token as the
+//! ValidateAccessToken row, in this process on one task, with the `verifier` library.
 
 // `Application::build` and `run_until_stopped` are the `Service` methods `main` runs too.
 use baatcheet_runtime::cli::Service as _;
@@ -19,7 +23,13 @@ use auth_service::{
     domain::Password,
     startup::Application,
 };
-use baatcheet_auth_api::v1::{self as pb, auth_service_client::AuthServiceClient};
+use baatcheet_auth_api::{
+    AccessTokenVerifier,
+    v1::{
+        self as pb, auth_service_client::AuthServiceClient,
+        internal_auth_service_client::InternalAuthServiceClient,
+    },
+};
 use tonic::transport::Channel;
 
 const PASSWORD: &str = "correct horse battery";
@@ -133,6 +143,9 @@ async fn main() {
     vars.insert("CODE_RESEND_COOLDOWN".into(), "0s".into());
     // Every client here is 127.0.0.1, and the Register row signs up thousands of emails.
     vars.insert("CODE_REQUESTS_PER_IP_PER_HOUR".into(), "1000000".into());
+    let (service_token, service_line) =
+        auth_service::crypto::mint_service_token("bench").expect("a service token");
+    vars.insert("SERVICE_TOKENS".into(), service_line);
     let config = Config::from_lookup(&move |k| vars.get(k).cloned()).expect("config");
     let (memory_kib, iterations) = (config.hashing.memory_kib, config.hashing.iterations);
     let mail_dir = config.mail.dir.clone();
@@ -206,6 +219,65 @@ async fn main() {
         .into_inner();
     let access = signed.tokens.unwrap().access_token;
 
+    // 100 more users, signed up through the flow, for the directory and presence rows.
+    let mut directory_ids = Vec::new();
+    for chunk in (0..100).collect::<Vec<_>>().chunks(16) {
+        let signups = chunk.iter().map(|n| {
+            let (mut c, mail_dir) = (client.clone(), mail_dir.clone());
+            async move {
+                let email = format!("dir{n}@example.com");
+                let id = c
+                    .register(pb::RegisterRequest {
+                        username: format!("dir{n}"),
+                        email: email.clone(),
+                        password: PASSWORD.into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("register")
+                    .into_inner()
+                    .registration_id;
+                let code = baatcheet_test_support::mail::wait_for_code(
+                    mail_dir.as_path(),
+                    &email,
+                    1,
+                    Duration::from_secs(60),
+                )
+                .await;
+                c.verify_registration(pb::VerifyRegistrationRequest {
+                    email,
+                    code,
+                    registration_id: id,
+                })
+                .await
+                .expect("verify")
+                .into_inner()
+                .user
+                .unwrap()
+                .id
+            }
+        });
+        directory_ids.extend(futures::future::join_all(signups).await);
+    }
+    let internal = InternalAuthServiceClient::new(channel.clone());
+    fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+    }
+    let verifier = AccessTokenVerifier::builder(channel.clone())
+        .issuer("baatcheet-auth")
+        .audience("baatcheet")
+        .service_token("unused-here")
+        .build()
+        .expect("verifier");
+    verifier
+        .verify(&access)
+        .await
+        .expect("the verifier accepts the token");
+
     println!(
         "\nauth-service over gRPC on loopback: {clients} concurrent clients, {seconds} s per row, {} cores",
         std::thread::available_parallelism()
@@ -241,6 +313,63 @@ async fn main() {
             })
             .await
             .is_ok()
+        }
+    })
+    .await
+    .print();
+
+    let verifying = verifier.clone();
+    let token = access.clone();
+    measure("AccessTokenVerifier (local)", 1, seconds, move |_, _| {
+        let ok = verifying.verify_cached(&token).is_ok();
+        async move { ok }
+    })
+    .await
+    .print();
+
+    let (c, ids, token) = (
+        internal.clone(),
+        directory_ids.clone(),
+        service_token.clone(),
+    );
+    measure("BatchGetUsers (100)", clients, seconds, move |_, _| {
+        let (mut c, request) = (
+            c.clone(),
+            with_token(
+                pb::BatchGetUsersRequest {
+                    user_ids: ids.clone(),
+                },
+                &token,
+            ),
+        );
+        async move {
+            c.batch_get_users(request)
+                .await
+                .is_ok_and(|r| r.into_inner().users.len() == 100)
+        }
+    })
+    .await
+    .print();
+
+    let (c, ids, token) = (
+        internal.clone(),
+        directory_ids.clone(),
+        service_token.clone(),
+    );
+    measure("GetPresence (100)", clients, seconds, move |_, _| {
+        let (mut c, request) = (
+            c.clone(),
+            with_token(
+                pb::GetPresenceRequest {
+                    user_ids: ids.clone(),
+                },
+                &token,
+            ),
+        );
+        async move {
+            c.get_presence(request)
+                .await
+                .is_ok_and(|r| r.into_inner().presences.len() == 100)
         }
     })
     .await

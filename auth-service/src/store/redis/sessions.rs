@@ -44,6 +44,10 @@ impl RedisStore {
     /// Drops the owner pointers of ended sessions. A pointer left behind only names a session
     /// that no longer exists (and expires with it), so a failure is logged, not returned.
     async fn forget_owners<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        let mut ids = ids.into_iter().peekable();
+        if ids.peek().is_none() {
+            return; // an empty pipeline is an error, and there is nothing to forget
+        }
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.cmd("DEL")
