@@ -5,7 +5,9 @@
 # Flow: Register (registrationId) -> code from the .eml -> VerifyRegistration (without and with
 # the registrationId) -> GetCurrentUser -> Login -> ListSessions -> RefreshSession -> replay of
 # the old refresh token inside the grace window (same refresh token back) and after it ->
-# ValidateAccessToken -> GetJwks (gRPC and gRPC-Web over HTTP/1.1) -> Logout ->
+# ValidateAccessToken -> the internal service with a minted service token (refused without it;
+# GetUser, LookupUsers after UpdateProfile, Heartbeat, GetPresence, WatchEvents from the start)
+# -> GetJwks (gRPC and gRPC-Web over HTTP/1.1) -> Logout ->
 # RequestPasswordReset (resetId) -> ResetPassword -> Login with the new password -> invalid Register.
 #
 # Env:
@@ -31,6 +33,7 @@ READY_TIMEOUT=30  # seconds for the server to answer SERVING
 MAIL_TIMEOUT=15   # seconds for the verification email to land in the mail folder
 GRACE_SECONDS=3   # REFRESH_REUSE_GRACE of the server under test
 SVC=baatcheet.auth.v1.AuthService
+INTERNAL=baatcheet.auth.v1.InternalAuthService
 
 die() { echo "buf-e2e: $*" >&2; exit 2; }
 [[ -x "$BUF" ]] || die "buf not found at $BUF; run: npm ci --prefix tests/tools"
@@ -253,6 +256,10 @@ main() {
   echo "# buf: $BUF ($("$BUF" --version 2>/dev/null))"
   echo "# listening on 127.0.0.1:$PORT, data in $DATA_DIR"
 
+  # A service credential for the internal service, minted by the binary itself.
+  SERVICE_TOKEN="$("$BIN" token new e2e 2>"$WORK/token-line")"
+  SERVICE_LINE="$(grep '^e2e:' "$WORK/token-line")"
+
   # Run from the temp folder so a developer's .env in the repo is not picked up; unset the
   # variables that would switch to backends this test does not start.
   (
@@ -260,6 +267,7 @@ main() {
     exec env -u MONGODB_URI -u REDIS_URL -u SMTP_HOST -u MAIL_TRAP_HOST -u SQLITE_PATH -u MAIL_DIR \
       -u JWT_PRIVATE_KEY -u JWT_PRIVATE_KEY_FILE -u AUTH_SECRET -u AUTH_SECRET_FILE \
       GRPC_ADDR="127.0.0.1:$PORT" DATA_DIR="$DATA_DIR" REFRESH_REUSE_GRACE="${GRACE_SECONDS}s" \
+      SERVICE_TOKENS="$SERVICE_LINE" \
       LOG_FORMAT=json SHUTDOWN_GRACE=1s "$BIN"
   ) >"$LOG" 2>&1 &
   SERVER_PID=$!
@@ -398,6 +406,43 @@ main() {
   expect_ok "ValidateAccessToken returns the claims" \
     ".claims.sub == \"$USER_ID\" and .claims.sid == \"$SESSION1\" and (.claims.iss | length > 0)
      and (.claims.aud | length > 0) and (.claims.jti | length > 0) and (.claims.exp | length > 0)"
+
+  # The internal service, through reflection, with the service token in `authorization`.
+  local svc_auth="Authorization: Bearer $SERVICE_TOKEN"
+  rpc "$INTERNAL/GetUser" "$(jq -nc --arg u "$USER_ID" '{userId: $u}')"
+  expect_error "InternalAuthService.GetUser without a service token: UNAUTHENTICATED" \
+    unauthenticated UNAUTHENTICATED
+  rpc "$INTERNAL/GetUser" "$(jq -nc --arg u "$USER_ID" '{userId: $u}')" -H "Authorization: Bearer $ACCESS1"
+  expect_error "InternalAuthService.GetUser with a user's access token: UNAUTHENTICATED" \
+    unauthenticated UNAUTHENTICATED
+  rpc "$INTERNAL/GetUser" "$(jq -nc --arg u "$USER_ID" '{userId: $u}')" -H "$svc_auth"
+  expect_ok "InternalAuthService.GetUser with the service token: the public view, no email" \
+    ".user.id == \"$USER_ID\" and .user.username == \"$USERNAME\" and (.user | has(\"email\") | not)"
+  rpc "$SVC/UpdateProfile" '{"bio":"from buf curl","updateMask":"bio"}' -H "Authorization: Bearer $ACCESS1"
+  expect_ok "UpdateProfile with a field mask changes the bio" '.user.bio == "from buf curl"'
+  rpc "$INTERNAL/LookupUsers" "$(jq -nc --arg u "$USERNAME" '{usernames: [($u | ascii_upcase), "nobody_here"]}')" -H "$svc_auth"
+  expect_ok "LookupUsers finds the user case-insensitively and lists the missing name" \
+    ".users[0].id == \"$USER_ID\" and .users[0].bio == \"from buf curl\" and .missingUsernames == [\"nobody_here\"]"
+  rpc "$INTERNAL/Heartbeat" "$(jq -nc --arg u "$USER_ID" --arg s "$SESSION1" '{userId: $u, sessionId: $s, status: "USER_STATUS_AWAY"}')" -H "$svc_auth"
+  expect_ok "Heartbeat of the session: away" '.presence.status == "USER_STATUS_AWAY"'
+  rpc "$INTERNAL/GetPresence" "$(jq -nc --arg u "$USER_ID" '{userIds: [$u]}')" -H "$svc_auth"
+  expect_ok "GetPresence of the user: away, with a last-seen time" \
+    '.presences[0].status == "USER_STATUS_AWAY" and (.presences[0].lastSeenTime | length > 0)'
+  set +e
+  OUT="$(timeout 3 "$BUF" curl --protocol grpc --http2-prior-knowledge -H "$svc_auth" \
+    -d '{"sinceEventId":"0"}' "$BASE/$INTERNAL/WatchEvents" 2>"$WORK/watch.err")"
+  RC=$?
+  set -e
+  if [[ $RC -eq 124 ]] && jq -se --arg u "$USER_ID" --arg s "$SESSION1" \
+    'map(.event) | map(select(.userId == $u)) | map(.type) as $t
+     | ($t | index("EVENT_TYPE_USER_CREATED")) != null and ($t | index("EVENT_TYPE_SESSION_CREATED")) != null
+       and ($t | index("EVENT_TYPE_USER_UPDATED")) != null and ($t | index("EVENT_TYPE_PRESENCE_CHANGED")) != null' \
+    <<<"$OUT" >/dev/null 2>&1; then
+    ok "WatchEvents streams the user's events from the start and stays open"
+  else
+    not_ok "WatchEvents streams the user's events from the start and stays open" \
+      "exit $RC: $(tr '\n' ' ' <<<"$OUT" | head -c 400) $(tail -c 300 "$WORK/watch.err")"
+  fi
 
   # GetJwks.
   rpc "$SVC/GetJwks" '{}'

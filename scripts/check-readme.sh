@@ -33,7 +33,8 @@
 #
 # What the blocks run against, and how their surroundings differ from a terminal in a checkout:
 #   - auth-service and edge-gateway from $CARGO_TARGET_DIR/debug with the default settings
-#     (embedded SQLite, mail written as .eml files), started from the temp folder (no .env).
+#     (embedded SQLite, mail written as .eml files) and the development service token that
+#     scripts/run mints (data/service-token), started from the temp folder (no .env).
 #   - The examples default to 127.0.0.1:50051 and http://127.0.0.1:8080 but read
 #     ${GRPC_ADDR:-...} and ${GW:-...}; the blocks get GRPC_ADDR and GW of the system started
 #     here, and nothing else of the caller's environment but PATH, HOME, LANG and TMPDIR.
@@ -263,11 +264,14 @@ AUTH_LOG="$WORK/auth-service.log"
 GW_LOG="$WORK/edge-gateway.log"
 SYSTEM_ENV=(GRPC_ADDR="$SYS_GRPC" GW="$SYS_GW")
 
+# The development service token scripts/run mints, so the blocks find data/service-token.
+"$ROOT/scripts/dev-service-token.sh" "$BIN_DIR/auth-service" "$SANDBOX/data"
 start "$AUTH_LOG" "${BASE_ENV[@]}" GRPC_ADDR="$SYS_GRPC" DATA_DIR="$SANDBOX/data" LOG_FORMAT=json \
-  SHUTDOWN_GRACE=1s "$BIN_DIR/auth-service"
+  SERVICE_TOKENS_FILE="$SANDBOX/data/service-tokens" SHUTDOWN_GRACE=1s "$BIN_DIR/auth-service"
 AUTH_PID=$STARTED
 start "$GW_LOG" "${BASE_ENV[@]}" HTTP_HOST=127.0.0.1 PORT="$HTTP_PORT" AUTH_SERVICE_URL="http://$SYS_GRPC" \
-  LOG_FORMAT=json SHUTDOWN_GRACE=1s "$BIN_DIR/edge-gateway"
+  AUTH_SERVICE_TOKEN_FILE="$SANDBOX/data/service-token" LOG_FORMAT=json SHUTDOWN_GRACE=1s \
+  "$BIN_DIR/edge-gateway"
 GW_PID=$STARTED
 if ! ready "$SYS_GW/readyz" "$GW_PID" "$READY_TIMEOUT" || ! running "$AUTH_PID"; then
   echo "check-readme: the auth service and gateway did not become ready ($SYS_GW/readyz)" >&2

@@ -396,6 +396,13 @@ const VARIABLES: &[&str] = &[
     "REDIS_URL",
     "REDIS_POOL_SIZE",
     "REDIS_TIMEOUT",
+    "SERVICE_TOKENS",
+    "USERNAME_CHANGE_COOLDOWN",
+    "PRESENCE_TTL",
+    "PRESENCE_WRITE_INTERVAL",
+    "EVENT_RETENTION",
+    "EVENT_LOG_MAX_EVENTS",
+    "MAX_EVENT_WATCHERS",
 ];
 
 /// Values of every shape the variables take, and the wrong shapes.
@@ -450,6 +457,7 @@ fn check_invariants(c: &Config) -> Result<(), TestCaseError> {
         ("CODE_REQUEST_TTL", ms(p.code.pending_ttl_ms)),
         ("LOGIN_WINDOW", ms(p.login.window_ms)),
         ("MAIL_DEAD_LETTER_TTL", c.mail.delivery.dead_letter_ttl),
+        ("EVENT_RETENTION", c.events.retention),
     ] {
         prop_assert!(d >= second, "{} = {:?}", name, d);
     }
@@ -457,6 +465,9 @@ fn check_invariants(c: &Config) -> Result<(), TestCaseError> {
     prop_assert!((1..=64).contains(&c.hashing.parallelism));
     prop_assert!((1..=100).contains(&p.code.max_attempts));
     prop_assert!((1..=10_000).contains(&p.max_sessions_per_user));
+    prop_assert!(p.presence.ttl_ms >= 100 && p.presence.write_interval_ms >= 0);
+    prop_assert!(p.username_change_cooldown_ms >= 0);
+    prop_assert!(c.events.max_events >= 1_000 && c.events.max_watchers >= 1);
     prop_assert!((1..=256).contains(&c.mail.delivery.concurrency));
     prop_assert!((1..=1024).contains(&c.hashing.concurrency));
     for origin in &c.server.grpc_web_cors_origins {
@@ -574,6 +585,41 @@ fn secret_files_that_cannot_be_read_are_named() {
         secrecy::ExposeSecret::expose_secret(&secret),
         "from the variable"
     );
+}
+
+#[test]
+fn service_token_files_are_read_merged_and_named_when_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, a_line) = auth_service::crypto::mint_service_token("a").unwrap();
+    let (b, b_line) = auth_service::crypto::mint_service_token("b").unwrap();
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, format!("# services\n{b_line}\n")).unwrap();
+    let path = file.display().to_string();
+    let vars = HashMap::from([
+        ("SERVICE_TOKENS_FILE".to_owned(), path.clone()),
+        ("SERVICE_TOKENS".to_owned(), a_line.clone()),
+    ]);
+    let tokens = load(&vars).unwrap().server.service_tokens;
+    assert_eq!(
+        (tokens.identify(&a), tokens.identify(&b)),
+        (Some("a"), Some("b"))
+    );
+    // A name in both, a missing file, a folder, a bad line: each named.
+    std::fs::write(&file, &a_line).unwrap();
+    let missing = dir.path().join("missing").display().to_string();
+    let folder = dir.path().display().to_string();
+    for (file, inline) in [(&path, a_line.as_str()), (&missing, ""), (&folder, "")] {
+        let vars = HashMap::from([
+            ("SERVICE_TOKENS_FILE".to_owned(), file.clone()),
+            ("SERVICE_TOKENS".to_owned(), inline.to_owned()),
+        ]);
+        let err = load(&vars).expect_err("refused");
+        assert_eq!(err.var, "SERVICE_TOKENS_FILE", "{err}");
+    }
+    std::fs::write(&file, "a:not-a-hash").unwrap();
+    let vars = HashMap::from([("SERVICE_TOKENS_FILE".to_owned(), path)]);
+    let err = load(&vars).expect_err("refused");
+    assert!(err.to_string().contains("64 hex digits"), "{err}");
 }
 
 // --- bearer metadata, through the service ---------------------------------------------------
