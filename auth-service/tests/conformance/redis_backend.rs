@@ -751,3 +751,50 @@ async fn revoking_another_users_session_id_leaves_it_working() {
     assert!(matches!(rotated, RotateOutcome::Rotated(_)), "{rotated:?}");
     assert!(store.get_session(&id, now + 2).await.unwrap().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_left_in_an_outbox_by_a_dead_process_are_relayed_once() {
+    use auth_service::domain::EventKind;
+    use auth_service::store::EventLog;
+    let (url, prefix) = (
+        tokio::task::spawn_blocking(shared_url).await.unwrap(),
+        prefix(),
+    );
+    let store = open(&url, &prefix).await;
+    let start = store.latest_id().await.unwrap();
+    // A process wrote a revocation to the user's outbox in its script and died before the
+    // relay; another died after logging it, before taking it off: the entry is there twice.
+    let sid = SessionId::generate();
+    let entry = format!(
+        "r:{0}\u{1f}{1}\u{1f}session.revoked\u{1f}{0}\u{1f}logout",
+        sid.0,
+        now_ms()
+    );
+    let outbox = format!("{prefix}user:{{left}}:outbox");
+    let mut conn = raw(&url).await;
+    let _: () = redis::cmd("RPUSH")
+        .arg(&outbox)
+        .arg(&entry)
+        .arg(&entry)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // The periodic maintenance finds it.
+    store.trim(0, 1_000_000).await.unwrap();
+    let events = store.read_after(&start, 10, Duration::ZERO).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].user_id, UserId("left".into()));
+    assert_eq!(
+        events[0].kind,
+        EventKind::SessionRevoked {
+            session_id: sid,
+            reason: RevokeReason::Logout
+        }
+    );
+    let left: i64 = redis::cmd("LLEN")
+        .arg(&outbox)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the outbox is emptied");
+}

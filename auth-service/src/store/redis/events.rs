@@ -11,6 +11,9 @@ use async_trait::async_trait;
 use redis::{AsyncConnectionConfig, Value};
 
 use super::{RedisStore, redis_error};
+
+/// Outbox entries relayed per script.
+const RELAY_BATCH: isize = 64;
 use crate::domain::{Event, EventKind, UnixMs, UserId};
 use crate::store::{EventLog, ReadEventsError, StoreError, StoreResult};
 
@@ -96,6 +99,88 @@ impl RedisStore {
             call.arg(type_name).arg(&user.0).arg(session).arg(detail);
         }
         self.eval("append_events", &call).await.map(|_| ())
+    }
+
+    /// Moves the events waiting in `user`'s outbox to the log: each batch is logged in one
+    /// script (entries already logged, by an earlier relay that died before its ack, are
+    /// skipped by id), then taken off the outbox's head.
+    pub(super) async fn relay(&self, user: &UserId) -> StoreResult<u64> {
+        let outbox = self.keys.outbox(&user.0);
+        let keys = self.keys.events();
+        let mut logged = 0;
+        loop {
+            let entries: Vec<String> = self
+                .query(
+                    "outbox_read",
+                    redis::cmd("LRANGE")
+                        .arg(&outbox)
+                        .arg(0)
+                        .arg(RELAY_BATCH - 1),
+                )
+                .await?;
+            if entries.is_empty() {
+                return Ok(logged);
+            }
+            let mut call = self.scripts.relay_events.key(&keys.log);
+            call.key(&keys.floor)
+                .key(&keys.relayed)
+                .arg(crate::domain::now_ms())
+                .arg(self.settings.event_retention_ms)
+                .arg(self.settings.event_max_len)
+                .arg(&user.0);
+            for entry in &entries {
+                call.arg(entry);
+            }
+            let reply = self.eval("relay_events", &call).await?;
+            logged += reply.int(1)?.max(0) as u64;
+            let mut ack = self.scripts.outbox_ack.key(&outbox);
+            for entry in &entries {
+                ack.arg(entry);
+            }
+            self.eval("outbox_ack", &ack).await?;
+            if entries.len() < RELAY_BATCH as usize {
+                return Ok(logged);
+            }
+        }
+    }
+
+    /// [`RedisStore::relay`] right after a change: a failure leaves the events in the outbox
+    /// for the periodic sweep (`EventLog::trim`), so it is logged, not returned.
+    pub(super) async fn relay_after(&self, user: &UserId) {
+        if let Err(e) = self.relay(user).await {
+            tracing::warn!(error = %e, user_id = %user.0, "events wait in the outbox for the next sweep");
+        }
+    }
+
+    /// Relays every outbox left behind (a process that died between a change and its relay).
+    async fn relay_leftovers(&self) -> StoreResult<u64> {
+        let pattern = format!("{}user:*:outbox", self.keys.prefix());
+        let mut cursor = 0u64;
+        let mut logged = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = self
+                .query(
+                    "outbox_scan",
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .arg("TYPE")
+                        .arg("list"),
+                )
+                .await?;
+            for key in &batch {
+                if let Some(user) = self.keys.outbox_user(key) {
+                    logged += self.relay(&UserId(user.to_owned())).await?;
+                }
+            }
+            if next == 0 {
+                return Ok(logged);
+            }
+            cursor = next;
+        }
     }
 
     /// The floor: a reader whose id is below it missed trimmed events (`0-0` when none was).
@@ -213,8 +298,13 @@ impl EventLog for RedisStore {
         Ok(read_events(&block))
     }
 
-    /// Every append caps the stream's length; this trims it by time.
+    /// Every append caps the stream's length; this trims it by time, and relays outboxes a
+    /// dead process left behind.
     async fn trim(&self, before: UnixMs, max_events: u64) -> StoreResult<u64> {
+        let leftovers = self.relay_leftovers().await?;
+        if leftovers > 0 {
+            tracing::info!(events = leftovers, "relayed events left in outboxes");
+        }
         let keys = self.keys.events();
         let mut call = self.scripts.trim_events.key(&keys.log);
         call.key(&keys.floor).arg(before.max(0)).arg(max_events);

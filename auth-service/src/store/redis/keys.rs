@@ -26,8 +26,10 @@ pub(super) struct SessionKeys {
 pub(super) struct EventKeys {
     /// STREAM: the events, trimmed to the retention.
     pub log: String,
-    /// STRING: milliseconds below which events may have been trimmed.
+    /// STRING: the id of the newest event trimmed.
     pub floor: String,
+    /// ZSET: ids of outbox entries already logged, by when (kept for the retention).
+    pub relayed: String,
 }
 
 /// The mail queue keys, all tagged `{mail}`.
@@ -55,6 +57,11 @@ impl Keys {
         Ok(Self {
             prefix: prefix.to_owned(),
         })
+    }
+
+    /// The prefix every key starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// `register:{<email>}` or `reset:{<email>}`: the email's pending requests.
@@ -108,11 +115,24 @@ impl Keys {
         format!("{}{{presence}}:due", self.prefix)
     }
 
+    /// `user:{<uid>}:outbox`: events of the user's changes, waiting to be relayed to the log.
+    pub fn outbox(&self, user: &str) -> String {
+        format!("{}user:{{{user}}}:outbox", self.prefix)
+    }
+
+    /// The user of an outbox key, for the sweep that finds leftovers.
+    pub fn outbox_user<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(&self.prefix)?
+            .strip_prefix("user:{")?
+            .strip_suffix("}:outbox")
+    }
+
     /// `{events}:log` (STREAM) and `{events}:floor` (STRING: the retention's bound, ms).
     pub fn events(&self) -> EventKeys {
         EventKeys {
             log: format!("{}{{events}}:log", self.prefix),
             floor: format!("{}{{events}}:floor", self.prefix),
+            relayed: format!("{}{{events}}:relayed", self.prefix),
         }
     }
 

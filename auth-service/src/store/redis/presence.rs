@@ -5,7 +5,7 @@
 //! when read ([`derive_status`]); no timer per user lives anywhere.
 
 use super::{RedisStore, Reply, codes::unknown_status};
-use crate::domain::{EventKind, SessionId, UnixMs, UserId, UserStatus};
+use crate::domain::{SessionId, UnixMs, UserId, UserStatus};
 use crate::store::{
     Heartbeat, HeartbeatError, PresenceStore, PresenceView, StoreResult, derive_status,
 };
@@ -55,31 +55,27 @@ fn view_from_hash(user_id: UserId, fields: Vec<(String, String)>, now: UnixMs) -
 }
 
 impl RedisStore {
-    /// Ends the presence of sessions `ids` of `user` (they ended); the presence.changed event
-    /// when the user's status moved.
+    /// Ends the presence of sessions `ids` of `user` (they ended); a presence.changed event,
+    /// when the user's status moved, goes to the user's outbox in the same script.
     pub(super) async fn end_presence(
         &self,
         user: &UserId,
         ids: &[String],
         now: UnixMs,
-    ) -> StoreResult<Option<EventKind>> {
+    ) -> StoreResult<()> {
         if ids.is_empty() {
-            return Ok(None);
+            return Ok(());
         }
         let mut call = self.scripts.end_presence.key(self.keys.presence(&user.0));
-        call.arg(now).arg(PRESENCE_KEEP_MS);
+        call.key(self.keys.outbox(&user.0))
+            .arg(now)
+            .arg(PRESENCE_KEEP_MS);
         for id in ids {
             call.arg(id);
         }
         let reply = self.eval("end_presence", &call).await?;
         match reply.status()? {
-            0 => {
-                let (beat, _) = settled(user, &reply)?;
-                Ok(beat.changed.then_some(EventKind::PresenceChanged {
-                    status: beat.presence.status,
-                }))
-            }
-            1 => Ok(None),
+            0 | 1 => Ok(()),
             other => Err(unknown_status("end_presence", other)),
         }
     }
@@ -98,6 +94,7 @@ impl PresenceStore for RedisStore {
         let session = self.keys.session_of(user_id, session_id);
         let mut call = self.scripts.heartbeat.key(self.keys.presence(&user_id.0));
         call.key(&session.record)
+            .key(self.keys.outbox(&user_id.0))
             .arg(&session_id.0)
             .arg(&user_id.0)
             .arg(now)
@@ -125,10 +122,7 @@ impl PresenceStore for RedisStore {
             .ignore();
         self.query_pipe::<()>("presence_due", &pipe).await?;
         if beat.changed {
-            let kind = EventKind::PresenceChanged {
-                status: beat.presence.status,
-            };
-            self.record_after(vec![(user_id.clone(), kind)], now).await;
+            self.relay_after(user_id).await;
         }
         Ok(beat)
     }
@@ -171,15 +165,14 @@ impl PresenceStore for RedisStore {
                 .scripts
                 .expire_presence
                 .key(self.keys.presence(&user_id.0));
-            call.arg(now).arg(PRESENCE_KEEP_MS);
+            call.key(self.keys.outbox(&user_id.0))
+                .arg(now)
+                .arg(PRESENCE_KEEP_MS);
             let reply = self.eval("expire_presence", &call).await?;
             if reply.status()? == 0 {
                 let (beat, _) = settled(&user_id, &reply)?;
                 if beat.changed {
-                    let kind = EventKind::PresenceChanged {
-                        status: beat.presence.status,
-                    };
-                    self.record_after(vec![(user_id.clone(), kind)], now).await;
+                    self.relay_after(&user_id).await;
                     changed.push(beat.presence);
                 }
             }

@@ -16,6 +16,20 @@ macro_rules! lua_int {
     };
 }
 
+/// The user's outbox: the events of a change, written by the script that makes it (in the slot
+/// of the user's keys) and relayed to the log by the caller (see `redis::events`). An entry is
+/// `<eid>␟<at>␟<type>␟<session>␟<detail>`; the eid makes a relay that runs twice harmless.
+macro_rules! lua_outbox {
+    () => {
+        r#"
+local function outbox_push(key, eid, at, kind, session, detail)
+  redis.call('RPUSH', key, eid .. '\31' .. at .. '\31' .. kind .. '\31' .. session .. '\31' .. detail)
+  redis.call('PEXPIRE', key, 86400000)
+end
+"#
+    };
+}
+
 /// Helpers of the session scripts. KEYS: 1 record, 2 successor, 3 index.
 macro_rules! lua_session {
     () => {
@@ -184,6 +198,7 @@ return 1
 pub(super) const CREATE_SESSION: &str = concat!(
     lua_int!(),
     lua_session!(),
+    lua_outbox!(),
     r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('ERR session exists') end
 -- Index entries of sessions that expired (their keys are gone with the same expiry).
@@ -202,7 +217,10 @@ while n >= max do
   local k = 4 + (i - 1) * 2
   if redis.call('ZREM', KEYS[3], victim) == 1 then
     n = n - 1
-    if redis.call('DEL', KEYS[k], KEYS[k + 1]) > 0 then table.insert(evicted, victim) end
+    if redis.call('DEL', KEYS[k], KEYS[k + 1]) > 0 then
+      table.insert(evicted, victim)
+      outbox_push(KEYS[#KEYS], 'r:' .. victim, ARGV[3], 'session.revoked', victim, 'evicted')
+    end
   end
   i = i + 1
 end
@@ -212,6 +230,7 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[4])
 redis.call('DEL', KEYS[2])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 touch_index(KEYS[3])
+outbox_push(KEYS[#KEYS], 'c:' .. ARGV[1], ARGV[3], 'session.created', ARGV[1], '')
 return evicted
 "#
 );
@@ -223,6 +242,7 @@ return evicted
 pub(super) const ROTATE_REFRESH: &str = concat!(
     lua_int!(),
     lua_session!(),
+    lua_outbox!(),
     r#"
 local sid, now, grace = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[7])
 local s = redis.call('HMGET', KEYS[1], unpack(FIELDS))
@@ -252,6 +272,7 @@ end
 if s[8] ~= ARGV[3] then return {0} end
 -- The previous token after the grace window: a replay of a stolen token.
 end_session(sid)
+outbox_push(KEYS[4], 'r:' .. sid, ARGV[2], 'session.revoked', sid, 'reuse_detected')
 return {2, s[1]}
 "#
 );
@@ -262,26 +283,33 @@ return {2, s[1]}
 pub(super) const REVOKE_BY_REFRESH: &str = concat!(
     lua_int!(),
     lua_session!(),
+    lua_outbox!(),
     r#"
 local sid, now, grace = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
 local s = redis.call('HMGET', KEYS[1], unpack(FIELDS))
 if not s[1] or tonumber(s[4]) <= now then return {0} end
 if not (s[7] == ARGV[3] or previous_in_grace(s, ARGV[3], now, grace)) then return {0} end
 end_session(sid)
+outbox_push(KEYS[4], 'r:' .. sid, ARGV[2], 'session.revoked', sid, 'logout')
 return {1, s[1], s[2], s[3], s[4], s[5], s[6]}
 "#
 );
 
 /// End sessions of one user. KEYS: 1 the user's index, then record and successor of each
-/// session. ARGV: the session ids, in the same order.
+/// session, then the user's outbox. ARGV: now, reason, then the session ids in key order.
 /// Reply: the ids of the sessions that existed (and so ended).
 pub(super) const REVOKE_SESSIONS: &str = concat!(
     lua_int!(),
+    lua_outbox!(),
     r#"
 local ended = {}
-for i, sid in ipairs(ARGV) do
-  local k = 2 + (i - 1) * 2
-  if redis.call('EXISTS', KEYS[k]) == 1 then table.insert(ended, sid) end
+for i = 3, #ARGV do
+  local sid = ARGV[i]
+  local k = 2 + (i - 3) * 2
+  if redis.call('EXISTS', KEYS[k]) == 1 then
+    table.insert(ended, sid)
+    outbox_push(KEYS[#KEYS], 'r:' .. sid, ARGV[1], 'session.revoked', sid, ARGV[2])
+  end
   redis.call('DEL', KEYS[k], KEYS[k + 1])
   redis.call('ZREM', KEYS[1], sid)
 end
@@ -421,6 +449,44 @@ return {0}
 "#
 );
 
+/// Relays outbox entries of one user to the log. KEYS: 1 log, 2 floor, 3 relayed (eid → when,
+/// so an entry relayed twice is logged once). ARGV: now, retention, max length, user, then the
+/// entries (see `lua_outbox!`). Returns {0, logged}.
+pub(super) const RELAY_EVENTS: &str = concat!(
+    lua_int!(),
+    lua_events!(),
+    r#"
+local now, retention, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local logged = 0
+for i = 5, #ARGV do
+  local eid, at, kind, session, detail =
+    string.match(ARGV[i], '^([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)$')
+  if eid and not redis.call('ZSCORE', KEYS[3], eid) then
+    cap(math.max(max - 1, 0))
+    local entry = {'at', at, 't', kind, 'u', ARGV[4]}
+    if session ~= '' then table.insert(entry, 's'); table.insert(entry, session) end
+    if detail ~= '' then table.insert(entry, 'd'); table.insert(entry, detail) end
+    redis.call('XADD', KEYS[1], '*', unpack(entry))
+    redis.call('ZADD', KEYS[3], now, eid)
+    logged = logged + 1
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', int(now - retention))
+for k = 1, 3 do redis.call('PEXPIRE', KEYS[k], int(retention)) end
+return {0, logged}
+"#
+);
+
+/// Drops relayed entries from the head of an outbox. KEYS: 1 outbox. ARGV: the entries, in
+/// order; stops at the first that is not at the head (another relay took it).
+pub(super) const OUTBOX_ACK: &str = r#"
+for i = 1, #ARGV do
+  if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[i] then break end
+  redis.call('LPOP', KEYS[1])
+end
+return {0}
+"#;
+
 /// Trims events below `before` (ms) and beyond `max`. ARGV: before, max. Returns
 /// {0, removed}.
 pub(super) const TRIM_EVENTS: &str = concat!(
@@ -430,7 +496,10 @@ pub(super) const TRIM_EVENTS: &str = concat!(
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
 local before = int(tonumber(ARGV[1]))
 local removed = 0
-local last = redis.call('XREVRANGE', KEYS[1], '(' .. before .. '-0', '-', 'COUNT', 1)[1]
+local last = nil
+if tonumber(before) > 0 then
+  last = redis.call('XREVRANGE', KEYS[1], '(' .. before .. '-0', '-', 'COUNT', 1)[1]
+end
 if last then
   raise_floor(last[1])
   removed = redis.call('XTRIM', KEYS[1], 'MINID', before)
@@ -443,7 +512,8 @@ return {0, removed}
 );
 
 /// Helpers of the presence scripts. KEYS[1] is the user's presence hash: `s:<sid>` =
-/// `<expires_at>:<status>` per heartbeating session, `status` (last derived), `seen`.
+/// `<expires_at>:<status>` per heartbeating session, `status` (last derived), `seen`, and
+/// `evseq` (numbers its presence events); the last key is the user's outbox.
 /// `settle` derives the status as `store::derive_status` does, drops run-out heartbeats,
 /// stores it, and replies `{0, status, seen, changed, latest live expiry}`.
 macro_rules! lua_presence {
@@ -472,17 +542,22 @@ local function settle(now, seen, keep)
   redis.call('HSET', KEYS[1], 'status', derived, 'seen', int(at))
   redis.call('PEXPIRE', KEYS[1], int(keep))
   local changed = 0
-  if derived ~= previous then changed = 1 end
+  if derived ~= previous then
+    changed = 1
+    local n = redis.call('HINCRBY', KEYS[1], 'evseq', 1)
+    outbox_push(KEYS[#KEYS], 'p:' .. KEYS[1] .. ':' .. n, int(now), 'presence.changed', '', derived)
+  end
   return {0, derived, int(at), changed, int(latest)}
 end
 "#
     };
 }
 
-/// A heartbeat. KEYS: 1 presence hash, 2 the session's record. ARGV: sid, uid, now, ttl,
-/// status, keep. {1} when the session is not a live session of this user.
+/// A heartbeat. KEYS: 1 presence hash, 2 the session's record, 3 the user's outbox. ARGV: sid,
+/// uid, now, ttl, status, keep. {1} when the session is not a live session of this user.
 pub(super) const HEARTBEAT: &str = concat!(
     lua_int!(),
+    lua_outbox!(),
     lua_presence!(),
     r#"
 local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -494,10 +569,11 @@ return settle(now, true, tonumber(ARGV[6]))
 "#
 );
 
-/// Ends the presence of ended sessions. KEYS: 1 presence hash. ARGV: now, keep, sid...
+/// Ends the presence of ended sessions. KEYS: 1 presence hash, 2 outbox. ARGV: now, keep, sid...
 /// {1} when none of them had any.
 pub(super) const END_PRESENCE: &str = concat!(
     lua_int!(),
+    lua_outbox!(),
     lua_presence!(),
     r#"
 local ended = 0
@@ -507,10 +583,11 @@ return settle(tonumber(ARGV[1]), true, tonumber(ARGV[2]))
 "#
 );
 
-/// Settles a user whose last heartbeat may have run out. KEYS: 1 presence hash. ARGV: now,
-/// keep. {1} when the user has no presence.
+/// Settles a user whose last heartbeat may have run out. KEYS: 1 presence hash, 2 outbox.
+/// ARGV: now, keep. {1} when the user has no presence.
 pub(super) const EXPIRE_PRESENCE: &str = concat!(
     lua_int!(),
+    lua_outbox!(),
     lua_presence!(),
     r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
@@ -543,6 +620,8 @@ pub(super) struct Scripts {
     pub mail_purge_dead: Script,
     pub mail_complete: Script,
     pub append_events: Script,
+    pub relay_events: Script,
+    pub outbox_ack: Script,
     pub trim_events: Script,
     pub heartbeat: Script,
     pub end_presence: Script,
@@ -568,6 +647,8 @@ impl Scripts {
             mail_purge_dead: Script::new(MAIL_PURGE_DEAD),
             mail_complete: Script::new(MAIL_COMPLETE),
             append_events: Script::new(APPEND_EVENTS),
+            relay_events: Script::new(RELAY_EVENTS),
+            outbox_ack: Script::new(OUTBOX_ACK),
             trim_events: Script::new(TRIM_EVENTS),
             heartbeat: Script::new(HEARTBEAT),
             end_presence: Script::new(END_PRESENCE),

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use redis::Value;
 
 use super::{RedisStore, Reply, codes::unknown_status, hex, keys::SessionKeys};
-use crate::domain::{EventKind, RevokeReason, SessionId, UnixMs, UserId};
+use crate::domain::{RevokeReason, SessionId, UnixMs, UserId};
 use crate::store::{
     NewSession, NextRefresh, RefreshHash, RotateOutcome, SessionRecord, SessionStore, StoreError,
     StoreResult,
@@ -59,40 +59,14 @@ impl RedisStore {
         }
     }
 
-    /// Records the events of a change a script made. The change is done: a failure here is
-    /// logged, and the event is missing from the log.
-    pub(super) async fn record_after(&self, events: Vec<(UserId, EventKind)>, now: UnixMs) {
-        if let Err(e) = self.record(&events, now).await {
-            tracing::error!(error = %e, count = events.len(), "cannot record events");
-        }
-    }
-
-    /// The events of sessions `ended` of `user` ending for `reason`, with the presence change
-    /// their end makes (their heartbeats end with them).
-    async fn ended_events(
-        &self,
-        user: &UserId,
-        ended: &[String],
-        reason: RevokeReason,
-        now: UnixMs,
-    ) -> Vec<(UserId, EventKind)> {
-        let mut events: Vec<(UserId, EventKind)> = ended
-            .iter()
-            .map(|id| {
-                let session_id = SessionId(id.clone());
-                (
-                    user.clone(),
-                    EventKind::SessionRevoked { session_id, reason },
-                )
-            })
-            .collect();
-        match self.end_presence(user, ended, now).await {
-            Ok(Some(change)) => events.push((user.clone(), change)),
-            Ok(None) => {}
+    /// After sessions `ended` of `user` ended: their presence ends too, and the events the
+    /// scripts put in the user's outbox go to the log.
+    async fn after_ending(&self, user: &UserId, ended: &[String], now: UnixMs) {
+        if let Err(e) = self.end_presence(user, ended, now).await {
             // Their heartbeats run out by themselves within PRESENCE_TTL.
-            Err(e) => tracing::warn!(error = %e, "cannot end the presence of ended sessions"),
+            tracing::warn!(error = %e, "cannot end the presence of ended sessions");
         }
-        events
+        self.relay_after(user).await;
     }
 
     /// Ends sessions `ids` of `user` in one script; returns how many existed.
@@ -110,10 +84,12 @@ impl RedisStore {
             .scripts
             .revoke_sessions
             .key(self.keys.session_index(user));
+        call.arg(now).arg(reason.as_str());
         for id in ids {
             let keys = self.keys.session(user, id);
             call.key(keys.record).key(keys.successor).arg(id);
         }
+        call.key(self.keys.outbox(user));
         let reply = self.eval("revoke_sessions", &call).await?;
         let ended = (0..reply.0.len())
             .map(|i| reply.text(i))
@@ -121,10 +97,8 @@ impl RedisStore {
         // Only the pointers of sessions that ended: an id of another user's session names
         // nothing under this user and must keep working for its owner.
         self.forget_owners(ended.iter().map(String::as_str)).await;
-        let events = self
-            .ended_events(&UserId(user.to_owned()), &ended, reason, now)
+        self.after_ending(&UserId(user.to_owned()), &ended, now)
             .await;
-        self.record_after(events, now).await;
         Ok(u32::try_from(ended.len()).unwrap_or(u32::MAX))
     }
 }
@@ -202,6 +176,7 @@ impl SessionStore for RedisStore {
             for victim in &candidates {
                 call.arg(victim);
             }
+            call.key(self.keys.outbox(&s.user_id.0));
             let reply = self.eval("create_session", &call).await?;
             match reply.status()? {
                 0 => {
@@ -209,16 +184,7 @@ impl SessionStore for RedisStore {
                         .map(|i| reply.text(i))
                         .collect::<StoreResult<Vec<_>>>()?;
                     self.forget_owners(evicted.iter().map(String::as_str)).await;
-                    let mut events = self
-                        .ended_events(&s.user_id, &evicted, RevokeReason::Evicted, s.created_at)
-                        .await;
-                    events.push((
-                        s.user_id.clone(),
-                        EventKind::SessionCreated {
-                            session_id: s.id.clone(),
-                        },
-                    ));
-                    self.record_after(events, s.created_at).await;
+                    self.after_ending(&s.user_id, &evicted, s.created_at).await;
                     return Ok(evicted.into_iter().map(SessionId).collect());
                 }
                 1 => {
@@ -251,6 +217,7 @@ impl SessionStore for RedisStore {
         };
         let keys = self.keys.session_of(&user, id);
         let mut call = session_call(&self.scripts.rotate_refresh, &keys);
+        call.key(self.keys.outbox(&user.0));
         call.arg(&id.0)
             .arg(now)
             .arg(hex(presented))
@@ -281,11 +248,8 @@ impl SessionStore for RedisStore {
             2 => {
                 self.forget_owners([id.0.as_str()]).await;
                 let user_id = UserId(reply.text(1)?);
-                let ended = [id.0.clone()];
-                let events = self
-                    .ended_events(&user_id, &ended, RevokeReason::ReuseDetected, now)
+                self.after_ending(&user_id, std::slice::from_ref(&id.0), now)
                     .await;
-                self.record_after(events, now).await;
                 Ok(RotateOutcome::ReuseDetected { user_id })
             }
             3 => Ok(RotateOutcome::Replayed {
@@ -386,6 +350,7 @@ impl SessionStore for RedisStore {
         };
         let keys = self.keys.session_of(&user, id);
         let mut call = session_call(&self.scripts.revoke_by_refresh, &keys);
+        call.key(self.keys.outbox(&user.0));
         call.arg(&id.0).arg(now).arg(hex(presented)).arg(grace_ms);
         let reply = self.eval("revoke_by_refresh", &call).await?;
         match reply.status()? {
@@ -393,11 +358,8 @@ impl SessionStore for RedisStore {
             1 => {
                 self.forget_owners([id.0.as_str()]).await;
                 let record = record_from_reply(id, &reply)?;
-                let ended = [id.0.clone()];
-                let events = self
-                    .ended_events(&record.user_id, &ended, RevokeReason::Logout, now)
+                self.after_ending(&record.user_id, std::slice::from_ref(&id.0), now)
                     .await;
-                self.record_after(events, now).await;
                 Ok(Some(record))
             }
             other => Err(unknown_status("revoke_by_refresh", other)),
