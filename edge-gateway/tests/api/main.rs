@@ -12,5 +12,6 @@ mod parsers;
 mod password;
 mod rate_limit;
 mod registration;
+mod service_token;
 mod session;
 mod upstream;
