@@ -10,6 +10,7 @@ mod helpers;
 mod metrics;
 mod parsers;
 mod password;
+mod profile;
 mod rate_limit;
 mod registration;
 mod service_token;
