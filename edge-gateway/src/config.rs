@@ -10,6 +10,7 @@ pub use baatcheet_runtime::env::{ConfigError, LogFormat};
 use baatcheet_runtime::env::{Env, load_dotenv};
 use cookie::SameSite;
 use http::HeaderValue;
+use secrecy::{ExposeSecret, SecretString};
 
 /// The whole configuration of the gateway, in sections.
 #[derive(Debug, Clone)]
@@ -48,6 +49,11 @@ pub struct UpstreamConfig {
     pub connections: usize,
     /// Deadline of one gRPC call.
     pub timeout: Duration,
+    /// The gateway's service token (AUTH_SERVICE_TOKEN / AUTH_SERVICE_TOKEN_FILE), sent on every
+    /// call as `x-service-authorization: Bearer <token>` so that a service with SERVICE_TOKENS
+    /// believes the client address and user agent the gateway forwards. Checked at startup to
+    /// make a valid header value; its `Debug` shows no part of it.
+    pub service_token: Option<SecretString>,
 }
 
 /// What browsers get: cookies, the origins allowed to call with them, the page.
@@ -79,6 +85,10 @@ pub struct RateLimit {
 
 /// Each connection multiplexes up to the server's stream limit (hyper: 200); a few suffice.
 const MAX_AUTH_SERVICE_CONNECTIONS: u32 = 64;
+
+/// Longest service token accepted. Minted ones (`auth-service token new NAME`) are 47 bytes; the
+/// bound keeps every call's metadata bounded (see `upstream::MAX_METADATA_BYTES`).
+pub const MAX_SERVICE_TOKEN_BYTES: usize = 512;
 
 impl Config {
     /// Loads `.env` (when present) into the process environment, then reads it.
@@ -152,6 +162,7 @@ impl Config {
                 url: auth_service_url,
                 connections: auth_service_connections as usize,
                 timeout: grpc_timeout,
+                service_token: service_token(&env)?,
             },
             browser: BrowserConfig {
                 production,
@@ -223,6 +234,43 @@ fn cookie_policy(env: &Env<'_>, production: bool) -> Result<CookiePolicy, Config
         secure,
         domain,
     })
+}
+
+/// AUTH_SERVICE_TOKEN, else the content of the file AUTH_SERVICE_TOKEN_FILE names (surrounding
+/// whitespace, such as the file's last newline, is dropped). The error names the variable it
+/// came from and never shows the token.
+fn service_token(env: &Env<'_>) -> Result<Option<SecretString>, ConfigError> {
+    const VAR: &str = "AUTH_SERVICE_TOKEN";
+    const FILE_VAR: &str = "AUTH_SERVICE_TOKEN_FILE";
+    let Some(secret) = env.secret(VAR, FILE_VAR)? else {
+        return Ok(None);
+    };
+    let var = if env.get(VAR).is_some() {
+        VAR
+    } else {
+        FILE_VAR
+    };
+    let token = secret.expose_secret().trim();
+    let problem = if token.is_empty() {
+        Some("the token is empty".to_owned())
+    } else if token.chars().any(char::is_whitespace) {
+        Some("the token contains whitespace".to_owned())
+    } else if token.len() > MAX_SERVICE_TOKEN_BYTES {
+        Some(format!(
+            "the token is longer than {MAX_SERVICE_TOKEN_BYTES} bytes"
+        ))
+    } else if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        Some("the token must be visible ASCII characters (a header value)".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(ConfigError::new(
+            var,
+            format!("{problem}; use the token `auth-service token new NAME` printed"),
+        )),
+        None => Ok(Some(SecretString::from(token.to_owned()))),
+    }
 }
 
 /// `off`/`false`/`0` (default), `on`/`true` (one proxy), or a number of proxies.
@@ -334,6 +382,10 @@ mod tests {
             ("REQUEST_TIMEOUT", "soon"),
             ("NODE_ENV", "staging"),
             ("LOG_FORMAT", "xml"),
+            ("AUTH_SERVICE_TOKEN", "bcs_two words"),
+            ("AUTH_SERVICE_TOKEN", "bcs_\u{e9}t\u{e9}"),
+            ("AUTH_SERVICE_TOKEN", "bcs_tab\there"),
+            ("AUTH_SERVICE_TOKEN_FILE", "/nonexistent/gateway.token"),
         ] {
             let err = load(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{value}");
@@ -341,5 +393,44 @@ mod tests {
         }
         let err = load(&[("GRPC_TIMEOUT", "20s"), ("REQUEST_TIMEOUT", "5s")]).unwrap_err();
         assert_eq!(err.var, "GRPC_TIMEOUT");
+        let long = "t".repeat(MAX_SERVICE_TOKEN_BYTES + 1);
+        let err = load(&[("AUTH_SERVICE_TOKEN", &long)]).unwrap_err();
+        assert_eq!(err.var, "AUTH_SERVICE_TOKEN");
+    }
+
+    #[test]
+    fn the_service_token_is_read_inline_or_from_a_file_and_never_shown() {
+        assert!(load(&[]).unwrap().upstream.service_token.is_none());
+        let c = load(&[("AUTH_SERVICE_TOKEN", "bcs_secretvalue")]).unwrap();
+        let token = c.upstream.service_token.as_ref().unwrap();
+        assert_eq!(token.expose_secret(), "bcs_secretvalue");
+        assert!(!format!("{c:?}").contains("secretvalue"), "{c:?}");
+        let err = load(&[("AUTH_SERVICE_TOKEN", "bcs_secret value")]).unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gateway.token");
+        std::fs::write(&file, "bcs_fromfile\n").unwrap();
+        let path = file.to_str().unwrap();
+        let c = load(&[("AUTH_SERVICE_TOKEN_FILE", path)]).unwrap();
+        assert_eq!(
+            c.upstream.service_token.unwrap().expose_secret(),
+            "bcs_fromfile"
+        );
+        // The inline one wins, as for every secret.
+        let c = load(&[
+            ("AUTH_SERVICE_TOKEN_FILE", path),
+            ("AUTH_SERVICE_TOKEN", "bcs_inline"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.upstream.service_token.unwrap().expose_secret(),
+            "bcs_inline"
+        );
+        for bad in ["", " \n", "bcs_one\nbcs_two\n"] {
+            std::fs::write(&file, bad).unwrap();
+            let err = load(&[("AUTH_SERVICE_TOKEN_FILE", path)]).unwrap_err();
+            assert_eq!(err.var, "AUTH_SERVICE_TOKEN_FILE", "{bad:?}");
+        }
     }
 }

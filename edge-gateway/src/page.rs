@@ -1,5 +1,5 @@
-//! The static page a person can use: sign up, enter the emailed code, see "me", list sessions,
-//! log out. Embedded in the binary; no build step. It talks to the API of its own origin, or to
+//! The static page a person can use: sign up, enter the emailed code, see "me", edit the bio,
+//! list sessions, log out. Embedded in the binary; no build step. It talks to the API of its own origin, or to
 //! the one named by `?api=` when served from elsewhere.
 
 use axum::{Router, http::header, response::IntoResponse, routing::get};

@@ -10,6 +10,9 @@
 //! connection's readiness in the background. During an outage each connection then records a
 //! connect error that no call asked for, and hands it to whichever call picks that connection
 //! next, long after the service is back: one failed call per connection after every outage.
+//!
+//! Every call through the pool, whichever client makes it (auth, health), carries the gateway's
+//! service credential when it has one ([`ConnectionPool::with_service_authorization`]).
 
 use std::{
     future::{Future, poll_fn},
@@ -21,17 +24,22 @@ use std::{
     task::{Context, Poll},
 };
 
+use http::HeaderValue;
 use tonic::{
     body::Body,
     transport::{Channel, Endpoint},
 };
 use tower::Service;
 
+use crate::upstream::SERVICE_AUTHORIZATION;
+
 /// Cheap to clone: every clone uses the same connections.
 #[derive(Clone)]
 pub struct ConnectionPool {
     connections: Arc<[Channel]>,
     next: Arc<AtomicUsize>,
+    /// `Bearer <service token>`, marked sensitive (never indexed by HPACK, `Debug` hides it).
+    service_authorization: Option<HeaderValue>,
 }
 
 impl ConnectionPool {
@@ -40,7 +48,15 @@ impl ConnectionPool {
         Self {
             connections: (0..size.max(1)).map(|_| endpoint.connect_lazy()).collect(),
             next: Arc::new(AtomicUsize::new(0)),
+            service_authorization: None,
         }
+    }
+
+    /// Sends `value` (see [`crate::upstream::service_authorization`]) as
+    /// `x-service-authorization` on every call, replacing any such header a call has.
+    pub fn with_service_authorization(mut self, value: Option<HeaderValue>) -> Self {
+        self.service_authorization = value;
+        self
     }
 }
 
@@ -54,7 +70,12 @@ impl Service<http::Request<Body>> for ConnectionPool {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        if let Some(value) = &self.service_authorization {
+            request
+                .headers_mut()
+                .insert(SERVICE_AUTHORIZATION, value.clone());
+        }
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
         let mut connection = self.connections[index].clone();
         Box::pin(async move {

@@ -11,6 +11,7 @@ use tonic::transport::Endpoint;
 use crate::config::{Config, ConfigError, LogFormat};
 use crate::pool::ConnectionPool;
 use crate::ratelimit::{self, IpLimiter};
+use crate::upstream::service_authorization;
 use crate::{routes, state::AppState};
 
 /// How long the sweeper and the metrics listener get to end once cancelled.
@@ -89,7 +90,22 @@ impl baatcheet_runtime::cli::Service for Application {
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10))
             .keep_alive_while_idle(true);
-        let pool = ConnectionPool::lazy(&endpoint, config.upstream.connections);
+        let service_authorization = match &config.upstream.service_token {
+            None => None,
+            Some(token) => Some(service_authorization(token).ok_or_else(|| {
+                ConfigError::new(
+                    "AUTH_SERVICE_TOKEN",
+                    "the token is not a valid header value",
+                )
+            })?),
+        };
+        if service_authorization.is_some() {
+            tracing::info!(
+                "calls to the auth service carry the service token (AUTH_SERVICE_TOKEN)"
+            );
+        }
+        let pool = ConnectionPool::lazy(&endpoint, config.upstream.connections)
+            .with_service_authorization(service_authorization);
         let (listener, addr) =
             bind(SocketAddr::new(config.server.host, config.server.port)).await?;
         let metrics = match config.server.metrics_addr {

@@ -1,6 +1,6 @@
 //! Calling the auth service on behalf of a browser: the metadata that goes with every call
-//! (`authorization`, `x-request-id`, `x-client-ip`, `x-client-user-agent`), and one wrapper that
-//! times each call and maps its error.
+//! (`authorization`, `x-request-id`, `x-client-ip`, `x-client-user-agent`, and the gateway's own
+//! `x-service-authorization`), and one wrapper that times each call and maps its error.
 //!
 //! Every forwarded value is bounded, so the header block of a call stays a few KiB, far below
 //! the 16 KiB an HTTP/2 server built on hyper accepts by default. That matters beyond the one
@@ -13,8 +13,9 @@ use std::{convert::Infallible, future::Future, time::Instant};
 
 use axum::{
     extract::FromRequestParts,
-    http::{HeaderMap, StatusCode, header, request::Parts},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
 };
+use secrecy::{ExposeSecret, SecretString};
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 
 use crate::client_ip::ClientIp;
@@ -22,6 +23,20 @@ use crate::cookies;
 use crate::error::ApiError;
 use crate::request_id;
 use crate::state::AppState;
+
+/// Metadata the gateway proves itself with to a service that has SERVICE_TOKENS: such a service
+/// believes `x-client-ip` and `x-client-user-agent` only from a caller that sends one of them.
+/// The pool adds it to every call ([`crate::pool::ConnectionPool`]); browsers cannot set it.
+pub const SERVICE_AUTHORIZATION: &str = "x-service-authorization";
+
+/// The value of [`SERVICE_AUTHORIZATION`] for a token (AUTH_SERVICE_TOKEN), marked sensitive so
+/// that no `Debug` shows it and HTTP/2 never puts it in its header table. `None` when the token
+/// does not make a header value; the configuration refuses such a token at startup.
+pub fn service_authorization(token: &SecretString) -> Option<HeaderValue> {
+    let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose_secret())).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
 
 /// Longest user agent passed on; the service truncates too, this only bounds the metadata.
 pub const MAX_USER_AGENT: usize = 512;
@@ -31,8 +46,9 @@ pub const MAX_USER_AGENT: usize = 512;
 pub const MAX_TOKEN_BYTES: usize = 4096;
 
 /// Most bytes the metadata of one call can take, counted as HTTP/2 counts a header list (name +
-/// value + 32 per field): a maximal token, user agent and request id, and an IPv6 address. With
-/// tonic's own fields (`:path`, `te`, `grpc-timeout`, ...) a call's header block stays under 8 KiB.
+/// value + 32 per field): a maximal token, user agent and request id, an IPv6 address, and the
+/// longest service token. With tonic's own fields (`:path`, `te`, `grpc-timeout`, ...) a call's
+/// header block stays under 8 KiB.
 pub const MAX_METADATA_BYTES: usize = 6 * 1024;
 
 /// A token as the request carried it.
@@ -266,12 +282,26 @@ mod tests {
             metadata.get("authorization").unwrap().len(),
             "Bearer ".len() + MAX_TOKEN_BYTES
         );
-        let with_longest_id = size(metadata) + "x-request-id".len() + request_id::MAX_LEN + 32;
+        // The pool adds the service token to the call.
+        let service = SERVICE_AUTHORIZATION.len()
+            + "Bearer ".len()
+            + crate::config::MAX_SERVICE_TOKEN_BYTES
+            + 32;
+        let with_longest =
+            size(metadata) + "x-request-id".len() + request_id::MAX_LEN + 32 + service;
         assert!(
-            with_longest_id <= MAX_METADATA_BYTES,
-            "{with_longest_id} > {MAX_METADATA_BYTES}"
+            with_longest <= MAX_METADATA_BYTES,
+            "{with_longest} > {MAX_METADATA_BYTES}"
         );
         assert!(size(ctx.metadata()) < MAX_METADATA_BYTES);
+    }
+
+    #[test]
+    fn the_service_token_is_a_sensitive_bearer_header() {
+        let value = service_authorization(&SecretString::from("bcs_abc")).unwrap();
+        assert_eq!(value, "Bearer bcs_abc");
+        assert!(value.is_sensitive());
+        assert!(!format!("{value:?}").contains("bcs_abc"));
     }
 
     #[tokio::test]

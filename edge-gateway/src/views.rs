@@ -32,6 +32,15 @@ pub struct UserData {
     pub user: UserView,
 }
 
+/// `data` of a profile change: the caller as it is now, and when the username may change again.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileUpdated {
+    pub user: UserView,
+    /// From then on the username may change again (now, when it never changed).
+    pub next_username_change_at: Option<String>,
+}
+
 /// `data` of a sign-in (verify-otp, login): the user and when the cookie tokens expire.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SignedIn {

@@ -48,7 +48,8 @@ function showSignedIn(user) {
   const me = $('me');
   me.replaceChildren();
   for (const [label, value] of [
-    ['Username', user.username], ['Email', user.email], ['Id', user.id], ['Status', user.status],
+    ['Username', user.username], ['Email', user.email], ['Bio', user.bio], ['Id', user.id],
+    ['Status', user.status],
   ]) {
     const dt = document.createElement('dt');
     dt.textContent = label;
@@ -57,6 +58,7 @@ function showSignedIn(user) {
     dd.dataset.field = label.toLowerCase();
     me.append(dt, dd);
   }
+  $('profile-form').elements.bio.value = user.bio || '';
 }
 
 function showSignedOut() {
@@ -137,6 +139,15 @@ $('login-form').addEventListener('submit', async (event) => {
   if (!result.ok) return sayError(result);
   showSignedIn(result.json.data.user);
   say(`Signed in as ${result.json.data.user.username}`);
+});
+
+$('profile-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  // PATCH changes only the fields sent: here the bio.
+  const result = await api('PATCH', '/me', { bio: event.target.elements.bio.value });
+  if (!result.ok) return sayError(result);
+  showSignedIn(result.json.data.user);
+  say('Bio saved.');
 });
 
 $('load-me').addEventListener('click', loadMe);

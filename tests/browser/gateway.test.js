@@ -90,6 +90,18 @@ test('sign up, verify, me, refresh, sessions, log out from a second origin', { t
     await page.locator('#load-me').click();
     await statusText(page, `Signed in as ${user.username}`);
 
+    // Edit the bio (PATCH /me from this origin: a CORS preflight, then the cookie-carrying call
+    // with the page's Origin); after a reload, "me" shows it.
+    assert.equal(await page.locator('#me dd[data-field=bio]').textContent(), '');
+    const bio = `Chai first, then code. (${suffix})`;
+    await page.locator('#profile-form [name=bio]').fill(bio);
+    await page.locator('#profile-form button[type=submit]').click();
+    await statusText(page, 'Bio saved');
+    await page.reload();
+    await statusText(page, `Signed in as ${user.username}`);
+    assert.equal(await page.locator('#me dd[data-field=bio]').textContent(), bio);
+    assert.equal(await page.locator('#profile-form [name=bio]').inputValue(), bio);
+
     // Sessions.
     await page.locator('#load-sessions').click();
     await statusText(page, '1 session(s)');
@@ -115,6 +127,9 @@ test('sign up, verify, me, refresh, sessions, log out from a second origin', { t
         preflighted: await tryFetch('/api/auth/logout-all', {
           method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}',
         }),
+        patch: await tryFetch('/api/auth/me', {
+          method: 'PATCH', headers: { 'content-type': 'application/json' }, body: '{"bio":"forged"}',
+        }),
       };
     }, stack.gateway);
     await foreign.close();
@@ -122,10 +137,12 @@ test('sign up, verify, me, refresh, sessions, log out from a second origin', { t
       me: 'refused: TypeError',
       logout: 'refused: TypeError',
       preflighted: 'refused: TypeError',
+      patch: 'refused: TypeError',
     });
     assert.ok((await refusedCsrfCount()) > csrfBefore, 'the gateway refused the cross-origin logout');
     await page.locator('#load-me').click();
     await statusText(page, `Signed in as ${user.username}`);
+    assert.equal(await page.locator('#me dd[data-field=bio]').textContent(), bio, 'the bio is not forged');
 
     // Log out: both cookies are gone and "me" says signed out.
     await page.locator('#logout').click();

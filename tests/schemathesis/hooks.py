@@ -13,8 +13,10 @@ is replaced by a new login (or, if the password is no longer known, by a new acc
 it, cookies the gateway set are kept, as a browser keeps them, and a successful password change
 updates the password. Every second password change is sent with the right current password
 (and, when the generated new one breaks the 8-128 character rule, a valid one), so that its
-success path is fuzzed too. Requests carry the gateway's own `Origin`, as a page
-served by the gateway would, which passes the CSRF check.
+success path is fuzzed too; likewise every second profile change (PATCH /api/auth/me) that
+carries a JSON object is sent with a valid bio and without the generated avatarUrl and username
+(those may fail validation, and a username may change only once per cooldown). Requests carry
+the gateway's own `Origin`, as a page served by the gateway would, which passes the CSRF check.
 
 Every answer is logged as `<operation>\\t<status>\\t<1 if it carried the session>` to
 ST_STATUS_LOG, so that run.sh can check each signed-in operation got a 2xx.
@@ -41,6 +43,7 @@ STATUS_LOG = os.environ["ST_STATUS_LOG"]
 ORIGIN = {"Origin": BASE}
 SESSION_SCHEMES = {"accessCookie", "refreshCookie"}
 CHANGE_PASSWORD = "POST /api/auth/password/change"
+UPDATE_PROFILE = "PATCH /api/auth/me"
 
 
 def label(case) -> str:
@@ -62,6 +65,7 @@ class Account:
         self.cookies: dict[str, str] = {}
         self.handed_out: set[str] = set()  # every cookie value given to a case
         self.password_changes = 0
+        self.profile_changes = 0
 
     def carried_by(self, case) -> bool:
         return any(value in self.handed_out for value in (case.cookies or {}).values())
@@ -165,6 +169,14 @@ def before_call(context, case, kwargs):
             new = body.get("newPassword")
             if not (isinstance(new, str) and 8 <= len(new) <= 128):
                 body["newPassword"] = secrets.token_urlsafe(18)
+    if label(case) == UPDATE_PROFILE and isinstance(body, dict):
+        ACCOUNT.profile_changes += 1
+        if ACCOUNT.profile_changes % 2:  # can succeed: only a valid bio
+            body.pop("avatarUrl", None)
+            body.pop("username", None)
+            bio = body.get("bio")
+            if not (isinstance(bio, str) and len(bio) <= 150):
+                body["bio"] = "fuzzed " + secrets.token_hex(4)
 
 
 @schemathesis.hook

@@ -1,13 +1,45 @@
 //! The signed-in caller: profile and sessions.
 
-use axum::extract::{Path, State};
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+};
 use baatcheet_auth_api::v1 as pb;
+use serde::{Deserialize, Deserializer};
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
+use crate::json::ApiJson;
 use crate::response::{ApiResponse, Empty};
 use crate::state::AppState;
 use crate::upstream::{CallContext, call, present};
-use crate::views::{SessionList, UserData};
+use crate::views::{ProfileUpdated, SessionList, UserData, rfc3339};
+
+/// The profile fields to change: exactly those present in the body change (`""` too: it clears
+/// `bio` or `avatarUrl`); a body with none of them is refused. Other fields are ignored.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateProfileBody {
+    /// At most 150 characters; `""` clears it.
+    #[serde(default, deserialize_with = "present_string")]
+    #[schema(nullable = false, example = "Chai first, then code.")]
+    pub bio: Option<String>,
+    /// An http(s) URL of at most 2048 characters; `""` clears it.
+    #[serde(default, deserialize_with = "present_string")]
+    #[schema(nullable = false, example = "https://example.com/asha.png")]
+    pub avatar_url: Option<String>,
+    /// 3-30 characters: letters, digits, `_`, `.`, `-`; unique. It changes at most once per
+    /// cooldown (the service's USERNAME_CHANGE_COOLDOWN).
+    #[serde(default, deserialize_with = "present_string")]
+    #[schema(nullable = false, example = "asha_k")]
+    pub username: Option<String>,
+}
+
+/// A field that is present must be a string: `null` is the wrong shape (400 INVALID_BODY), not
+/// a way to leave the field out.
+fn present_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
+}
 
 /// The caller's profile.
 #[utoipa::path(get, path = "/me", tag = "account",
@@ -24,6 +56,55 @@ pub async fn me(
     let reply = call("GetCurrentUser", app.auth().get_current_user(request)).await?;
     let user = present(reply.user)?.into();
     Ok(ApiResponse::ok(UserData { user }, "Current user"))
+}
+
+/// Changes the caller's profile: the fields present in the body (the update mask of
+/// UpdateProfile). A username change starts a cooldown; `nextUsernameChangeAt` says when it ends.
+#[utoipa::path(patch, path = "/me", tag = "account", request_body = UpdateProfileBody,
+    security(("accessCookie" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Profile changed", body = ApiResponse<ProfileUpdated>),
+        (status = 400, description = "INVALID_BODY: no field to change (`{}`), a field that is not a string, or not a JSON object; MALFORMED_JSON", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED, ACCESS_TOKEN_EXPIRED, ACCESS_TOKEN_INVALID or SESSION_REVOKED", body = ErrorBody),
+        (status = 409, description = "USERNAME_TAKEN (field username)", body = ErrorBody),
+        (status = 422, description = "Invalid fields (bio, avatarUrl, username)", body = ErrorBody),
+        (status = 429, description = "USERNAME_CHANGE_COOLDOWN, with Retry-After", body = ErrorBody),
+    ))]
+pub async fn update_me(
+    State(app): State<AppState>,
+    ctx: CallContext,
+    ApiJson(body): ApiJson<UpdateProfileBody>,
+) -> Result<ApiResponse<ProfileUpdated>, ApiError> {
+    let fields = [
+        ("bio", body.bio),
+        ("avatar_url", body.avatar_url),
+        ("username", body.username),
+    ];
+    let paths: Vec<String> = fields
+        .iter()
+        .filter(|(_, value)| value.is_some())
+        .map(|(path, _)| (*path).to_owned())
+        .collect();
+    if paths.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_BODY",
+            "the request body names no field to change: send bio, avatarUrl or username",
+        ));
+    }
+    let [(_, bio), (_, avatar_url), (_, username)] = fields;
+    let request = ctx.signed_in_request(pb::UpdateProfileRequest {
+        bio: bio.unwrap_or_default(),
+        avatar_url: avatar_url.unwrap_or_default(),
+        username: username.unwrap_or_default(),
+        update_mask: Some(prost_types::FieldMask { paths }),
+    })?;
+    let reply = call("UpdateProfile", app.auth().update_profile(request)).await?;
+    let data = ProfileUpdated {
+        user: present(reply.user)?.into(),
+        next_username_change_at: rfc3339(reply.next_username_change_time.as_ref()),
+    };
+    Ok(ApiResponse::ok(data, "Profile updated"))
 }
 
 /// The caller's live sessions, newest first; `current` marks this one.

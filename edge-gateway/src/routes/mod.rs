@@ -43,7 +43,7 @@ pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_js
         .routes(routes!(session::refresh))
         .routes(routes!(session::logout, session::logout_get))
         .routes(routes!(session::logout_all))
-        .routes(routes!(account::me))
+        .routes(routes!(account::me, account::update_me))
         .routes(routes!(account::sessions))
         .routes(routes!(account::revoke_session))
         .routes(routes!(password::forgot))

@@ -145,6 +145,8 @@ const VARS: &[&str] = &[
     "LOG_FORMAT",
     "SHUTDOWN_GRACE",
     "METRICS_ADDR",
+    "AUTH_SERVICE_TOKEN",
+    "AUTH_SERVICE_TOKEN_FILE",
 ];
 
 /// Arbitrary `Authorization` values on /api/auth/me: always 401, never a server error.
