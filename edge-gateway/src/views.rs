@@ -17,7 +17,7 @@ pub struct UserView {
     pub bio: String,
     /// Empty when none.
     pub avatar_url: String,
-    /// `online` or `offline`.
+    /// `online`, `away` or `offline` (derived from the sessions' heartbeats).
     #[schema(example = "online")]
     pub status: &'static str,
     pub last_seen_at: Option<String>,
@@ -124,6 +124,7 @@ impl From<pb::User> for UserView {
         let status = match pb::UserStatus::try_from(u.status) {
             Ok(pb::UserStatus::Online) => "online",
             Ok(pb::UserStatus::Offline) => "offline",
+            Ok(pb::UserStatus::Away) => "away",
             _ => "unknown",
         };
         Self {
