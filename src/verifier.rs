@@ -704,10 +704,14 @@ async fn follow(inner: Arc<Inner>) {
                 let mut received = false;
                 let end = loop {
                     match stream.next().await {
-                        Ok(Some(event)) => {
+                        Ok(Some(Step::Event(event))) => {
                             received = true;
                             since.clone_from(&event.id);
                             inner.observe(event, Instant::now());
+                        }
+                        Ok(Some(Step::Position(position))) => {
+                            received = true;
+                            since = position;
                         }
                         Ok(None) => break None,
                         Err(status) => break Some(status),
@@ -729,7 +733,13 @@ async fn follow(inner: Arc<Inner>) {
         };
         inner.revoked.prune(Instant::now());
         match failure {
-            Some(status) if status.code() == Code::FailedPrecondition => {
+            // Expired, or a position this service does not know (its log was replaced).
+            Some(status)
+                if matches!(
+                    status.code(),
+                    Code::FailedPrecondition | Code::InvalidArgument
+                ) =>
+            {
                 tracing::warn!(
                     since_event_id = %since,
                     error = status.message(),
@@ -762,9 +772,16 @@ trait Upstream: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Box<dyn EventStream>, Status>>;
 }
 
+/// What one message of the stream brings: an event, or a checkpoint (the service skipped
+/// events of types not asked for) to resume from.
+enum Step {
+    Event(Event),
+    Position(String),
+}
+
 /// One open WatchEvents stream: `Ok(None)` when it ended.
 trait EventStream: Send {
-    fn next(&mut self) -> BoxFuture<'_, Result<Option<Event>, Status>>;
+    fn next(&mut self) -> BoxFuture<'_, Result<Option<Step>, Status>>;
 }
 
 struct GrpcUpstream {
@@ -796,12 +813,18 @@ impl Upstream for GrpcUpstream {
 }
 
 impl EventStream for tonic::Streaming<WatchEventsResponse> {
-    fn next(&mut self) -> BoxFuture<'_, Result<Option<Event>, Status>> {
+    fn next(&mut self) -> BoxFuture<'_, Result<Option<Step>, Status>> {
         Box::pin(async move {
             loop {
                 match self.message().await? {
-                    Some(WatchEventsResponse { event: Some(event) }) => return Ok(Some(event)),
-                    Some(WatchEventsResponse { event: None }) => continue,
+                    Some(WatchEventsResponse {
+                        event: Some(event), ..
+                    }) => return Ok(Some(Step::Event(event))),
+                    Some(WatchEventsResponse {
+                        event: None,
+                        position,
+                    }) if !position.is_empty() => return Ok(Some(Step::Position(position))),
+                    Some(_) => continue,
                     None => return Ok(None),
                 }
             }
@@ -942,8 +965,8 @@ mod tests {
     struct Script(mpsc::Receiver<Result<Event, Status>>);
 
     impl EventStream for Script {
-        fn next(&mut self) -> BoxFuture<'_, Result<Option<Event>, Status>> {
-            Box::pin(async move { self.0.recv().await.transpose() })
+        fn next(&mut self) -> BoxFuture<'_, Result<Option<Step>, Status>> {
+            Box::pin(async move { self.0.recv().await.transpose().map(|e| e.map(Step::Event)) })
         }
     }
 

@@ -143,6 +143,7 @@ async fn main() {
     vars.insert("CODE_RESEND_COOLDOWN".into(), "0s".into());
     // Every client here is 127.0.0.1, and the Register row signs up thousands of emails.
     vars.insert("CODE_REQUESTS_PER_IP_PER_HOUR".into(), "1000000".into());
+    vars.insert("CODE_GUESSES_PER_IP_PER_HOUR".into(), "1000000".into());
     let (service_token, service_line) =
         auth_service::crypto::mint_service_token("bench").expect("a service token");
     vars.insert("SERVICE_TOKENS".into(), service_line);

@@ -104,6 +104,17 @@ impl Profile {
         if bio.chars().count() > 150 {
             return Err("bio must be at most 150 characters".into());
         }
+        // Text other people's screens show: no control characters (a line break is fine) and
+        // no bidirectional overrides, which make text read differently from what it is.
+        let hidden = |c: char| {
+            (c.is_control() && c != '\n')
+                || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        };
+        if bio.chars().any(hidden) {
+            return Err(
+                "bio must not contain control characters or bidirectional overrides".into(),
+            );
+        }
         Ok(bio.to_owned())
     }
 
@@ -116,6 +127,9 @@ impl Profile {
             return Err("avatar_url must be at most 2048 characters".into());
         }
         match url::Url::parse(raw) {
+            Ok(u) if u.username() != "" || u.password().is_some() => {
+                Err("avatar_url must not carry a user name or password".into())
+            }
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {
                 // Normalising percent-encodes (é becomes %C3%A9): the stored form is the one
                 // that must fit.
@@ -170,6 +184,17 @@ mod tests {
         assert!(Profile::parse_avatar_url("https://cdn.example.com/a.png").is_ok());
         assert!(Profile::parse_avatar_url("javascript:alert(1)").is_err());
         assert!(Profile::parse_avatar_url("not a url").is_err());
+        assert!(Profile::parse_avatar_url("https://u:p@cdn.example.com/a.png").is_err());
+        assert!(Profile::parse_bio("line one\nline two").is_ok());
+        for bad in [
+            "a\u{0}b",
+            "tab\there",
+            "\u{202E}gnp.exe",
+            "x\u{2066}y",
+            "bell\u{7}",
+        ] {
+            assert!(Profile::parse_bio(bad).is_err(), "{bad:?}");
+        }
         let wide = format!("https://cdn.example/{}", "é".repeat(1000));
         assert!(wide.len() <= 2048);
         assert!(

@@ -4,14 +4,18 @@
 
 use std::collections::HashSet;
 
-use super::{AuthCore, Caller, FlowError};
+use super::{
+    AuthCore, Caller, FlowError,
+    limits::{Counter, HOUR_MS},
+};
 use crate::domain::{
     Event, FieldViolation, Profile, ProfileChange, UnixMs, User, UserId, Username, now_ms,
 };
 use crate::store::{MAX_BATCH, ReadEventsError};
 
-/// Profile fields UpdateProfile may change, as the update mask names them.
-pub const PROFILE_FIELDS: [&str; 3] = ["bio", "avatar_url", "username"];
+/// UpdateProfile calls one user may make per hour (each change is an event every watcher
+/// receives).
+pub const PROFILE_UPDATES_PER_HOUR: u32 = 30;
 
 /// An UpdateProfile request: the mask's paths and the values they name.
 pub struct ProfileInput<'a> {
@@ -28,7 +32,7 @@ pub struct Found {
 }
 
 /// Distinct, trimmed keys in request order; more than [`MAX_BATCH`] is an error on `field`.
-fn distinct(field: &'static str, raw: &[String]) -> Result<Vec<String>, FlowError> {
+pub(super) fn distinct(field: &'static str, raw: &[String]) -> Result<Vec<String>, FlowError> {
     if raw.len() > MAX_BATCH {
         return Err(FlowError::invalid(
             field,
@@ -85,6 +89,15 @@ impl AuthCore {
         if !violations.is_empty() {
             return Err(FlowError::InvalidInput(violations));
         }
+        self.limit(
+            Counter::ProfileUpdate {
+                user: &caller.user_id,
+            },
+            PROFILE_UPDATES_PER_HOUR,
+            HOUR_MS,
+            |retry_at| FlowError::ProfileRateLimited { retry_at },
+        )
+        .await?;
         let cooldown = self.policy.username_change_cooldown_ms;
         let user = self
             .stores
@@ -129,7 +142,17 @@ impl AuthCore {
 
     /// LookupUsers: by username, case-insensitively; one store round trip.
     pub async fn lookup_users(&self, names: &[String]) -> Result<Found, FlowError> {
-        let names = distinct("usernames", names)?;
+        // One entry per user: spellings that differ only in case name the same one.
+        let mut keys_seen = HashSet::new();
+        let names: Vec<String> = distinct("usernames", names)?
+            .into_iter()
+            .filter(|n| {
+                let key = Username::parse(n)
+                    .map(|u| u.key())
+                    .unwrap_or_else(|_| n.clone());
+                keys_seen.insert(key)
+            })
+            .collect();
         // A name that cannot be a username names nobody: missing, not an error.
         let parsed: Vec<Username> = names
             .iter()

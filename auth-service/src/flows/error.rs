@@ -65,6 +65,10 @@ pub enum FlowError {
     UserNotFound,
     #[error("the session has ended; drop its connection")]
     SessionEnded,
+    #[error("presence was set too often from this session; try again shortly")]
+    PresenceRateLimited { retry_at: UnixMs },
+    #[error("the profile was changed too often; try again later")]
+    ProfileRateLimited { retry_at: UnixMs },
     #[error("the username was changed recently; it can change again later")]
     UsernameChangeCooldown { retry_at: UnixMs },
     #[error("events after this id are no longer kept; re-sync and watch from now")]
@@ -111,6 +115,8 @@ impl FlowError {
             FlowError::SessionNotFound => "SESSION_NOT_FOUND",
             FlowError::UserNotFound => "USER_NOT_FOUND",
             FlowError::SessionEnded => "SESSION_ENDED",
+            FlowError::PresenceRateLimited { .. } => "PRESENCE_RATE_LIMITED",
+            FlowError::ProfileRateLimited { .. } => "PROFILE_RATE_LIMITED",
             FlowError::UsernameChangeCooldown { .. } => "USERNAME_CHANGE_COOLDOWN",
             FlowError::EventsExpired => "EVENTS_EXPIRED",
             FlowError::TooManyWatchers => "TOO_MANY_WATCHERS",
@@ -130,7 +136,9 @@ impl FlowError {
             | FlowError::ResendCooldown { retry_at }
             | FlowError::CodeDailyLimit { retry_at }
             | FlowError::LoginRateLimited { retry_at }
-            | FlowError::UsernameChangeCooldown { retry_at } => Some(*retry_at),
+            | FlowError::UsernameChangeCooldown { retry_at }
+            | FlowError::PresenceRateLimited { retry_at }
+            | FlowError::ProfileRateLimited { retry_at } => Some(*retry_at),
             _ => None,
         }
     }

@@ -27,6 +27,12 @@ pub(super) enum Counter<'a> {
     },
     /// Notices to the owner of a taken email that someone tried to sign up with it.
     SignupNotice { email: &'a Email },
+    /// SetPresence calls of one session.
+    PresenceSet { session: &'a SessionId },
+    /// UpdateProfile calls of one user.
+    ProfileUpdate { user: &'a UserId },
+    /// Writes of a user's presence to the user record.
+    PresenceWrite { user: &'a UserId },
 }
 
 impl Counter<'_> {
@@ -39,6 +45,32 @@ impl Counter<'_> {
             Self::LoginAccount { account } => format!("login:acct:{account}"),
             Self::PasswordChange { user, session } => format!("pwchange:{}:{}", user.0, session.0),
             Self::SignupNotice { email } => format!("notice:signup:{}", email.as_str()),
+            Self::PresenceSet { session } => format!("presence:set:{}", session.0),
+            Self::ProfileUpdate { user } => format!("profile:{}", user.0),
+            Self::PresenceWrite { user } => format!("presence:write:{}", user.0),
+        }
+    }
+}
+
+impl super::AuthCore {
+    /// Counts one event of `counter` in a window of `window_ms`; past `limit` the error
+    /// `refused(retry_at)` (nothing is counted then).
+    pub(super) async fn limit(
+        &self,
+        counter: Counter<'_>,
+        limit: u32,
+        window_ms: i64,
+        refused: impl FnOnce(crate::domain::UnixMs) -> super::FlowError,
+    ) -> Result<(), super::FlowError> {
+        let now = crate::domain::now_ms();
+        match self
+            .stores
+            .limits
+            .hit(&counter.key(), limit, window_ms, now)
+            .await?
+        {
+            Ok(_) => Ok(()),
+            Err(retry_at) => Err(refused(retry_at)),
         }
     }
 }
@@ -72,6 +104,9 @@ mod tests {
                 session: &session,
             },
             Counter::SignupNotice { email: &email },
+            Counter::PresenceSet { session: &session },
+            Counter::ProfileUpdate { user: &user },
+            Counter::PresenceWrite { user: &user },
         ]
         .map(|c| c.key());
         assert_eq!(
@@ -84,6 +119,9 @@ mod tests {
                 "login:acct:abc",
                 "pwchange:u1:s1",
                 "notice:signup:ana@example.com",
+                "presence:set:s1",
+                "profile:u1",
+                "presence:write:u1",
             ]
         );
     }

@@ -20,7 +20,7 @@ use super::limits::Counter;
 use super::{AuthCore, ClientInfo, FlowError, SignedIn};
 use crate::domain::{
     AllParsed, LoginIdentifier, Lookup, Password, RevokeReason, SessionId, User, UserId,
-    UserStatus, Violations, now_ms,
+    Violations, now_ms,
 };
 
 impl AuthCore {
@@ -70,9 +70,7 @@ impl AuthCore {
         }
         let now = now_ms();
         // Signing in is the session's first heartbeat.
-        let presence = self
-            .beat(&user.id, &tokens.session_id, UserStatus::Online)
-            .await?;
+        let presence = self.first_beat(&user.id, &tokens.session_id).await;
         user.status = presence.status;
         user.last_seen = presence.last_seen.or(Some(now));
         tracing::info!(user_id = %user.id.0, session_id = %tokens.session_id.0, "signed in");

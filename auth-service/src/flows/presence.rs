@@ -11,9 +11,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{AuthCore, Caller, FlowError};
+use super::{AuthCore, Caller, FlowError, limits::Counter};
 use crate::domain::{SessionId, UnixMs, User, UserId, UserStatus, now_ms};
-use crate::store::{HeartbeatError, MAX_BATCH, PresenceView};
+use crate::store::{HeartbeatError, PresenceView};
+
+/// SetPresence calls one session may make per minute.
+pub const SET_PRESENCE_PER_MINUTE: u32 = 30;
 
 /// A requested status: online or away (offline is what stopping heartbeats means).
 fn beat_status(status: Option<UserStatus>) -> Result<UserStatus, FlowError> {
@@ -81,32 +84,55 @@ impl AuthCore {
             .await
     }
 
-    /// SetPresence: the caller's own session, online or away.
+    /// SetPresence: the caller's own session, online or away, at most
+    /// [`SET_PRESENCE_PER_MINUTE`] times a minute per session (each change is an event every
+    /// watcher receives).
     pub async fn set_presence(
         &self,
         caller: &Caller,
         status: Option<UserStatus>,
     ) -> Result<PresenceView, FlowError> {
         let status = beat_status(status)?;
+        self.limit(
+            Counter::PresenceSet {
+                session: &caller.session_id,
+            },
+            SET_PRESENCE_PER_MINUTE,
+            60_000,
+            |retry_at| FlowError::PresenceRateLimited { retry_at },
+        )
+        .await?;
         self.beat(&caller.user_id, &caller.session_id, status).await
     }
 
     /// GetPresence: every distinct id, in request order, in one store round trip.
     pub async fn get_presence(&self, ids: &[String]) -> Result<Vec<PresenceView>, FlowError> {
-        if ids.len() > MAX_BATCH {
-            return Err(FlowError::invalid(
-                "user_ids",
-                format!("at most {MAX_BATCH} per call; got {}", ids.len()),
-            ));
-        }
-        let mut seen = std::collections::HashSet::new();
-        let ids: Vec<UserId> = ids
-            .iter()
-            .map(|i| i.trim().to_owned())
-            .filter(|i| !i.is_empty() && seen.insert(i.clone()))
+        let ids: Vec<UserId> = super::directory::distinct("user_ids", ids)?
+            .into_iter()
+            .filter(|i| !i.is_empty())
             .map(UserId)
             .collect();
         Ok(self.stores.presence.get_presence(&ids, now_ms()).await?)
+    }
+
+    /// Sign-in's first heartbeat. The session exists already, so a failure here must not turn
+    /// the sign-in into an error: the session is then present from its next heartbeat.
+    pub(super) async fn first_beat(
+        &self,
+        user_id: &UserId,
+        session_id: &SessionId,
+    ) -> PresenceView {
+        match self.beat(user_id, session_id, UserStatus::Online).await {
+            Ok(view) => view,
+            Err(e) => {
+                tracing::warn!(error = %e, user_id = %user_id.0, "the sign-in's heartbeat failed");
+                PresenceView {
+                    user_id: user_id.clone(),
+                    status: UserStatus::Online,
+                    last_seen: Some(now_ms()),
+                }
+            }
+        }
     }
 
     /// The users with their presence as derived now (one presence round trip for all).
@@ -132,11 +158,16 @@ impl AuthCore {
     }
 
     /// Writes a transition to the user record, unless one was written for this user within
-    /// PRESENCE_WRITE_INTERVAL. Best effort: the status served is the derived one.
+    /// PRESENCE_WRITE_INTERVAL; a transition to offline is always written, so the record never
+    /// stays online after the last session left. Best effort: the status served is the
+    /// derived one.
     async fn mirror_presence(&self, view: &PresenceView, now: UnixMs) {
         let interval = self.policy.presence.write_interval_ms;
-        if interval > 0 {
-            let key = format!("presence-write:{}", view.user_id.0);
+        if interval > 0 && view.status != UserStatus::Offline {
+            let key = Counter::PresenceWrite {
+                user: &view.user_id,
+            }
+            .key();
             match self.stores.limits.hit(&key, 1, interval, now).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(_)) => return,

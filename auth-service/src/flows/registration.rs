@@ -7,7 +7,7 @@ use super::limits::{Counter, HOUR_MS};
 use super::{AuthCore, ClientInfo, CodeDelivery, FlowError, SignedIn};
 use crate::domain::{
     AllParsed, Code, CodeHash, CodePurpose, Email, NewUser, Password, PendingId, Profile, UserId,
-    UserStatus, Username, Violations, now_ms,
+    Username, Violations, now_ms,
 };
 use crate::store::{CodeIssued, CreateUserError, PendingPayload};
 
@@ -197,9 +197,7 @@ impl AuthCore {
             .await?;
         let tokens = self.start_session(&user.id, client).await?;
         // Signing in is the session's first heartbeat.
-        let presence = self
-            .beat(&user.id, &tokens.session_id, UserStatus::Online)
-            .await?;
+        let presence = self.first_beat(&user.id, &tokens.session_id).await;
         user.status = presence.status;
         user.last_seen = presence.last_seen.or(Some(now));
         tracing::info!(user_id = %user.id.0, "user verified and created");

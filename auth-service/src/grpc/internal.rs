@@ -20,6 +20,79 @@ const EVENT_POLL: Duration = Duration::from_secs(5);
 /// Events buffered per watcher; a watcher that does not read blocks only its own stream.
 const WATCH_BUFFER: usize = 64;
 
+/// How long a watcher may leave its buffer full before it is disconnected (it resumes from
+/// its last position); shutdown never waits on it.
+const SLOW_WATCHER: Duration = Duration::from_secs(30);
+
+/// Sends one message unless the watcher left, is too slow, or the server stops.
+async fn deliver(
+    tx: &mpsc::Sender<Result<pb::WatchEventsResponse, Status>>,
+    stop: &CancellationToken,
+    message: pb::WatchEventsResponse,
+) -> Result<(), Option<Status>> {
+    tokio::select! {
+        sent = tokio::time::timeout(SLOW_WATCHER, tx.send(Ok(message))) => match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(None), // the watcher went away
+            Err(_) => Err(Some(Status::unavailable(
+                "the watcher did not read for 30 s; resume from the last position",
+            ))),
+        },
+        () = stop.cancelled() => Err(Some(shutting_down())),
+    }
+}
+
+fn shutting_down() -> Status {
+    Status::unavailable("the server is shutting down; resume on another instance")
+}
+
+/// Streams events after `after` (starting with `first`) to one watcher until it leaves, the
+/// server stops, or reading fails; `Err` carries the status to end the stream with.
+async fn feed(
+    core: &SharedCore,
+    tx: &mpsc::Sender<Result<pb::WatchEventsResponse, Status>>,
+    stop: &CancellationToken,
+    types: &[&'static str],
+    mut after: String,
+    first: Vec<crate::domain::Event>,
+) -> Result<(), Status> {
+    let mut batch = first;
+    loop {
+        let mut skipped = false;
+        for event in batch.drain(..) {
+            after = event.id.clone();
+            if !types.is_empty() && !types.contains(&event.kind.type_name()) {
+                skipped = true;
+                continue;
+            }
+            skipped = false;
+            let message = pb::WatchEventsResponse {
+                position: event.id.clone(),
+                event: Some(convert::event(event)),
+            };
+            if let Err(status) = deliver(tx, stop, message).await {
+                return status.map_or(Ok(()), Err);
+            }
+        }
+        // Events the filter skipped still move the watcher: a checkpoint to resume from, so
+        // a quiet filter never leaves it behind the retention.
+        if skipped {
+            let checkpoint = pb::WatchEventsResponse {
+                event: None,
+                position: after.clone(),
+            };
+            if let Err(status) = deliver(tx, stop, checkpoint).await {
+                return status.map_or(Ok(()), Err);
+            }
+        }
+        batch = tokio::select! {
+            read = core.next_events(&after, EVENT_POLL) => read.map_err(to_status)?,
+            () = tx.closed() => return Ok(()),
+            () = stop.cancelled() => return Err(shutting_down()),
+        };
+    }
+}
+
 /// Who may call: the service tokens, checked on every call.
 #[derive(Clone)]
 pub struct ServiceAuth {
@@ -178,16 +251,26 @@ impl InternalAuthService for InternalGrpc {
             .try_acquire_owned()
             .map_err(|_| to_status(FlowError::TooManyWatchers))?;
         let r = request.into_inner();
-        let types: Vec<&'static str> = r
-            .types
-            .iter()
-            .filter_map(|t| convert::event_type_name(*t))
-            .collect();
+        let mut types: Vec<&'static str> = Vec::new();
+        for raw in &r.types {
+            match convert::event_type_name(*raw) {
+                Some(name) => types.push(name),
+                // Unspecified is ignored; a value this version does not know would otherwise
+                // widen the filter to everything.
+                None if *raw == pb::EventType::Unspecified as i32 => {}
+                None => {
+                    return Err(to_status(FlowError::invalid(
+                        "types",
+                        format!("{raw} is not an event type of this service"),
+                    )));
+                }
+            }
+        }
         let since = r.since_event_id.trim().to_owned();
         let core = self.core.clone();
         // The start is checked before the stream opens, so an expired or foreign id is the
         // call's answer rather than a stream that fails at once.
-        let (mut after, first) = if since.is_empty() {
+        let (after, first) = if since.is_empty() {
             (core.events_now().await.map_err(to_status)?, Vec::new())
         } else {
             let first = core
@@ -201,34 +284,10 @@ impl InternalAuthService for InternalGrpc {
         tracing::info!(%service, since = %after, "event watcher connected");
         tokio::spawn(async move {
             let _permit = permit;
-            let mut batch = first;
-            loop {
-                for event in batch.drain(..) {
-                    after = event.id.clone();
-                    if !types.is_empty() && !types.contains(&event.kind.type_name()) {
-                        continue;
-                    }
-                    let message = pb::WatchEventsResponse {
-                        event: Some(convert::event(event)),
-                    };
-                    if tx.send(Ok(message)).await.is_err() {
-                        return; // the watcher went away
-                    }
-                }
-                batch = tokio::select! {
-                    read = core.next_events(&after, EVENT_POLL) => match read {
-                        Ok(events) => events,
-                        Err(e) => {
-                            let _ = tx.send(Err(to_status(e))).await;
-                            return;
-                        }
-                    },
-                    () = tx.closed() => return,
-                    () = stop.cancelled() => {
-                        let _ = tx.send(Err(Status::unavailable("the server is shutting down; resume on another instance"))).await;
-                        return;
-                    }
-                };
+            let ended = feed(&core, &tx, &stop, &types, after, first).await;
+            // The last word, if there is room: a watcher that stopped reading gets none.
+            if let Err(status) = ended {
+                let _ = tx.try_send(Err(status));
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

@@ -69,6 +69,8 @@ pub fn to_status(err: FlowError) -> Status {
         | FlowError::CodeDailyLimit { .. }
         | FlowError::LoginRateLimited { .. }
         | FlowError::UsernameChangeCooldown { .. }
+        | FlowError::PresenceRateLimited { .. }
+        | FlowError::ProfileRateLimited { .. }
         | FlowError::TooManyWatchers
         | FlowError::Busy => Code::ResourceExhausted,
         FlowError::InvalidCredentials

@@ -66,7 +66,13 @@ impl UserStore for EventsAfter {
             .users
             .update_profile(id, change, now, username_cooldown_ms)
             .await?;
-        let fields = change.fields().into_iter().map(str::to_owned).collect();
+        // A username set to the one it was is no change (the store leaves it unstamped).
+        let fields = change
+            .fields()
+            .into_iter()
+            .filter(|f| *f != "username" || user.username_changed_at == Some(now))
+            .map(str::to_owned)
+            .collect();
         self.append(id, EventKind::UserUpdated { fields }, now)
             .await;
         Ok(user)

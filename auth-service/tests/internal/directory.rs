@@ -54,6 +54,7 @@ async fn the_directory_answers_public_views_in_request_order(d: Deployment) {
                     ana.username.to_uppercase(),
                     "No_Such_User".into(),
                     "x y".into(),
+                    ana.username.clone(),
                 ],
             },
             &chat.token,
@@ -61,7 +62,7 @@ async fn the_directory_answers_public_views_in_request_order(d: Deployment) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(looked.users.len(), 1);
+    assert_eq!(looked.users.len(), 1, "two spellings of one name: one user");
     assert_eq!(looked.users[0].id, ana.id);
     assert_eq!(looked.missing_usernames, ["No_Such_User", "x y"]);
     assert_error(
@@ -205,4 +206,21 @@ async fn profiles_change_by_field_mask_and_usernames_cool_down(d: Deployment) {
         (seen.username.as_str(), seen.bio.as_str()),
         (new_name.as_str(), "hello there")
     );
+    // Each change is an event every watcher gets: a user may make 30 an hour.
+    let mut refused = None;
+    for _ in 0..40 {
+        let attempt = update(pb::UpdateProfileRequest {
+            bio: "again".into(),
+            update_mask: mask(&["bio"]),
+            ..Default::default()
+        })
+        .await;
+        if let Err(status) = attempt {
+            refused = Some(status);
+            break;
+        }
+    }
+    let status = refused.expect("the hourly budget ends");
+    assert_eq!(crate::helpers::reason(&status), "PROFILE_RATE_LIMITED");
+    assert!(retry_secs(&status).is_some());
 }

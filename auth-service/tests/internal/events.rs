@@ -40,17 +40,35 @@ async fn watch(
         .into_inner()
 }
 
-/// The next event of `user`, skipping others (tests share backends).
+/// The next event of `user`, skipping others (tests share backends) and checkpoints.
 async fn next_of(stream: &mut Streaming<pb::WatchEventsResponse>, user: &str) -> pb::Event {
+    next_with_checkpoints(stream, user).await.0
+}
+
+/// The next event of `user`, and whether a checkpoint (a position without an event) came
+/// before it.
+async fn next_with_checkpoints(
+    stream: &mut Streaming<pb::WatchEventsResponse>,
+    user: &str,
+) -> (pb::Event, bool) {
+    let mut checkpoint = false;
     loop {
         let message = tokio::time::timeout(Duration::from_secs(15), stream.message())
             .await
             .expect("an event within 15 s")
             .expect("the stream stays up")
             .expect("the stream does not end");
-        let event = message.event.unwrap();
+        let Some(event) = message.event else {
+            assert!(
+                !message.position.is_empty(),
+                "a checkpoint names its position"
+            );
+            checkpoint = true;
+            continue;
+        };
+        assert_eq!(message.position, event.id);
         if event.user_id == user {
-            return event;
+            return (event, checkpoint);
         }
     }
 }
@@ -138,7 +156,7 @@ async fn events_reach_watchers_on_other_instances_and_resume_by_id(d: Deployment
         ))
         .await
         .unwrap();
-    let all = next_of(&mut stream, &user.id).await;
+    let (all, checkpoint) = next_with_checkpoints(&mut stream, &user.id).await;
     assert_eq!(
         (all.session_id.as_str(), all.reason),
         (
@@ -146,6 +164,22 @@ async fn events_reach_watchers_on_other_instances_and_resume_by_id(d: Deployment
             SessionRevokeReason::LogoutAll as i32
         )
     );
+    assert!(
+        checkpoint,
+        "the filtered-out events moved the watcher's position"
+    );
+    // A type this service does not know is refused rather than widening the filter.
+    let unknown = internal(watched)
+        .await
+        .watch_events(with_token(
+            pb::WatchEventsRequest {
+                since_event_id: String::new(),
+                types: vec![99],
+            },
+            &socket.token,
+        ))
+        .await;
+    assert_error(unknown, Code::InvalidArgument, "INVALID_ARGUMENT");
     // A position that is no event id of this service is refused as such.
     let bad = internal(watched)
         .await

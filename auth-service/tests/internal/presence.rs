@@ -76,6 +76,30 @@ async fn presence_follows_heartbeats_and_sessions(d: Deployment) {
         .await;
     let status = assert_error(refused, Code::InvalidArgument, "INVALID_ARGUMENT");
     assert_eq!(violated_fields(&status), ["status"]);
+    // Toggling is limited per session: every change is an event every watcher gets.
+    let mut limited = None;
+    for i in 0..40 {
+        let status = if i % 2 == 0 {
+            pb::UserStatus::Online
+        } else {
+            pb::UserStatus::Away
+        };
+        let answer = app
+            .client()
+            .set_presence(authed(
+                pb::SetPresenceRequest {
+                    status: status as i32,
+                },
+                &theirs.access_token,
+            ))
+            .await;
+        if let Err(status) = answer {
+            limited = Some(status);
+            break;
+        }
+    }
+    let limited = limited.expect("SetPresence is limited");
+    assert_eq!(crate::helpers::reason(&limited), "PRESENCE_RATE_LIMITED");
 
     // A socket server's heartbeat of a session: only the session's own user.
     let beat = |user: &str, session: &str| {

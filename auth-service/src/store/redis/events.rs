@@ -3,19 +3,21 @@
 //! reader from before it is told), read with `XRANGE` to catch up and `XREAD BLOCK` to wait (on a connection
 //! of its own, so a waiting watcher never holds a pooled one). Ids are the stream's
 //! `<ms>-<seq>`; a reader is told it missed events when its id is below the floor or above
-//! the stream's `last-generated-id` (the log was reset or expired).
+//! the stream's newest id (the log was reset).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::{AsyncConnectionConfig, Value};
+use redis::{AsyncConnectionConfig, Client, Value};
 
-use super::{RedisStore, redis_error};
+use tokio::sync::watch;
+
+use super::{RedisSettings, RedisStore};
+use crate::domain::{Event, EventKind, UnixMs, UserId};
+use crate::store::{EventLog, ReadEventsError, StoreResult};
 
 /// Outbox entries relayed per script.
 const RELAY_BATCH: isize = 64;
-use crate::domain::{Event, EventKind, UnixMs, UserId};
-use crate::store::{EventLog, ReadEventsError, StoreError, StoreResult};
 
 /// A stream id, `<ms>-<seq>`.
 fn parse_id(raw: &str) -> Option<(u64, u64)> {
@@ -62,22 +64,145 @@ fn range_events(reply: &Value) -> Vec<Event> {
     }
 }
 
-/// The events of an `XREAD` reply of one stream: `[[key, entries]]` (a map in RESP3), or nil.
-fn read_events(reply: &Value) -> Vec<Event> {
+/// The process's one reader of the log's tail: a loop of `XREAD BLOCK` on a connection of
+/// its own that bumps a counter whenever the stream grows, so waiting watchers never hold a
+/// pooled connection and never open one each. It stops when the store is dropped.
+pub(super) struct Tail {
+    grew: watch::Receiver<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How long one `XREAD` of the tail reader blocks.
+const TAIL_BLOCK_MS: u64 = 5_000;
+
+async fn follow_tail(
+    client: Client,
+    log: String,
+    settings: RedisSettings,
+    grew: watch::Sender<u64>,
+) {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(settings.connection_timeout))
+        .set_response_timeout(Some(
+            Duration::from_millis(TAIL_BLOCK_MS) + settings.command_timeout,
+        ));
+    let mut conn = None;
+    let mut last: Option<String> = None;
+    loop {
+        if conn.is_none() {
+            match client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+            {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::debug!(error = %e, "event tail: cannot connect; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        // From the stream's current end (after a reconnect too: a wake-up may be missed, and
+        // watchers read again at the end of their wait anyway).
+        if last.is_none() {
+            let newest: Result<Value, _> = redis::cmd("XREVRANGE")
+                .arg(&log)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(c)
+                .await;
+            last = match newest {
+                Ok(v) => Some(range_events_ids(&v).pop().unwrap_or_else(|| "0-0".into())),
+                Err(_) => {
+                    conn = None;
+                    continue;
+                }
+            };
+        }
+        let read: Result<Value, _> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(1000)
+            .arg("BLOCK")
+            .arg(TAIL_BLOCK_MS)
+            .arg("STREAMS")
+            .arg(&log)
+            .arg(last.as_deref().unwrap_or("0-0"))
+            .query_async(c)
+            .await;
+        match read {
+            Ok(reply) => {
+                if let Some(newest) = read_ids(&reply).pop() {
+                    last = Some(newest);
+                    grew.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "event tail: read failed; reconnecting");
+                conn = None;
+                last = None;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// The ids of an `XRANGE`/`XREVRANGE` reply.
+fn range_events_ids(reply: &Value) -> Vec<String> {
+    match reply {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|e| match e {
+                Value::Array(parts) => parts.first().and_then(text),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The ids of an `XREAD` reply of one stream, oldest first.
+fn read_ids(reply: &Value) -> Vec<String> {
     match reply {
         Value::Array(streams) => match streams.first() {
-            Some(Value::Array(stream)) => stream.get(1).map(range_events).unwrap_or_default(),
+            Some(Value::Array(stream)) => stream.get(1).map(range_events_ids).unwrap_or_default(),
             _ => Vec::new(),
         },
         Value::Map(streams) => streams
             .first()
-            .map(|(_, e)| range_events(e))
+            .map(|(_, e)| range_events_ids(e))
             .unwrap_or_default(),
         _ => Vec::new(),
     }
 }
 
 impl RedisStore {
+    /// A receiver that changes when the log grows (the tail reader starts on first use).
+    async fn tail(&self) -> watch::Receiver<u64> {
+        let tail = self
+            .tail
+            .get_or_init(|| async {
+                let (tx, rx) = watch::channel(0);
+                let task = tokio::spawn(follow_tail(
+                    self.client.clone(),
+                    self.keys.events().log,
+                    self.settings.clone(),
+                    tx,
+                ));
+                Tail { grew: rx, task }
+            })
+            .await;
+        tail.grew.clone()
+    }
+
     /// Appends events in one script, capping the log's length (see `scripts::APPEND_EVENTS`);
     /// the log and its floor live for the retention after the last append.
     pub(super) async fn record(
@@ -149,11 +274,47 @@ impl RedisStore {
     pub(super) async fn relay_after(&self, user: &UserId) {
         if let Err(e) = self.relay(user).await {
             tracing::warn!(error = %e, user_id = %user.0, "events wait in the outbox for the next sweep");
+            // Named for the sweep; if even this fails, the startup scan finds the outbox.
+            let noted = self
+                .query::<()>(
+                    "outbox_dirty",
+                    redis::cmd("SADD")
+                        .arg(self.keys.events().dirty)
+                        .arg(&user.0),
+                )
+                .await;
+            if let Err(e) = noted {
+                tracing::warn!(error = %e, "cannot note an outbox for the sweep");
+            }
         }
     }
 
-    /// Relays every outbox left behind (a process that died between a change and its relay).
+    /// Relays the outboxes a failed relay noted in `{events}:dirty`, and once per process
+    /// (at its first trim) every outbox left behind, found by SCAN: a process that died
+    /// between a change and its relay.
     async fn relay_leftovers(&self) -> StoreResult<u64> {
+        let dirty = self.keys.events().dirty;
+        let noted: Vec<String> = self
+            .query("outbox_dirty", redis::cmd("SMEMBERS").arg(&dirty))
+            .await?;
+        let mut logged = 0;
+        for user in noted {
+            logged += self.relay(&UserId(user.clone())).await?;
+            self.query::<()>("outbox_dirty", redis::cmd("SREM").arg(&dirty).arg(&user))
+                .await?;
+        }
+        if self
+            .scanned_outboxes
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(logged);
+        }
+        logged += self.relay_scanned().await?;
+        Ok(logged)
+    }
+
+    /// Every outbox found by SCAN (standalone Redis: one node holds every key).
+    async fn relay_scanned(&self) -> StoreResult<u64> {
         let pattern = format!("{}user:*:outbox", self.keys.prefix());
         let mut cursor = 0u64;
         let mut logged = 0;
@@ -194,45 +355,27 @@ impl RedisStore {
         Ok(floor.as_deref().and_then(parse_id).unwrap_or((0, 0)))
     }
 
-    /// `(floor, last-generated-id)`: ids below the first may have been trimmed; the second
-    /// is the newest (zeros when the stream does not exist).
+    /// `(floor, newest)`: a position below the floor missed trimmed events; the newest id is
+    /// the stream's last entry, or the floor when everything was trimmed (`0-0` for a log
+    /// never written).
     async fn bounds(&self) -> StoreResult<((u64, u64), (u64, u64))> {
         let floor = self.floor().await?;
-        let reply: StoreResult<Value> = self
+        let newest: Value = self
             .query(
                 "events_bounds",
-                redis::cmd("XINFO")
-                    .arg("STREAM")
-                    .arg(self.keys.events().log),
+                redis::cmd("XREVRANGE")
+                    .arg(self.keys.events().log)
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1),
             )
-            .await;
-        let info = match reply {
-            Ok(v) => v,
-            Err(StoreError::Internal(m)) if m.contains("no such key") => {
-                return Ok(((0, 0), (0, 0)));
-            }
-            Err(e) => return Err(e),
-        };
-        let pairs: Vec<(String, Value)> = match info {
-            Value::Map(m) => m
-                .into_iter()
-                .filter_map(|(k, v)| Some((text(&k)?, v)))
-                .collect(),
-            Value::Array(a) => a
-                .chunks(2)
-                .filter_map(|p| Some((text(&p[0])?, p.get(1)?.clone())))
-                .collect(),
-            _ => Vec::new(),
-        };
-        let id = |name: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| k == name)
-                .and_then(|(_, v)| text(v))
-                .and_then(|s| parse_id(&s))
-                .unwrap_or((0, 0))
-        };
-        Ok((floor, id("last-generated-id").max(floor)))
+            .await?;
+        let last = range_events_ids(&newest)
+            .first()
+            .and_then(|id| parse_id(id))
+            .unwrap_or((0, 0));
+        Ok((floor, last.max(floor)))
     }
 }
 
@@ -275,39 +418,55 @@ impl EventLog for RedisStore {
         if !events.is_empty() || wait.is_zero() {
             return Ok(events);
         }
-        // Wait on a connection of its own: a blocked read must not hold a pooled one.
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.settings.connection_timeout))
-            .set_response_timeout(Some(wait + self.settings.command_timeout));
-        let mut conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(redis_error)?;
-        let block: Value = redis::cmd("XREAD")
-            .arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(wait.as_millis().max(1) as u64)
-            .arg("STREAMS")
-            .arg(self.keys.events().log)
-            .arg(&after)
-            .query_async(&mut conn)
-            .await
-            .map_err(redis_error)?;
-        Ok(read_events(&block))
+        // Nothing yet: wait for the process's one tail reader to see the log grow, reading
+        // again after each sign of growth until the wait is over.
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut grew = self.tail().await;
+        grew.borrow_and_update();
+        loop {
+            let range: Value = self
+                .query(
+                    "read_events",
+                    redis::cmd("XRANGE")
+                        .arg(self.keys.events().log)
+                        .arg(format!("({after}"))
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(count),
+                )
+                .await?;
+            let events = range_events(&range);
+            if !events.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(events);
+            }
+            // A tail reader that is gone (never: it lives as long as the store) would wake
+            // at once forever; wait out the deadline instead.
+            if let Ok(Err(_)) = tokio::time::timeout_at(deadline, grew.changed()).await {
+                tokio::time::sleep_until(deadline).await;
+            }
+        }
     }
 
     /// Every append caps the stream's length; this trims it by time, and relays outboxes a
     /// dead process left behind.
     async fn trim(&self, before: UnixMs, max_events: u64) -> StoreResult<u64> {
-        let leftovers = self.relay_leftovers().await?;
-        if leftovers > 0 {
-            tracing::info!(events = leftovers, "relayed events left in outboxes");
+        match self.relay_leftovers().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "relayed events left in outboxes"),
+            // The trim still runs; the outboxes wait for the next round.
+            Err(e) => tracing::warn!(error = %e, "relaying leftover outboxes failed"),
         }
         let keys = self.keys.events();
         let mut call = self.scripts.trim_events.key(&keys.log);
         call.key(&keys.floor).arg(before.max(0)).arg(max_events);
+        // One script removes at most 10 000 beyond the cap (a lowered cap takes a few rounds).
+        for _ in 0..100 {
+            let reply = self.eval("trim_events", &call).await?;
+            let removed = reply.int(1)?.max(0) as u64;
+            if removed < 10_000 {
+                return Ok(removed);
+            }
+        }
         let reply = self.eval("trim_events", &call).await?;
         Ok(reply.int(1)?.max(0) as u64)
     }

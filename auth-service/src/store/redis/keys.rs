@@ -30,6 +30,8 @@ pub(super) struct EventKeys {
     pub floor: String,
     /// ZSET: ids of outbox entries already logged, by when (kept for the retention).
     pub relayed: String,
+    /// SET: users whose relay failed, for the periodic trim to relay.
+    pub dirty: String,
 }
 
 /// The mail queue keys, all tagged `{mail}`.
@@ -133,6 +135,7 @@ impl Keys {
             log: format!("{}{{events}}:log", self.prefix),
             floor: format!("{}{{events}}:floor", self.prefix),
             relayed: format!("{}{{events}}:relayed", self.prefix),
+            dirty: format!("{}{{events}}:dirty", self.prefix),
         }
     }
 

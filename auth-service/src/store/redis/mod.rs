@@ -119,6 +119,10 @@ pub struct RedisStore {
     keys: Keys,
     scripts: Scripts,
     settings: RedisSettings,
+    /// The reader of the event log's tail, started by the first watcher that waits.
+    tail: tokio::sync::OnceCell<events::Tail>,
+    /// Whether this process looked for outboxes left behind (once, at its first trim).
+    scanned_outboxes: std::sync::atomic::AtomicBool,
     last_connect_error: Arc<Mutex<Option<String>>>,
 }
 
@@ -172,6 +176,8 @@ impl RedisStore {
             keys,
             scripts: Scripts::new(),
             settings,
+            tail: tokio::sync::OnceCell::new(),
+            scanned_outboxes: std::sync::atomic::AtomicBool::new(false),
             last_connect_error,
         })
     }

@@ -14,8 +14,9 @@ use async_trait::async_trait;
 /// How long a user's last-seen time is kept after their last heartbeat or session end.
 pub(super) const PRESENCE_KEEP_MS: i64 = 30 * 24 * 60 * 60 * 1000;
 
-/// Users swept per round.
+/// Users swept per round, and rounds per sweep (a failed user stays due for the next one).
 const SWEEP_BATCH: isize = 256;
+const SWEEP_ROUNDS: usize = 64;
 
 /// A settle reply `[0, status, seen, changed, deadline]` as a view, whether it changed, and
 /// the latest expiry of a live heartbeat (0 when none).
@@ -143,45 +144,73 @@ impl PresenceStore for RedisStore {
             .collect())
     }
 
+    /// Batches of due users until none is left (at most [`SWEEP_ROUNDS`] per call); a user
+    /// whose settling fails is logged and left for the next sweep, never stalling the rest.
     async fn expire_presence(&self, now: UnixMs) -> StoreResult<Vec<PresenceView>> {
         let due = self.keys.presence_due();
-        let users: Vec<String> = self
-            .query(
-                "presence_sweep",
-                redis::cmd("ZRANGE")
-                    .arg(&due)
-                    .arg("-inf")
-                    .arg(now)
-                    .arg("BYSCORE")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(SWEEP_BATCH),
-            )
-            .await?;
         let mut changed = Vec::new();
-        for user in users {
-            let user_id = UserId(user);
-            let mut call = self
-                .scripts
-                .expire_presence
-                .key(self.keys.presence(&user_id.0));
-            call.key(self.keys.outbox(&user_id.0))
-                .arg(now)
-                .arg(PRESENCE_KEEP_MS);
-            let reply = self.eval("expire_presence", &call).await?;
-            if reply.status()? == 0 {
-                let (beat, _) = settled(&user_id, &reply)?;
-                if beat.changed {
-                    self.relay_after(&user_id).await;
-                    changed.push(beat.presence);
+        for _ in 0..SWEEP_ROUNDS {
+            let users: Vec<String> = self
+                .query(
+                    "presence_sweep",
+                    redis::cmd("ZRANGE")
+                        .arg(&due)
+                        .arg("-inf")
+                        .arg(now)
+                        .arg("BYSCORE")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(SWEEP_BATCH),
+                )
+                .await?;
+            let batch = users.len();
+            for user in users {
+                let user_id = UserId(user);
+                match self.settle_expired(&user_id, now).await {
+                    Ok(Some(view)) => changed.push(view),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, user_id = %user_id.0, "cannot settle a run-out presence");
+                        continue;
+                    }
                 }
+                // Off the due list unless a heartbeat meanwhile moved its time past now.
+                let mut forget = self.scripts.presence_undue.key(&due);
+                forget.arg(&user_id.0).arg(now);
+                self.eval("presence_undue", &forget).await?;
             }
-            // Off the due list unless a heartbeat meanwhile moved its time past now.
-            let mut forget = self.scripts.presence_undue.key(&due);
-            forget.arg(&user_id.0).arg(now);
-            self.eval("presence_undue", &forget).await?;
+            if batch < SWEEP_BATCH as usize {
+                break;
+            }
         }
         Ok(changed)
+    }
+}
+
+impl RedisStore {
+    /// Settles one user whose heartbeats may have run out; the view when it changed.
+    async fn settle_expired(
+        &self,
+        user_id: &UserId,
+        now: UnixMs,
+    ) -> StoreResult<Option<PresenceView>> {
+        let mut call = self
+            .scripts
+            .expire_presence
+            .key(self.keys.presence(&user_id.0));
+        call.key(self.keys.outbox(&user_id.0))
+            .arg(now)
+            .arg(PRESENCE_KEEP_MS);
+        let reply = self.eval("expire_presence", &call).await?;
+        if reply.status()? != 0 {
+            return Ok(None);
+        }
+        let (beat, _) = settled(user_id, &reply)?;
+        if !beat.changed {
+            return Ok(None);
+        }
+        self.relay_after(user_id).await;
+        Ok(Some(beat.presence))
     }
 }
 

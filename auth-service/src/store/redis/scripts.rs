@@ -414,22 +414,25 @@ local function raise_floor(id)
     redis.call('SET', KEYS[2], id)
   end
 end
--- Keeps the newest `keep` entries (exactly), raising the floor to the newest one removed.
+-- Removes the oldest entries beyond `keep`, at most 10 000 per call (so one call stays
+-- short; the periodic trim calls again), raising the floor to the newest one removed.
 local function cap(keep)
-  local excess = redis.call('XLEN', KEYS[1]) - keep
+  local excess = math.min(redis.call('XLEN', KEYS[1]) - keep, 10000)
   if excess <= 0 then return 0 end
   local gone = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
-  raise_floor(gone[#gone][1])
-  return redis.call('XTRIM', KEYS[1], 'MAXLEN', keep)
+  local last = gone[#gone][1]
+  raise_floor(last)
+  local ms, seq = parse_id(last)
+  return redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', ms, seq + 1))
 end
 "#
     };
 }
 
 /// Appends events. ARGV: now, retention ms, max length, then per event type, user, session,
-/// detail. The length is capped first, exactly (so the floor names the newest event
-/// removed); the periodic trim cuts by time. The log and the floor live for the retention
-/// after the last append (an idle log ends; a reader from before then is told so).
+/// detail. The length is capped first (so the floor names the newest event removed); the
+/// periodic trim cuts by time. The log and the floor never expire: an idle log keeps its
+/// positions, and both are bounded by the cap and the trim.
 pub(super) const APPEND_EVENTS: &str = concat!(
     lua_int!(),
     lua_events!(),
@@ -443,8 +446,6 @@ for i = 4, #ARGV, 4 do
   if ARGV[i + 3] ~= '' then table.insert(entry, 'd'); table.insert(entry, ARGV[i + 3]) end
   redis.call('XADD', KEYS[1], '*', unpack(entry))
 end
-redis.call('PEXPIRE', KEYS[1], int(retention))
-redis.call('PEXPIRE', KEYS[2], int(retention))
 return {0}
 "#
 );
@@ -472,7 +473,8 @@ for i = 5, #ARGV do
   end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', int(now - retention))
-for k = 1, 3 do redis.call('PEXPIRE', KEYS[k], int(retention)) end
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(max + 1))
+redis.call('PEXPIRE', KEYS[3], int(retention))
 return {0, logged}
 "#
 );
@@ -505,8 +507,6 @@ if last then
   removed = redis.call('XTRIM', KEYS[1], 'MINID', before)
 end
 removed = removed + cap(tonumber(ARGV[2]))
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 return {0, removed}
 "#
 );

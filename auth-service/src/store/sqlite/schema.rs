@@ -131,6 +131,9 @@ pub(super) fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
             status    TEXT NOT NULL,
             last_seen INTEGER NOT NULL
         );
+        -- The sweep looks only at users not offline.
+        CREATE INDEX IF NOT EXISTS user_presence_present ON user_presence (user_id)
+            WHERE status != 'offline';
         -- The highest event id the retention removed: a watcher resuming before it missed some.
         CREATE TABLE IF NOT EXISTS events_trimmed (
             one     INTEGER PRIMARY KEY CHECK (one = 1),
