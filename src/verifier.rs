@@ -733,12 +733,12 @@ async fn follow(inner: Arc<Inner>) {
         };
         inner.revoked.prune(Instant::now());
         match failure {
-            // Expired, or a position this service does not know (its log was replaced).
+            // Expired, or a position this service does not know (its log was replaced: the
+            // field violation names since_event_id).
             Some(status)
-                if matches!(
-                    status.code(),
-                    Code::FailedPrecondition | Code::InvalidArgument
-                ) =>
+                if status.code() == Code::FailedPrecondition
+                    || (status.code() == Code::InvalidArgument
+                        && status.details().windows(14).any(|w| w == b"since_event_id")) =>
             {
                 tracing::warn!(
                     since_event_id = %since,

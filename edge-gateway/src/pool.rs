@@ -25,13 +25,26 @@ use std::{
 };
 
 use http::HeaderValue;
+use secrecy::{ExposeSecret, SecretString};
 use tonic::{
     body::Body,
     transport::{Channel, Endpoint},
 };
 use tower::Service;
 
-use crate::upstream::SERVICE_AUTHORIZATION;
+/// Metadata the gateway proves itself with to a service that has SERVICE_TOKENS: such a service
+/// believes `x-client-ip` and `x-client-user-agent` only from a caller that sends one of them.
+/// The pool adds it to every call ([`ConnectionPool`]); browsers cannot set it.
+pub const SERVICE_AUTHORIZATION: &str = "x-service-authorization";
+
+/// The value of [`SERVICE_AUTHORIZATION`] for a token (AUTH_SERVICE_TOKEN), marked sensitive so
+/// that no `Debug` shows it and HTTP/2 never puts it in its header table. `None` when the token
+/// does not make a header value; the configuration refuses such a token at startup.
+pub fn service_authorization(token: &SecretString) -> Option<HeaderValue> {
+    let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose_secret())).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
 
 /// Cheap to clone: every clone uses the same connections.
 #[derive(Clone)]
@@ -52,7 +65,7 @@ impl ConnectionPool {
         }
     }
 
-    /// Sends `value` (see [`crate::upstream::service_authorization`]) as
+    /// Sends `value` (see [`service_authorization`]) as
     /// `x-service-authorization` on every call, replacing any such header a call has.
     pub fn with_service_authorization(mut self, value: Option<HeaderValue>) -> Self {
         self.service_authorization = value;

@@ -10,8 +10,8 @@ use tonic::transport::Endpoint;
 
 use crate::config::{Config, ConfigError, LogFormat};
 use crate::pool::ConnectionPool;
+use crate::pool::service_authorization;
 use crate::ratelimit::{self, IpLimiter};
-use crate::upstream::service_authorization;
 use crate::{routes, state::AppState};
 
 /// How long the sweeper and the metrics listener get to end once cancelled.

@@ -13,9 +13,8 @@ use std::{convert::Infallible, future::Future, time::Instant};
 
 use axum::{
     extract::FromRequestParts,
-    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
+    http::{HeaderMap, StatusCode, header, request::Parts},
 };
-use secrecy::{ExposeSecret, SecretString};
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 
 use crate::client_ip::ClientIp;
@@ -23,20 +22,6 @@ use crate::cookies;
 use crate::error::ApiError;
 use crate::request_id;
 use crate::state::AppState;
-
-/// Metadata the gateway proves itself with to a service that has SERVICE_TOKENS: such a service
-/// believes `x-client-ip` and `x-client-user-agent` only from a caller that sends one of them.
-/// The pool adds it to every call ([`crate::pool::ConnectionPool`]); browsers cannot set it.
-pub const SERVICE_AUTHORIZATION: &str = "x-service-authorization";
-
-/// The value of [`SERVICE_AUTHORIZATION`] for a token (AUTH_SERVICE_TOKEN), marked sensitive so
-/// that no `Debug` shows it and HTTP/2 never puts it in its header table. `None` when the token
-/// does not make a header value; the configuration refuses such a token at startup.
-pub fn service_authorization(token: &SecretString) -> Option<HeaderValue> {
-    let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose_secret())).ok()?;
-    value.set_sensitive(true);
-    Some(value)
-}
 
 /// Longest user agent passed on; the service truncates too, this only bounds the metadata.
 pub const MAX_USER_AGENT: usize = 512;
@@ -283,7 +268,7 @@ mod tests {
             "Bearer ".len() + MAX_TOKEN_BYTES
         );
         // The pool adds the service token to the call.
-        let service = SERVICE_AUTHORIZATION.len()
+        let service = crate::pool::SERVICE_AUTHORIZATION.len()
             + "Bearer ".len()
             + crate::config::MAX_SERVICE_TOKEN_BYTES
             + 32;
@@ -298,7 +283,8 @@ mod tests {
 
     #[test]
     fn the_service_token_is_a_sensitive_bearer_header() {
-        let value = service_authorization(&SecretString::from("bcs_abc")).unwrap();
+        let token = secrecy::SecretString::from("bcs_abc");
+        let value = crate::pool::service_authorization(&token).unwrap();
         assert_eq!(value, "Bearer bcs_abc");
         assert!(value.is_sensitive());
         assert!(!format!("{value:?}").contains("bcs_abc"));

@@ -186,6 +186,15 @@ impl AuthCore {
         {
             tracing::warn!(error = %e, user_id = %view.user_id.0, "cannot write presence to the user record");
         }
+        if view.status == UserStatus::Offline && interval > 0 {
+            // The next online (a reconnect) is written at once, or the record would say
+            // offline while the user is back.
+            let key = Counter::PresenceWrite {
+                user: &view.user_id,
+            }
+            .key();
+            let _ = self.stores.limits.clear(&key).await;
+        }
     }
 
     /// Mirrors what a session end did to its user's presence.

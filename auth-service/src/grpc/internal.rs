@@ -5,6 +5,7 @@
 use std::{pin::Pin, sync::Arc, time::Duration};
 
 use baatcheet_auth_api::v1::{self as pb, internal_auth_service_server::InternalAuthService};
+use futures_util::StreamExt as _;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tokio_util::sync::CancellationToken;
@@ -34,9 +35,12 @@ async fn deliver(
         sent = tokio::time::timeout(SLOW_WATCHER, tx.send(Ok(message))) => match sent {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(None), // the watcher went away
-            Err(_) => Err(Some(Status::unavailable(
-                "the watcher did not read for 30 s; resume from the last position",
-            ))),
+            Err(_) => {
+                stop.cancel(); // this stream's token: ends the response at once
+                Err(Some(Status::unavailable(
+                    "the watcher did not read for 30 s; resume from the last position",
+                )))
+            }
         },
         () = stop.cancelled() => Err(Some(shutting_down())),
     }
@@ -280,7 +284,10 @@ impl InternalAuthService for InternalGrpc {
             (since, first)
         };
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
-        let stop = self.stop.clone();
+        // Ends the response itself (buffered messages and all) at shutdown or when the
+        // watcher is cut off, so a client that stopped reading holds nothing.
+        let stop = self.stop.child_token();
+        let ended = stop.clone();
         tracing::info!(%service, since = %after, "event watcher connected");
         tokio::spawn(async move {
             let _permit = permit;
@@ -290,6 +297,7 @@ impl InternalAuthService for InternalGrpc {
                 let _ = tx.try_send(Err(status));
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let stream = ReceiverStream::new(rx).take_until(ended.cancelled_owned());
+        Ok(Response::new(Box::pin(stream)))
     }
 }

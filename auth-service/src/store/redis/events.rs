@@ -124,6 +124,7 @@ async fn follow_tail(
                 Ok(v) => Some(range_events_ids(&v).pop().unwrap_or_else(|| "0-0".into())),
                 Err(_) => {
                     conn = None;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 }
             };
@@ -299,17 +300,29 @@ impl RedisStore {
             .await?;
         let mut logged = 0;
         for user in noted {
-            logged += self.relay(&UserId(user.clone())).await?;
+            // Off the list first: a relay that fails meanwhile puts the user back.
             self.query::<()>("outbox_dirty", redis::cmd("SREM").arg(&dirty).arg(&user))
                 .await?;
+            let user = UserId(user);
+            match self.relay(&user).await {
+                Ok(n) => logged += n,
+                Err(e) => {
+                    let _ = self
+                        .query::<()>("outbox_dirty", redis::cmd("SADD").arg(&dirty).arg(&user.0))
+                        .await;
+                    return Err(e);
+                }
+            }
         }
         if self
             .scanned_outboxes
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
+            .load(std::sync::atomic::Ordering::Relaxed)
         {
             return Ok(logged);
         }
         logged += self.relay_scanned().await?;
+        self.scanned_outboxes
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(logged)
     }
 
@@ -436,6 +449,10 @@ impl EventLog for RedisStore {
                 )
                 .await?;
             let events = range_events(&range);
+            // The cap may have removed events after `after` while this waited.
+            if !events.is_empty() && self.floor().await? > at {
+                return Err(ReadEventsError::Expired);
+            }
             if !events.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(events);
             }
@@ -460,15 +477,16 @@ impl EventLog for RedisStore {
         let mut call = self.scripts.trim_events.key(&keys.log);
         call.key(&keys.floor).arg(before.max(0)).arg(max_events);
         // One script removes at most 10 000 beyond the cap (a lowered cap takes a few rounds).
+        let mut total = 0;
         for _ in 0..100 {
             let reply = self.eval("trim_events", &call).await?;
             let removed = reply.int(1)?.max(0) as u64;
+            total += removed;
             if removed < 10_000 {
-                return Ok(removed);
+                break;
             }
         }
-        let reply = self.eval("trim_events", &call).await?;
-        Ok(reply.int(1)?.max(0) as u64)
+        Ok(total)
     }
 }
 

@@ -149,8 +149,10 @@ impl PresenceStore for RedisStore {
     async fn expire_presence(&self, now: UnixMs) -> StoreResult<Vec<PresenceView>> {
         let due = self.keys.presence_due();
         let mut changed = Vec::new();
+        // Users whose settling failed stay due; later rounds read past them.
+        let mut failed = 0;
         for _ in 0..SWEEP_ROUNDS {
-            let users: Vec<String> = self
+            let read: StoreResult<Vec<String>> = self
                 .query(
                     "presence_sweep",
                     redis::cmd("ZRANGE")
@@ -159,10 +161,19 @@ impl PresenceStore for RedisStore {
                         .arg(now)
                         .arg("BYSCORE")
                         .arg("LIMIT")
-                        .arg(0)
+                        .arg(failed)
                         .arg(SWEEP_BATCH),
                 )
-                .await?;
+                .await;
+            // Transitions settled so far are reported even when a later round fails.
+            let users = match read {
+                Ok(users) => users,
+                Err(e) if !changed.is_empty() => {
+                    tracing::warn!(error = %e, "presence sweep stopped early");
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
             let batch = users.len();
             for user in users {
                 let user_id = UserId(user);
@@ -171,13 +182,17 @@ impl PresenceStore for RedisStore {
                     Ok(None) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, user_id = %user_id.0, "cannot settle a run-out presence");
+                        failed += 1;
                         continue;
                     }
                 }
                 // Off the due list unless a heartbeat meanwhile moved its time past now.
                 let mut forget = self.scripts.presence_undue.key(&due);
                 forget.arg(&user_id.0).arg(now);
-                self.eval("presence_undue", &forget).await?;
+                if let Err(e) = self.eval("presence_undue", &forget).await {
+                    tracing::warn!(error = %e, "presence sweep stopped early");
+                    return Ok(changed);
+                }
             }
             if batch < SWEEP_BATCH as usize {
                 break;

@@ -446,6 +446,9 @@ for i = 4, #ARGV, 4 do
   if ARGV[i + 3] ~= '' then table.insert(entry, 'd'); table.insert(entry, ARGV[i + 3]) end
   redis.call('XADD', KEYS[1], '*', unpack(entry))
 end
+-- Keys an earlier version gave a TTL keep none now.
+redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', KEYS[2])
 return {0}
 "#
 );
@@ -474,6 +477,8 @@ for i = 5, #ARGV do
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', int(now - retention))
 redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(max + 1))
+redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', KEYS[2])
 redis.call('PEXPIRE', KEYS[3], int(retention))
 return {0, logged}
 "#
@@ -507,6 +512,8 @@ if last then
   removed = redis.call('XTRIM', KEYS[1], 'MINID', before)
 end
 removed = removed + cap(tonumber(ARGV[2]))
+redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', KEYS[2])
 return {0, removed}
 "#
 );
