@@ -218,7 +218,6 @@ impl RedisStore {
         let mut call = self.scripts.append_events.key(&keys.log);
         call.key(&keys.floor)
             .arg(now)
-            .arg(self.settings.event_retention_ms)
             .arg(self.settings.event_max_len);
         for (user, kind) in events {
             let (type_name, session, detail) = kind.fields();
@@ -368,6 +367,22 @@ impl RedisStore {
         Ok(floor.as_deref().and_then(parse_id).unwrap_or((0, 0)))
     }
 
+    /// Up to `count` events after the stream id `after`, oldest first.
+    async fn range_after(&self, after: &str, count: usize) -> Result<Vec<Event>, ReadEventsError> {
+        let range: Value = self
+            .query(
+                "read_events",
+                redis::cmd("XRANGE")
+                    .arg(self.keys.events().log)
+                    .arg(format!("({after}"))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(count),
+            )
+            .await?;
+        Ok(range_events(&range))
+    }
+
     /// `(floor, newest)`: a position below the floor missed trimmed events; the newest id is
     /// the stream's last entry, or the floor when everything was trimmed (`0-0` for a log
     /// never written).
@@ -416,41 +431,19 @@ impl EventLog for RedisStore {
         }
         let after = format!("{}-{}", at.0, at.1);
         let count = limit.max(1);
-        let range: Value = self
-            .query(
-                "read_events",
-                redis::cmd("XRANGE")
-                    .arg(self.keys.events().log)
-                    .arg(format!("({after}"))
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(count),
-            )
-            .await?;
-        let events = range_events(&range);
-        if !events.is_empty() || wait.is_zero() {
-            return Ok(events);
+        if wait.is_zero() {
+            return self.range_after(&after, count).await;
         }
-        // Nothing yet: wait for the process's one tail reader to see the log grow, reading
-        // again after each sign of growth until the wait is over.
+        // Read, and while there is nothing, wait for the process's one tail reader to see the
+        // log grow (subscribed before the first read, so no growth goes unnoticed).
         let deadline = tokio::time::Instant::now() + wait;
         let mut grew = self.tail().await;
         grew.borrow_and_update();
+        let mut waited = false;
         loop {
-            let range: Value = self
-                .query(
-                    "read_events",
-                    redis::cmd("XRANGE")
-                        .arg(self.keys.events().log)
-                        .arg(format!("({after}"))
-                        .arg("+")
-                        .arg("COUNT")
-                        .arg(count),
-                )
-                .await?;
-            let events = range_events(&range);
+            let events = self.range_after(&after, count).await?;
             // The cap may have removed events after `after` while this waited.
-            if !events.is_empty() && self.floor().await? > at {
+            if waited && !events.is_empty() && self.floor().await? > at {
                 return Err(ReadEventsError::Expired);
             }
             if !events.is_empty() || tokio::time::Instant::now() >= deadline {
@@ -461,6 +454,7 @@ impl EventLog for RedisStore {
             if let Ok(Err(_)) = tokio::time::timeout_at(deadline, grew.changed()).await {
                 tokio::time::sleep_until(deadline).await;
             }
+            waited = true;
         }
     }
 

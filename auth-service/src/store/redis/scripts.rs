@@ -429,18 +429,18 @@ end
     };
 }
 
-/// Appends events. ARGV: now, retention ms, max length, then per event type, user, session,
-/// detail. The length is capped first (so the floor names the newest event removed); the
-/// periodic trim cuts by time. The log and the floor never expire: an idle log keeps its
-/// positions, and both are bounded by the cap and the trim.
+/// Appends events. ARGV: now, max length, then per event type, user, session, detail. The
+/// length is capped first (so the floor names the newest event removed); the periodic trim
+/// cuts by time. The log and the floor never expire: an idle log keeps its positions, and
+/// both are bounded by the cap and the trim.
 pub(super) const APPEND_EVENTS: &str = concat!(
     lua_int!(),
     lua_events!(),
     r#"
-local now, retention, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local n = math.floor((#ARGV - 3) / 4)
+local now, max = tonumber(ARGV[1]), tonumber(ARGV[2])
+local n = math.floor((#ARGV - 2) / 4)
 cap(math.max(max - n, 0))
-for i = 4, #ARGV, 4 do
+for i = 3, #ARGV, 4 do
   local entry = {'at', int(now), 't', ARGV[i], 'u', ARGV[i + 1]}
   if ARGV[i + 2] ~= '' then table.insert(entry, 's'); table.insert(entry, ARGV[i + 2]) end
   if ARGV[i + 3] ~= '' then table.insert(entry, 'd'); table.insert(entry, ARGV[i + 3]) end
