@@ -276,3 +276,35 @@ async fn a_position_older_than_the_retention_is_answered_clearly(d: Deployment) 
     })
     .await;
 }
+
+/// Watch streams are bounded per instance: one more is refused with a retry delay, and a
+/// stream that ends frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watchers_beyond_the_cap_are_refused_until_one_leaves() {
+    let socket = credential("socket");
+    let app = crate::helpers::spawn_app_with(&[
+        ("SERVICE_TOKENS", &socket.line),
+        ("MAX_EVENT_WATCHERS", "1"),
+    ])
+    .await;
+    let first = watch(&app, &socket, "", &[]).await;
+    let refused = internal(&app)
+        .await
+        .watch_events(with_token(pb::WatchEventsRequest::default(), &socket.token))
+        .await;
+    let status = assert_error(refused, Code::ResourceExhausted, "TOO_MANY_WATCHERS");
+    assert!(crate::helpers::retry_secs(&status).is_some());
+    drop(first);
+    eventually(
+        Duration::from_secs(15),
+        "the place is free again",
+        || async {
+            internal(&app)
+                .await
+                .watch_events(with_token(pb::WatchEventsRequest::default(), &socket.token))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+}
