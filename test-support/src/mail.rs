@@ -3,8 +3,11 @@
 //! folder of `.eml` files, or the SMTP test server's Maildir.
 
 use std::{
-    path::Path,
-    time::{Duration, Instant, SystemTime},
+    collections::HashMap,
+    ffi::OsString,
+    path::{Path, PathBuf},
+    sync::Mutex,
+    time::{Duration, Instant},
 };
 
 #[derive(Debug, Clone)]
@@ -13,7 +16,6 @@ pub struct Mail {
     pub subject: String,
     pub text: String,
     pub html: String,
-    modified: SystemTime,
 }
 
 /// Parses one raw RFC 5322 message; `None` when it is not (yet) a whole message.
@@ -27,7 +29,6 @@ pub fn parse_mail(bytes: &[u8]) -> Option<Mail> {
             .body_html(0)
             .map(|h| h.to_string())
             .unwrap_or_default(),
-        modified: SystemTime::UNIX_EPOCH,
     })
 }
 
@@ -36,17 +37,41 @@ pub fn read_mails(dir: &Path) -> Vec<Mail> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut mails: Vec<Mail> = entries
+    let files = entries
         .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-        .filter_map(|e| {
-            let modified = e.metadata().ok()?.modified().ok()?;
-            let mail = parse_mail(&std::fs::read(e.path()).ok()?)?;
-            Some(Mail { modified, ..mail })
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    in_arrival_order(files)
+        .into_iter()
+        .filter_map(|p| parse_mail(&std::fs::read(p).ok()?))
+        .collect()
+}
+
+/// Orders message files oldest first. A file's modification time alone cannot: the file system
+/// stamps times at its clock tick (milliseconds), so two messages sent one after the other can
+/// share one. So each file name gets a number the first time this process sees it (files new
+/// in one look are numbered by modification time), and the numbers decide. A test that waits
+/// for one mail before it causes the next thus reads them in the order they were sent.
+pub(crate) fn in_arrival_order(files: Vec<PathBuf>) -> Vec<PathBuf> {
+    static SEEN: Mutex<Option<HashMap<OsString, u64>>> = Mutex::new(None);
+    let mut stamped: Vec<_> = files
+        .into_iter()
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .collect();
+    stamped.sort();
+    let mut seen = SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let seen = seen.get_or_insert_with(HashMap::new);
+    let mut numbered: Vec<(u64, PathBuf)> = stamped
+        .into_iter()
+        .filter_map(|(_, path)| {
+            let name = path.file_name()?.to_owned();
+            let next = seen.len() as u64;
+            Some((*seen.entry(name).or_insert(next), path))
         })
         .collect();
-    mails.sort_by_key(|m| m.modified);
-    mails
+    numbered.sort();
+    numbered.into_iter().map(|(_, path)| path).collect()
 }
 
 /// The code as a person finds it: the line of the text part that is exactly six digits

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::mail::{Mail, Mailbox, parse_mail};
+use crate::mail::{Mail, Mailbox, in_arrival_order, parse_mail};
 use crate::process::{free_port, kill, spawn_from_keeper, venv_bin};
 
 pub struct SmtpServer {
@@ -131,15 +131,14 @@ impl Drop for SmtpServer {
 }
 
 fn read_maildir(dir: &Path) -> Vec<Vec<u8>> {
-    let mut files: Vec<_> = ["new", "cur"]
+    let files = ["new", "cur"]
         .iter()
         .filter_map(|sub| std::fs::read_dir(dir.join(sub)).ok())
         .flat_map(|entries| entries.flatten())
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .map(|e| e.path())
         .collect();
-    files.sort();
-    files
+    in_arrival_order(files)
         .into_iter()
-        .filter_map(|(_, p)| std::fs::read(p).ok())
+        .filter_map(|p| std::fs::read(p).ok())
         .collect()
 }
