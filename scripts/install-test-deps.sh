@@ -3,12 +3,13 @@
 #   secantusd-py  SecantusDB, a MongoDB wire-protocol server (test-support/src/mongo_server.rs)
 #   aiosmtpd      an SMTP server for the mailer tests
 #   schemathesis  generates requests from the gateway's /openapi.json (tests/schemathesis)
+#   pyotp         an independent TOTP implementation the second-factor tests compute codes with
 # Idempotent: a venv that already has the pinned versions is left alone (no network then).
 # The tests look in ~/.cache/baatcheet-auth/venv/bin, or take the server from env SECANTUSD.
 set -euo pipefail
 
 VENV="$HOME/.cache/baatcheet-auth/venv"
-PINS=(secantusdb==0.7.0b3 aiosmtpd==1.4.6 schemathesis==4.32.5)
+PINS=(secantusdb==0.7.0b3 aiosmtpd==1.4.6 schemathesis==4.32.5 pyotp==2.12.1)
 
 have_pins() {
   local pin installed

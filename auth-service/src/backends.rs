@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ConfigError, EventsConfig, MailConfig, StorageConfig};
 use crate::mail::{EmlMailer, Mailer, SmtpMailer};
 use crate::store::{
-    Health, StoreError, Stores,
+    Health, StoreError, Stores, UserRecords,
     events_after::EventsAfter,
     mongo::{MongoSettings, MongoUserStore},
     redis::{RedisSettings, RedisStore},
@@ -81,7 +81,7 @@ pub async fn open(
         health.push(s.clone());
     }
 
-    let (users, users_name): (Arc<dyn crate::store::UserStore>, _) = match &storage.mongo {
+    let (users, users_name): (Arc<dyn UserRecords>, _) = match &storage.mongo {
         Some(mongo) => {
             let settings = MongoSettings {
                 max_pool_size: mongo.max_pool_size,
@@ -162,18 +162,19 @@ pub async fn open(
 
     // Users and the log in one SQLite file: their events are written in the same
     // transaction. Otherwise they are appended to the log right after the change.
-    let users: Arc<dyn crate::store::UserStore> =
-        if storage.mongo.is_none() && storage.redis.is_none() {
-            users
-        } else {
-            Arc::new(EventsAfter {
-                users,
-                log: state.events.clone(),
-            })
-        };
+    let users: Arc<dyn UserRecords> = if storage.mongo.is_none() && storage.redis.is_none() {
+        users
+    } else {
+        Arc::new(EventsAfter {
+            users,
+            log: state.events.clone(),
+        })
+    };
     Ok(Backends {
         stores: Stores {
-            users,
+            users: users.clone(),
+            factors: users,
+            tickets: state.tickets,
             events: state.events,
             presence: state.presence,
             pending: state.pending,
@@ -196,6 +197,7 @@ struct StateStores {
     mail: Arc<dyn crate::store::MailQueue>,
     events: Arc<dyn crate::store::EventLog>,
     presence: Arc<dyn crate::store::PresenceStore>,
+    tickets: Arc<dyn crate::store::TicketStore>,
 }
 
 impl StateStores {
@@ -206,7 +208,8 @@ impl StateStores {
             limits: s.clone(),
             mail: s.clone(),
             events: s.clone(),
-            presence: s,
+            presence: s.clone(),
+            tickets: s,
         }
     }
 
@@ -217,7 +220,8 @@ impl StateStores {
             limits: s.clone(),
             mail: s.clone(),
             events: s.clone(),
-            presence: s,
+            presence: s.clone(),
+            tickets: s,
         }
     }
 }

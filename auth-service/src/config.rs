@@ -11,7 +11,7 @@ use baatcheet_runtime::env::{Env, load_dotenv};
 use secrecy::SecretString;
 
 use crate::crypto::{HashSettings, ServiceTokens};
-use crate::flows::{LoginPolicy, Policy, PresencePolicy};
+use crate::flows::{LoginPolicy, MfaPolicy, Policy, PresencePolicy};
 use crate::mail::{RetryPolicy, SmtpConfig, SmtpTls};
 use crate::store::CodePolicy;
 
@@ -285,6 +285,11 @@ fn policy(env: &Env<'_>) -> Result<Policy, ConfigError> {
                 Duration::ZERO,
             )?),
         },
+        mfa: MfaPolicy {
+            challenge_ttl_ms: millis(env.duration("MFA_CHALLENGE_TTL", "5m", second)?),
+            max_guesses_per_challenge: env.number("MFA_MAX_GUESSES_PER_CHALLENGE", 5, 1, 100)?,
+            max_guesses_per_day: env.number("MFA_MAX_GUESSES_PER_DAY", 20, 1, 10_000)?,
+        },
         login: LoginPolicy {
             max_attempts: env.number("LOGIN_MAX_ATTEMPTS", 10, 1, 10_000)?,
             window_ms: millis(env.duration("LOGIN_WINDOW", "15m", second)?),
@@ -449,6 +454,8 @@ mod tests {
             ("SERVICE_TOKENS_FILE", "/nonexistent/tokens"),
             ("PRESENCE_TTL", "0s"),
             ("EVENT_RETENTION", "forever"),
+            ("MFA_CHALLENGE_TTL", "0s"),
+            ("MFA_MAX_GUESSES_PER_DAY", "0"),
         ] {
             let mut pairs = vec![(var, value)];
             if var == "SMTP_TLS" {

@@ -134,6 +134,7 @@ impl baatcheet_runtime::cli::Service for Application {
             ),
             codes: CodeHasher::new(&secret),
             refresh_sealer: Sealer::for_refresh_tokens(&secret),
+            totp_sealer: Sealer::for_totp(&secret),
             email_tags: EmailTagger::new(&secret),
             outbox,
             templates: Templates {

@@ -10,3 +10,4 @@ pub mod mongo_server;
 pub mod process;
 pub mod redis_server;
 pub mod smtp_server;
+pub mod totp;

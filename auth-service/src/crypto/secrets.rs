@@ -6,14 +6,16 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chacha20poly1305::{
     ChaCha20Poly1305, KeyInit,
-    aead::{Aead, AeadCore, OsRng},
+    aead::{Aead, AeadCore, OsRng, Payload},
 };
 use hmac::{Hmac, Mac};
 use rand::TryRngCore;
 use secrecy::{ExposeSecret, SecretBox};
 use sha2::{Digest, Sha256};
 
-use crate::domain::{Code, CodeHash, CodePurpose, Email, PendingId, RefreshHash, SessionId};
+use crate::domain::{
+    Code, CodeHash, CodePurpose, Email, PendingId, RecoveryCode, RefreshHash, SessionId, UserId,
+};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -77,6 +79,12 @@ impl CodeHasher {
             &self.key,
             &[purpose.as_str(), email.as_str(), id.as_str(), code.expose()],
         ))
+    }
+
+    /// HMAC over a user's id and one of their recovery codes (normalized), so a code fits only
+    /// its user and a leaked store gives none away.
+    pub fn recovery(&self, user: &UserId, code: &RecoveryCode) -> CodeHash {
+        CodeHash(keyed(&self.key, &["recovery", &user.0, code.expose()]))
     }
 }
 
@@ -183,6 +191,11 @@ impl Sealer {
         Self::new(secret, "baatcheet-auth/refresh-successor/v1")
     }
 
+    /// The sealer of TOTP secrets (each sealed to its user, see [`Sealer::seal_for`]).
+    pub fn for_totp(secret: &ServerSecret) -> Self {
+        Self::new(secret, "baatcheet-auth/totp-secret/v1")
+    }
+
     fn new(secret: &ServerSecret, label: &str) -> Self {
         let key = secret.derive(label);
         Self {
@@ -192,23 +205,45 @@ impl Sealer {
 
     /// nonce (12 bytes) followed by ciphertext.
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
+        self.seal_for(plain, b"")
+    }
+
+    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, String> {
+        self.open_for(sealed, b"")
+    }
+
+    /// Seals `plain` to `context` (authenticated, not encrypted): it opens only with the same
+    /// context, so a sealed value copied to another user's record does not open there.
+    pub fn seal_for(&self, plain: &[u8], context: &[u8]) -> Vec<u8> {
         let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
         let mut out = nonce.to_vec();
         out.extend(
             self.cipher
-                .encrypt(&nonce, plain)
+                .encrypt(
+                    &nonce,
+                    Payload {
+                        msg: plain,
+                        aad: context,
+                    },
+                )
                 .expect("encryption of a buffer cannot fail"),
         );
         out
     }
 
-    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn open_for(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, String> {
         if sealed.len() < 12 {
             return Err("sealed value too short".into());
         }
         let (nonce, ct) = sealed.split_at(12);
         self.cipher
-            .decrypt(nonce.into(), ct)
+            .decrypt(
+                nonce.into(),
+                Payload {
+                    msg: ct,
+                    aad: context,
+                },
+            )
             .map_err(|_| "the sealed value does not open with this server secret".into())
     }
 }

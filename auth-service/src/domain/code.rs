@@ -37,11 +37,13 @@ impl std::fmt::Debug for Code {
     }
 }
 
-/// What a one-time code is for. Registration and reset codes of one email never mix.
+/// What a one-time code is for. Codes of one email for different purposes never mix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodePurpose {
     Registration,
     PasswordReset,
+    /// Sign-in by emailed code.
+    Login,
 }
 
 impl CodePurpose {
@@ -49,6 +51,7 @@ impl CodePurpose {
         match self {
             CodePurpose::Registration => "register",
             CodePurpose::PasswordReset => "reset",
+            CodePurpose::Login => "login",
         }
     }
 }

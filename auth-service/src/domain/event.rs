@@ -2,7 +2,7 @@
 //! revoked session's connections, a cache forgets a renamed user). Each is written by the store
 //! operation that makes the change; [`EventKind::fields`] is the flat form every backend keeps.
 
-use super::{SessionId, UnixMs, UserId, UserStatus};
+use super::{AuthMethod, SessionId, UnixMs, UserId, UserStatus};
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,10 +14,12 @@ pub enum RevokeReason {
     PasswordChanged,
     ReuseDetected,
     Evicted,
+    /// The user turned a second factor off: their other sessions end.
+    FactorDisabled,
 }
 
 impl RevokeReason {
-    pub const ALL: [RevokeReason; 7] = [
+    pub const ALL: [RevokeReason; 8] = [
         RevokeReason::Logout,
         RevokeReason::LogoutAll,
         RevokeReason::Revoked,
@@ -25,6 +27,7 @@ impl RevokeReason {
         RevokeReason::PasswordChanged,
         RevokeReason::ReuseDetected,
         RevokeReason::Evicted,
+        RevokeReason::FactorDisabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +39,7 @@ impl RevokeReason {
             RevokeReason::PasswordChanged => "password_changed",
             RevokeReason::ReuseDetected => "reuse_detected",
             RevokeReason::Evicted => "evicted",
+            RevokeReason::FactorDisabled => "factor_disabled",
         }
     }
 
@@ -62,16 +66,31 @@ pub enum EventKind {
     PresenceChanged {
         status: UserStatus,
     },
+    /// A second factor was turned on.
+    FactorEnabled {
+        factor: AuthMethod,
+    },
+    /// A second factor was turned off.
+    FactorDisabled {
+        factor: AuthMethod,
+    },
+    /// A wrong second factor was tried (a sign-in challenge, or a change that needs one).
+    MfaFailed {
+        factor: AuthMethod,
+    },
 }
 
 /// The type names events are stored and filtered under.
-pub const EVENT_TYPES: [&str; 6] = [
+pub const EVENT_TYPES: [&str; 9] = [
     "session.created",
     "session.revoked",
     "user.created",
     "user.updated",
     "user.password_changed",
     "presence.changed",
+    "factor.enabled",
+    "factor.disabled",
+    "mfa.failed",
 ];
 
 impl EventKind {
@@ -83,6 +102,9 @@ impl EventKind {
             EventKind::UserUpdated { .. } => EVENT_TYPES[3],
             EventKind::PasswordChanged => EVENT_TYPES[4],
             EventKind::PresenceChanged { .. } => EVENT_TYPES[5],
+            EventKind::FactorEnabled { .. } => EVENT_TYPES[6],
+            EventKind::FactorDisabled { .. } => EVENT_TYPES[7],
+            EventKind::MfaFailed { .. } => EVENT_TYPES[8],
         }
     }
 
@@ -97,6 +119,9 @@ impl EventKind {
             EventKind::UserCreated | EventKind::PasswordChanged => (String::new(), String::new()),
             EventKind::UserUpdated { fields } => (String::new(), fields.join(",")),
             EventKind::PresenceChanged { status } => (String::new(), status.as_str().to_owned()),
+            EventKind::FactorEnabled { factor }
+            | EventKind::FactorDisabled { factor }
+            | EventKind::MfaFailed { factor } => (String::new(), factor.as_str().to_owned()),
         };
         (self.type_name(), session, detail)
     }
@@ -123,6 +148,15 @@ impl EventKind {
             "user.password_changed" => EventKind::PasswordChanged,
             "presence.changed" => EventKind::PresenceChanged {
                 status: UserStatus::from_stored(detail),
+            },
+            "factor.enabled" => EventKind::FactorEnabled {
+                factor: AuthMethod::from_stored(detail)?,
+            },
+            "factor.disabled" => EventKind::FactorDisabled {
+                factor: AuthMethod::from_stored(detail)?,
+            },
+            "mfa.failed" => EventKind::MfaFailed {
+                factor: AuthMethod::from_stored(detail)?,
             },
             _ => return None,
         })
@@ -161,6 +195,15 @@ mod tests {
             EventKind::PasswordChanged,
             EventKind::PresenceChanged {
                 status: UserStatus::Away,
+            },
+            EventKind::FactorEnabled {
+                factor: AuthMethod::Totp,
+            },
+            EventKind::FactorDisabled {
+                factor: AuthMethod::Totp,
+            },
+            EventKind::MfaFailed {
+                factor: AuthMethod::RecoveryCode,
             },
         ];
         for kind in kinds {

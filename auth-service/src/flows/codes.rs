@@ -7,7 +7,75 @@ use super::{AuthCore, ClientInfo, FlowError};
 use crate::domain::{Code, CodeHash, CodePurpose, Email, PendingId, Violations, now_ms};
 use crate::store::{CodeIssued, IssueError, PendingPayload, VerifyError};
 
+/// What a code request for an existing account (a password reset, a sign-in by code) answers,
+/// the same whether or not an account has the email.
+#[derive(Debug)]
+pub struct CodeRequested {
+    pub id: PendingId,
+    pub issued: CodeIssued,
+    /// How long a code, if one was sent, stays valid.
+    pub code_ttl: std::time::Duration,
+}
+
 impl AuthCore {
+    /// A code request for an existing account (reset, sign-in by code): the same answer, limits
+    /// and work for known and unknown emails (a request id either way); only a known account
+    /// gets mail. For an unknown email the request is a decoy that no code can finish.
+    pub(super) async fn request_account_code(
+        &self,
+        purpose: CodePurpose,
+        email: &str,
+        client: &ClientInfo,
+    ) -> Result<CodeRequested, FlowError> {
+        let email = Email::parse(email).map_err(|e| FlowError::invalid("email", e))?;
+        self.tag_span(&email);
+        self.limit_code_requests(client, |retry_at| match purpose {
+            CodePurpose::Login => FlowError::LoginCodeRateLimited { retry_at },
+            _ => FlowError::ResetRateLimited { retry_at },
+        })
+        .await?;
+        let user = self.stores.users.find_by_email(&email).await?;
+        let id = PendingId::generate();
+        let code = Code::generate();
+        let (payload, hash) = match &user {
+            Some(user) => {
+                let user_id = user.id.clone();
+                let payload = match purpose {
+                    CodePurpose::Login => PendingPayload::Login { user_id },
+                    _ => PendingPayload::PasswordReset { user_id },
+                };
+                (payload, self.codes.hash(purpose, &email, &id, &code))
+            }
+            None => (PendingPayload::Decoy, CodeHash::unguessable()),
+        };
+        let issued = self
+            .issue(purpose, &email, &id, Some(&payload), &hash)
+            .await?;
+        if let Some(user) = user {
+            let (to, name, ttl) = (
+                email.as_str(),
+                Some(user.username.as_str()),
+                self.policy.code.ttl(),
+            );
+            let mail = match purpose {
+                CodePurpose::Login => self.templates.login_code(to, name, code.expose(), ttl),
+                _ => self
+                    .templates
+                    .password_reset_code(to, name, code.expose(), ttl),
+            };
+            self.outbox
+                .enqueue(&mail.expiring_at(issued.code_expires_at))
+                .await?;
+        } else {
+            self.as_much_work_as_queueing_mail().await;
+        }
+        Ok(CodeRequested {
+            id,
+            issued,
+            code_ttl: self.policy.code.ttl(),
+        })
+    }
+
     /// Checks `code` against pending request `id` of `email`, once the client network's guess
     /// budget allows a check: the request's payload when the code matches.
     pub(super) async fn check_code(
@@ -148,5 +216,6 @@ fn not_found(purpose: CodePurpose) -> FlowError {
     match purpose {
         CodePurpose::Registration => FlowError::RegistrationNotFound,
         CodePurpose::PasswordReset => FlowError::ResetNotFound,
+        CodePurpose::Login => FlowError::LoginNotFound,
     }
 }

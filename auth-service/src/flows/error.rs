@@ -75,6 +75,31 @@ pub enum FlowError {
     EventsExpired,
     #[error("too many event watchers on this instance; try another or later")]
     TooManyWatchers,
+    #[error("login_id is required: start with RequestLoginCode, which returns it")]
+    LoginIdRequired,
+    #[error("no such pending sign-in by code")]
+    LoginNotFound,
+    #[error("too many sign-in codes requested from this network; try again later")]
+    LoginCodeRateLimited { retry_at: UnixMs },
+    #[error("no such sign-in challenge (it expired, was completed, or the password changed)")]
+    MfaChallengeNotFound,
+    #[error("the code is wrong")]
+    MfaCodeInvalid {
+        field: &'static str,
+        attempts_remaining: u32,
+    },
+    #[error("this code was used already; wait for the next one")]
+    TotpReplayed { field: &'static str },
+    #[error("too many wrong second-factor codes; try again later")]
+    MfaRateLimited { retry_at: UnixMs },
+    #[error("a current TOTP code, a recovery code or the password is required")]
+    MfaRequired,
+    #[error("two-factor sign-in with an authenticator app is already on")]
+    TotpAlreadyEnabled,
+    #[error("two-factor sign-in with an authenticator app is off")]
+    TotpNotEnabled,
+    #[error("no authenticator app enrollment is waiting; start again")]
+    TotpEnrollmentNotFound,
     #[error("the server is busy; try again shortly")]
     Busy,
     #[error("a backend is unavailable")]
@@ -120,6 +145,17 @@ impl FlowError {
             FlowError::UsernameChangeCooldown { .. } => "USERNAME_CHANGE_COOLDOWN",
             FlowError::EventsExpired => "EVENTS_EXPIRED",
             FlowError::TooManyWatchers => "TOO_MANY_WATCHERS",
+            FlowError::LoginIdRequired => "LOGIN_ID_REQUIRED",
+            FlowError::LoginNotFound => "LOGIN_NOT_FOUND",
+            FlowError::LoginCodeRateLimited { .. } => "LOGIN_CODE_RATE_LIMITED",
+            FlowError::MfaChallengeNotFound => "MFA_CHALLENGE_NOT_FOUND",
+            FlowError::MfaCodeInvalid { .. } => "MFA_CODE_INVALID",
+            FlowError::TotpReplayed { .. } => "TOTP_REPLAYED",
+            FlowError::MfaRateLimited { .. } => "MFA_RATE_LIMITED",
+            FlowError::MfaRequired => "MFA_REQUIRED",
+            FlowError::TotpAlreadyEnabled => "TOTP_ALREADY_ENABLED",
+            FlowError::TotpNotEnabled => "TOTP_NOT_ENABLED",
+            FlowError::TotpEnrollmentNotFound => "TOTP_ENROLLMENT_NOT_FOUND",
             FlowError::Busy => "SERVER_BUSY",
             FlowError::Unavailable(_) => "BACKEND_UNAVAILABLE",
             FlowError::Internal(_) => "INTERNAL",
@@ -138,7 +174,9 @@ impl FlowError {
             | FlowError::LoginRateLimited { retry_at }
             | FlowError::UsernameChangeCooldown { retry_at }
             | FlowError::PresenceRateLimited { retry_at }
-            | FlowError::ProfileRateLimited { retry_at } => Some(*retry_at),
+            | FlowError::ProfileRateLimited { retry_at }
+            | FlowError::LoginCodeRateLimited { retry_at }
+            | FlowError::MfaRateLimited { retry_at } => Some(*retry_at),
             _ => None,
         }
     }

@@ -1,21 +1,30 @@
-//! The limits around one password check (login and ChangePassword): hard counters that refuse,
-//! a slowdown that only waits (see `login.rs` for why each is keyed as it is).
+//! The limits around one secret check (a password in login and ChangePassword, a second factor
+//! in an MFA challenge): hard counters that refuse, a slowdown that only waits (see `login.rs`
+//! and `mfa.rs` for why each is keyed as it is).
 
 use std::time::Duration;
 
 use super::{AuthCore, FlowError};
-use crate::domain::now_ms;
+use crate::domain::{UnixMs, now_ms};
 
-/// The limits around one password check. The first hard counter is the pair (the device)
-/// that a right password clears.
-pub(super) struct PasswordGuard {
-    /// (counter key, most wrong passwords per window).
-    pub(super) hard: Vec<(String, u32)>,
-    /// Wrong passwords from anywhere, for the slowdown.
-    pub(super) slowdown: Option<String>,
+/// One hard counter: its key, the most wrong guesses per window, and the window.
+pub(super) struct Limit {
+    pub(super) key: String,
+    pub(super) max: u32,
+    pub(super) window_ms: i64,
 }
 
-impl PasswordGuard {
+/// The limits around one secret check. The first hard counter is the one a right answer
+/// clears (the device's pair, for passwords).
+pub(super) struct Guard {
+    pub(super) hard: Vec<Limit>,
+    /// Wrong passwords from anywhere, for the slowdown (in the login window).
+    pub(super) slowdown: Option<String>,
+    /// The answer past a hard limit.
+    pub(super) refused: fn(UnixMs) -> FlowError,
+}
+
+impl Guard {
     /// Before the check: refuses at once (no hash spent) when a hard limit is reached, and
     /// waits while the account is being guessed at from many places.
     pub(super) async fn admit(&self, core: &AuthCore) -> Result<(), FlowError> {
@@ -41,35 +50,50 @@ impl PasswordGuard {
         Ok(())
     }
 
-    /// After the check: a wrong password is counted on every counter (one atomic step each),
-    /// a right one clears the device's counter. Past a hard limit the answer is
-    /// LOGIN_RATE_LIMITED whatever the result.
+    /// After the check: a wrong answer is counted on every counter (one atomic step each), a
+    /// right one clears the first counter. Past a hard limit the answer is `refused` whatever
+    /// the result, so a burst of guesses learns no more than the limit allows.
     pub(super) async fn record(&self, core: &AuthCore, verified: bool) -> Result<(), FlowError> {
-        let (limits, now, window) = (&core.stores.limits, now_ms(), core.policy.login.window_ms);
+        let (limits, now) = (&core.stores.limits, now_ms());
         if verified {
             self.refuse_if_over(core, now).await?;
-            if let Some((pair, _)) = self.hard.first() {
-                limits.clear(pair).await?;
+            if let Some(first) = self.hard.first() {
+                limits.clear(&first.key).await?;
             }
             return Ok(());
         }
         if let Some(key) = &self.slowdown {
             // No limit of its own: it only feeds the slowdown.
+            let window = core.policy.login.window_ms;
             let _ = limits.hit(key, u32::MAX, window, now).await?;
         }
-        for (key, limit) in &self.hard {
-            if let Err(retry_at) = limits.hit(key, *limit, window, now).await? {
-                return Err(FlowError::LoginRateLimited { retry_at });
+        for limit in &self.hard {
+            if let Err(retry_at) = limits
+                .hit(&limit.key, limit.max, limit.window_ms, now)
+                .await?
+            {
+                return Err((self.refused)(retry_at));
             }
         }
         Ok(())
     }
 
+    /// Wrong guesses left on the tightest counter (for the caller's information).
+    pub(super) async fn remaining(&self, core: &AuthCore) -> Result<u32, FlowError> {
+        let now = now_ms();
+        let mut left = u32::MAX;
+        for limit in &self.hard {
+            let (count, _) = core.stores.limits.count(&limit.key, now).await?;
+            left = left.min(limit.max.saturating_sub(count));
+        }
+        Ok(left)
+    }
+
     async fn refuse_if_over(&self, core: &AuthCore, now: i64) -> Result<(), FlowError> {
-        for (key, limit) in &self.hard {
-            let (count, ends) = core.stores.limits.count(key, now).await?;
-            if count >= *limit {
-                return Err(FlowError::LoginRateLimited { retry_at: ends });
+        for limit in &self.hard {
+            let (count, ends) = core.stores.limits.count(&limit.key, now).await?;
+            if count >= limit.max {
+                return Err((self.refused)(ends));
             }
         }
         Ok(())

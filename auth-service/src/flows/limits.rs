@@ -33,6 +33,10 @@ pub(super) enum Counter<'a> {
     ProfileUpdate { user: &'a UserId },
     /// Writes of a user's presence to the user record.
     PresenceWrite { user: &'a UserId },
+    /// Wrong second factors tried on one sign-in challenge.
+    MfaChallenge { challenge: &'a str },
+    /// Wrong second factors (TOTP or recovery codes) of one user, anywhere.
+    MfaUser { user: &'a UserId },
 }
 
 impl Counter<'_> {
@@ -48,6 +52,8 @@ impl Counter<'_> {
             Self::PresenceSet { session } => format!("presence:set:{}", session.0),
             Self::ProfileUpdate { user } => format!("profile:{}", user.0),
             Self::PresenceWrite { user } => format!("presence:write:{}", user.0),
+            Self::MfaChallenge { challenge } => format!("mfa:challenge:{challenge}"),
+            Self::MfaUser { user } => format!("mfa:user:{}", user.0),
         }
     }
 }
@@ -107,6 +113,8 @@ mod tests {
             Counter::PresenceSet { session: &session },
             Counter::ProfileUpdate { user: &user },
             Counter::PresenceWrite { user: &user },
+            Counter::MfaChallenge { challenge: "c1" },
+            Counter::MfaUser { user: &user },
         ]
         .map(|c| c.key());
         assert_eq!(
@@ -122,6 +130,8 @@ mod tests {
                 "presence:set:s1",
                 "profile:u1",
                 "presence:write:u1",
+                "mfa:challenge:c1",
+                "mfa:user:u1",
             ]
         );
     }

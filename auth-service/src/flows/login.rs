@@ -15,24 +15,25 @@
 //! - a check that raced past a hard limit (many guesses at once) is answered
 //!   LOGIN_RATE_LIMITED whatever its result, so a burst learns no more than the limit allows.
 
-use super::guard::PasswordGuard;
+use super::guard::{Guard, Limit};
 use super::limits::Counter;
-use super::{AuthCore, ClientInfo, FlowError, SignedIn};
+use super::{AuthCore, ClientInfo, FlowError, SignInOutcome, SignedIn};
 use crate::domain::{
-    AllParsed, LoginIdentifier, Lookup, Password, RevokeReason, SessionId, User, UserId,
-    Violations, now_ms,
+    AllParsed, AuthMethod, LoginIdentifier, Lookup, Password, RevokeReason, SessionId, SignIn,
+    User, UserId, Violations, now_ms,
 };
 
 impl AuthCore {
     /// Login by email or username. An unknown account and a wrong password give the same
     /// error after the same work (a dummy hash is verified), so neither reveals which it was.
+    /// A user with a second factor gets a challenge instead of a session.
     #[tracing::instrument(skip_all)]
     pub async fn login(
         &self,
         identifier: &str,
         password: &str,
         client: &ClientInfo,
-    ) -> Result<SignedIn, FlowError> {
+    ) -> Result<SignInOutcome, FlowError> {
         let mut v = Violations::default();
         let identifier = v.check("identifier", LoginIdentifier::parse(identifier));
         let password = v.check("password", Password::parse_existing(password));
@@ -47,13 +48,24 @@ impl AuthCore {
             .await?;
         let user = user.filter(|_| verified);
         guard.record(self, user.is_some()).await?;
-        let Some(mut user) = user else {
+        let Some(user) = user else {
             tracing::info!("login refused");
             return Err(FlowError::InvalidCredentials);
         };
-        let tokens = self.start_session(&user.id, client).await?;
-        // A password reset or change that landed while the old password was being checked
-        // ends every session, but not one created after it: look again, and undo ours.
+        self.after_first_factor(user, AuthMethod::Password, client)
+            .await
+    }
+
+    /// Starts a session for `user` whose factors were all checked. A password reset or change
+    /// that landed while they were being checked ends every session, but not one created after
+    /// it: look again, and undo ours.
+    pub(super) async fn sign_in(
+        &self,
+        mut user: User,
+        sign_in: SignIn,
+        client: &ClientInfo,
+    ) -> Result<SignedIn, FlowError> {
+        let tokens = self.start_session(&user.id, sign_in, client).await?;
         let current = self.stores.users.find_by_id(&user.id).await?;
         if current.is_none_or(|u| u.password_hash != user.password_hash) {
             self.stores
@@ -65,7 +77,7 @@ impl AuthCore {
                     now_ms(),
                 )
                 .await?;
-            tracing::info!(user_id = %user.id.0, "login raced a password change; refused");
+            tracing::info!(user_id = %user.id.0, "sign-in raced a password change; refused");
             return Err(FlowError::InvalidCredentials);
         }
         let now = now_ms();
@@ -73,7 +85,7 @@ impl AuthCore {
         let presence = self.first_beat(&user.id, &tokens.session_id).await;
         user.status = presence.status;
         user.last_seen = presence.last_seen.or(Some(now));
-        tracing::info!(user_id = %user.id.0, session_id = %tokens.session_id.0, "signed in");
+        tracing::info!(user_id = %user.id.0, session_id = %tokens.session_id.0, sign_in = %sign_in.to_stored(), "signed in");
         Ok(SignedIn { user, tokens })
     }
 
@@ -90,44 +102,42 @@ impl AuthCore {
 
     /// The counters of a login: per (identifier, network), per network, and the identifier's
     /// slowdown; the same for a known and an unknown identifier.
-    fn password_guard_for_login(
-        &self,
-        identifier: &LoginIdentifier,
-        client: &ClientInfo,
-    ) -> PasswordGuard {
+    fn password_guard_for_login(&self, identifier: &LoginIdentifier, client: &ClientInfo) -> Guard {
         let account = self.email_tags.tag_text(identifier.as_str());
         let network = client.network();
-        PasswordGuard {
+        let window_ms = self.policy.login.window_ms;
+        Guard {
             hard: vec![
-                (
-                    Counter::LoginPair {
+                Limit {
+                    key: Counter::LoginPair {
                         account: &account,
                         network: &network,
                     }
                     .key(),
-                    self.policy.login.max_attempts,
-                ),
-                (
-                    Counter::LoginNetwork { network: &network }.key(),
-                    self.policy.login.max_failures_per_ip,
-                ),
+                    max: self.policy.login.max_attempts,
+                    window_ms,
+                },
+                Limit {
+                    key: Counter::LoginNetwork { network: &network }.key(),
+                    max: self.policy.login.max_failures_per_ip,
+                    window_ms,
+                },
             ],
             slowdown: Some(Counter::LoginAccount { account: &account }.key()),
+            refused: |retry_at| FlowError::LoginRateLimited { retry_at },
         }
     }
 
     /// The counters of ChangePassword: per (account, session).
-    pub(super) fn password_guard_for_session(
-        &self,
-        user: &UserId,
-        session: &SessionId,
-    ) -> PasswordGuard {
-        PasswordGuard {
-            hard: vec![(
-                Counter::PasswordChange { user, session }.key(),
-                self.policy.login.max_attempts,
-            )],
+    pub(super) fn password_guard_for_session(&self, user: &UserId, session: &SessionId) -> Guard {
+        Guard {
+            hard: vec![Limit {
+                key: Counter::PasswordChange { user, session }.key(),
+                max: self.policy.login.max_attempts,
+                window_ms: self.policy.login.window_ms,
+            }],
             slowdown: None,
+            refused: |retry_at| FlowError::LoginRateLimited { retry_at },
         }
     }
 }

@@ -8,6 +8,8 @@ mod error;
 mod guard;
 mod limits;
 mod login;
+mod login_code;
+mod mfa;
 mod password;
 mod presence;
 pub mod registration;
@@ -18,6 +20,7 @@ use std::{sync::Arc, time::Duration};
 
 pub use crate::domain::ClientInfo;
 pub use error::FlowError;
+pub use mfa::{ChallengeView, ProofInput, SignInOutcome, TotpEnrollment};
 pub use tokens::Caller;
 
 use crate::crypto::{AccessTokens, CodeHasher, EmailTagger, PasswordHasher, Sealer};
@@ -43,6 +46,18 @@ pub struct Policy {
     /// Least time between two username changes of one user.
     pub username_change_cooldown_ms: i64,
     pub presence: PresencePolicy,
+    pub mfa: MfaPolicy,
+}
+
+/// How second factors are limited.
+#[derive(Debug, Clone)]
+pub struct MfaPolicy {
+    /// How long a sign-in waits for its second factor.
+    pub challenge_ttl_ms: i64,
+    /// Wrong second factors per sign-in challenge; then it is void.
+    pub max_guesses_per_challenge: u32,
+    /// Wrong TOTP or recovery codes per user per day, all challenges and changes together.
+    pub max_guesses_per_day: u32,
 }
 
 /// How presence is derived from heartbeats.
@@ -79,6 +94,8 @@ pub struct AuthCore {
     pub codes: CodeHasher,
     /// Seals the successor refresh token kept for the grace window.
     pub refresh_sealer: Sealer,
+    /// Seals TOTP secrets, each to its user.
+    pub totp_sealer: Sealer,
     /// Names emails in logs without writing them.
     pub email_tags: EmailTagger,
     pub outbox: Outbox,

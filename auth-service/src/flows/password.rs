@@ -1,21 +1,12 @@
 //! Password reset by emailed code (bound, like sign-up, to a random id only the requester
 //! holds) and password change.
 
-use super::{AuthCore, Caller, ClientInfo, FlowError, codes::parse_id};
+use super::codes::{CodeRequested, parse_id};
+use super::{AuthCore, Caller, ClientInfo, FlowError};
 use crate::domain::{
-    AllParsed, Code, CodeHash, CodePurpose, Email, Password, PendingId, RevokeReason, Violations,
-    now_ms,
+    AllParsed, Code, CodePurpose, Email, Password, RevokeReason, Violations, now_ms,
 };
-use crate::store::{CodeIssued, PendingPayload};
-
-/// What RequestPasswordReset answers, the same whether or not an account has the email.
-#[derive(Debug)]
-pub struct ResetRequested {
-    pub id: PendingId,
-    pub issued: CodeIssued,
-    /// How long a code, if one was sent, stays valid.
-    pub code_ttl: std::time::Duration,
-}
+use crate::store::PendingPayload;
 
 impl AuthCore {
     /// RequestPasswordReset: answers the same for known and unknown emails (same limits, same
@@ -26,52 +17,9 @@ impl AuthCore {
         &self,
         email: &str,
         client: &ClientInfo,
-    ) -> Result<ResetRequested, FlowError> {
-        let email = Email::parse(email).map_err(|e| FlowError::invalid("email", e))?;
-        self.tag_span(&email);
-        self.limit_code_requests(client, |retry_at| FlowError::ResetRateLimited { retry_at })
-            .await?;
-        let user = self.stores.users.find_by_email(&email).await?;
-        let id = PendingId::generate();
-        let code = Code::generate();
-        let (payload, hash) = match &user {
-            Some(user) => (
-                PendingPayload::PasswordReset {
-                    user_id: user.id.clone(),
-                },
-                self.codes
-                    .hash(CodePurpose::PasswordReset, &email, &id, &code),
-            ),
-            None => (PendingPayload::Decoy, CodeHash::unguessable()),
-        };
-        let issued = self
-            .issue(
-                CodePurpose::PasswordReset,
-                &email,
-                &id,
-                Some(&payload),
-                &hash,
-            )
-            .await?;
-        if let Some(user) = user {
-            let mail = self
-                .templates
-                .password_reset_code(
-                    email.as_str(),
-                    Some(&user.username),
-                    code.expose(),
-                    self.policy.code.ttl(),
-                )
-                .expiring_at(issued.code_expires_at);
-            self.outbox.enqueue(&mail).await?;
-        } else {
-            self.as_much_work_as_queueing_mail().await;
-        }
-        Ok(ResetRequested {
-            id,
-            issued,
-            code_ttl: self.policy.code.ttl(),
-        })
+    ) -> Result<CodeRequested, FlowError> {
+        self.request_account_code(CodePurpose::PasswordReset, email, client)
+            .await
     }
 
     /// ResetPassword: the code of the caller's request is checked (counted against the
@@ -122,6 +70,9 @@ impl AuthCore {
             .pending
             .finish_pending(CodePurpose::PasswordReset, &email)
             .await?;
+        // The owner proved the mailbox, and a password someone else knew stops working: the
+        // second-factor guesses that person spent no longer count against the owner.
+        self.clear_mfa_budget(&user_id).await?;
         tracing::info!(user_id = %user_id.0, sessions_ended = ended, "password reset");
         Ok(ended)
     }

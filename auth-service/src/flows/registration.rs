@@ -6,8 +6,8 @@ use super::codes::parse_id;
 use super::limits::{Counter, HOUR_MS};
 use super::{AuthCore, ClientInfo, CodeDelivery, FlowError, SignedIn};
 use crate::domain::{
-    AllParsed, Code, CodeHash, CodePurpose, Email, NewUser, Password, PendingId, Profile, UserId,
-    Username, Violations, now_ms,
+    AllParsed, AuthMethod, Code, CodeHash, CodePurpose, Email, NewUser, Password, PendingId,
+    Profile, SignIn, UserId, Username, Violations, now_ms,
 };
 use crate::store::{CodeIssued, CreateUserError, PendingPayload};
 
@@ -195,7 +195,12 @@ impl AuthCore {
             .pending
             .finish_pending(CodePurpose::Registration, &email)
             .await?;
-        let tokens = self.start_session(&user.id, client).await?;
+        // The password was chosen and the emailed code proves the address.
+        let sign_in = SignIn {
+            first: AuthMethod::Password,
+            second: Some(AuthMethod::EmailCode),
+        };
+        let tokens = self.start_session(&user.id, sign_in, client).await?;
         // Signing in is the session's first heartbeat.
         let presence = self.first_beat(&user.id, &tokens.session_id).await;
         user.status = presence.status;

@@ -5,7 +5,7 @@
 
 use super::{AuthCore, ClientInfo, FlowError, TokenPair};
 use crate::crypto::{AccessClaims, Jwk, RefreshToken, TokenError};
-use crate::domain::{SessionId, UserId, now_ms};
+use crate::domain::{SessionId, SignIn, UserId, now_ms};
 use crate::store::NewSession;
 
 /// An authenticated caller: a valid access token whose session still exists.
@@ -66,6 +66,7 @@ impl AuthCore {
     pub(super) async fn start_session(
         &self,
         user_id: &UserId,
+        sign_in: SignIn,
         client: &ClientInfo,
     ) -> Result<TokenPair, FlowError> {
         let now = now_ms();
@@ -84,6 +85,7 @@ impl AuthCore {
                     user_agent: truncate(&client.user_agent, 512),
                     client_ip: truncate(&client.ip_text(), 64),
                     created_at: now,
+                    sign_in,
                 },
                 self.policy.max_sessions_per_user,
             )

@@ -4,8 +4,10 @@ use baatcheet_auth_api::v1 as pb;
 use prost_types::Timestamp;
 
 use crate::crypto::{AccessClaims, Jwk};
-use crate::domain::{Event, EventKind, RevokeReason, UnixMs, User, UserStatus};
-use crate::flows::{CodeDelivery, SessionView, TokenPair};
+use crate::domain::{
+    AuthMethod, Event, EventKind, FactorSummary, RevokeReason, UnixMs, User, UserStatus,
+};
+use crate::flows::{ChallengeView, CodeDelivery, SessionView, TokenPair};
 use crate::store::PresenceView;
 
 pub fn timestamp(ms: UnixMs) -> Option<Timestamp> {
@@ -27,6 +29,40 @@ pub fn user(u: User) -> pb::User {
         friend_ids: u.friend_ids,
         create_time: timestamp(u.created_at),
         update_time: timestamp(u.updated_at),
+        second_factors: Vec::new(),
+        recovery_codes_remaining: 0,
+    }
+}
+
+/// The user as they see themselves, with their second factors.
+pub fn own_user(u: User, factors: FactorSummary) -> pb::User {
+    let mut out = user(u);
+    if factors.totp {
+        out.second_factors.push(pb::AuthMethod::Totp as i32);
+    }
+    out.recovery_codes_remaining = factors.recovery_codes as i32;
+    out
+}
+
+pub fn auth_method(m: AuthMethod) -> pb::AuthMethod {
+    match m {
+        AuthMethod::Password => pb::AuthMethod::Password,
+        AuthMethod::EmailCode => pb::AuthMethod::EmailCode,
+        AuthMethod::Passkey => pb::AuthMethod::Passkey,
+        AuthMethod::Totp => pb::AuthMethod::Totp,
+        AuthMethod::RecoveryCode => pb::AuthMethod::RecoveryCode,
+    }
+}
+
+pub fn challenge(c: ChallengeView) -> pb::MfaChallenge {
+    pb::MfaChallenge {
+        challenge_id: c.id.as_str().to_owned(),
+        factors: c
+            .factors
+            .into_iter()
+            .map(|m| auth_method(m) as i32)
+            .collect(),
+        expire_time: timestamp(c.expires_at),
     }
 }
 
@@ -94,6 +130,7 @@ pub fn event(e: Event) -> pb::Event {
                 RevokeReason::PasswordChanged => pb::SessionRevokeReason::PasswordChanged,
                 RevokeReason::ReuseDetected => pb::SessionRevokeReason::ReuseDetected,
                 RevokeReason::Evicted => pb::SessionRevokeReason::Evicted,
+                RevokeReason::FactorDisabled => pb::SessionRevokeReason::FactorDisabled,
             } as i32;
             pb::EventType::SessionRevoked
         }
@@ -106,6 +143,18 @@ pub fn event(e: Event) -> pb::Event {
         EventKind::PresenceChanged { status: s } => {
             out.status = status(s) as i32;
             pb::EventType::PresenceChanged
+        }
+        EventKind::FactorEnabled { factor } => {
+            out.factor = auth_method(factor) as i32;
+            pb::EventType::FactorEnabled
+        }
+        EventKind::FactorDisabled { factor } => {
+            out.factor = auth_method(factor) as i32;
+            pb::EventType::FactorDisabled
+        }
+        EventKind::MfaFailed { factor } => {
+            out.factor = auth_method(factor) as i32;
+            pb::EventType::MfaFailed
         }
     };
     out.r#type = kind as i32;
@@ -122,6 +171,9 @@ pub fn event_type_name(raw: i32) -> Option<&'static str> {
         pb::EventType::UserUpdated => 3,
         pb::EventType::UserPasswordChanged => 4,
         pb::EventType::PresenceChanged => 5,
+        pb::EventType::FactorEnabled => 6,
+        pb::EventType::FactorDisabled => 7,
+        pb::EventType::MfaFailed => 8,
     };
     Some(crate::domain::EVENT_TYPES[index])
 }
@@ -155,6 +207,14 @@ pub fn session(s: SessionView) -> pb::Session {
         user_agent: s.record.user_agent,
         client_ip: s.record.client_ip,
         current: s.current,
+        auth_methods: s
+            .record
+            .sign_in
+            .map(|m| m.methods())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| auth_method(m) as i32)
+            .collect(),
     }
 }
 

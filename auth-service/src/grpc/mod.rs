@@ -13,7 +13,8 @@ use ipnet::IpNet;
 use tonic::{Request, Response, Status};
 
 use crate::flows::{
-    Caller, ClientInfo, SharedCore, directory::ProfileInput, registration::RegisterInput,
+    Caller, ClientInfo, ProofInput, SharedCore, SignInOutcome, SignedIn, directory::ProfileInput,
+    registration::RegisterInput,
 };
 use internal::ServiceAuth;
 use status::to_status;
@@ -92,6 +93,50 @@ fn ok<T>(message: T) -> Result<Response<T>, Status> {
     Ok(Response::new(message))
 }
 
+/// A first factor's outcome as the fields Login and LoginWithCode share: user and tokens, or
+/// the challenge.
+fn outcome(
+    outcome: SignInOutcome,
+) -> (
+    Option<pb::User>,
+    Option<pb::TokenPair>,
+    Option<pb::MfaChallenge>,
+) {
+    match outcome {
+        SignInOutcome::SignedIn(signed_in) => {
+            let SignedIn { user, tokens } = *signed_in;
+            (
+                Some(convert::user(user)),
+                Some(convert::tokens(tokens)),
+                None,
+            )
+        }
+        SignInOutcome::MfaRequired(challenge) => (None, None, Some(convert::challenge(challenge))),
+    }
+}
+
+/// The proof fields of DisableTotp and RegenerateRecoveryCodes (same numbers in both).
+macro_rules! proof_input {
+    ($proof:expr, $kind:path) => {{
+        use $kind as P;
+        match $proof {
+            Some(P::TotpCode(code)) => ProofInput {
+                totp_code: code.as_str(),
+                ..Default::default()
+            },
+            Some(P::RecoveryCode(code)) => ProofInput {
+                recovery_code: code.as_str(),
+                ..Default::default()
+            },
+            Some(P::Password(password)) => ProofInput {
+                password: password.as_str(),
+                ..Default::default()
+            },
+            None => ProofInput::default(),
+        }
+    }};
+}
+
 #[tonic::async_trait]
 impl AuthService for AuthGrpc {
     async fn register(
@@ -157,14 +202,148 @@ impl AuthService for AuthGrpc {
     ) -> Result<Response<pb::LoginResponse>, Status> {
         let client = self.client_info(&request);
         let r = request.get_ref();
-        let signed_in = self
+        let (user, tokens, mfa_challenge) = outcome(
+            self.core
+                .login(&r.identifier, &r.password, &client)
+                .await
+                .map_err(to_status)?,
+        );
+        ok(pb::LoginResponse {
+            user,
+            tokens,
+            mfa_challenge,
+        })
+    }
+
+    async fn request_login_code(
+        &self,
+        request: Request<pb::RequestLoginCodeRequest>,
+    ) -> Result<Response<pb::RequestLoginCodeResponse>, Status> {
+        let client = self.client_info(&request);
+        let requested = self
             .core
-            .login(&r.identifier, &r.password, &client)
+            .request_login_code(&request.get_ref().email, &client)
             .await
             .map_err(to_status)?;
-        ok(pb::LoginResponse {
+        ok(pb::RequestLoginCodeResponse {
+            code_ttl: prost_types::Duration::try_from(requested.code_ttl).ok(),
+            login_id: requested.id.as_str().to_owned(),
+        })
+    }
+
+    async fn login_with_code(
+        &self,
+        request: Request<pb::LoginWithCodeRequest>,
+    ) -> Result<Response<pb::LoginWithCodeResponse>, Status> {
+        let client = self.client_info(&request);
+        let r = request.get_ref();
+        let (user, tokens, mfa_challenge) = outcome(
+            self.core
+                .login_with_code(&r.email, &r.code, &r.login_id, &client)
+                .await
+                .map_err(to_status)?,
+        );
+        ok(pb::LoginWithCodeResponse {
+            user,
+            tokens,
+            mfa_challenge,
+        })
+    }
+
+    async fn complete_mfa_challenge(
+        &self,
+        request: Request<pb::CompleteMfaChallengeRequest>,
+    ) -> Result<Response<pb::CompleteMfaChallengeResponse>, Status> {
+        use pb::complete_mfa_challenge_request::Factor;
+        let client = self.client_info(&request);
+        let r = request.get_ref();
+        let proof = match &r.factor {
+            Some(Factor::TotpCode(code)) => ProofInput {
+                totp_code: code,
+                ..Default::default()
+            },
+            Some(Factor::RecoveryCode(code)) => ProofInput {
+                recovery_code: code,
+                ..Default::default()
+            },
+            None => ProofInput::default(),
+        };
+        let signed_in = self
+            .core
+            .complete_mfa_challenge(&r.challenge_id, proof, &client)
+            .await
+            .map_err(to_status)?;
+        ok(pb::CompleteMfaChallengeResponse {
             user: Some(convert::user(signed_in.user)),
             tokens: Some(convert::tokens(signed_in.tokens)),
+        })
+    }
+
+    async fn start_totp_enrollment(
+        &self,
+        request: Request<pb::StartTotpEnrollmentRequest>,
+    ) -> Result<Response<pb::StartTotpEnrollmentResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let enrollment = self
+            .core
+            .start_totp_enrollment(&caller)
+            .await
+            .map_err(to_status)?;
+        ok(pb::StartTotpEnrollmentResponse {
+            secret: enrollment.secret,
+            otpauth_uri: enrollment.uri,
+            expire_time: convert::timestamp(enrollment.expires_at),
+        })
+    }
+
+    async fn confirm_totp_enrollment(
+        &self,
+        request: Request<pb::ConfirmTotpEnrollmentRequest>,
+    ) -> Result<Response<pb::ConfirmTotpEnrollmentResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.get_ref();
+        let codes = self
+            .core
+            .confirm_totp_enrollment(&caller, &r.code, &r.current_password)
+            .await
+            .map_err(to_status)?;
+        ok(pb::ConfirmTotpEnrollmentResponse {
+            recovery_codes: codes.iter().map(|c| c.display()).collect(),
+        })
+    }
+
+    async fn disable_totp(
+        &self,
+        request: Request<pb::DisableTotpRequest>,
+    ) -> Result<Response<pb::DisableTotpResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let proof = proof_input!(&request.get_ref().proof, pb::disable_totp_request::Proof);
+        let n = self
+            .core
+            .disable_totp(&caller, proof)
+            .await
+            .map_err(to_status)?;
+        ok(pb::DisableTotpResponse {
+            revoked_session_count: n as i32,
+        })
+    }
+
+    async fn regenerate_recovery_codes(
+        &self,
+        request: Request<pb::RegenerateRecoveryCodesRequest>,
+    ) -> Result<Response<pb::RegenerateRecoveryCodesResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let proof = proof_input!(
+            &request.get_ref().proof,
+            pb::regenerate_recovery_codes_request::Proof
+        );
+        let codes = self
+            .core
+            .regenerate_recovery_codes(&caller, proof)
+            .await
+            .map_err(to_status)?;
+        ok(pb::RegenerateRecoveryCodesResponse {
+            recovery_codes: codes.iter().map(|c| c.display()).collect(),
         })
     }
 
@@ -243,8 +422,9 @@ impl AuthService for AuthGrpc {
     ) -> Result<Response<pb::GetCurrentUserResponse>, Status> {
         let caller = self.caller(&request).await?;
         let user = self.core.current_user(&caller).await.map_err(to_status)?;
+        let factors = self.core.factors(&caller).await.map_err(to_status)?;
         ok(pb::GetCurrentUserResponse {
-            user: Some(convert::user(user)),
+            user: Some(convert::own_user(user, factors)),
         })
     }
 

@@ -50,7 +50,38 @@ pub fn to_status(err: FlowError) -> Status {
             details.add_bad_request_violation("reset_id", "reset_id is required");
             Code::InvalidArgument
         }
-        FlowError::EventsExpired | FlowError::SessionEnded => Code::FailedPrecondition,
+        FlowError::LoginIdRequired => {
+            details.add_bad_request_violation("login_id", "login_id is required");
+            Code::InvalidArgument
+        }
+        FlowError::MfaCodeInvalid {
+            field,
+            attempts_remaining,
+        } => {
+            details.add_bad_request_violation(*field, "the code is wrong");
+            metadata.insert(
+                "attempts_remaining".to_owned(),
+                attempts_remaining.to_string(),
+            );
+            Code::InvalidArgument
+        }
+        FlowError::TotpReplayed { field } => {
+            details.add_bad_request_violation(*field, "this code was used already");
+            Code::InvalidArgument
+        }
+        FlowError::MfaRequired => {
+            details.add_bad_request_violation(
+                "proof",
+                "a current totp_code, a recovery_code or the password is required",
+            );
+            Code::InvalidArgument
+        }
+        FlowError::EventsExpired
+        | FlowError::SessionEnded
+        | FlowError::TotpAlreadyEnabled
+        | FlowError::TotpNotEnabled
+        | FlowError::TotpEnrollmentNotFound => Code::FailedPrecondition,
+        FlowError::LoginNotFound | FlowError::MfaChallengeNotFound => Code::NotFound,
         FlowError::UserNotFound => Code::NotFound,
         FlowError::RegistrationNotFound | FlowError::ResetNotFound | FlowError::SessionNotFound => {
             Code::NotFound
@@ -71,6 +102,8 @@ pub fn to_status(err: FlowError) -> Status {
         | FlowError::UsernameChangeCooldown { .. }
         | FlowError::PresenceRateLimited { .. }
         | FlowError::ProfileRateLimited { .. }
+        | FlowError::LoginCodeRateLimited { .. }
+        | FlowError::MfaRateLimited { .. }
         | FlowError::TooManyWatchers
         | FlowError::Busy => Code::ResourceExhausted,
         FlowError::InvalidCredentials

@@ -1,4 +1,4 @@
-//! The mails the service writes: sign-up and password reset codes, and the notice to an
+//! The mails the service writes: sign-up, password reset and sign-in codes, and the notice to an
 //! address's owner when someone signs up with it again (`SIGNUP_ENUMERATION_SAFE`). Each has a
 //! text and an HTML part, branded with `APP_NAME`; text that comes from users is HTML-escaped.
 
@@ -47,6 +47,24 @@ impl Templates {
             code,
             ttl,
             "If it was not you, ignore this email: your password stays as it is.",
+        )
+    }
+
+    pub fn login_code(
+        &self,
+        to: &str,
+        username: Option<&str>,
+        code: &str,
+        ttl: std::time::Duration,
+    ) -> OutgoingMail {
+        self.code_mail(
+            to,
+            format!("Your {} sign-in code", self.app_name),
+            username,
+            "Someone asked to sign in to your account with a code. Use this code to sign in:",
+            code,
+            ttl,
+            "If it was not you, ignore this email: nobody can sign in without this code.",
         )
     }
 

@@ -7,19 +7,21 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{CreateUserError, EventLog, StoreResult, UpdateProfileError, UserStore};
+use super::{
+    CreateUserError, EventLog, FactorStore, StoreResult, TotpFactor, UpdateProfileError, UserStore,
+};
 use crate::domain::{
-    Email, EventKind, NewUser, PasswordHash, ProfileChange, UnixMs, User, UserId, UserStatus,
-    Username,
+    AuthMethod, CodeHash, Email, EventKind, FactorSummary, NewUser, PasswordHash, ProfileChange,
+    UnixMs, User, UserId, UserStatus, Username,
 };
 
-/// A [`UserStore`] whose changes are followed by their events in `log`.
-pub struct EventsAfter {
-    pub users: Arc<dyn UserStore>,
+/// A [`UserStore`] (and [`FactorStore`]) whose changes are followed by their events in `log`.
+pub struct EventsAfter<S: ?Sized> {
+    pub users: Arc<S>,
     pub log: Arc<dyn EventLog>,
 }
 
-impl EventsAfter {
+impl<S: ?Sized> EventsAfter<S> {
     async fn append(&self, user_id: &UserId, kind: EventKind, now: UnixMs) {
         if let Err(e) = self.log.append(user_id, &kind, now).await {
             tracing::error!(error = %e, user_id = %user_id.0, event = kind.type_name(), "cannot record a user event");
@@ -28,7 +30,57 @@ impl EventsAfter {
 }
 
 #[async_trait]
-impl UserStore for EventsAfter {
+impl<S: FactorStore + ?Sized> FactorStore for EventsAfter<S> {
+    async fn totp(&self, user: &UserId) -> StoreResult<Option<TotpFactor>> {
+        self.users.totp(user).await
+    }
+
+    async fn factor_summary(&self, user: &UserId) -> StoreResult<FactorSummary> {
+        self.users.factor_summary(user).await
+    }
+
+    async fn enable_totp(
+        &self,
+        user: &UserId,
+        factor: &TotpFactor,
+        recovery: &[CodeHash],
+    ) -> StoreResult<bool> {
+        let enabled = self.users.enable_totp(user, factor, recovery).await?;
+        if enabled {
+            let kind = EventKind::FactorEnabled {
+                factor: AuthMethod::Totp,
+            };
+            self.append(user, kind, factor.enabled_at).await;
+        }
+        Ok(enabled)
+    }
+
+    async fn use_totp_step(&self, user: &UserId, step: i64) -> StoreResult<bool> {
+        self.users.use_totp_step(user, step).await
+    }
+
+    async fn use_recovery_code(&self, user: &UserId, code: &CodeHash) -> StoreResult<bool> {
+        self.users.use_recovery_code(user, code).await
+    }
+
+    async fn replace_recovery_codes(&self, user: &UserId, codes: &[CodeHash]) -> StoreResult<bool> {
+        self.users.replace_recovery_codes(user, codes).await
+    }
+
+    async fn disable_totp(&self, user: &UserId, now: UnixMs) -> StoreResult<bool> {
+        let disabled = self.users.disable_totp(user, now).await?;
+        if disabled {
+            let kind = EventKind::FactorDisabled {
+                factor: AuthMethod::Totp,
+            };
+            self.append(user, kind, now).await;
+        }
+        Ok(disabled)
+    }
+}
+
+#[async_trait]
+impl<S: UserStore + ?Sized> UserStore for EventsAfter<S> {
     async fn create_user(&self, new: &NewUser, now: UnixMs) -> Result<User, CreateUserError> {
         let user = self.users.create_user(new, now).await?;
         self.append(&user.id, EventKind::UserCreated, now).await;

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    CodeHash, Email, Event, EventKind, NewUser, PasswordHash, PendingId, Profile, ProfileChange,
-    RevokeReason, SessionId, UnixMs, User, UserId, UserStatus, Username,
+    CodeHash, Email, Event, EventKind, FactorSummary, NewUser, PasswordHash, PendingId, Profile,
+    ProfileChange, RevokeReason, SessionId, SignIn, UnixMs, User, UserId, UserStatus, Username,
 };
 pub use crate::domain::{CodePurpose, RefreshHash};
 
@@ -140,6 +140,8 @@ pub enum PendingPayload {
     Registration(NewUser),
     /// A password reset of an account.
     PasswordReset { user_id: UserId },
+    /// A sign-in by emailed code to an account.
+    Login { user_id: UserId },
     /// A request that must look real but can never succeed: a reset for an email no account
     /// has, or (with SIGNUP_ENUMERATION_SAFE) a sign-up for a taken email. Its code was mailed
     /// to nobody; it is answered and limited exactly like a real request, so it reveals nothing.
@@ -161,6 +163,9 @@ enum StoredPayload {
     PasswordReset {
         user_id: String,
     },
+    Login {
+        user_id: String,
+    },
     Decoy,
 }
 
@@ -177,6 +182,9 @@ impl PendingPayload {
                 avatar_url: u.profile.avatar_url.clone(),
             },
             PendingPayload::PasswordReset { user_id } => StoredPayload::PasswordReset {
+                user_id: user_id.0.clone(),
+            },
+            PendingPayload::Login { user_id } => StoredPayload::Login {
                 user_id: user_id.0.clone(),
             },
             PendingPayload::Decoy => StoredPayload::Decoy,
@@ -204,6 +212,9 @@ impl PendingPayload {
                 profile: Profile { bio, avatar_url },
             }),
             StoredPayload::PasswordReset { user_id } => PendingPayload::PasswordReset {
+                user_id: UserId(user_id),
+            },
+            StoredPayload::Login { user_id } => PendingPayload::Login {
                 user_id: UserId(user_id),
             },
             StoredPayload::Decoy => PendingPayload::Decoy,
@@ -306,6 +317,8 @@ pub struct NewSession {
     pub user_agent: String,
     pub client_ip: String,
     pub created_at: UnixMs,
+    /// How it signed in.
+    pub sign_in: SignIn,
 }
 
 /// A live session.
@@ -318,6 +331,8 @@ pub struct SessionRecord {
     pub expires_at: UnixMs,
     pub user_agent: String,
     pub client_ip: String,
+    /// How it signed in; `None` for a session started before this was kept.
+    pub sign_in: Option<SignIn>,
 }
 
 /// The token a rotation installs: its hash, the token itself sealed (ChaCha20-Poly1305 under
@@ -585,6 +600,94 @@ pub trait EventLog: Send + Sync {
     async fn trim(&self, before: UnixMs, max_events: u64) -> StoreResult<u64>;
 }
 
+/// What a short-lived [`TicketStore`] entry is for. Each kind has its own id space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketKind {
+    /// A sign-in waiting for its second factor, under its challenge id.
+    MfaChallenge,
+    /// A TOTP secret shown to a user and not yet confirmed, under the user id.
+    TotpEnrollment,
+}
+
+impl TicketKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketKind::MfaChallenge => "mfa",
+            TicketKind::TotpEnrollment => "totp_enroll",
+        }
+    }
+}
+
+/// Short-lived server-side state of a multi-step flow (an MFA challenge, an enrollment
+/// waiting for its first code): a payload under (kind, id) until it expires, taken at most
+/// once. Bounded: every entry expires (Redis TTLs; the SQLite sweeper deletes expired rows).
+#[async_trait]
+pub trait TicketStore: Send + Sync {
+    /// Stores `payload` under (kind, id) until `expires_at`, replacing what was there.
+    async fn put_ticket(
+        &self,
+        kind: TicketKind,
+        id: &str,
+        payload: &str,
+        expires_at: UnixMs,
+        now: UnixMs,
+    ) -> StoreResult<()>;
+    /// The payload, if the ticket exists and has not expired.
+    async fn get_ticket(
+        &self,
+        kind: TicketKind,
+        id: &str,
+        now: UnixMs,
+    ) -> StoreResult<Option<String>>;
+    /// Removes the ticket and returns its payload, atomically: of callers racing for one
+    /// ticket, one gets it.
+    async fn take_ticket(
+        &self,
+        kind: TicketKind,
+        id: &str,
+        now: UnixMs,
+    ) -> StoreResult<Option<String>>;
+}
+
+/// A user's active TOTP factor as stored: the secret sealed to the user
+/// (`crypto::TotpSecret::seal`) and the last step a code was accepted for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotpFactor {
+    pub sealed_secret: Vec<u8>,
+    pub last_step: i64,
+    pub enabled_at: UnixMs,
+}
+
+/// Second factors, kept with the users (SQLite or MongoDB): the TOTP factor and the keyed
+/// hashes of unused recovery codes. Enabling and disabling write factor.enabled /
+/// factor.disabled (in the same transaction on SQLite, right after on MongoDB).
+#[async_trait]
+pub trait FactorStore: Send + Sync {
+    async fn totp(&self, user: &UserId) -> StoreResult<Option<TotpFactor>>;
+    async fn factor_summary(&self, user: &UserId) -> StoreResult<FactorSummary>;
+    /// Turns TOTP on with `factor` and replaces the recovery codes with `recovery`, unless
+    /// TOTP is on already (false then, nothing changed).
+    async fn enable_totp(
+        &self,
+        user: &UserId,
+        factor: &TotpFactor,
+        recovery: &[CodeHash],
+    ) -> StoreResult<bool>;
+    /// Records that a code of `step` was accepted, if `step` is later than the last one: a
+    /// code is accepted once, and no older code after a newer one. Atomic across instances.
+    async fn use_totp_step(&self, user: &UserId, step: i64) -> StoreResult<bool>;
+    /// Uses up one unused recovery code; false when the user has no such code. Atomic.
+    async fn use_recovery_code(&self, user: &UserId, code: &CodeHash) -> StoreResult<bool>;
+    /// Replaces every recovery code; false (nothing changed) when TOTP is off.
+    async fn replace_recovery_codes(&self, user: &UserId, codes: &[CodeHash]) -> StoreResult<bool>;
+    /// Turns TOTP off and drops the recovery codes; false when it was off.
+    async fn disable_totp(&self, user: &UserId, now: UnixMs) -> StoreResult<bool>;
+}
+
+/// Users and their second factors, which one backend keeps together (SQLite or MongoDB).
+pub trait UserRecords: UserStore + FactorStore {}
+impl<T: UserStore + FactorStore + ?Sized> UserRecords for T {}
+
 /// Whether the backend answers, for readiness.
 #[async_trait]
 pub trait Health: Send + Sync {
@@ -601,6 +704,8 @@ pub struct Stores {
     pub mail: Arc<dyn MailQueue>,
     pub events: Arc<dyn EventLog>,
     pub presence: Arc<dyn PresenceStore>,
+    pub factors: Arc<dyn FactorStore>,
+    pub tickets: Arc<dyn TicketStore>,
     pub health: Vec<Arc<dyn Health>>,
 }
 
@@ -615,6 +720,8 @@ impl Stores {
             + MailQueue
             + EventLog
             + PresenceStore
+            + FactorStore
+            + TicketStore
             + Health
             + 'static,
     {
@@ -626,6 +733,8 @@ impl Stores {
             mail: backend.clone(),
             events: backend.clone(),
             presence: backend.clone(),
+            factors: backend.clone(),
+            tickets: backend.clone(),
             health: vec![backend],
         }
     }

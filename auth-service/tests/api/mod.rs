@@ -3,6 +3,8 @@
 
 mod concurrency;
 mod login;
+mod login_code;
+mod mfa;
 mod password;
 mod process;
 mod registration;

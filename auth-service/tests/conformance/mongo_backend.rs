@@ -32,11 +32,14 @@ async fn user_store(db: &TestDatabase) -> MongoUserStore {
 pub async fn stores() -> Stores {
     let users = Arc::new(user_store(&test_database().await).await);
     let state = Arc::new(SqliteStore::open(std::path::Path::new(":memory:")).unwrap());
+    let records = Arc::new(EventsAfter {
+        users: users.clone(),
+        log: state.clone(),
+    });
     Stores {
-        users: Arc::new(EventsAfter {
-            users: users.clone(),
-            log: state.clone(),
-        }),
+        users: records.clone(),
+        factors: records,
+        tickets: state.clone(),
         pending: state.clone(),
         sessions: state.clone(),
         limits: state.clone(),

@@ -14,9 +14,12 @@ use auth_service::crypto::{
     AccessTokens, CodeHasher, EmailTagger, HashSettings, PasswordHasher, Sealer, ServerSecret,
     SigningKey,
 };
-use auth_service::domain::{CodeHash, Email, PendingId, RevokeReason, SessionId, UserId, now_ms};
+use auth_service::domain::{
+    AuthMethod, CodeHash, Email, PendingId, RevokeReason, SessionId, SignIn, UserId, now_ms,
+};
 use auth_service::flows::{
-    AuthCore, ClientInfo, LoginPolicy, Policy, PresencePolicy, registration::RegisterInput,
+    AuthCore, ClientInfo, LoginPolicy, MfaPolicy, Policy, PresencePolicy, SignInOutcome,
+    registration::RegisterInput,
 };
 use auth_service::mail::{Outbox, OutgoingMail, Templates};
 use auth_service::store::redis::{RedisSettings, RedisStore};
@@ -55,11 +58,14 @@ fn with_users(redis: Arc<RedisStore>) -> Stores {
             .unwrap()
             .without_user_events(),
     );
+    let records = Arc::new(EventsAfter {
+        users: users.clone(),
+        log: redis.clone(),
+    });
     Stores {
-        users: Arc::new(EventsAfter {
-            users: users.clone(),
-            log: redis.clone(),
-        }),
+        users: records.clone(),
+        factors: records,
+        tickets: redis.clone(),
         pending: redis.clone(),
         sessions: redis.clone(),
         limits: redis.clone(),
@@ -185,6 +191,7 @@ async fn full_run(stores: &Stores) -> Secrets {
         tokens: AccessTokens::new(key, "test".into(), "test".into(), 5 * MIN),
         codes: CodeHasher::new(&secret),
         refresh_sealer: Sealer::for_refresh_tokens(&secret),
+        totp_sealer: Sealer::for_totp(&secret),
         email_tags: EmailTagger::new(&secret),
         outbox: Outbox::new(stores.mail.clone(), sealer.clone()),
         templates: Templates {
@@ -209,6 +216,11 @@ async fn full_run(stores: &Stores) -> Secrets {
             presence: PresencePolicy {
                 ttl_ms: 90_000,
                 write_interval_ms: 60_000,
+            },
+            mfa: MfaPolicy {
+                challenge_ttl_ms: 5 * MIN,
+                max_guesses_per_challenge: 5,
+                max_guesses_per_day: 20,
             },
             login: LoginPolicy {
                 max_attempts: 5,
@@ -248,7 +260,10 @@ async fn full_run(stores: &Stores) -> Secrets {
         .refresh_session(&signed.tokens.refresh_token)
         .await
         .unwrap();
-    let second = core.login(&name, &password, &client).await.unwrap();
+    let SignInOutcome::SignedIn(second) = core.login(&name, &password, &client).await.unwrap()
+    else {
+        panic!("no second factor yet: signed in")
+    };
     assert!(
         core.login(&name, "not the password", &client)
             .await
@@ -510,6 +525,7 @@ async fn ttls_follow_the_times_the_caller_passes() {
                 user_agent: String::new(),
                 client_ip: String::new(),
                 created_at: now,
+                sign_in: SignIn::one(AuthMethod::Password),
             },
             50,
         )
@@ -730,6 +746,7 @@ async fn revoking_another_users_session_id_leaves_it_working() {
                 user_agent: String::new(),
                 client_ip: String::new(),
                 created_at: now,
+                sign_in: SignIn::one(AuthMethod::Password),
             },
             50,
         )

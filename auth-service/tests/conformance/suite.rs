@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use auth_service::domain::{
-    CodeHash, Email, Event, EventKind, NewUser, PasswordHash, PendingId, Profile, ProfileChange,
-    RevokeReason, SessionId, UserId, UserStatus, Username, now_ms,
+    AuthMethod, CodeHash, Email, Event, EventKind, FactorSummary, NewUser, PasswordHash, PendingId,
+    Profile, ProfileChange, RevokeReason, SessionId, SignIn, UserId, UserStatus, Username, now_ms,
 };
 use auth_service::store::*;
 use futures::future::join_all;
@@ -43,6 +43,9 @@ macro_rules! all_tests {
             every_session_and_user_change_is_in_the_event_log,
             the_event_log_wakes_readers_and_reports_what_it_dropped,
             presence_is_derived_from_heartbeats_and_ends_with_sessions,
+            second_factors_are_per_user_and_each_step_and_code_counts_once,
+            tickets_are_taken_once_and_expire,
+            sessions_remember_how_they_signed_in,
             health_answers
         );
     };
@@ -537,6 +540,7 @@ fn new_session(user: &UserId, refresh: RefreshHash, now: i64) -> NewSession {
         user_agent: "test-agent".into(),
         client_ip: "192.0.2.1".into(),
         created_at: now,
+        sign_in: SignIn::one(AuthMethod::Password),
     }
 }
 
@@ -1639,6 +1643,188 @@ pub async fn presence_is_derived_from_heartbeats_and_ends_with_sessions(s: Store
             changed(UserStatus::Online),
             changed(UserStatus::Away),
             changed(UserStatus::Offline)
+        ]
+    );
+}
+
+pub async fn second_factors_are_per_user_and_each_step_and_code_counts_once(s: Stores) {
+    let now = now_ms();
+    let (ana, bob) = (new_user("mfa"), new_user("mfb"));
+    for u in [&ana, &bob] {
+        s.users.create_user(u, now).await.unwrap();
+    }
+    let start = s.events.latest_id().await.unwrap();
+    let f = &s.factors;
+    assert_eq!(
+        f.factor_summary(&ana.id).await.unwrap(),
+        FactorSummary::default()
+    );
+    assert_eq!(f.totp(&ana.id).await.unwrap(), None);
+    assert!(
+        !f.use_totp_step(&ana.id, 1).await.unwrap(),
+        "no factor, no step"
+    );
+    assert!(!f.replace_recovery_codes(&ana.id, &[code(1)]).await.unwrap());
+    assert!(!f.disable_totp(&ana.id, now).await.unwrap());
+
+    let factor = TotpFactor {
+        sealed_secret: vec![7, 8, 9],
+        last_step: 100,
+        enabled_at: now,
+    };
+    assert!(
+        f.enable_totp(&ana.id, &factor, &[code(1), code(2)])
+            .await
+            .unwrap()
+    );
+    let other = TotpFactor {
+        last_step: 0,
+        ..factor.clone()
+    };
+    assert!(
+        !f.enable_totp(&ana.id, &other, &[code(5)]).await.unwrap(),
+        "on already"
+    );
+    assert_eq!(f.totp(&ana.id).await.unwrap(), Some(factor.clone()));
+    assert_eq!(
+        f.factor_summary(&ana.id).await.unwrap(),
+        FactorSummary {
+            totp: true,
+            recovery_codes: 2
+        }
+    );
+    assert_eq!(
+        f.factor_summary(&bob.id).await.unwrap(),
+        FactorSummary::default()
+    );
+
+    // Each step once, and nothing older after a newer one.
+    assert!(!f.use_totp_step(&ana.id, 100).await.unwrap());
+    assert!(!f.use_totp_step(&ana.id, 99).await.unwrap());
+    assert!(f.use_totp_step(&ana.id, 101).await.unwrap());
+    assert!(!f.use_totp_step(&ana.id, 101).await.unwrap());
+    assert!(!f.use_totp_step(&bob.id, 500).await.unwrap());
+    let racing = join_all((0..8).map(|_| f.use_totp_step(&ana.id, 200))).await;
+    assert_eq!(
+        racing.into_iter().filter(|r| *r.as_ref().unwrap()).count(),
+        1
+    );
+    assert_eq!(f.totp(&ana.id).await.unwrap().unwrap().last_step, 200);
+
+    // Recovery codes: each once, only its user's.
+    assert!(!f.use_recovery_code(&bob.id, &code(1)).await.unwrap());
+    assert!(f.use_recovery_code(&ana.id, &code(1)).await.unwrap());
+    assert!(!f.use_recovery_code(&ana.id, &code(1)).await.unwrap());
+    assert!(!f.use_recovery_code(&ana.id, &code(9)).await.unwrap());
+    assert!(
+        f.replace_recovery_codes(&ana.id, &[code(3), code(4)])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.use_recovery_code(&ana.id, &code(2)).await.unwrap(),
+        "replaced"
+    );
+    let three = code(3);
+    let racing = join_all((0..8).map(|_| f.use_recovery_code(&ana.id, &three))).await;
+    assert_eq!(
+        racing.into_iter().filter(|r| *r.as_ref().unwrap()).count(),
+        1
+    );
+    assert_eq!(f.factor_summary(&ana.id).await.unwrap().recovery_codes, 1);
+
+    assert!(f.disable_totp(&ana.id, now + 1).await.unwrap());
+    assert!(!f.disable_totp(&ana.id, now + 2).await.unwrap());
+    assert_eq!(
+        f.factor_summary(&ana.id).await.unwrap(),
+        FactorSummary::default()
+    );
+    assert!(
+        !f.use_recovery_code(&ana.id, &code(4)).await.unwrap(),
+        "gone with TOTP"
+    );
+    // On again, from scratch.
+    assert!(f.enable_totp(&ana.id, &other, &[code(6)]).await.unwrap());
+    assert!(f.use_totp_step(&ana.id, 1).await.unwrap());
+
+    let kinds: Vec<_> = events_of(&s, &start, &ana.id)
+        .await
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    let totp = AuthMethod::Totp;
+    assert_eq!(
+        kinds,
+        [
+            EventKind::FactorEnabled { factor: totp },
+            EventKind::FactorDisabled { factor: totp },
+            EventKind::FactorEnabled { factor: totp },
+        ]
+    );
+}
+
+pub async fn tickets_are_taken_once_and_expire(s: Stores) {
+    let t = &s.tickets;
+    let id = unique("ticket");
+    let now = now_ms();
+    let (mfa, enroll) = (TicketKind::MfaChallenge, TicketKind::TotpEnrollment);
+    assert_eq!(t.get_ticket(mfa, &id, now).await.unwrap(), None);
+    t.put_ticket(mfa, &id, "one", now + MIN, now).await.unwrap();
+    assert_eq!(
+        t.get_ticket(mfa, &id, now).await.unwrap().as_deref(),
+        Some("one")
+    );
+    assert_eq!(
+        t.get_ticket(enroll, &id, now).await.unwrap(),
+        None,
+        "kinds do not mix"
+    );
+    t.put_ticket(mfa, &id, "two", now + MIN, now).await.unwrap();
+    assert_eq!(
+        t.get_ticket(mfa, &id, now).await.unwrap().as_deref(),
+        Some("two")
+    );
+    let taken = join_all((0..8).map(|_| t.take_ticket(mfa, &id, now))).await;
+    let taken: Vec<_> = taken.into_iter().filter_map(|r| r.unwrap()).collect();
+    assert_eq!(taken, ["two"], "taken once");
+    assert_eq!(t.get_ticket(mfa, &id, now).await.unwrap(), None);
+
+    // Expiry, by the real clock (Redis expires keys by its own).
+    let now = now_ms();
+    t.put_ticket(enroll, &id, "short", now + 50, now)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    let later = now_ms();
+    assert_eq!(t.get_ticket(enroll, &id, later).await.unwrap(), None);
+    assert_eq!(t.take_ticket(enroll, &id, later).await.unwrap(), None);
+}
+
+pub async fn sessions_remember_how_they_signed_in(s: Stores) {
+    let now = now_ms();
+    let user = UserId::generate();
+    let mut session = new_session(&user, hash(1), now);
+    session.sign_in = SignIn {
+        first: AuthMethod::EmailCode,
+        second: Some(AuthMethod::RecoveryCode),
+    };
+    create(&s, &session).await;
+    let plain = new_session(&user, hash(2), now + 1);
+    create(&s, &plain).await;
+    let got = s
+        .sessions
+        .get_session(&session.id, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.sign_in, Some(session.sign_in));
+    let listed = s.sessions.list_sessions(&user, now).await.unwrap();
+    let ways: Vec<_> = listed.iter().map(|r| (r.id.clone(), r.sign_in)).collect();
+    assert_eq!(
+        ways,
+        [
+            (plain.id.clone(), Some(plain.sign_in)),
+            (session.id.clone(), Some(session.sign_in)),
         ]
     );
 }

@@ -10,6 +10,7 @@
 
 mod document;
 mod errors;
+mod factors;
 mod users;
 
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! the same tag, so they live in one slot.
 
 use crate::domain::{Email, SessionId, UserId};
-use crate::store::CodePurpose;
+use crate::store::{CodePurpose, TicketKind};
 
 /// Builds key names under an optional prefix (one deployment or one test per prefix).
 #[derive(Debug, Clone)]
@@ -75,6 +75,12 @@ impl Keys {
     /// the slot of its requests.
     pub fn pending_budget(&self, purpose: CodePurpose, email: &Email) -> String {
         format!("{}:budget", self.pending(purpose, email))
+    }
+
+    /// `ticket:mfa:{<id>}`, `ticket:totp_enroll:{<user id>}`: STRING, a flow's short-lived
+    /// state (see `TicketStore`), expiring with it.
+    pub fn ticket(&self, kind: TicketKind, id: &str) -> String {
+        format!("{}ticket:{}:{{{id}}}", self.prefix, kind.as_str())
     }
 
     /// `ratelimit:{<key>}`.

@@ -60,6 +60,7 @@ mod mail;
 mod presence;
 mod scripts;
 mod sessions;
+mod tickets;
 
 use std::{
     future::Future,

@@ -192,7 +192,8 @@ return 1
 
 /// Start a session. KEYS: 1 record, 2 successor, 3 index, then record and successor of each
 /// eviction candidate (the user's sessions that expire first). ARGV: sid, user id, created at,
-/// expires at, user agent, client ip, refresh hash (hex), max sessions, candidate ids.
+/// expires at, user agent, client ip, refresh hash (hex), sign-in methods, max sessions,
+/// candidate ids.
 /// Reply: {0, evicted ids...} | {1} more candidates needed (nothing changed but the removal of
 /// index entries of sessions that had already expired).
 pub(super) const CREATE_SESSION: &str = concat!(
@@ -203,17 +204,17 @@ pub(super) const CREATE_SESSION: &str = concat!(
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('ERR session exists') end
 -- Index entries of sessions that expired (their keys are gone with the same expiry).
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[3])
-local n, max = redis.call('ZCARD', KEYS[3]), tonumber(ARGV[8])
+local n, max = redis.call('ZCARD', KEYS[3]), tonumber(ARGV[9])
 -- Only candidates still in the index count; with too few, change nothing and ask for more.
 local present = 0
-for i = 9, #ARGV do
+for i = 10, #ARGV do
   if redis.call('ZSCORE', KEYS[3], ARGV[i]) then present = present + 1 end
 end
 if n - present >= max then return {1} end
 local evicted = {0}
 local i = 1
 while n >= max do
-  local victim = ARGV[8 + i]
+  local victim = ARGV[9 + i]
   local k = 4 + (i - 1) * 2
   if redis.call('ZREM', KEYS[3], victim) == 1 then
     n = n - 1
@@ -225,7 +226,8 @@ while n >= max do
   i = i + 1
 end
 redis.call('HSET', KEYS[1], 'user_id', ARGV[2], 'created_at', ARGV[3], 'last_used_at', ARGV[3],
-  'expires_at', ARGV[4], 'user_agent', ARGV[5], 'client_ip', ARGV[6], 'refresh', ARGV[7])
+  'expires_at', ARGV[4], 'user_agent', ARGV[5], 'client_ip', ARGV[6], 'refresh', ARGV[7],
+  'sign_in', ARGV[8])
 redis.call('PEXPIREAT', KEYS[1], ARGV[4])
 redis.call('DEL', KEYS[2])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use redis::Value;
 
 use super::{RedisStore, Reply, codes::unknown_status, hex, keys::SessionKeys};
-use crate::domain::{RevokeReason, SessionId, UnixMs, UserId};
+use crate::domain::{RevokeReason, SessionId, SignIn, UnixMs, UserId};
 use crate::store::{
     NewSession, NextRefresh, RefreshHash, RotateOutcome, SessionRecord, SessionStore, StoreError,
     StoreResult,
@@ -20,13 +20,14 @@ const REVOKE_BATCH: usize = 128;
 const EVICTION_CANDIDATES: isize = 16;
 
 /// The fields of the session hash, in the order the scripts return them.
-const FIELDS: [&str; 6] = [
+const FIELDS: [&str; 7] = [
     "user_id",
     "created_at",
     "last_used_at",
     "expires_at",
     "user_agent",
     "client_ip",
+    "sign_in",
 ];
 
 impl RedisStore {
@@ -104,6 +105,7 @@ impl RedisStore {
 }
 
 /// A session record from a script reply: `[status, user, created, last used, expires, agent, ip]`.
+/// The scripts do not return how it signed in (nothing that calls them needs it).
 fn record_from_reply(id: &SessionId, reply: &Reply) -> StoreResult<SessionRecord> {
     Ok(SessionRecord {
         id: id.clone(),
@@ -113,6 +115,7 @@ fn record_from_reply(id: &SessionId, reply: &Reply) -> StoreResult<SessionRecord
         expires_at: reply.int(4)?,
         user_agent: reply.text(5)?,
         client_ip: reply.text(6)?,
+        sign_in: None,
     })
 }
 
@@ -124,7 +127,13 @@ fn record_from_fields(id: &str, values: Vec<Value>) -> StoreResult<Option<Sessio
     if matches!(reply.0.get(1), None | Some(Value::Nil)) {
         return Ok(None);
     }
-    record_from_reply(&SessionId(id.to_owned()), &reply).map(Some)
+    let mut record = record_from_reply(&SessionId(id.to_owned()), &reply)?;
+    // Absent for a session started before sign-in methods were kept.
+    record.sign_in = reply
+        .text(7)
+        .ok()
+        .and_then(|stored| SignIn::from_stored(&stored));
+    Ok(Some(record))
 }
 
 fn session_call<'a>(script: &'a redis::Script, keys: &SessionKeys) -> redis::ScriptInvocation<'a> {
@@ -172,6 +181,7 @@ impl SessionStore for RedisStore {
                 .arg(&s.user_agent)
                 .arg(&s.client_ip)
                 .arg(hex(&s.refresh_hash))
+                .arg(s.sign_in.to_stored())
                 .arg(max_per_user.max(1));
             for victim in &candidates {
                 call.arg(victim);

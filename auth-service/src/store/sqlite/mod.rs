@@ -8,11 +8,13 @@
 
 mod codes;
 mod events;
+mod factors;
 mod limits;
 mod mail;
 mod presence;
 mod schema;
 mod sessions;
+mod tickets;
 mod users;
 
 use std::{path::Path, sync::Arc, sync::mpsc, time::Duration};

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::domain::UnixMs;
 
 /// The schema this code writes; `PRAGMA user_version` records the one a file has.
-const VERSION: i64 = 3;
+const VERSION: i64 = 4;
 
 /// Creates the tables if missing, or brings an older file up to [`VERSION`]. Times are Unix
 /// milliseconds; hashes are 32-byte blobs.
@@ -27,6 +27,9 @@ pub(super) fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
         && !has_column(&tx, "users", "username_changed_at")?
     {
         tx.execute_batch("ALTER TABLE users ADD COLUMN username_changed_at INTEGER;")?;
+    }
+    if version < 4 && table_exists(&tx, "sessions")? && !has_column(&tx, "sessions", "sign_in")? {
+        tx.execute_batch("ALTER TABLE sessions ADD COLUMN sign_in TEXT NOT NULL DEFAULT '';")?;
     }
     tx.execute_batch(
         "
@@ -86,7 +89,9 @@ pub(super) fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
             previous_hash    BLOB,
             previous_used_at INTEGER,
             successor        BLOB,
-            successor_until  INTEGER
+            successor_until  INTEGER,
+            -- How the session signed in: 'password', 'password+totp', ... ('' before v4).
+            sign_in          TEXT NOT NULL DEFAULT ''
         );
         CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id, last_used_at);
         CREATE TABLE IF NOT EXISTS rate_limits (
@@ -139,6 +144,28 @@ pub(super) fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
             one     INTEGER PRIMARY KEY CHECK (one = 1),
             last_id INTEGER NOT NULL
         );
+        -- Second factors: the TOTP secret sealed to its user, the last step a code was
+        -- accepted for (each step once), and the keyed hashes of unused recovery codes.
+        CREATE TABLE IF NOT EXISTS totp_factors (
+            user_id       TEXT PRIMARY KEY,
+            sealed_secret BLOB NOT NULL,
+            last_step     INTEGER NOT NULL,
+            enabled_at    INTEGER NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS recovery_codes (
+            user_id TEXT NOT NULL,
+            hash    BLOB NOT NULL,
+            PRIMARY KEY (user_id, hash)
+        );
+        -- Short-lived state of multi-step flows (MFA challenges, enrollments), single use.
+        CREATE TABLE IF NOT EXISTS tickets (
+            kind       TEXT NOT NULL,
+            id         TEXT NOT NULL,
+            payload    TEXT NOT NULL,
+            expires_at INTEGER NOT NULL,
+            PRIMARY KEY (kind, id)
+        );
+        CREATE INDEX IF NOT EXISTS tickets_by_expiry ON tickets (expires_at);
         ",
     )?;
     tx.pragma_update(None, "user_version", VERSION)?;
@@ -218,6 +245,7 @@ pub(super) fn purge_expired(conn: &mut Connection, now: UnixMs) -> rusqlite::Res
         "DELETE FROM rate_limits WHERE window_ends_at <= ?1",
         params![now],
     )?;
+    n += tx.execute("DELETE FROM tickets WHERE expires_at <= ?1", params![now])?;
     tx.commit()?;
     Ok(n)
 }

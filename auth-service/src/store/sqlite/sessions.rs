@@ -5,13 +5,14 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use super::{SqliteStore, events, internal, presence};
-use crate::domain::{EventKind, RevokeReason, SessionId, UnixMs, UserId};
+use crate::domain::{EventKind, RevokeReason, SessionId, SignIn, UnixMs, UserId};
 use crate::store::{
     NewSession, NextRefresh, RefreshHash, RotateOutcome, SessionRecord, SessionStore, StoreResult,
     within_grace,
 };
 
-const COLUMNS: &str = "id, user_id, created_at, last_used_at, expires_at, user_agent, client_ip";
+const COLUMNS: &str =
+    "id, user_id, created_at, last_used_at, expires_at, user_agent, client_ip, sign_in";
 
 fn session_from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
@@ -22,6 +23,7 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         expires_at: r.get(4)?,
         user_agent: r.get(5)?,
         client_ip: r.get(6)?,
+        sign_in: SignIn::from_stored(&r.get::<_, String>(7)?),
     })
 }
 
@@ -45,10 +47,10 @@ impl Live {
             |r| {
                 Ok(Self {
                     record: session_from_row(r)?,
-                    current: r.get(7)?,
-                    previous: r.get(8)?,
-                    previous_used_at: r.get(9)?,
-                    successor: r.get(10)?,
+                    current: r.get(8)?,
+                    previous: r.get(9)?,
+                    previous_used_at: r.get(10)?,
+                    successor: r.get(11)?,
                 })
             },
         )
@@ -112,7 +114,8 @@ impl SessionStore for SqliteStore {
             }
             tx.execute(
                 "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, \
-                 user_agent, client_ip, refresh_hash) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7)",
+                 user_agent, client_ip, refresh_hash, sign_in) \
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     s.id.0,
                     s.user_id.0,
@@ -120,7 +123,8 @@ impl SessionStore for SqliteStore {
                     s.expires_at,
                     s.user_agent,
                     s.client_ip,
-                    s.refresh_hash.to_vec()
+                    s.refresh_hash.to_vec(),
+                    s.sign_in.to_stored()
                 ],
             )
             .map_err(internal)?;

@@ -1,0 +1,544 @@
+//! Second factors: TOTP enrollment (the secret shown once, on only after one valid code and
+//! the password, with 10 one-time recovery codes for a lost phone), turning it off and new
+//! recovery codes (each proven with a current factor or the password), and the MFA challenge
+//! a sign-in of such a user gets instead of tokens.
+//!
+//! Guessing is bounded twice: per challenge (`max_guesses_per_challenge`, then the challenge is
+//! void) and per user per day (`max_guesses_per_day`, every challenge and change together). The
+//! daily budget is what an attacker who knows the password can spend to keep the owner's
+//! codes refused for the rest of the day; a password reset by emailed code clears it (the
+//! owner proves the mailbox, and the attacker's password stops working), so the owner always
+//! has a way back in. TOTP codes are accepted once (the store keeps the last step used).
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::guard::{Guard, Limit};
+use super::limits::Counter;
+use super::{AuthCore, Caller, ClientInfo, FlowError, SignedIn};
+use crate::crypto::TotpSecret;
+use crate::domain::{
+    AllParsed, AuthMethod, Code, FactorProof, Password, PasswordHash, PendingId, RecoveryCode,
+    RevokeReason, SignIn, UnixMs, User, UserId, Violations, now_ms,
+};
+use crate::store::{DAY_MS, TicketKind, TotpFactor};
+
+/// How long a TOTP secret shown by StartTotpEnrollment waits for its first code.
+const ENROLLMENT_TTL_MS: i64 = 15 * 60 * 1000;
+
+/// What a first factor (password, emailed code) leads to.
+#[derive(Debug)]
+pub enum SignInOutcome {
+    SignedIn(Box<SignedIn>),
+    /// The account has a second factor: no tokens yet.
+    MfaRequired(ChallengeView),
+}
+
+/// A sign-in challenge as its holder sees it.
+#[derive(Debug, Clone)]
+pub struct ChallengeView {
+    /// Opaque, for the client that signed in only (the gateway keeps it in an httpOnly cookie).
+    pub id: PendingId,
+    /// What it can be completed with.
+    pub factors: Vec<AuthMethod>,
+    pub expires_at: UnixMs,
+}
+
+/// A TOTP secret to add to an authenticator app.
+#[derive(Debug)]
+pub struct TotpEnrollment {
+    /// Base32, for typing in by hand.
+    pub secret: String,
+    /// `otpauth://totp/...`, for a QR code.
+    pub uri: String,
+    pub expires_at: UnixMs,
+}
+
+/// The proof fields of a request, as they came; at most one should be set.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProofInput<'a> {
+    pub totp_code: &'a str,
+    pub recovery_code: &'a str,
+    pub password: &'a str,
+}
+
+/// A challenge as stored: whose, how the first factor was proven, and a stamp of the
+/// password hash then (a password change or reset since voids it).
+#[derive(Serialize, Deserialize)]
+struct ChallengeTicket {
+    user_id: String,
+    first: String,
+    password_stamp: String,
+    expires_at: UnixMs,
+}
+
+/// What a second factor check found.
+enum Checked {
+    Accepted,
+    Wrong,
+    /// A valid TOTP code of a step already used.
+    Replayed,
+}
+
+impl AuthCore {
+    /// After a first factor: the session, or when the user has a second factor, a challenge.
+    pub(super) async fn after_first_factor(
+        &self,
+        user: User,
+        first: AuthMethod,
+        client: &ClientInfo,
+    ) -> Result<SignInOutcome, FlowError> {
+        let factors = self.stores.factors.factor_summary(&user.id).await?;
+        if !factors.any() {
+            let signed_in = self.sign_in(user, SignIn::one(first), client).await?;
+            return Ok(SignInOutcome::SignedIn(Box::new(signed_in)));
+        }
+        let id = PendingId::generate();
+        let now = now_ms();
+        let expires_at = now + self.policy.mfa.challenge_ttl_ms;
+        let ticket = ChallengeTicket {
+            user_id: user.id.0.clone(),
+            first: first.as_str().to_owned(),
+            password_stamp: password_stamp(&user.password_hash),
+            expires_at,
+        };
+        let payload = serde_json::to_string(&ticket)
+            .map_err(|e| FlowError::Internal(format!("cannot write a challenge: {e}")))?;
+        self.stores
+            .tickets
+            .put_ticket(
+                TicketKind::MfaChallenge,
+                id.as_str(),
+                &payload,
+                expires_at,
+                now,
+            )
+            .await?;
+        tracing::info!(user_id = %user.id.0, "first factor accepted; second factor required");
+        Ok(SignInOutcome::MfaRequired(ChallengeView {
+            id,
+            factors: factors.allowed(),
+            expires_at,
+        }))
+    }
+
+    /// CompleteMfaChallenge: the second factor of the caller's challenge starts the session.
+    /// The challenge stays through wrong codes (within its budget) and is taken, once, by the
+    /// right one.
+    #[tracing::instrument(skip_all)]
+    pub async fn complete_mfa_challenge(
+        &self,
+        challenge_id: &str,
+        proof: ProofInput<'_>,
+        client: &ClientInfo,
+    ) -> Result<SignedIn, FlowError> {
+        let mut v = Violations::default();
+        let id = v.check(
+            "challenge_id",
+            if challenge_id.trim().is_empty() {
+                Err("challenge_id is required: Login returns it".to_owned())
+            } else {
+                PendingId::parse(challenge_id).map_err(|e| format!("challenge_id {e}"))
+            },
+        );
+        let proof = parse_proof(&mut v, proof, false);
+        let (id, proof) = v.finish((id, proof).all())?;
+        let proof = proof.ok_or_else(|| {
+            FlowError::invalid("totp_code", "a totp_code or a recovery_code is required")
+        })?;
+        let now = now_ms();
+        let ticket = self
+            .stores
+            .tickets
+            .get_ticket(TicketKind::MfaChallenge, id.as_str(), now)
+            .await?
+            .and_then(|raw| serde_json::from_str::<ChallengeTicket>(&raw).ok())
+            .filter(|t| t.expires_at > now)
+            .ok_or(FlowError::MfaChallengeNotFound)?;
+        let user_id = UserId(ticket.user_id.clone());
+        let guard = self.mfa_guard(&user_id, Some(id.as_str()));
+        self.check_second_factor(&user_id, &proof, &guard).await?;
+        // Taken once: of two right answers racing, one signs in.
+        self.stores
+            .tickets
+            .take_ticket(TicketKind::MfaChallenge, id.as_str(), now_ms())
+            .await?
+            .ok_or(FlowError::MfaChallengeNotFound)?;
+        let user = self
+            .stores
+            .users
+            .find_by_id(&user_id)
+            .await?
+            .filter(|u| password_stamp(&u.password_hash) == ticket.password_stamp)
+            .ok_or(FlowError::MfaChallengeNotFound)?;
+        let first =
+            AuthMethod::from_stored(&ticket.first).ok_or(FlowError::MfaChallengeNotFound)?;
+        let sign_in = SignIn {
+            first,
+            second: Some(proof.method()),
+        };
+        self.sign_in(user, sign_in, client).await
+    }
+
+    /// The caller's second factors, as GetCurrentUser shows them.
+    pub async fn factors(
+        &self,
+        caller: &Caller,
+    ) -> Result<crate::domain::FactorSummary, FlowError> {
+        Ok(self.stores.factors.factor_summary(&caller.user_id).await?)
+    }
+
+    /// StartTotpEnrollment: a new secret for the caller, waiting (replacing any earlier one)
+    /// for its first code in ConfirmTotpEnrollment.
+    #[tracing::instrument(skip_all, fields(user_id = %caller.user_id.0))]
+    pub async fn start_totp_enrollment(
+        &self,
+        caller: &Caller,
+    ) -> Result<TotpEnrollment, FlowError> {
+        let user = self.user(&caller.user_id).await?;
+        if self.stores.factors.totp(&user.id).await?.is_some() {
+            return Err(FlowError::TotpAlreadyEnabled);
+        }
+        let secret = TotpSecret::generate();
+        let now = now_ms();
+        let expires_at = now + ENROLLMENT_TTL_MS;
+        let sealed = encode(&secret.seal(&self.totp_sealer, &user.id));
+        self.stores
+            .tickets
+            .put_ticket(
+                TicketKind::TotpEnrollment,
+                &user.id.0,
+                &sealed,
+                expires_at,
+                now,
+            )
+            .await?;
+        Ok(TotpEnrollment {
+            secret: secret.base32(),
+            uri: secret.uri(&self.templates.app_name, &user.email),
+            expires_at,
+        })
+    }
+
+    /// ConfirmTotpEnrollment: one valid code of the waiting secret and the password turn TOTP
+    /// on; returns the recovery codes, shown this once. The password is asked so that a stolen
+    /// access token alone cannot put a factor on the account and lock its owner out.
+    #[tracing::instrument(skip_all, fields(user_id = %caller.user_id.0))]
+    pub async fn confirm_totp_enrollment(
+        &self,
+        caller: &Caller,
+        code: &str,
+        current_password: &str,
+    ) -> Result<Vec<RecoveryCode>, FlowError> {
+        let mut v = Violations::default();
+        let code = v.check("code", Code::parse(code));
+        let password = v.check(
+            "current_password",
+            Password::parse_existing(current_password),
+        );
+        let (code, password) = v.finish((code, password).all())?;
+        let user = self.user(&caller.user_id).await?;
+        self.check_password(&user, caller, &password).await?;
+        let sealed = self
+            .stores
+            .tickets
+            .get_ticket(TicketKind::TotpEnrollment, &user.id.0, now_ms())
+            .await?
+            .and_then(|raw| decode(&raw))
+            .ok_or(FlowError::TotpEnrollmentNotFound)?;
+        let secret =
+            TotpSecret::open(&self.totp_sealer, &user.id, &sealed).map_err(FlowError::Internal)?;
+        let guard = self.mfa_guard(&user.id, None);
+        guard.admit(self).await?;
+        let step = secret.matching_step(&code, now_ms());
+        guard.record(self, step.is_some()).await?;
+        let Some(step) = step else {
+            return Err(self
+                .wrong_factor(&user.id, "code", AuthMethod::Totp, &guard)
+                .await);
+        };
+        self.stores
+            .tickets
+            .take_ticket(TicketKind::TotpEnrollment, &user.id.0, now_ms())
+            .await?
+            .ok_or(FlowError::TotpEnrollmentNotFound)?;
+        let (codes, hashes) = self.new_recovery_codes(&user.id);
+        let factor = TotpFactor {
+            sealed_secret: sealed,
+            last_step: step,
+            enabled_at: now_ms(),
+        };
+        if !self
+            .stores
+            .factors
+            .enable_totp(&user.id, &factor, &hashes)
+            .await?
+        {
+            return Err(FlowError::TotpAlreadyEnabled);
+        }
+        tracing::info!("TOTP enabled");
+        Ok(codes)
+    }
+
+    /// DisableTotp: with a current TOTP or recovery code, or the password; drops the
+    /// recovery codes and ends the caller's other sessions.
+    #[tracing::instrument(skip_all, fields(user_id = %caller.user_id.0))]
+    pub async fn disable_totp(
+        &self,
+        caller: &Caller,
+        proof: ProofInput<'_>,
+    ) -> Result<u32, FlowError> {
+        let user = self.prove(caller, proof).await?;
+        if !self.stores.factors.disable_totp(&user.id, now_ms()).await? {
+            return Err(FlowError::TotpNotEnabled);
+        }
+        let ended = self
+            .stores
+            .sessions
+            .revoke_all(
+                &user.id,
+                Some(&caller.session_id),
+                RevokeReason::FactorDisabled,
+                now_ms(),
+            )
+            .await?;
+        tracing::info!(sessions_ended = ended, "TOTP disabled");
+        Ok(ended)
+    }
+
+    /// RegenerateRecoveryCodes: with a current TOTP or recovery code, or the password; the old
+    /// codes stop working.
+    #[tracing::instrument(skip_all, fields(user_id = %caller.user_id.0))]
+    pub async fn regenerate_recovery_codes(
+        &self,
+        caller: &Caller,
+        proof: ProofInput<'_>,
+    ) -> Result<Vec<RecoveryCode>, FlowError> {
+        let user = self.prove(caller, proof).await?;
+        let (codes, hashes) = self.new_recovery_codes(&user.id);
+        if !self
+            .stores
+            .factors
+            .replace_recovery_codes(&user.id, &hashes)
+            .await?
+        {
+            return Err(FlowError::TotpNotEnabled);
+        }
+        tracing::info!("recovery codes replaced");
+        Ok(codes)
+    }
+
+    /// The caller, once `proof` (a factor, or the password) is checked; TOTP must be on.
+    async fn prove(&self, caller: &Caller, proof: ProofInput<'_>) -> Result<User, FlowError> {
+        let mut v = Violations::default();
+        let proof = parse_proof(&mut v, proof, true);
+        let proof = v.finish(proof)?.ok_or(FlowError::MfaRequired)?;
+        let user = self.user(&caller.user_id).await?;
+        if self.stores.factors.totp(&user.id).await?.is_none() {
+            return Err(FlowError::TotpNotEnabled);
+        }
+        match &proof {
+            FactorProof::Password(password) => self.check_password(&user, caller, password).await?,
+            _ => {
+                let guard = self.mfa_guard(&user.id, None);
+                self.check_second_factor(&user.id, &proof, &guard).await?;
+            }
+        }
+        Ok(user)
+    }
+
+    /// The caller's password, under the per-session guess limit of ChangePassword.
+    async fn check_password(
+        &self,
+        user: &User,
+        caller: &Caller,
+        password: &Password,
+    ) -> Result<(), FlowError> {
+        let guard = self.password_guard_for_session(&user.id, &caller.session_id);
+        guard.admit(self).await?;
+        let verified = self
+            .hasher
+            .verify(password, Some(&user.password_hash))
+            .await?;
+        guard.record(self, verified).await?;
+        if verified {
+            Ok(())
+        } else {
+            Err(FlowError::WrongPassword)
+        }
+    }
+
+    /// Checks a TOTP or recovery code of `user` under `guard`: a wrong one is counted (and
+    /// written as mfa.failed), a TOTP code of a step already used is refused as a replay.
+    async fn check_second_factor(
+        &self,
+        user: &UserId,
+        proof: &FactorProof,
+        guard: &Guard,
+    ) -> Result<(), FlowError> {
+        guard.admit(self).await?;
+        let (checked, field) = match proof {
+            FactorProof::Totp(code) => (self.check_totp(user, code).await?, "totp_code"),
+            FactorProof::RecoveryCode(code) => {
+                let hash = self.codes.recovery(user, code);
+                let used = self.stores.factors.use_recovery_code(user, &hash).await?;
+                let checked = if used {
+                    Checked::Accepted
+                } else {
+                    Checked::Wrong
+                };
+                (checked, "recovery_code")
+            }
+            FactorProof::Password(_) => {
+                return Err(FlowError::Internal("a password is no second factor".into()));
+            }
+        };
+        guard
+            .record(self, matches!(checked, Checked::Accepted))
+            .await?;
+        match checked {
+            Checked::Accepted => Ok(()),
+            Checked::Replayed => {
+                self.mfa_failed(user, proof.method()).await;
+                Err(FlowError::TotpReplayed { field })
+            }
+            Checked::Wrong => Err(self.wrong_factor(user, field, proof.method(), guard).await),
+        }
+    }
+
+    async fn check_totp(&self, user: &UserId, code: &Code) -> Result<Checked, FlowError> {
+        let Some(factor) = self.stores.factors.totp(user).await? else {
+            return Ok(Checked::Wrong);
+        };
+        let secret = TotpSecret::open(&self.totp_sealer, user, &factor.sealed_secret)
+            .map_err(FlowError::Internal)?;
+        let Some(step) = secret.matching_step(code, now_ms()) else {
+            return Ok(Checked::Wrong);
+        };
+        Ok(if self.stores.factors.use_totp_step(user, step).await? {
+            Checked::Accepted
+        } else {
+            Checked::Replayed
+        })
+    }
+
+    /// The answer to a wrong code, after writing mfa.failed.
+    async fn wrong_factor(
+        &self,
+        user: &UserId,
+        field: &'static str,
+        method: AuthMethod,
+        guard: &Guard,
+    ) -> FlowError {
+        self.mfa_failed(user, method).await;
+        match guard.remaining(self).await {
+            Ok(attempts_remaining) => FlowError::MfaCodeInvalid {
+                field,
+                attempts_remaining,
+            },
+            Err(e) => e,
+        }
+    }
+
+    /// Writes mfa.failed; a log that cannot take it costs the event, not the answer.
+    async fn mfa_failed(&self, user: &UserId, factor: AuthMethod) {
+        let kind = crate::domain::EventKind::MfaFailed { factor };
+        if let Err(e) = self.stores.events.append(user, &kind, now_ms()).await {
+            tracing::warn!(error = %e, "cannot record mfa.failed");
+        }
+        tracing::info!(user_id = %user.0, factor = factor.as_str(), "wrong second factor");
+    }
+
+    /// The limits of second-factor guesses of `user`: per challenge when there is one, and
+    /// per day.
+    fn mfa_guard(&self, user: &UserId, challenge: Option<&str>) -> Guard {
+        let policy = &self.policy.mfa;
+        let mut hard = Vec::new();
+        if let Some(challenge) = challenge {
+            hard.push(Limit {
+                key: Counter::MfaChallenge { challenge }.key(),
+                max: policy.max_guesses_per_challenge,
+                window_ms: policy.challenge_ttl_ms,
+            });
+        }
+        hard.push(Limit {
+            key: Counter::MfaUser { user }.key(),
+            max: policy.max_guesses_per_day,
+            window_ms: DAY_MS,
+        });
+        Guard {
+            hard,
+            slowdown: None,
+            refused: |retry_at| FlowError::MfaRateLimited { retry_at },
+        }
+    }
+
+    /// Forgets the user's daily second-factor budget (after a password reset by emailed code).
+    pub(super) async fn clear_mfa_budget(&self, user: &UserId) -> Result<(), FlowError> {
+        Ok(self
+            .stores
+            .limits
+            .clear(&Counter::MfaUser { user }.key())
+            .await?)
+    }
+
+    /// Fresh recovery codes and their keyed hashes.
+    fn new_recovery_codes(
+        &self,
+        user: &UserId,
+    ) -> (Vec<RecoveryCode>, Vec<crate::domain::CodeHash>) {
+        let codes: Vec<_> = (0..RecoveryCode::COUNT)
+            .map(|_| RecoveryCode::generate())
+            .collect();
+        let hashes = codes.iter().map(|c| self.codes.recovery(user, c)).collect();
+        (codes, hashes)
+    }
+}
+
+/// The proof of a request: `None` when no field is set; a violation when several are, or the
+/// one set does not parse. `password` counts only where `allow_password`.
+fn parse_proof(
+    v: &mut Violations,
+    input: ProofInput<'_>,
+    allow_password: bool,
+) -> Option<Option<FactorProof>> {
+    let set = |s: &str| !s.trim().is_empty();
+    let given = [
+        set(input.totp_code),
+        set(input.recovery_code),
+        allow_password && !input.password.is_empty(),
+    ];
+    match given.iter().filter(|g| **g).count() {
+        0 => Some(None),
+        1 if given[0] => v
+            .check("totp_code", Code::parse(input.totp_code))
+            .map(|c| Some(FactorProof::Totp(c))),
+        1 if given[1] => v
+            .check("recovery_code", RecoveryCode::parse(input.recovery_code))
+            .map(|c| Some(FactorProof::RecoveryCode(c))),
+        1 => v
+            .check("password", Password::parse_existing(input.password))
+            .map(|p| Some(FactorProof::Password(p))),
+        _ => {
+            v.check::<()>(
+                "proof",
+                Err("give one of totp_code, recovery_code, password".into()),
+            );
+            None
+        }
+    }
+}
+
+/// A stamp of a password hash: a challenge made before a password change no longer matches.
+fn password_stamp(hash: &PasswordHash) -> String {
+    encode(&Sha256::digest(hash.0.as_bytes())[..16])
+}
+
+fn encode(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn decode(text: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(text).ok()
+}
