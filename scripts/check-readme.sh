@@ -41,6 +41,7 @@
 #   - The working folder stands for the repository root: data/ is the service's DATA_DIR (so
 #     data/mail/*.eml holds the codes) and every other top-level entry of the repository
 #     (scripts/, proto/, ...) is a symlink to the real one.
+#   - Without Debian's oathtool, a stand-in computes `oathtool --totp -b SECRET` with pyotp.
 #   - PATH starts with tests/tools/node_modules/.bin (buf) and a stand-in `cargo`: `cargo build`
 #     only checks that the debug binaries exist (the cargo-build stage builds them; building
 #     again here would recompile with other features), `cargo run [--release] -p NAME [-- ARGS]`
@@ -178,6 +179,19 @@ case "\${1:-}" in
 esac
 CARGO
 chmod +x "$WORK/bin/cargo"
+
+# oathtool (Debian package) computes the TOTP codes of the README; where it is not installed, a
+# stand-in answers `oathtool --totp -b SECRET` with pyotp from the test virtualenv.
+if ! command -v oathtool >/dev/null; then
+  cat >"$WORK/bin/oathtool" <<OATH
+#!/usr/bin/env bash
+set -euo pipefail
+[[ "\${1:-}" == --totp && "\${2:-}" == -b && \$# -eq 3 ]] || {
+  echo "readme-check oathtool: only 'oathtool --totp -b SECRET' is supported" >&2; exit 1; }
+exec "$HOME/.cache/baatcheet-auth/venv/bin/python" -c 'import pyotp, sys; print(pyotp.TOTP(sys.argv[1]).now())' "\$3"
+OATH
+  chmod +x "$WORK/bin/oathtool"
+fi
 
 BLOCK_PATH="$WORK/bin:$TOOLS_BIN:$PATH"
 # The environment of every block and of the system under test: only these variables.

@@ -73,6 +73,16 @@ pub fn reset_cookie(policy: &CookiePolicy) -> CookieSpec {
     pending_cookie(policy, "__Host-resetId", "resetId")
 }
 
+/// The id of this browser's pending sign-in by emailed code: only for the auth API.
+pub fn login_code_cookie(policy: &CookiePolicy) -> CookieSpec {
+    pending_cookie(policy, "__Host-loginId", "loginId")
+}
+
+/// The id of this browser's sign-in waiting for its second factor: only for the auth API.
+pub fn mfa_cookie(policy: &CookiePolicy) -> CookieSpec {
+    pending_cookie(policy, "__Host-mfaChallenge", "mfaChallenge")
+}
+
 fn pending_cookie(
     policy: &CookiePolicy,
     prefixed: &'static str,
@@ -154,6 +164,8 @@ pub fn has_auth_cookie(headers: &HeaderMap, policy: &CookiePolicy) -> bool {
         refresh_cookie(policy),
         registration_cookie(policy),
         reset_cookie(policy),
+        login_code_cookie(policy),
+        mfa_cookie(policy),
     ]
     .iter()
     .any(|spec| read(headers, spec.name).is_some())

@@ -20,7 +20,8 @@ error: { code, message, details } }`.",
     ),
     tags(
         (name = "registration", description = "Sign-up with an emailed code"),
-        (name = "session", description = "Sign-in, refresh, sign-out"),
+        (name = "session", description = "Sign-in (password, emailed code, second factor), refresh, sign-out"),
+        (name = "mfa", description = "Second factors: the authenticator app and recovery codes"),
         (name = "account", description = "The signed-in caller"),
         (name = "password", description = "Forgot, reset, change"),
         (name = "ops", description = "Health, readiness, metrics, keys, this document"),
@@ -56,6 +57,8 @@ pub fn name_cookies(doc: &mut utoipa::openapi::OpenApi, policy: &crate::config::
         ("refreshCookie", cookies::refresh_cookie(policy)),
         ("registrationCookie", cookies::registration_cookie(policy)),
         ("resetCookie", cookies::reset_cookie(policy)),
+        ("mfaCookie", cookies::mfa_cookie(policy)),
+        ("loginCodeCookie", cookies::login_code_cookie(policy)),
     ] {
         let name = spec.name;
         components.add_security_scheme(

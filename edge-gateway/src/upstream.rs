@@ -68,6 +68,8 @@ pub struct CallContext {
     refresh_token: Credential,
     registration_id: Option<String>,
     reset_id: Option<String>,
+    mfa_challenge_id: Option<String>,
+    login_id: Option<String>,
 }
 
 impl FromRequestParts<AppState> for CallContext {
@@ -105,6 +107,8 @@ impl FromRequestParts<AppState> for CallContext {
             refresh_token: Credential::from(cookie(cookies::refresh_cookie(app.cookies()))),
             registration_id: cookie(cookies::registration_cookie(app.cookies())),
             reset_id: cookie(cookies::reset_cookie(app.cookies())),
+            mfa_challenge_id: cookie(cookies::mfa_cookie(app.cookies())),
+            login_id: cookie(cookies::login_code_cookie(app.cookies())),
         })
     }
 }
@@ -155,6 +159,18 @@ impl CallContext {
     /// The id of this browser's pending password reset (empty when it has none).
     pub fn reset_id(&self) -> String {
         self.reset_id.clone().unwrap_or_default()
+    }
+
+    /// The id of this browser's sign-in waiting for its second factor (empty when it has none:
+    /// the service then names `challenge_id`).
+    pub fn mfa_challenge_id(&self) -> String {
+        self.mfa_challenge_id.clone().unwrap_or_default()
+    }
+
+    /// The id of this browser's pending sign-in by emailed code (empty when it has none: the
+    /// service then answers LOGIN_ID_REQUIRED).
+    pub fn login_id(&self) -> String {
+        self.login_id.clone().unwrap_or_default()
     }
 
     /// The metadata of a call, for tests of its size.

@@ -24,6 +24,10 @@ pub struct UserView {
     pub friend_ids: Vec<String>,
     pub created_at: Option<String>,
     pub updated_at: Option<String>,
+    /// The second factors that are on (`totp`); filled for GET /me.
+    pub second_factors: Vec<&'static str>,
+    /// Unused recovery codes left; filled for GET /me.
+    pub recovery_codes_remaining: i32,
 }
 
 /// `data` of answers about the caller.
@@ -48,6 +52,61 @@ pub struct SignedIn {
     pub session: SessionTokens,
 }
 
+/// `data` of a sign-in that needs its second factor: no tokens yet; the challenge's id is in
+/// an httpOnly cookie (`mfaChallenge`) for POST /mfa/complete.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MfaRequired {
+    /// Always true.
+    pub mfa_required: bool,
+    /// What completes it: `totp`, `recovery_code`.
+    pub factors: Vec<&'static str>,
+    pub expires_at: Option<String>,
+}
+
+impl From<&pb::MfaChallenge> for MfaRequired {
+    fn from(c: &pb::MfaChallenge) -> Self {
+        Self {
+            mfa_required: true,
+            factors: methods(&c.factors),
+            expires_at: rfc3339(c.expire_time.as_ref()),
+        }
+    }
+}
+
+/// `data` of a first factor (login, login by code): signed in, or a second factor required.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SignInStep {
+    SignedIn(Box<SignedIn>),
+    MfaRequired(MfaRequired),
+}
+
+/// `data` of a sign-in code request: how long the code, if one was sent, stays valid.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginCodeRequested {
+    pub code_ttl_seconds: Option<i64>,
+}
+
+/// `data` of StartTotpEnrollment: what to put into an authenticator app.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TotpEnrollment {
+    /// Base32, for typing in by hand.
+    pub secret: String,
+    /// `otpauth://totp/...`, for a QR code.
+    pub otpauth_uri: String,
+    pub expires_at: Option<String>,
+}
+
+/// `data` of the answers that show recovery codes (once).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+
 /// The session behind the token cookies. The tokens themselves are only in httpOnly cookies.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -69,6 +128,8 @@ pub struct SessionView {
     pub client_ip: String,
     /// True for the session of this request's token.
     pub current: bool,
+    /// How it signed in, first factor first (`password`, `email_code`, `totp`, ...).
+    pub auth_methods: Vec<&'static str>,
 }
 
 /// `data` of GET sessions.
@@ -138,8 +199,27 @@ impl From<pb::User> for UserView {
             avatar_url: u.avatar_url,
             status,
             friend_ids: u.friend_ids,
+            second_factors: methods(&u.second_factors),
+            recovery_codes_remaining: u.recovery_codes_remaining,
         }
     }
+}
+
+/// The names of auth methods as JSON spells them; unknown values are left out.
+pub fn methods(raw: &[i32]) -> Vec<&'static str> {
+    raw.iter()
+        .filter_map(|m| pb::AuthMethod::try_from(*m).ok())
+        .filter_map(|m| {
+            Some(match m {
+                pb::AuthMethod::Password => "password",
+                pb::AuthMethod::EmailCode => "email_code",
+                pb::AuthMethod::Passkey => "passkey",
+                pb::AuthMethod::Totp => "totp",
+                pb::AuthMethod::RecoveryCode => "recovery_code",
+                pb::AuthMethod::Unspecified => return None,
+            })
+        })
+        .collect()
 }
 
 impl From<&pb::TokenPair> for SessionTokens {
@@ -162,6 +242,7 @@ impl From<pb::Session> for SessionView {
             user_agent: s.user_agent,
             client_ip: s.client_ip,
             current: s.current,
+            auth_methods: methods(&s.auth_methods),
         }
     }
 }

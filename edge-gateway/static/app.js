@@ -59,6 +59,27 @@ function showSignedIn(user) {
     me.append(dt, dd);
   }
   $('profile-form').elements.bio.value = user.bio || '';
+  const totpOn = (user.secondFactors || []).includes('totp');
+  $('totp-state').textContent = totpOn
+    ? `On · ${user.recoveryCodesRemaining} recovery code(s) left`
+    : 'Off';
+  $('totp-start').hidden = totpOn;
+  $('totp-disable-form').hidden = !totpOn;
+}
+
+// A first factor's answer: signed in, or the second factor is asked for (the challenge id is in
+// an httpOnly cookie; this script never sees it).
+function afterFirstFactor(result) {
+  if (!result.ok) return sayError(result);
+  const data = result.json.data;
+  if (data.mfaRequired) {
+    $('mfa-form').hidden = false;
+    $('mfa-form').elements.totpCode.focus();
+    return say('Enter the code of your authenticator app (or a recovery code).');
+  }
+  $('mfa-form').hidden = true;
+  showSignedIn(data.user);
+  say(`Signed in as ${data.user.username}`);
 }
 
 function showSignedOut() {
@@ -135,10 +156,72 @@ $('resend').addEventListener('click', async () => {
 
 $('login-form').addEventListener('submit', async (event) => {
   event.preventDefault();
-  const result = await api('POST', '/login', formData(event.target));
+  afterFirstFactor(await api('POST', '/login', formData(event.target)));
+});
+
+$('code-request-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const body = formData(event.target);
+  const result = await api('POST', '/login/code/request', body);
   if (!result.ok) return sayError(result);
-  showSignedIn(result.json.data.user);
-  say(`Signed in as ${result.json.data.user.username}`);
+  $('code-login-form').elements.email.value = body.email;
+  $('code-login-form').hidden = false;
+  say(`If ${body.email} has an account, a sign-in code was sent to it.`);
+});
+
+$('code-login-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  afterFirstFactor(await api('POST', '/login/code', formData(event.target)));
+});
+
+$('mfa-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const { totpCode, recoveryCode } = formData(event.target);
+  const body = totpCode ? { totpCode } : { recoveryCode };
+  const result = await api('POST', '/mfa/complete', body);
+  event.target.reset();
+  if (!result.ok) return sayError(result);
+  $('mfa-form').hidden = true;
+  // GET /me shows the factors (and recovery codes left) with the user.
+  await loadMe();
+});
+
+$('totp-start').addEventListener('click', async () => {
+  const result = await api('POST', '/mfa/totp/start');
+  if (!result.ok) return sayError(result);
+  $('totp-secret').textContent = result.json.data.secret;
+  $('totp-uri').href = result.json.data.otpauthUri;
+  $('totp-confirm-form').hidden = false;
+  say('Add the secret to your authenticator app, then confirm with a code.');
+});
+
+$('totp-confirm-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const result = await api('POST', '/mfa/totp/confirm', formData(event.target));
+  event.target.reset();
+  if (!result.ok) return sayError(result);
+  event.target.hidden = true;
+  const list = $('recovery-codes');
+  list.replaceChildren(...result.json.data.recoveryCodes.map((code) => {
+    const li = document.createElement('li');
+    li.textContent = code;
+    return li;
+  }));
+  $('recovery').hidden = false;
+  await loadMe();
+  say('Two-factor sign-in is on. Keep the recovery codes somewhere safe.');
+});
+
+$('totp-disable-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const proof = event.target.elements.proof.value.trim();
+  const body = /^[0-9]{6}$/.test(proof) ? { totpCode: proof } : { password: proof };
+  const result = await api('POST', '/mfa/totp/disable', body);
+  event.target.reset();
+  if (!result.ok) return sayError(result);
+  $('recovery').hidden = true;
+  await loadMe();
+  say('Two-factor sign-in is off.');
 });
 
 $('profile-form').addEventListener('submit', async (event) => {

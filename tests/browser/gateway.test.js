@@ -5,7 +5,7 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startStack, mailedCode, logs, logOf, waitFor } = require('./harness');
+const { startStack, mailedCode, totpCode, logs, logOf, waitFor } = require('./harness');
 
 let stack;
 
@@ -186,4 +186,81 @@ test('the page served by the gateway itself signs in same-origin under its CSP',
   await statusText(page, 'Logged out.');
   assert.deepEqual(errors.filter((e) => !e.includes('401')), [], 'no script or CSP errors');
   await waitFor(async () => Object.keys(await tokenCookies()).length === 0, 'cookies to be cleared', 5000);
+});
+
+test('two-factor sign-in on the page: an authenticator app, recovery codes, sign-in by emailed code', { timeout: 120000 }, async (t) => {
+  const page = await stack.context.newPage();
+  t.after(() => page.close());
+  const other = { username: `mfa_${suffix}`, email: `mfa_${suffix}@example.com` };
+  try {
+    await page.goto(`${stack.gateway}/`);
+    await statusText(page, 'Signed out');
+    const register = page.locator('#register-form');
+    await register.locator('[name=username]').fill(other.username);
+    await register.locator('[name=email]').fill(other.email);
+    await register.locator('[name=password]').fill(PASSWORD);
+    await register.locator('button[type=submit]').click();
+    await statusText(page, 'Code sent');
+    await page.locator('#verify-form [name=otp]').fill(await mailedCode(stack.mailDir, other.email));
+    await page.locator('#verify-form button[type=submit]').click();
+    await statusText(page, 'You are signed in');
+
+    // Set up the app: the secret on the page, a code computed by pyotp, the password.
+    await page.locator('#totp-start').click();
+    await statusText(page, 'Add the secret');
+    const secret = (await page.locator('#totp-secret').textContent()).trim();
+    assert.match(secret, /^[A-Z2-7]{32}$/);
+    assert.match(await page.locator('#totp-uri').getAttribute('href'), /^otpauth:\/\/totp\//);
+    const confirm = page.locator('#totp-confirm-form');
+    await confirm.locator('[name=code]').fill(totpCode(secret));
+    await confirm.locator('[name=currentPassword]').fill(PASSWORD);
+    await confirm.locator('button[type=submit]').click();
+    await statusText(page, 'Two-factor sign-in is on');
+    const recovery = await page.locator('#recovery-codes li').allTextContents();
+    assert.equal(recovery.length, 10);
+    await page.locator('#totp-state').filter({ hasText: '10 recovery code(s) left' }).waitFor();
+
+    // The password alone is no longer enough: no token cookie until the app's code.
+    await page.locator('#logout').click();
+    await statusText(page, 'Logged out.');
+    const login = page.locator('#login-form');
+    await login.locator('[name=identifier]').fill(other.email);
+    await login.locator('[name=password]').fill(PASSWORD);
+    await login.locator('button[type=submit]').click();
+    await statusText(page, 'Enter the code of your authenticator app');
+    assert.deepEqual(Object.keys(await tokenCookies()), []);
+    assert.ok(!(await page.evaluate(() => document.cookie)).includes('mfa'), 'the challenge is httpOnly');
+    await page.locator('#mfa-form [name=totpCode]').fill(totpCode(secret, 30));
+    await page.locator('#mfa-form button[type=submit]').click();
+    await statusText(page, `Signed in as ${other.username}`);
+    assert.deepEqual(Object.keys(await tokenCookies()).sort(), ['accessToken', 'refreshToken']);
+
+    // Sign in by emailed code, then a recovery code as the second factor.
+    await page.locator('#logout').click();
+    await statusText(page, 'Logged out.');
+    await page.locator('#code-request-form [name=email]').fill(other.email);
+    await page.locator('#code-request-form button[type=submit]').click();
+    await statusText(page, 'a sign-in code was sent');
+    await page.locator('#code-login-form [name=code]').fill(await mailedCode(stack.mailDir, other.email, 1));
+    await page.locator('#code-login-form button[type=submit]').click();
+    await statusText(page, 'Enter the code of your authenticator app');
+    await page.locator('#mfa-form [name=recoveryCode]').fill(recovery[0]);
+    await page.locator('#mfa-form button[type=submit]').click();
+    await statusText(page, `Signed in as ${other.username}`);
+    await page.locator('#totp-state').filter({ hasText: '9 recovery code(s) left' }).waitFor();
+
+    // Turn it off with the password; the password alone signs in again.
+    await page.locator('#totp-disable-form [name=proof]').fill(PASSWORD);
+    await page.locator('#totp-disable-form button[type=submit]').click();
+    await statusText(page, 'Two-factor sign-in is off');
+    await page.locator('#logout').click();
+    await statusText(page, 'Logged out.');
+    await login.locator('[name=identifier]').fill(other.email);
+    await login.locator('[name=password]').fill(PASSWORD);
+    await login.locator('button[type=submit]').click();
+    await statusText(page, `Signed in as ${other.username}`);
+  } catch (e) {
+    e.message += `\n${logs(stack)}`;
+    throw e;
+  }
 });

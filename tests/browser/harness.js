@@ -183,6 +183,19 @@ async function mailedCode(mailDir, email, skip = 0) {
   }, `mail to ${email} in ${mailDir}`, 15000);
 }
 
+// pyotp (PyPI) in the test virtualenv: an authenticator nobody here wrote.
+const PYTHON = path.join(os.homedir(), '.cache', 'baatcheet-auth', 'venv', 'bin', 'python');
+
+/** The TOTP code of `secret` (base32) for the time `offsetSeconds` from now, as an app shows it. */
+function totpCode(secret, offsetSeconds = 0) {
+  if (!fs.existsSync(PYTHON)) {
+    throw new Error(`${PYTHON} is missing: run scripts/install-test-deps.sh (it installs pyotp)`);
+  }
+  const at = Math.floor(Date.now() / 1000) + offsetSeconds;
+  return execFileSync(PYTHON, ['-c', 'import pyotp, sys; print(pyotp.TOTP(sys.argv[1]).at(int(sys.argv[2])))',
+    secret, String(at)], { encoding: 'utf8' }).trim();
+}
+
 /** Logs of the started processes, for a failing test's message. */
 function logs(stack) {
   return stack.children
@@ -196,4 +209,4 @@ function logOf(stack, name) {
   return fs.readFileSync(child.log, 'utf8');
 }
 
-module.exports = { startStack, mailedCode, logs, logOf, waitFor };
+module.exports = { startStack, mailedCode, totpCode, logs, logOf, waitFor };

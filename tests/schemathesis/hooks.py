@@ -18,6 +18,12 @@ carries a JSON object is sent with a valid bio and without the generated avatarU
 (those may fail validation, and a username may change only once per cooldown). Requests carry
 the gateway's own `Origin`, as a page served by the gateway would, which passes the CSRF check.
 
+Second factors: every second call of /mfa/totp/confirm is sent with a right code (pyotp, from
+the secret the last /mfa/totp/start showed) and the password, and every second call of
+/mfa/totp/disable and /mfa/recovery-codes with the password (TOTP turned on first, through
+the gateway, when it is off), so their success paths are fuzzed too. The recovery codes they return are kept: once TOTP is on, a sign-in answers a challenge,
+which the next login passes with one of them.
+
 Every answer is logged as `<operation>\\t<status>\\t<1 if it carried the session>` to
 ST_STATUS_LOG, so that run.sh can check each signed-in operation got a 2xx.
 
@@ -32,6 +38,7 @@ import time
 from http.cookies import SimpleCookie
 from pathlib import Path
 
+import pyotp  # in the virtualenv of schemathesis: codes as an authenticator app makes them
 import requests
 import schemathesis
 
@@ -44,6 +51,10 @@ ORIGIN = {"Origin": BASE}
 SESSION_SCHEMES = {"accessCookie", "refreshCookie"}
 CHANGE_PASSWORD = "POST /api/auth/password/change"
 UPDATE_PROFILE = "PATCH /api/auth/me"
+TOTP_START = "POST /api/auth/mfa/totp/start"
+TOTP_CONFIRM = "POST /api/auth/mfa/totp/confirm"
+TOTP_DISABLE = "POST /api/auth/mfa/totp/disable"
+RECOVERY_CODES = "POST /api/auth/mfa/recovery-codes"
 
 
 def label(case) -> str:
@@ -66,6 +77,10 @@ class Account:
         self.handed_out: set[str] = set()  # every cookie value given to a case
         self.password_changes = 0
         self.profile_changes = 0
+        self.totp_pending = None  # a secret /mfa/totp/start showed
+        self.totp_on = False
+        self.recovery: list[str] = []  # unused recovery codes, to pass a sign-in's challenge
+        self.factor_calls = 0
 
     def carried_by(self, case) -> bool:
         return any(value in self.handed_out for value in (case.cookies or {}).values())
@@ -93,9 +108,18 @@ class Account:
                 headers=ORIGIN,
                 timeout=30,
             )
-            if login.status_code == 200:
-                self.start(login.cookies.items())
+            if login.status_code == 200 and login.json()["data"].get("mfaRequired") and self.recovery:
+                login = requests.post(
+                    f"{API}/mfa/complete",
+                    json={"recoveryCode": self.recovery.pop()},
+                    cookies=login.cookies,
+                    headers=ORIGIN,
+                    timeout=30,
+                )
+            if login.status_code == 200 and "user" in login.json()["data"]:
+                self.start((n, v) for n, v in login.cookies.items() if n.endswith("Token"))
                 return
+        self.totp_pending, self.totp_on, self.recovery = None, False, []
         self.sign_up()
 
     def sign_up(self) -> None:
@@ -129,6 +153,43 @@ class Account:
                 return read.stdout.strip()
             time.sleep(0.1)
         raise RuntimeError(f"no code mailed to {self.email} in {MAIL_DIR} within 15s")
+
+    def pending_secret(self, cookies: dict[str, str]) -> str | None:
+        """A secret waiting for its first code: TOTP turned off and started again if needed."""
+        if self.totp_on:
+            off = requests.post(
+                f"{API}/mfa/totp/disable",
+                json={"password": self.password},
+                cookies=cookies,
+                headers=ORIGIN,
+                timeout=30,
+            )
+            if off.status_code == 200:
+                self.totp_on, self.recovery = False, []
+        if not self.totp_pending:
+            started = requests.post(f"{API}/mfa/totp/start", cookies=cookies, headers=ORIGIN, timeout=30)
+            if started.status_code == 200:
+                self.totp_pending = started.json()["data"]["secret"]
+        return self.totp_pending
+
+    def ensure_totp(self, cookies: dict[str, str]) -> None:
+        """Turns TOTP on for this account (as a person would, with the app's code)."""
+        if self.totp_on:
+            return
+        started = requests.post(f"{API}/mfa/totp/start", cookies=cookies, headers=ORIGIN, timeout=30)
+        if started.status_code != 200:
+            return
+        secret = started.json()["data"]["secret"]
+        confirmed = requests.post(
+            f"{API}/mfa/totp/confirm",
+            json={"code": pyotp.TOTP(secret).now(), "currentPassword": self.password},
+            cookies=cookies,
+            headers=ORIGIN,
+            timeout=30,
+        )
+        if confirmed.status_code == 200:
+            self.totp_on, self.totp_pending = True, None
+            self.recovery = list(confirmed.json()["data"]["recoveryCodes"])
 
     def start(self, set_cookies) -> None:
         """The token cookies a sign-in set (the registration cookie it cleared is left out)."""
@@ -179,6 +240,19 @@ def before_call(context, case, kwargs):
                 body["bio"] = "fuzzed " + secrets.token_hex(4)
 
 
+    if label(case) in (TOTP_CONFIRM, TOTP_DISABLE, RECOVERY_CODES) and isinstance(body, dict):
+        ACCOUNT.factor_calls += 1
+        if ACCOUNT.factor_calls % 2:  # can succeed: a right code or the password
+            body.clear()
+            if label(case) == TOTP_CONFIRM:
+                secret = ACCOUNT.pending_secret(case.cookies)
+                if secret:
+                    body.update(code=pyotp.TOTP(secret).now(), currentPassword=ACCOUNT.password)
+            else:
+                ACCOUNT.ensure_totp(case.cookies)
+                body.update(password=ACCOUNT.password)
+
+
 @schemathesis.hook
 def after_call(context, case, response):
     carried = ACCOUNT.carried_by(case)
@@ -192,3 +266,12 @@ def after_call(context, case, response):
     ACCOUNT.keep((name, morsel.value) for name, morsel in set_cookies.items())
     if label(case) == CHANGE_PASSWORD and 200 <= response.status_code < 300:
         ACCOUNT.password = case.body["newPassword"]
+    if not 200 <= response.status_code < 300:
+        return
+    if label(case) == TOTP_START:
+        ACCOUNT.totp_pending = response.json()["data"]["secret"]
+    elif label(case) in (TOTP_CONFIRM, RECOVERY_CODES):
+        ACCOUNT.totp_on, ACCOUNT.totp_pending = True, None
+        ACCOUNT.recovery = list(response.json()["data"]["recoveryCodes"])
+    elif label(case) == TOTP_DISABLE:
+        ACCOUNT.totp_on, ACCOUNT.recovery = False, []

@@ -2,6 +2,7 @@
 //! the operator routes, the page, and the layers every response goes through.
 
 pub mod account;
+pub mod mfa;
 pub mod ops;
 pub mod password;
 pub mod registration;
@@ -40,6 +41,13 @@ pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_js
         .routes(routes!(registration::verify_otp))
         .routes(routes!(registration::resend_otp))
         .routes(routes!(session::login))
+        .routes(routes!(session::complete_mfa))
+        .routes(routes!(mfa::request_login_code))
+        .routes(routes!(mfa::login_with_code))
+        .routes(routes!(mfa::start_totp))
+        .routes(routes!(mfa::confirm_totp))
+        .routes(routes!(mfa::disable_totp))
+        .routes(routes!(mfa::regenerate_recovery_codes))
         .routes(routes!(session::refresh))
         .routes(routes!(session::logout, session::logout_get))
         .routes(routes!(session::logout_all))

@@ -10,13 +10,13 @@ use baatcheet_auth_api::v1 as pb;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::cookies::{self, SetCookies};
+use crate::cookies::{self, SetCookie, SetCookies};
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
 use crate::response::{ApiResponse, Empty};
 use crate::state::AppState;
 use crate::upstream::{CallContext, call, present};
-use crate::views::{RevokedSessions, SessionTokens, SignedIn};
+use crate::views::{MfaRequired, RevokedSessions, SessionTokens, SignInStep, SignedIn};
 
 /// Answer of a sign-in: both cookies and the user.
 pub type SignedInResponse = (AppendHeaders<SetCookies>, ApiResponse<SignedIn>);
@@ -34,10 +34,12 @@ pub struct LoginBody {
     pub password: String,
 }
 
-/// Signs in; sets both cookies.
+/// Signs in; sets both cookies. For an account with a second factor, no tokens yet: the
+/// answer is `{mfaRequired: true, factors, expiresAt}` and the challenge's id goes into an
+/// httpOnly cookie (`mfaChallenge`) for POST /mfa/complete.
 #[utoipa::path(post, path = "/login", tag = "session", request_body = LoginBody,
     responses(
-        (status = 200, description = "Signed in; token cookies set", body = ApiResponse<SignedIn>),
+        (status = 200, description = "Signed in and the token cookies set; or, for an account with a second factor, mfaRequired and the mfaChallenge cookie", body = ApiResponse<SignInStep>),
         (status = 401, description = "INVALID_CREDENTIALS", body = ErrorBody),
         (status = 422, description = "Invalid fields", body = ErrorBody),
         (status = 429, description = "LOGIN_RATE_LIMITED, with Retry-After", body = ErrorBody),
@@ -46,7 +48,7 @@ pub async fn login(
     State(app): State<AppState>,
     ctx: CallContext,
     ApiJson(body): ApiJson<LoginBody>,
-) -> Result<SignedInResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let (field, identifier) = match (body.identifier, body.email, body.username) {
         (Some(i), _, _) => ("identifier", i),
         (None, Some(e), _) => ("email", e),
@@ -60,7 +62,70 @@ pub async fn login(
     let reply = call("Login", app.auth().login(request))
         .await
         .map_err(|e| e.rename_field("identifier", field))?;
-    signed_in(&app, reply.user, reply.tokens, "Signed in")
+    if let Some(challenge) = &reply.mfa_challenge {
+        return Ok(mfa_required(&app, challenge));
+    }
+    Ok(signed_in(&app, reply.user, reply.tokens, "Signed in")?.into_response())
+}
+
+/// The answer to a first factor of an account with a second one: the challenge's id in an
+/// httpOnly cookie, what completes it in the body, and no token.
+pub fn mfa_required(app: &AppState, challenge: &pb::MfaChallenge) -> Response {
+    let policy = app.cookies();
+    let held = cookies::hold(policy, cookies::mfa_cookie(policy), &challenge.challenge_id);
+    (
+        AppendHeaders(held),
+        ApiResponse::ok(MfaRequired::from(challenge), "Second factor required"),
+    )
+        .into_response()
+}
+
+/// A TOTP code or a recovery code.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CompleteMfaBody {
+    /// The current 6-digit code of the authenticator app.
+    pub totp_code: Option<String>,
+    /// One of the recovery codes (xxxxx-xxxxx); used up.
+    pub recovery_code: Option<String>,
+}
+
+/// Completes this browser's sign-in (its `mfaChallenge` cookie) with a second factor; sets
+/// both token cookies and forgets the challenge.
+#[utoipa::path(post, path = "/mfa/complete", tag = "session", request_body = CompleteMfaBody,
+    security(("mfaCookie" = [])),
+    responses(
+        (status = 200, description = "Signed in; token cookies set", body = ApiResponse<SignedIn>),
+        (status = 404, description = "MFA_CHALLENGE_NOT_FOUND (expired, completed, or the password changed)", body = ErrorBody),
+        (status = 422, description = "MFA_CODE_INVALID or TOTP_REPLAYED (field totpCode or recoveryCode), or invalid fields", body = ErrorBody),
+        (status = 429, description = "MFA_RATE_LIMITED, with Retry-After", body = ErrorBody),
+    ))]
+pub async fn complete_mfa(
+    State(app): State<AppState>,
+    ctx: CallContext,
+    ApiJson(body): ApiJson<CompleteMfaBody>,
+) -> Result<(AppendHeaders<SetCookie>, SignedInResponse), ApiError> {
+    use pb::complete_mfa_challenge_request::Factor;
+    let factor = match (body.totp_code, body.recovery_code) {
+        (Some(code), None) => Some(Factor::TotpCode(code)),
+        (None, Some(code)) => Some(Factor::RecoveryCode(code)),
+        (Some(code), Some(_)) => Some(Factor::TotpCode(code)),
+        (None, None) => None,
+    };
+    let request = ctx.request(pb::CompleteMfaChallengeRequest {
+        challenge_id: ctx.mfa_challenge_id(),
+        factor,
+    });
+    let reply = call(
+        "CompleteMfaChallenge",
+        app.auth().complete_mfa_challenge(request),
+    )
+    .await?;
+    let policy = app.cookies();
+    Ok((
+        AppendHeaders(cookies::forget(policy, cookies::mfa_cookie(policy))),
+        signed_in(&app, reply.user, reply.tokens, "Signed in")?,
+    ))
 }
 
 /// Sets the cookies of a new session and answers with its user.

@@ -326,7 +326,8 @@ impl TestApp {
         let response = request.send().await.expect("request");
         let mut pending = self.pending.lock().expect("lock");
         for (name, set) in set_cookies(&response) {
-            if name.ends_with("registrationId") || name.ends_with("resetId") {
+            let pending_kind = ["registrationId", "resetId", "loginId", "mfaChallenge"];
+            if pending_kind.iter().any(|kind| name.ends_with(kind)) {
                 if set.cookie.value().is_empty() {
                     pending.remove(&name);
                 } else {

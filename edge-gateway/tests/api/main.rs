@@ -8,6 +8,7 @@ mod csrf;
 mod edge;
 mod helpers;
 mod metrics;
+mod mfa;
 mod parsers;
 mod password;
 mod profile;
