@@ -12,7 +12,7 @@
 mod env;
 mod helpers;
 
-mod api;
+pub mod api;
 mod attacks;
 mod conformance;
 mod docker;

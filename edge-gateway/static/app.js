@@ -215,7 +215,10 @@ $('totp-confirm-form').addEventListener('submit', async (event) => {
 $('totp-disable-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const proof = event.target.elements.proof.value.trim();
-  const body = /^[0-9]{6}$/.test(proof) ? { totpCode: proof } : { password: proof };
+  // 6 digits: the app's code; xxxxx-xxxxx: a recovery code; anything else: the password.
+  const body = /^[0-9]{6}$/.test(proof) ? { totpCode: proof }
+    : /^[a-z2-7]{5}[- ]?[a-z2-7]{5}$/i.test(proof) ? { recoveryCode: proof }
+      : { password: proof };
   const result = await api('POST', '/mfa/totp/disable', body);
   event.target.reset();
   if (!result.ok) return sayError(result);

@@ -20,8 +20,8 @@ the gateway's own `Origin`, as a page served by the gateway would, which passes 
 
 Second factors: every second call of /mfa/totp/confirm is sent with a right code (pyotp, from
 the secret the last /mfa/totp/start showed) and the password, and every second call of
-/mfa/totp/disable and /mfa/recovery-codes with the password (TOTP turned on first, through
-the gateway, when it is off), so their success paths are fuzzed too. The recovery codes they return are kept: once TOTP is on, a sign-in answers a challenge,
+/mfa/totp/disable with the password and of /mfa/recovery-codes with a kept recovery code (TOTP
+turned on first, through the gateway, when it is off), so their success paths are fuzzed too. The recovery codes they return are kept: once TOTP is on, a sign-in answers a challenge,
 which the next login passes with one of them.
 
 Every answer is logged as `<operation>\\t<status>\\t<1 if it carried the session>` to
@@ -248,9 +248,13 @@ def before_call(context, case, kwargs):
                 secret = ACCOUNT.pending_secret(case.cookies)
                 if secret:
                     body.update(code=pyotp.TOTP(secret).now(), currentPassword=ACCOUNT.password)
-            else:
+            elif label(case) == TOTP_DISABLE:
                 ACCOUNT.ensure_totp(case.cookies)
                 body.update(password=ACCOUNT.password)
+            else:  # new recovery codes take the factor itself: one of the codes kept
+                ACCOUNT.ensure_totp(case.cookies)
+                if ACCOUNT.recovery:
+                    body.update(recoveryCode=ACCOUNT.recovery.pop())
 
 
 @schemathesis.hook

@@ -14,8 +14,8 @@ pub enum RevokeReason {
     PasswordChanged,
     ReuseDetected,
     Evicted,
-    /// The user turned a second factor off: their other sessions end.
-    FactorDisabled,
+    /// The user turned a second factor on or off: their other sessions end.
+    FactorChanged,
 }
 
 impl RevokeReason {
@@ -27,7 +27,7 @@ impl RevokeReason {
         RevokeReason::PasswordChanged,
         RevokeReason::ReuseDetected,
         RevokeReason::Evicted,
-        RevokeReason::FactorDisabled,
+        RevokeReason::FactorChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,7 +39,7 @@ impl RevokeReason {
             RevokeReason::PasswordChanged => "password_changed",
             RevokeReason::ReuseDetected => "reuse_detected",
             RevokeReason::Evicted => "evicted",
-            RevokeReason::FactorDisabled => "factor_disabled",
+            RevokeReason::FactorChanged => "factor_changed",
         }
     }
 

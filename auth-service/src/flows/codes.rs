@@ -1,6 +1,7 @@
-//! What sign-up and password reset share: issuing a code under the store's budgets, the
-//! per-network budgets of code requests and code checks, reading a pending request's id, and
-//! mapping the store's refusals.
+//! What the emailed-code flows share (sign-up, password reset, sign-in by code): issuing a code
+//! under the store's budgets, a code request for an existing account that answers alike for an
+//! unknown email, the per-network budgets of code requests and code checks, reading a pending
+//! request's id, and mapping the store's refusals.
 
 use super::limits::{Counter, HOUR_MS};
 use super::{AuthCore, ClientInfo, FlowError};

@@ -88,7 +88,7 @@ pub enum FlowError {
         field: &'static str,
         attempts_remaining: u32,
     },
-    #[error("this code was used already; wait for the next one")]
+    #[error("this code, or a newer one, was used already; wait for the app's next code")]
     TotpReplayed { field: &'static str },
     #[error("too many wrong second-factor codes; try again later")]
     MfaRateLimited { retry_at: UnixMs },

@@ -22,6 +22,9 @@ pub(super) struct Guard {
     pub(super) slowdown: Option<String>,
     /// The answer past a hard limit.
     pub(super) refused: fn(UnixMs) -> FlowError,
+    /// Whether a right answer clears the first counter (a device's pair of wrong passwords);
+    /// a budget that must hold for its whole window (second factors per day) is never cleared.
+    pub(super) right_answer_clears: bool,
 }
 
 impl Guard {
@@ -51,13 +54,13 @@ impl Guard {
     }
 
     /// After the check: a wrong answer is counted on every counter (one atomic step each), a
-    /// right one clears the first counter. Past a hard limit the answer is `refused` whatever
+    /// right one clears the first counter (when `right_answer_clears`). Past a hard limit the answer is `refused` whatever
     /// the result, so a burst of guesses learns no more than the limit allows.
     pub(super) async fn record(&self, core: &AuthCore, verified: bool) -> Result<(), FlowError> {
         let (limits, now) = (&core.stores.limits, now_ms());
         if verified {
             self.refuse_if_over(core, now).await?;
-            if let Some(first) = self.hard.first() {
+            if let Some(first) = self.hard.first().filter(|_| self.right_answer_clears) {
                 limits.clear(&first.key).await?;
             }
             return Ok(());

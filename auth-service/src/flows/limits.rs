@@ -37,6 +37,14 @@ pub(super) enum Counter<'a> {
     MfaChallenge { challenge: &'a str },
     /// Wrong second factors (TOTP or recovery codes) of one user, anywhere.
     MfaUser { user: &'a UserId },
+    /// Wrong second factors given as the proof of a change (DisableTotp, new recovery codes,
+    /// an enrollment's first code) from one session.
+    MfaSession {
+        user: &'a UserId,
+        session: &'a SessionId,
+    },
+    /// Password resets that gave a user back their day's second-factor budget.
+    MfaBudgetReset { user: &'a UserId },
 }
 
 impl Counter<'_> {
@@ -54,6 +62,8 @@ impl Counter<'_> {
             Self::PresenceWrite { user } => format!("presence:write:{}", user.0),
             Self::MfaChallenge { challenge } => format!("mfa:challenge:{challenge}"),
             Self::MfaUser { user } => format!("mfa:user:{}", user.0),
+            Self::MfaSession { user, session } => format!("mfa:session:{}:{}", user.0, session.0),
+            Self::MfaBudgetReset { user } => format!("mfa:budget-reset:{}", user.0),
         }
     }
 }
@@ -115,6 +125,11 @@ mod tests {
             Counter::PresenceWrite { user: &user },
             Counter::MfaChallenge { challenge: "c1" },
             Counter::MfaUser { user: &user },
+            Counter::MfaSession {
+                user: &user,
+                session: &session,
+            },
+            Counter::MfaBudgetReset { user: &user },
         ]
         .map(|c| c.key());
         assert_eq!(
@@ -132,6 +147,8 @@ mod tests {
                 "presence:write:u1",
                 "mfa:challenge:c1",
                 "mfa:user:u1",
+                "mfa:session:u1:s1",
+                "mfa:budget-reset:u1",
             ]
         );
     }

@@ -125,6 +125,7 @@ impl AuthCore {
             ],
             slowdown: Some(Counter::LoginAccount { account: &account }.key()),
             refused: |retry_at| FlowError::LoginRateLimited { retry_at },
+            right_answer_clears: true,
         }
     }
 
@@ -138,6 +139,7 @@ impl AuthCore {
             }],
             slowdown: None,
             refused: |retry_at| FlowError::LoginRateLimited { retry_at },
+            right_answer_clears: true,
         }
     }
 }

@@ -3,12 +3,14 @@
 //! recovery codes (each proven with a current factor or the password), and the MFA challenge
 //! a sign-in of such a user gets instead of tokens.
 //!
-//! Guessing is bounded twice: per challenge (`max_guesses_per_challenge`, then the challenge is
-//! void) and per user per day (`max_guesses_per_day`, every challenge and change together). The
-//! daily budget is what an attacker who knows the password can spend to keep the owner's
-//! codes refused for the rest of the day; a password reset by emailed code clears it (the
-//! owner proves the mailbox, and the attacker's password stops working), so the owner always
-//! has a way back in. TOTP codes are accepted once (the store keeps the last step used).
+//! Guessing is bounded twice: per challenge, or per session for the proof of a change
+//! (`max_guesses_per_challenge`), and per user per day (`max_guesses_per_day`, every challenge
+//! and change together; a right code does not give it back). The daily budget is what someone
+//! who knows the password can spend to keep the owner's codes refused for the rest of the day;
+//! the owner's password reset by emailed code gives it back once a day (the owner proves the
+//! mailbox and the other person's password stops working), so one reset is a way back in, and
+//! resetting again and again buys a mailbox thief no more guesses. TOTP codes are accepted
+//! once (the store keeps the last step used).
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
@@ -71,6 +73,14 @@ struct ChallengeTicket {
     first: String,
     password_stamp: String,
     expires_at: UnixMs,
+}
+
+/// What a second factor's guesses are counted against, besides the user's day.
+enum GuessScope<'a> {
+    /// One sign-in challenge.
+    Challenge(&'a str),
+    /// One session proving a change (an enrollment's first code, DisableTotp, new codes).
+    Session(&'a crate::domain::SessionId),
 }
 
 /// What a second factor check found.
@@ -156,21 +166,22 @@ impl AuthCore {
             .and_then(|raw| serde_json::from_str::<ChallengeTicket>(&raw).ok())
             .filter(|t| t.expires_at > now)
             .ok_or(FlowError::MfaChallengeNotFound)?;
-        let user_id = UserId(ticket.user_id.clone());
-        let guard = self.mfa_guard(&user_id, Some(id.as_str()));
-        self.check_second_factor(&user_id, &proof, &guard).await?;
+        // A password changed since the first factor voids the challenge before any code is
+        // looked at (or used up).
+        let user = self
+            .stores
+            .users
+            .find_by_id(&UserId(ticket.user_id.clone()))
+            .await?
+            .filter(|u| password_stamp(&u.password_hash) == ticket.password_stamp)
+            .ok_or(FlowError::MfaChallengeNotFound)?;
+        let guard = self.mfa_guard(&user.id, GuessScope::Challenge(id.as_str()));
+        self.check_second_factor(&user.id, &proof, &guard).await?;
         // Taken once: of two right answers racing, one signs in.
         self.stores
             .tickets
             .take_ticket(TicketKind::MfaChallenge, id.as_str(), now_ms())
             .await?
-            .ok_or(FlowError::MfaChallengeNotFound)?;
-        let user = self
-            .stores
-            .users
-            .find_by_id(&user_id)
-            .await?
-            .filter(|u| password_stamp(&u.password_hash) == ticket.password_stamp)
             .ok_or(FlowError::MfaChallengeNotFound)?;
         let first =
             AuthMethod::from_stored(&ticket.first).ok_or(FlowError::MfaChallengeNotFound)?;
@@ -222,15 +233,16 @@ impl AuthCore {
     }
 
     /// ConfirmTotpEnrollment: one valid code of the waiting secret and the password turn TOTP
-    /// on; returns the recovery codes, shown this once. The password is asked so that a stolen
-    /// access token alone cannot put a factor on the account and lock its owner out.
+    /// on; returns the recovery codes, shown this once, and how many other sessions ended (every
+    /// session left has passed the factor). The password is asked so that a stolen access token
+    /// alone cannot put a factor on the account and lock its owner out.
     #[tracing::instrument(skip_all, fields(user_id = %caller.user_id.0))]
     pub async fn confirm_totp_enrollment(
         &self,
         caller: &Caller,
         code: &str,
         current_password: &str,
-    ) -> Result<Vec<RecoveryCode>, FlowError> {
+    ) -> Result<(Vec<RecoveryCode>, u32), FlowError> {
         let mut v = Violations::default();
         let code = v.check("code", Code::parse(code));
         let password = v.check(
@@ -249,7 +261,7 @@ impl AuthCore {
             .ok_or(FlowError::TotpEnrollmentNotFound)?;
         let secret =
             TotpSecret::open(&self.totp_sealer, &user.id, &sealed).map_err(FlowError::Internal)?;
-        let guard = self.mfa_guard(&user.id, None);
+        let guard = self.mfa_guard(&user.id, GuessScope::Session(&caller.session_id));
         guard.admit(self).await?;
         let step = secret.matching_step(&code, now_ms());
         guard.record(self, step.is_some()).await?;
@@ -277,8 +289,19 @@ impl AuthCore {
         {
             return Err(FlowError::TotpAlreadyEnabled);
         }
-        tracing::info!("TOTP enabled");
-        Ok(codes)
+        // Sessions signed in without the factor end: from now on every session has passed it.
+        let ended = self
+            .stores
+            .sessions
+            .revoke_all(
+                &user.id,
+                Some(&caller.session_id),
+                RevokeReason::FactorChanged,
+                now_ms(),
+            )
+            .await?;
+        tracing::info!(sessions_ended = ended, "TOTP enabled");
+        Ok((codes, ended))
     }
 
     /// DisableTotp: with a current TOTP or recovery code, or the password; drops the
@@ -299,7 +322,7 @@ impl AuthCore {
             .revoke_all(
                 &user.id,
                 Some(&caller.session_id),
-                RevokeReason::FactorDisabled,
+                RevokeReason::FactorChanged,
                 now_ms(),
             )
             .await?;
@@ -307,14 +330,19 @@ impl AuthCore {
         Ok(ended)
     }
 
-    /// RegenerateRecoveryCodes: with a current TOTP or recovery code, or the password; the old
-    /// codes stop working.
+    /// RegenerateRecoveryCodes: with a current TOTP or recovery code (not the password: new
+    /// codes are a lasting way past the factor, so only the factor gives them); the old codes
+    /// stop working.
     #[tracing::instrument(skip_all, fields(user_id = %caller.user_id.0))]
     pub async fn regenerate_recovery_codes(
         &self,
         caller: &Caller,
         proof: ProofInput<'_>,
     ) -> Result<Vec<RecoveryCode>, FlowError> {
+        let proof = ProofInput {
+            password: "",
+            ..proof
+        };
         let user = self.prove(caller, proof).await?;
         let (codes, hashes) = self.new_recovery_codes(&user.id);
         if !self
@@ -341,7 +369,7 @@ impl AuthCore {
         match &proof {
             FactorProof::Password(password) => self.check_password(&user, caller, password).await?,
             _ => {
-                let guard = self.mfa_guard(&user.id, None);
+                let guard = self.mfa_guard(&user.id, GuessScope::Session(&caller.session_id));
                 self.check_second_factor(&user.id, &proof, &guard).await?;
             }
         }
@@ -450,37 +478,50 @@ impl AuthCore {
         tracing::info!(user_id = %user.0, factor = factor.as_str(), "wrong second factor");
     }
 
-    /// The limits of second-factor guesses of `user`: per challenge when there is one, and
-    /// per day.
-    fn mfa_guard(&self, user: &UserId, challenge: Option<&str>) -> Guard {
+    /// The limits of second-factor guesses of `user`: per challenge (or per session, for the
+    /// proof of a change), and per day. A right code gives neither back.
+    fn mfa_guard(&self, user: &UserId, scope: GuessScope<'_>) -> Guard {
         let policy = &self.policy.mfa;
-        let mut hard = Vec::new();
-        if let Some(challenge) = challenge {
-            hard.push(Limit {
+        let first = match scope {
+            GuessScope::Challenge(challenge) => Limit {
                 key: Counter::MfaChallenge { challenge }.key(),
                 max: policy.max_guesses_per_challenge,
                 window_ms: policy.challenge_ttl_ms,
-            });
-        }
-        hard.push(Limit {
+            },
+            GuessScope::Session(session) => Limit {
+                key: Counter::MfaSession { user, session }.key(),
+                max: policy.max_guesses_per_challenge,
+                window_ms: DAY_MS,
+            },
+        };
+        let daily = Limit {
             key: Counter::MfaUser { user }.key(),
             max: policy.max_guesses_per_day,
             window_ms: DAY_MS,
-        });
+        };
         Guard {
-            hard,
+            hard: vec![first, daily],
             slowdown: None,
             refused: |retry_at| FlowError::MfaRateLimited { retry_at },
+            right_answer_clears: false,
         }
     }
 
-    /// Forgets the user's daily second-factor budget (after a password reset by emailed code).
-    pub(super) async fn clear_mfa_budget(&self, user: &UserId) -> Result<(), FlowError> {
-        Ok(self
-            .stores
-            .limits
-            .clear(&Counter::MfaUser { user }.key())
-            .await?)
+    /// After a password reset by emailed code: gives the user their day's second-factor budget
+    /// back, at most once a day (so that resetting again and again buys no more guesses).
+    pub(super) async fn give_back_mfa_budget(&self, user: &UserId) -> Result<(), FlowError> {
+        let once_a_day = self
+            .limit(Counter::MfaBudgetReset { user }, 1, DAY_MS, |_| {
+                FlowError::Internal(String::new())
+            })
+            .await;
+        if once_a_day.is_ok() {
+            self.stores
+                .limits
+                .clear(&Counter::MfaUser { user }.key())
+                .await?;
+        }
+        Ok(())
     }
 
     /// Fresh recovery codes and their keyed hashes.

@@ -130,7 +130,7 @@ pub fn event(e: Event) -> pb::Event {
                 RevokeReason::PasswordChanged => pb::SessionRevokeReason::PasswordChanged,
                 RevokeReason::ReuseDetected => pb::SessionRevokeReason::ReuseDetected,
                 RevokeReason::Evicted => pb::SessionRevokeReason::Evicted,
-                RevokeReason::FactorDisabled => pb::SessionRevokeReason::FactorDisabled,
+                RevokeReason::FactorChanged => pb::SessionRevokeReason::FactorChanged,
             } as i32;
             pb::EventType::SessionRevoked
         }

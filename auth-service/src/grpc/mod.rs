@@ -115,28 +115,6 @@ fn outcome(
     }
 }
 
-/// The proof fields of DisableTotp and RegenerateRecoveryCodes (same numbers in both).
-macro_rules! proof_input {
-    ($proof:expr, $kind:path) => {{
-        use $kind as P;
-        match $proof {
-            Some(P::TotpCode(code)) => ProofInput {
-                totp_code: code.as_str(),
-                ..Default::default()
-            },
-            Some(P::RecoveryCode(code)) => ProofInput {
-                recovery_code: code.as_str(),
-                ..Default::default()
-            },
-            Some(P::Password(password)) => ProofInput {
-                password: password.as_str(),
-                ..Default::default()
-            },
-            None => ProofInput::default(),
-        }
-    }};
-}
-
 #[tonic::async_trait]
 impl AuthService for AuthGrpc {
     async fn register(
@@ -302,13 +280,14 @@ impl AuthService for AuthGrpc {
     ) -> Result<Response<pb::ConfirmTotpEnrollmentResponse>, Status> {
         let caller = self.caller(&request).await?;
         let r = request.get_ref();
-        let codes = self
+        let (codes, ended) = self
             .core
             .confirm_totp_enrollment(&caller, &r.code, &r.current_password)
             .await
             .map_err(to_status)?;
         ok(pb::ConfirmTotpEnrollmentResponse {
             recovery_codes: codes.iter().map(|c| c.display()).collect(),
+            revoked_session_count: ended as i32,
         })
     }
 
@@ -317,7 +296,22 @@ impl AuthService for AuthGrpc {
         request: Request<pb::DisableTotpRequest>,
     ) -> Result<Response<pb::DisableTotpResponse>, Status> {
         let caller = self.caller(&request).await?;
-        let proof = proof_input!(&request.get_ref().proof, pb::disable_totp_request::Proof);
+        use pb::disable_totp_request::Proof;
+        let proof = match &request.get_ref().proof {
+            Some(Proof::TotpCode(code)) => ProofInput {
+                totp_code: code,
+                ..Default::default()
+            },
+            Some(Proof::RecoveryCode(code)) => ProofInput {
+                recovery_code: code,
+                ..Default::default()
+            },
+            Some(Proof::Password(password)) => ProofInput {
+                password,
+                ..Default::default()
+            },
+            None => ProofInput::default(),
+        };
         let n = self
             .core
             .disable_totp(&caller, proof)
@@ -333,10 +327,18 @@ impl AuthService for AuthGrpc {
         request: Request<pb::RegenerateRecoveryCodesRequest>,
     ) -> Result<Response<pb::RegenerateRecoveryCodesResponse>, Status> {
         let caller = self.caller(&request).await?;
-        let proof = proof_input!(
-            &request.get_ref().proof,
-            pb::regenerate_recovery_codes_request::Proof
-        );
+        use pb::regenerate_recovery_codes_request::Proof;
+        let proof = match &request.get_ref().proof {
+            Some(Proof::TotpCode(code)) => ProofInput {
+                totp_code: code,
+                ..Default::default()
+            },
+            Some(Proof::RecoveryCode(code)) => ProofInput {
+                recovery_code: code,
+                ..Default::default()
+            },
+            None => ProofInput::default(),
+        };
         let codes = self
             .core
             .regenerate_recovery_codes(&caller, proof)

@@ -66,7 +66,8 @@ pub fn to_status(err: FlowError) -> Status {
             Code::InvalidArgument
         }
         FlowError::TotpReplayed { field } => {
-            details.add_bad_request_violation(*field, "this code was used already");
+            details
+                .add_bad_request_violation(*field, "this code, or a newer one, was used already");
             Code::InvalidArgument
         }
         FlowError::MfaRequired => {

@@ -142,8 +142,8 @@ pub enum PendingPayload {
     PasswordReset { user_id: UserId },
     /// A sign-in by emailed code to an account.
     Login { user_id: UserId },
-    /// A request that must look real but can never succeed: a reset for an email no account
-    /// has, or (with SIGNUP_ENUMERATION_SAFE) a sign-up for a taken email. Its code was mailed
+    /// A request that must look real but can never succeed: a reset or a sign-in by code for an
+    /// email no account has, or (with SIGNUP_ENUMERATION_SAFE) a sign-up for a taken email. Its code was mailed
     /// to nobody; it is answered and limited exactly like a real request, so it reveals nothing.
     Decoy,
 }

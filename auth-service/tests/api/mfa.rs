@@ -138,8 +138,8 @@ async fn enrolling_needs_a_valid_code_and_the_password_and_then_sign_in_needs_th
     assert!(uri.starts_with("otpauth://totp/"), "{uri}");
     assert!(uri.contains(&format!("secret={secret}")), "{uri}");
     assert!(uri.contains(&mail.replace('@', "%40")), "{uri}");
-    // Nothing is on before the confirmation.
-    assert!(app.login(&mail, PASSWORD).await.unwrap().tokens.is_some());
+    // Nothing is on before the confirmation: the password alone signs in (a second device).
+    let before = app.login(&mail, PASSWORD).await.unwrap().tokens.unwrap();
 
     // A wrong code, and a stolen access token without the password, turn nothing on.
     let status = assert_error(
@@ -157,6 +157,13 @@ async fn enrolling_needs_a_valid_code_and_the_password_and_then_sign_in_needs_th
         .await
         .unwrap();
     assert_eq!(recovery.len(), 10);
+    // The session that signed in without the factor ended; this one goes on.
+    assert_error(
+        app.validate(&before.access_token).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+    app.validate(token).await.unwrap();
     assert!(
         recovery
             .iter()
@@ -254,7 +261,8 @@ async fn recovery_codes_sign_in_once_each_and_can_be_replaced() {
         "MFA_CODE_INVALID",
     );
 
-    // New codes need a proof; the old ones stop working.
+    // New codes need the factor itself (the password is no proof here); the old ones stop
+    // working.
     let regenerate = |proof| {
         let mut client = app.client();
         let request = authed(pb::RegenerateRecoveryCodesRequest { proof }, &token);
@@ -266,7 +274,7 @@ async fn recovery_codes_sign_in_once_each_and_can_be_replaced() {
         "MFA_REQUIRED",
     );
     use pb::regenerate_recovery_codes_request::Proof;
-    let fresh = regenerate(Some(Proof::Password(PASSWORD.into())))
+    let fresh = regenerate(Some(Proof::TotpCode(totp::code_next(&user.secret))))
         .await
         .unwrap()
         .into_inner()
@@ -369,6 +377,30 @@ async fn the_daily_budget_spans_challenges_and_a_password_reset_gives_the_owner_
     )
     .await
     .unwrap();
+
+    // A thief of the mailbox who resets again and again gets no more guesses: the budget comes
+    // back once a day.
+    for _ in 0..2 {
+        let reply = app.login(&user.email, new_password).await.unwrap();
+        let c = reply.mfa_challenge.expect("a challenge");
+        for _ in 0..3 {
+            assert_error(
+                complete(&app, &c.challenge_id, totp_code(wrong.clone())).await,
+                Code::InvalidArgument,
+                "MFA_CODE_INVALID",
+            );
+        }
+    }
+    let n = app.mails_to(&user.email).len();
+    let id = app.request_reset(&user.email).await.unwrap();
+    let code = app.wait_for_code(&user.email, n + 1).await;
+    app.reset(&user.email, &id, &code, PASSWORD).await.unwrap();
+    let c = challenge(&app, &user.email).await;
+    assert_error(
+        complete(&app, &c.challenge_id, recovery_code(&user.recovery[0])).await,
+        Code::ResourceExhausted,
+        "MFA_RATE_LIMITED",
+    );
 }
 
 #[tokio::test]

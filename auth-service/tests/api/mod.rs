@@ -4,7 +4,7 @@
 mod concurrency;
 mod login;
 mod login_code;
-mod mfa;
+pub mod mfa;
 mod password;
 mod process;
 mod registration;

@@ -5,6 +5,7 @@
 
 mod directory;
 mod events;
+mod factors;
 mod presence;
 mod tokens;
 
@@ -52,6 +53,17 @@ impl Deployment {
         match self {
             Deployment::Sqlite => spawn_app_with(&vars).await,
             Deployment::RedisMongo(backends) => backends.instance(&vars).await,
+        }
+    }
+
+    /// The code of mail number `nth` to `email`, where this deployment's mail lands.
+    pub async fn code(&self, app: &TestApp, email: &str, nth: usize) -> String {
+        match self {
+            Deployment::Sqlite => app.wait_for_code(email, nth).await,
+            Deployment::RedisMongo(backends) => {
+                let within = std::time::Duration::from_secs(15);
+                backends.wait_for_code(email, nth, within).await
+            }
         }
     }
 

@@ -89,6 +89,20 @@ impl ApiError {
         }
     }
 
+    /// 422 naming `field`: the body gave more than one of what must be one.
+    pub fn one_of(field: &str, message: &str) -> Self {
+        let mut error = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_ARGUMENT",
+            "invalid request",
+        );
+        error.details.push(FieldError {
+            field: field.to_owned(),
+            message: message.to_owned(),
+        });
+        error
+    }
+
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
     }

@@ -57,19 +57,31 @@ pub struct ProofBody {
     pub password: Option<String>,
 }
 
-impl ProofBody {
-    /// The proof as a request's `oneof` (the first one given, in the order above).
-    fn into_proof<P>(
-        self,
-        totp: fn(String) -> P,
-        recovery: fn(String) -> P,
-        password: fn(String) -> P,
-    ) -> Option<P> {
-        self.totp_code
-            .map(totp)
-            .or(self.recovery_code.map(recovery))
-            .or(self.password.map(password))
+/// The second factor itself: a current TOTP code or a recovery code.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FactorBody {
+    pub totp_code: Option<String>,
+    pub recovery_code: Option<String>,
+}
+
+/// A body's field and the proof it makes when given.
+pub type Given<P> = (Option<String>, fn(String) -> P);
+
+/// The one proof a body gives, as a request's `oneof`: `None` when it gives none (the service
+/// then names what is missing), 422 naming `proof` when it gives several.
+pub fn one_proof<P, const N: usize>(given: [Given<P>; N]) -> Result<Option<P>, ApiError> {
+    let mut given = given
+        .into_iter()
+        .filter_map(|(value, make)| Some(make(value?)));
+    let first = given.next();
+    if given.next().is_some() {
+        return Err(ApiError::one_of(
+            "proof",
+            "give only one proof: totpCode, recoveryCode or password",
+        ));
     }
+    Ok(first)
 }
 
 /// Emails a sign-in code when an account has this email; the answer is the same either way.
@@ -209,7 +221,11 @@ pub async fn disable_totp(
     ApiJson(body): ApiJson<ProofBody>,
 ) -> Result<ApiResponse<RevokedSessions>, ApiError> {
     use pb::disable_totp_request::Proof;
-    let proof = body.into_proof(Proof::TotpCode, Proof::RecoveryCode, Proof::Password);
+    let proof = one_proof([
+        (body.totp_code, Proof::TotpCode),
+        (body.recovery_code, Proof::RecoveryCode),
+        (body.password, Proof::Password),
+    ])?;
     let request = ctx.signed_in_request(pb::DisableTotpRequest { proof })?;
     let reply = call("DisableTotp", app.auth().disable_totp(request)).await?;
     Ok(ApiResponse::ok(
@@ -220,23 +236,27 @@ pub async fn disable_totp(
     ))
 }
 
-/// New recovery codes; the old ones stop working.
-#[utoipa::path(post, path = "/mfa/recovery-codes", tag = "mfa", request_body = ProofBody,
+/// New recovery codes (proven with the second factor itself, not the password); the old ones
+/// stop working.
+#[utoipa::path(post, path = "/mfa/recovery-codes", tag = "mfa", request_body = FactorBody,
     security(("accessCookie" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "10 new recovery codes, shown once", body = ApiResponse<RecoveryCodes>),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 409, description = "TOTP_NOT_ENABLED", body = ErrorBody),
-        (status = 422, description = "MFA_REQUIRED (field proof), MFA_CODE_INVALID, TOTP_REPLAYED, WRONG_PASSWORD or invalid fields", body = ErrorBody),
-        (status = 429, description = "MFA_RATE_LIMITED or LOGIN_RATE_LIMITED, with Retry-After", body = ErrorBody),
+        (status = 422, description = "MFA_REQUIRED (field proof), MFA_CODE_INVALID, TOTP_REPLAYED or invalid fields", body = ErrorBody),
+        (status = 429, description = "MFA_RATE_LIMITED, with Retry-After", body = ErrorBody),
     ))]
 pub async fn regenerate_recovery_codes(
     State(app): State<AppState>,
     ctx: CallContext,
-    ApiJson(body): ApiJson<ProofBody>,
+    ApiJson(body): ApiJson<FactorBody>,
 ) -> Result<ApiResponse<RecoveryCodes>, ApiError> {
     use pb::regenerate_recovery_codes_request::Proof;
-    let proof = body.into_proof(Proof::TotpCode, Proof::RecoveryCode, Proof::Password);
+    let proof = one_proof([
+        (body.totp_code, Proof::TotpCode),
+        (body.recovery_code, Proof::RecoveryCode),
+    ])?;
     let request = ctx.signed_in_request(pb::RegenerateRecoveryCodesRequest { proof })?;
     let reply = call(
         "RegenerateRecoveryCodes",

@@ -65,7 +65,13 @@ pub async fn login(
     if let Some(challenge) = &reply.mfa_challenge {
         return Ok(mfa_required(&app, challenge));
     }
-    Ok(signed_in(&app, reply.user, reply.tokens, "Signed in")?.into_response())
+    // A challenge left from an earlier sign-in of this browser is of no use any more.
+    let policy = app.cookies();
+    Ok((
+        AppendHeaders(cookies::forget(policy, cookies::mfa_cookie(policy))),
+        signed_in(&app, reply.user, reply.tokens, "Signed in")?,
+    )
+        .into_response())
 }
 
 /// The answer to a first factor of an account with a second one: the challenge's id in an
@@ -106,12 +112,10 @@ pub async fn complete_mfa(
     ApiJson(body): ApiJson<CompleteMfaBody>,
 ) -> Result<(AppendHeaders<SetCookie>, SignedInResponse), ApiError> {
     use pb::complete_mfa_challenge_request::Factor;
-    let factor = match (body.totp_code, body.recovery_code) {
-        (Some(code), None) => Some(Factor::TotpCode(code)),
-        (None, Some(code)) => Some(Factor::RecoveryCode(code)),
-        (Some(code), Some(_)) => Some(Factor::TotpCode(code)),
-        (None, None) => None,
-    };
+    let factor = super::mfa::one_proof([
+        (body.totp_code, Factor::TotpCode),
+        (body.recovery_code, Factor::RecoveryCode),
+    ])?;
     let request = ctx.request(pb::CompleteMfaChallengeRequest {
         challenge_id: ctx.mfa_challenge_id(),
         factor,

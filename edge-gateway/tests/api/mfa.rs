@@ -247,6 +247,19 @@ async fn turning_totp_off_needs_a_proof_and_ends_the_other_sessions() {
     );
     assert_eq!(detail_fields(&body), ["proof"]);
     let (status, body) = read(
+        disable(json!({ "password": PASSWORD, "totpCode": "123456" }))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(detail_fields(&body), ["proof"]);
+    let (status, body) = read(
         disable(json!({ "password": "not it at all" }))
             .await
             .unwrap(),

@@ -66,13 +66,13 @@ impl Keys {
         &self.prefix
     }
 
-    /// `register:{<email>}` or `reset:{<email>}`: the email's pending requests.
+    /// `register:{<email>}`, `reset:{<email>}` or `login:{<email>}`: the email's pending requests.
     pub fn pending(&self, purpose: CodePurpose, email: &Email) -> String {
         format!("{}{}:{{{}}}", self.prefix, purpose.as_str(), email.as_str())
     }
 
-    /// `register:{<email>}:budget` or `reset:{<email>}:budget`: the email's daily budgets, in
-    /// the slot of its requests.
+    /// `register:{<email>}:budget`, `reset:{<email>}:budget` or `login:{<email>}:budget`: the
+    /// email's daily budgets, in the slot of its requests.
     pub fn pending_budget(&self, purpose: CodePurpose, email: &Email) -> String {
         format!("{}:budget", self.pending(purpose, email))
     }

@@ -1,0 +1,174 @@
+//! Second factors and sign-in by emailed code on every backend (SQLite; Redis + MongoDB with
+//! mail through SMTP), followed on the event stream: factor.enabled, mfa.failed, the sessions
+//! a challenge and a code start, factor.disabled and the revocations it causes.
+
+use baatcheet_auth_api::v1::{self as pb, EventType, SessionRevokeReason};
+use baatcheet_test_support::totp;
+use tonic::Code;
+
+use super::{Deployment, credential, internal, on_every_backend, with_token};
+use crate::api::mfa::{challenge, complete, confirm, start};
+use crate::helpers::{PASSWORD, assert_error, authed};
+
+on_every_backend!(two_factor_sign_in_is_watched_from_enrollment_to_disabling);
+
+async fn two_factor_sign_in_is_watched_from_enrollment_to_disabling(d: Deployment) {
+    use pb::complete_mfa_challenge_request::Factor;
+    let socket = credential("socket");
+    let app = d.instance(&[&socket], &[]).await;
+    let mut stream = internal(&app)
+        .await
+        .watch_events(with_token(
+            pb::WatchEventsRequest {
+                since_event_id: String::new(),
+                types: [
+                    EventType::FactorEnabled,
+                    EventType::FactorDisabled,
+                    EventType::MfaFailed,
+                    EventType::SessionRevoked,
+                ]
+                .iter()
+                .map(|t| *t as i32)
+                .collect(),
+            },
+            &socket.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut next = async |user: &str| loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(15), stream.message())
+            .await
+            .expect("an event within 15 s")
+            .unwrap()
+            .unwrap();
+        if let Some(event) = message.event.filter(|e| e.user_id == user) {
+            return event;
+        }
+    };
+
+    let (user, tokens) = d.signup(&app, "factors").await;
+    let secret = start(&app, &tokens.access_token).await.unwrap().secret;
+    let recovery = confirm(
+        &app,
+        &tokens.access_token,
+        &totp::code_now(&secret),
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    let enabled = next(&user.id).await;
+    assert_eq!(
+        (enabled.r#type, enabled.factor),
+        (EventType::FactorEnabled as i32, pb::AuthMethod::Totp as i32)
+    );
+
+    // A wrong code is an event; the right one signs in.
+    let c = challenge(&app, &user.email).await;
+    let wrong = if totp::code_next(&secret) == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    assert_error(
+        complete(&app, &c.challenge_id, Factor::TotpCode(wrong.into())).await,
+        Code::InvalidArgument,
+        "MFA_CODE_INVALID",
+    );
+    let failed = next(&user.id).await;
+    assert_eq!(
+        (failed.r#type, failed.factor),
+        (EventType::MfaFailed as i32, pb::AuthMethod::Totp as i32)
+    );
+    let by_app = complete(
+        &app,
+        &c.challenge_id,
+        Factor::TotpCode(totp::code_next(&secret)),
+    )
+    .await
+    .unwrap()
+    .tokens
+    .unwrap();
+
+    // Sign-in by emailed code (the mail through this deployment's mailer), then a recovery code.
+    let sent = app
+        .client()
+        .request_login_code(pb::RequestLoginCodeRequest {
+            email: user.email.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let code = d.code(&app, &user.email, 2).await;
+    let reply = app
+        .client()
+        .login_with_code(pb::LoginWithCodeRequest {
+            email: user.email.clone(),
+            code,
+            login_id: sent.login_id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let c = reply
+        .mfa_challenge
+        .expect("the second factor is still asked");
+    let by_code = complete(
+        &app,
+        &c.challenge_id,
+        Factor::RecoveryCode(recovery[0].clone()),
+    )
+    .await
+    .unwrap()
+    .tokens
+    .unwrap();
+    let sessions = app
+        .client()
+        .list_sessions(authed(pb::ListSessionsRequest {}, &by_code.access_token))
+        .await
+        .unwrap()
+        .into_inner()
+        .sessions;
+    let methods = |id: &str| {
+        sessions
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.auth_methods.clone())
+            .unwrap()
+    };
+    use pb::AuthMethod as M;
+    assert_eq!(
+        methods(&by_app.session_id),
+        [M::Password as i32, M::Totp as i32]
+    );
+    assert_eq!(
+        methods(&by_code.session_id),
+        [M::EmailCode as i32, M::RecoveryCode as i32]
+    );
+
+    // Turning it off from the first session ends the two others, with the reason.
+    app.client()
+        .disable_totp(authed(
+            pb::DisableTotpRequest {
+                proof: Some(pb::disable_totp_request::Proof::Password(PASSWORD.into())),
+            },
+            &tokens.access_token,
+        ))
+        .await
+        .unwrap();
+    let mut ended = Vec::new();
+    let mut disabled = false;
+    while ended.len() < 2 || !disabled {
+        let event = next(&user.id).await;
+        if event.r#type == EventType::FactorDisabled as i32 {
+            disabled = true;
+        } else {
+            assert_eq!(event.reason, SessionRevokeReason::FactorChanged as i32);
+            ended.push(event.session_id);
+        }
+    }
+    ended.sort();
+    let mut expected = vec![by_app.session_id, by_code.session_id];
+    expected.sort();
+    assert_eq!(ended, expected);
+}
