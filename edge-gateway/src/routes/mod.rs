@@ -2,6 +2,7 @@
 //! the operator routes, the page, and the layers every response goes through.
 
 pub mod account;
+pub mod login_code;
 pub mod mfa;
 pub mod ops;
 pub mod password;
@@ -41,9 +42,9 @@ pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_js
         .routes(routes!(registration::verify_otp))
         .routes(routes!(registration::resend_otp))
         .routes(routes!(session::login))
-        .routes(routes!(session::complete_mfa))
-        .routes(routes!(mfa::request_login_code))
-        .routes(routes!(mfa::login_with_code))
+        .routes(routes!(mfa::complete_mfa))
+        .routes(routes!(login_code::request_login_code))
+        .routes(routes!(login_code::login_with_code))
         .routes(routes!(mfa::start_totp))
         .routes(routes!(mfa::confirm_totp))
         .routes(routes!(mfa::disable_totp))

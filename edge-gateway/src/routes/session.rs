@@ -10,7 +10,7 @@ use baatcheet_auth_api::v1 as pb;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::cookies::{self, SetCookie, SetCookies};
+use crate::cookies::{self, SetCookies};
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
 use crate::response::{ApiResponse, Empty};
@@ -84,52 +84,6 @@ pub fn mfa_required(app: &AppState, challenge: &pb::MfaChallenge) -> Response {
         ApiResponse::ok(MfaRequired::from(challenge), "Second factor required"),
     )
         .into_response()
-}
-
-/// A TOTP code or a recovery code.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CompleteMfaBody {
-    /// The current 6-digit code of the authenticator app.
-    pub totp_code: Option<String>,
-    /// One of the recovery codes (xxxxx-xxxxx); used up.
-    pub recovery_code: Option<String>,
-}
-
-/// Completes this browser's sign-in (its `mfaChallenge` cookie) with a second factor; sets
-/// both token cookies and forgets the challenge.
-#[utoipa::path(post, path = "/mfa/complete", tag = "session", request_body = CompleteMfaBody,
-    security(("mfaCookie" = [])),
-    responses(
-        (status = 200, description = "Signed in; token cookies set", body = ApiResponse<SignedIn>),
-        (status = 404, description = "MFA_CHALLENGE_NOT_FOUND (expired, completed, or the password changed)", body = ErrorBody),
-        (status = 422, description = "MFA_CODE_INVALID or TOTP_REPLAYED (field totpCode or recoveryCode), or invalid fields", body = ErrorBody),
-        (status = 429, description = "MFA_RATE_LIMITED, with Retry-After", body = ErrorBody),
-    ))]
-pub async fn complete_mfa(
-    State(app): State<AppState>,
-    ctx: CallContext,
-    ApiJson(body): ApiJson<CompleteMfaBody>,
-) -> Result<(AppendHeaders<SetCookie>, SignedInResponse), ApiError> {
-    use pb::complete_mfa_challenge_request::Factor;
-    let factor = super::mfa::one_proof([
-        (body.totp_code, Factor::TotpCode),
-        (body.recovery_code, Factor::RecoveryCode),
-    ])?;
-    let request = ctx.request(pb::CompleteMfaChallengeRequest {
-        challenge_id: ctx.mfa_challenge_id(),
-        factor,
-    });
-    let reply = call(
-        "CompleteMfaChallenge",
-        app.auth().complete_mfa_challenge(request),
-    )
-    .await?;
-    let policy = app.cookies();
-    Ok((
-        AppendHeaders(cookies::forget(policy, cookies::mfa_cookie(policy))),
-        signed_in(&app, reply.user, reply.tokens, "Signed in")?,
-    ))
 }
 
 /// Sets the cookies of a new session and answers with its user.
