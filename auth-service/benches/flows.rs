@@ -6,6 +6,10 @@
 //! when those are set in the environment). BENCH_SECONDS (default 5) and BENCH_CLIENTS
 //! (default 16) tune the run. Client and server share the machine's cores.
 //!
+//! "CompleteMfaChallenge (TOTP)" completes one waiting sign-in challenge of each of
+//! BENCH_MFA_USERS (default 300) users with TOTP on (a code is accepted once per user and
+//! step, so each user completes once); its req/s is over the time those take.
+//!
 //! The internal API's rows (BatchGetUsers and GetPresence of 100 users) run against 100
 //! signed-up users; "AccessTokenVerifier (local)" verifies the same token as the
 //! ValidateAccessToken row, in this process on one task, with the `verifier` library.
@@ -98,6 +102,18 @@ where
             })
         })
         .collect();
+    gather(name, start, tasks).await
+}
+
+/// What one client task counted: successes, errors, each call's latency.
+type Counted = (u64, u64, Vec<Duration>);
+
+/// The row of `tasks` started at `start`.
+async fn gather(
+    name: &'static str,
+    start: Instant,
+    tasks: Vec<tokio::task::JoinHandle<Counted>>,
+) -> Row {
     let mut row = Row {
         name,
         ok: 0,
@@ -113,6 +129,84 @@ where
     }
     row.elapsed = start.elapsed();
     row
+}
+
+/// Runs `call` once per item from `clients` concurrent tasks, until the items run out.
+async fn measure_each<T, F, Fut>(name: &'static str, clients: usize, items: Vec<T>, call: F) -> Row
+where
+    T: Send + 'static,
+    F: Fn(T) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(items));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (call, queue) = (call.clone(), queue.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut errors, mut latencies) = (0u64, 0u64, Vec::new());
+                loop {
+                    let Some(item) = queue.lock().unwrap().pop() else {
+                        break;
+                    };
+                    let t = Instant::now();
+                    if call(item).await {
+                        ok += 1
+                    } else {
+                        errors += 1
+                    }
+                    latencies.push(t.elapsed());
+                }
+                (ok, errors, latencies)
+            })
+        })
+        .collect();
+    gather(name, start, tasks).await
+}
+
+/// The TOTP code of `secret` (base32) for the step after the current one: a step the service
+/// has not accepted for this user yet.
+fn next_totp_code(secret: &str) -> String {
+    let bytes = totp_rs::Secret::try_from_base32(secret).expect("base32");
+    let totp = totp_rs::Builder::new()
+        .with_secret(bytes.as_bytes().to_vec())
+        .build_noncompliant();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    totp.generate(now + 30).to_string()
+}
+
+/// Registers `name` (`<name>@example.com`), reads the code from the mail folder and verifies.
+async fn sign_up(
+    c: &mut AuthServiceClient<Channel>,
+    mail_dir: &std::path::Path,
+    name: &str,
+) -> pb::VerifyRegistrationResponse {
+    let email = format!("{name}@example.com");
+    let registration_id = c
+        .register(pb::RegisterRequest {
+            username: name.into(),
+            email: email.clone(),
+            password: PASSWORD.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("register")
+        .into_inner()
+        .registration_id;
+    let code =
+        baatcheet_test_support::mail::wait_for_code(mail_dir, &email, 1, Duration::from_secs(60))
+            .await;
+    c.verify_registration(pb::VerifyRegistrationRequest {
+        email,
+        code,
+        registration_id,
+    })
+    .await
+    .expect("verify")
+    .into_inner()
 }
 
 fn peak_rss_mib() -> f64 {
@@ -181,43 +275,7 @@ async fn main() {
     // signs in uses it: only wrong passwords count against the login limits, and beyond
     // MAX_SESSIONS_PER_USER each login ends the least recently used session, as in production.
     let email = "bench@example.com";
-    let registration_id = client
-        .clone()
-        .register(pb::RegisterRequest {
-            username: "bench".into(),
-            email: email.into(),
-            password: PASSWORD.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("register")
-        .into_inner()
-        .registration_id;
-    let code = loop {
-        let found = std::fs::read_dir(&mail_dir).ok().and_then(|entries| {
-            entries.flatten().find_map(|e| {
-                let text = std::fs::read_to_string(e.path()).ok()?;
-                text.lines()
-                    .map(str::trim)
-                    .find(|l| l.len() == 6 && l.bytes().all(|b| b.is_ascii_digit()))
-                    .map(str::to_owned)
-            })
-        });
-        if let Some(code) = found {
-            break code;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let signed = client
-        .clone()
-        .verify_registration(pb::VerifyRegistrationRequest {
-            email: email.into(),
-            code,
-            registration_id,
-        })
-        .await
-        .expect("verify")
-        .into_inner();
+    let signed = sign_up(&mut client.clone(), &mail_dir, "bench").await;
     let access = signed.tokens.unwrap().access_token;
 
     // 100 more users, signed up through the flow, for the directory and presence rows.
@@ -226,40 +284,65 @@ async fn main() {
         let signups = chunk.iter().map(|n| {
             let (mut c, mail_dir) = (client.clone(), mail_dir.clone());
             async move {
-                let email = format!("dir{n}@example.com");
-                let id = c
-                    .register(pb::RegisterRequest {
-                        username: format!("dir{n}"),
-                        email: email.clone(),
-                        password: PASSWORD.into(),
-                        ..Default::default()
-                    })
-                    .await
-                    .expect("register")
-                    .into_inner()
-                    .registration_id;
-                let code = baatcheet_test_support::mail::wait_for_code(
-                    mail_dir.as_path(),
-                    &email,
-                    1,
-                    Duration::from_secs(60),
-                )
-                .await;
-                c.verify_registration(pb::VerifyRegistrationRequest {
-                    email,
-                    code,
-                    registration_id: id,
-                })
-                .await
-                .expect("verify")
-                .into_inner()
-                .user
-                .unwrap()
-                .id
+                let signed = sign_up(&mut c, &mail_dir, &format!("dir{n}")).await;
+                signed.user.unwrap().id
             }
         });
         directory_ids.extend(futures::future::join_all(signups).await);
     }
+    // Users with TOTP on, each with a challenge waiting (a step is accepted once per user, so
+    // the CompleteMfaChallenge row completes each once).
+    let mfa_users: usize = env_or("BENCH_MFA_USERS", 300);
+    let mut challenges = Vec::new();
+    for chunk in (0..mfa_users).collect::<Vec<_>>().chunks(16) {
+        let enrolled = chunk.iter().map(|n| {
+            let (mut c, mail_dir) = (client.clone(), mail_dir.clone());
+            async move {
+                let email = format!("mfa{n}@example.com");
+                let signed = sign_up(&mut c, &mail_dir, &format!("mfa{n}")).await;
+                let access = signed.tokens.unwrap().access_token;
+                let secret = c
+                    .start_totp_enrollment(with_token(pb::StartTotpEnrollmentRequest {}, &access))
+                    .await
+                    .expect("start")
+                    .into_inner()
+                    .secret;
+                let bytes = totp_rs::Secret::try_from_base32(&secret).unwrap();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let first = totp_rs::Builder::new()
+                    .with_secret(bytes.as_bytes().to_vec())
+                    .build_noncompliant()
+                    .generate(now)
+                    .to_string();
+                c.confirm_totp_enrollment(with_token(
+                    pb::ConfirmTotpEnrollmentRequest {
+                        code: first,
+                        current_password: PASSWORD.into(),
+                    },
+                    &access,
+                ))
+                .await
+                .expect("confirm");
+                let challenge = c
+                    .login(pb::LoginRequest {
+                        identifier: email,
+                        password: PASSWORD.into(),
+                    })
+                    .await
+                    .expect("login")
+                    .into_inner()
+                    .mfa_challenge
+                    .expect("a challenge")
+                    .challenge_id;
+                (challenge, secret)
+            }
+        });
+        challenges.extend(futures::future::join_all(enrolled).await);
+    }
+
     let internal = InternalAuthServiceClient::new(channel.clone());
     fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
@@ -388,6 +471,28 @@ async fn main() {
             .is_ok()
         }
     })
+    .await
+    .print();
+
+    let c = client.clone();
+    measure_each(
+        "CompleteMfaChallenge (TOTP)",
+        clients,
+        challenges,
+        move |(challenge_id, secret)| {
+            let mut c = c.clone();
+            async move {
+                c.complete_mfa_challenge(pb::CompleteMfaChallengeRequest {
+                    challenge_id,
+                    factor: Some(pb::complete_mfa_challenge_request::Factor::TotpCode(
+                        next_totp_code(&secret),
+                    )),
+                })
+                .await
+                .is_ok()
+            }
+        },
+    )
     .await
     .print();
 

@@ -100,6 +100,15 @@ pub struct TotpEnrollment {
     pub expires_at: Option<String>,
 }
 
+/// `data` of /mfa/totp/confirm: the recovery codes (shown once) and how many other sessions
+/// ended.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TotpEnabled {
+    pub recovery_codes: Vec<String>,
+    pub revoked_session_count: i32,
+}
+
 /// `data` of the answers that show recovery codes (once).
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

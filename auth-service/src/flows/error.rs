@@ -92,7 +92,9 @@ pub enum FlowError {
     TotpReplayed { field: &'static str },
     #[error("too many wrong second-factor codes; try again later")]
     MfaRateLimited { retry_at: UnixMs },
-    #[error("a current TOTP code, a recovery code or the password is required")]
+    #[error(
+        "a proof is required: a current TOTP code or a recovery code (or, where allowed, the password)"
+    )]
     MfaRequired,
     #[error("two-factor sign-in with an authenticator app is already on")]
     TotpAlreadyEnabled,

@@ -1,7 +1,7 @@
 //! Second factors: TOTP enrollment (the secret shown once, on only after one valid code and
-//! the password, with 10 one-time recovery codes for a lost phone), turning it off and new
-//! recovery codes (each proven with a current factor or the password), and the MFA challenge
-//! a sign-in of such a user gets instead of tokens.
+//! the password, with 10 one-time recovery codes for a lost phone), turning it off (proven with
+//! a current factor or the password) and new recovery codes (proven with the factor itself),
+//! and the MFA challenge a sign-in of such a user gets instead of tokens.
 //!
 //! Guessing is bounded twice: per challenge, or per session for the proof of a change
 //! (`max_guesses_per_challenge`), and per user per day (`max_guesses_per_day`, every challenge
@@ -290,6 +290,8 @@ impl AuthCore {
             return Err(FlowError::TotpAlreadyEnabled);
         }
         // Sessions signed in without the factor end: from now on every session has passed it.
+        // The codes are shown whatever happens here (they are shown only once); a failure is
+        // logged, and LogoutAll ends the others.
         let ended = self
             .stores
             .sessions
@@ -299,7 +301,11 @@ impl AuthCore {
                 RevokeReason::FactorChanged,
                 now_ms(),
             )
-            .await?;
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "TOTP on, but the other sessions could not be ended");
+                0
+            });
         tracing::info!(sessions_ended = ended, "TOTP enabled");
         Ok((codes, ended))
     }
@@ -508,20 +514,27 @@ impl AuthCore {
     }
 
     /// After a password reset by emailed code: gives the user their day's second-factor budget
-    /// back, at most once a day (so that resetting again and again buys no more guesses).
-    pub(super) async fn give_back_mfa_budget(&self, user: &UserId) -> Result<(), FlowError> {
-        let once_a_day = self
-            .limit(Counter::MfaBudgetReset { user }, 1, DAY_MS, |_| {
-                FlowError::Internal(String::new())
-            })
-            .await;
-        if once_a_day.is_ok() {
-            self.stores
-                .limits
-                .clear(&Counter::MfaUser { user }.key())
-                .await?;
+    /// back, at most once a day (so that resetting again and again buys no more guesses). The
+    /// once-a-day slot is spent only when there is something to give back. The reset stands
+    /// whatever happens here: a store failure is logged, not returned.
+    pub(super) async fn give_back_mfa_budget(&self, user: &UserId) {
+        let limits = &self.stores.limits;
+        let daily = Counter::MfaUser { user }.key();
+        let result = async {
+            let (spent, _) = limits.count(&daily, now_ms()).await?;
+            if spent == 0 {
+                return Ok(());
+            }
+            let slot = Counter::MfaBudgetReset { user }.key();
+            if limits.hit(&slot, 1, DAY_MS, now_ms()).await?.is_ok() {
+                limits.clear(&daily).await?;
+            }
+            Ok::<_, crate::store::StoreError>(())
         }
-        Ok(())
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, user_id = %user.0, "cannot give the second-factor budget back");
+        }
     }
 
     /// Fresh recovery codes and their keyed hashes.

@@ -73,7 +73,7 @@ impl AuthCore {
         // The owner proved the mailbox, and a password someone else knew stops working: the
         // second-factor guesses that person spent no longer count against the owner (once a
         // day; see flows/mfa.rs).
-        self.give_back_mfa_budget(&user_id).await?;
+        self.give_back_mfa_budget(&user_id).await;
         tracing::info!(user_id = %user_id.0, sessions_ended = ended, "password reset");
         Ok(ended)
     }

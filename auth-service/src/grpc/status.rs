@@ -73,7 +73,7 @@ pub fn to_status(err: FlowError) -> Status {
         FlowError::MfaRequired => {
             details.add_bad_request_violation(
                 "proof",
-                "a current totp_code, a recovery_code or the password is required",
+                "a proof is required: totp_code or recovery_code (or, where allowed, password)",
             );
             Code::InvalidArgument
         }

@@ -86,7 +86,12 @@ pub async fn login_with_code(
     let forget = AppendHeaders(cookies::forget(policy, cookies::login_code_cookie(policy)));
     let answer = match &reply.mfa_challenge {
         Some(challenge) => mfa_required(&app, challenge),
-        None => signed_in(&app, reply.user, reply.tokens, "Signed in")?.into_response(),
+        // A challenge left from an earlier sign-in of this browser is of no use any more.
+        None => (
+            AppendHeaders(cookies::forget(policy, cookies::mfa_cookie(policy))),
+            signed_in(&app, reply.user, reply.tokens, "Signed in")?,
+        )
+            .into_response(),
     };
     Ok((forget, answer))
 }

@@ -14,7 +14,9 @@ use crate::json::ApiJson;
 use crate::response::ApiResponse;
 use crate::state::AppState;
 use crate::upstream::{CallContext, call};
-use crate::views::{RecoveryCodes, RevokedSessions, SignedIn, TotpEnrollment, rfc3339};
+use crate::views::{
+    RecoveryCodes, RevokedSessions, SignedIn, TotpEnabled, TotpEnrollment, rfc3339,
+};
 
 /// The first code of the new secret, and the password.
 #[derive(Deserialize, ToSchema)]
@@ -60,7 +62,7 @@ pub fn one_proof<P, const N: usize>(given: [Given<P>; N]) -> Result<Option<P>, A
     if given.next().is_some() {
         return Err(ApiError::one_of(
             "proof",
-            "give only one proof: totpCode, recoveryCode or password",
+            "give only one of the proof fields",
         ));
     }
     Ok(first)
@@ -145,7 +147,7 @@ pub async fn start_totp(
 #[utoipa::path(post, path = "/mfa/totp/confirm", tag = "mfa", request_body = ConfirmTotpBody,
     security(("accessCookie" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "TOTP is on; 10 recovery codes, shown once", body = ApiResponse<RecoveryCodes>),
+        (status = 200, description = "TOTP is on (the other sessions ended); 10 recovery codes, shown once", body = ApiResponse<TotpEnabled>),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 409, description = "TOTP_ENROLLMENT_NOT_FOUND or TOTP_ALREADY_ENABLED", body = ErrorBody),
         (status = 422, description = "MFA_CODE_INVALID (field code), WRONG_PASSWORD (field currentPassword) or invalid fields", body = ErrorBody),
@@ -155,7 +157,7 @@ pub async fn confirm_totp(
     State(app): State<AppState>,
     ctx: CallContext,
     ApiJson(body): ApiJson<ConfirmTotpBody>,
-) -> Result<ApiResponse<RecoveryCodes>, ApiError> {
+) -> Result<ApiResponse<TotpEnabled>, ApiError> {
     let request = ctx.signed_in_request(pb::ConfirmTotpEnrollmentRequest {
         code: body.code,
         current_password: body.current_password,
@@ -166,8 +168,9 @@ pub async fn confirm_totp(
     )
     .await?;
     Ok(ApiResponse::ok(
-        RecoveryCodes {
+        TotpEnabled {
             recovery_codes: reply.recovery_codes,
+            revoked_session_count: reply.revoked_session_count,
         },
         "Two-factor sign-in is on; keep these recovery codes somewhere safe",
     ))
