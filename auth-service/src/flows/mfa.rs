@@ -24,6 +24,7 @@ use crate::domain::{
     AllParsed, AuthMethod, Code, FactorProof, Password, PasswordHash, PendingId, RecoveryCode,
     RevokeReason, SignIn, UnixMs, User, UserId, Violations, now_ms,
 };
+use crate::mail::FactorChange;
 use crate::store::{DAY_MS, TicketKind, TotpFactor};
 
 /// How long a TOTP secret shown by StartTotpEnrollment waits for its first code.
@@ -307,6 +308,7 @@ impl AuthCore {
                 0
             });
         tracing::info!(sessions_ended = ended, "TOTP enabled");
+        self.notify(&user, FactorChange::TotpOn).await;
         Ok((codes, ended))
     }
 
@@ -333,6 +335,7 @@ impl AuthCore {
             )
             .await?;
         tracing::info!(sessions_ended = ended, "TOTP disabled");
+        self.notify(&user, FactorChange::TotpOff).await;
         Ok(ended)
     }
 
@@ -360,6 +363,8 @@ impl AuthCore {
             return Err(FlowError::TotpNotEnabled);
         }
         tracing::info!("recovery codes replaced");
+        self.notify(&user, FactorChange::RecoveryCodesReplaced)
+            .await;
         Ok(codes)
     }
 
@@ -472,6 +477,17 @@ impl AuthCore {
                 attempts_remaining,
             },
             Err(e) => e,
+        }
+    }
+
+    /// Mails the user a notice of a change of their factors, so that one they did not make is
+    /// seen. The change stands either way: a queue that cannot take the mail is logged.
+    async fn notify(&self, user: &User, change: FactorChange) {
+        let mail = self
+            .templates
+            .factor_notice(&user.email, &user.username, change);
+        if let Err(e) = self.outbox.enqueue(&mail).await {
+            tracing::warn!(error = %e, ?change, "cannot queue the notice of a factor change");
         }
     }
 

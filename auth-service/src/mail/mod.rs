@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 pub use eml::EmlMailer;
 pub use smtp::{SmtpConfig, SmtpMailer, SmtpTls};
-pub use templates::Templates;
+pub use templates::{FactorChange, Templates};
 pub use worker::{MailWorker, RetryPolicy};
 
 use crate::crypto::Sealer;

@@ -1,5 +1,6 @@
-//! The mails the service writes: sign-up, password reset and sign-in codes, and the notice to an
-//! address's owner when someone signs up with it again (`SIGNUP_ENUMERATION_SAFE`). Each has a
+//! The mails the service writes: sign-up, password reset and sign-in codes, the notice to an
+//! address's owner when someone signs up with it again (`SIGNUP_ENUMERATION_SAFE`), and the
+//! notice of a change of a user's second factors. Each has a
 //! text and an HTML part, branded with `APP_NAME`; text that comes from users is HTML-escaped.
 
 use super::OutgoingMail;
@@ -112,23 +113,74 @@ impl Templates {
     /// To the owner of an email someone tried to sign up with again (SIGNUP_ENUMERATION_SAFE).
     pub fn signup_attempt_notice(&self, to: &str, username: &str) -> OutgoingMail {
         let app = &self.app_name;
-        let subject = format!("Someone tried to sign up for {app} with your address");
-        let text = format!(
-            "Hi {username},\n\nSomeone just tried to create a new {app} account with this email \
-             address. Your account already uses it, so nothing changed.\n\nIf it was you, sign in \
-             instead, or reset your password if you forgot it. If it was not you, you can ignore \
-             this email.\n\n- The {app} team\n"
-        );
-        let (app_h, user_h) = (escape(app), escape(username));
+        self.notice(
+            to,
+            format!("Someone tried to sign up for {app} with your address"),
+            username,
+            &[
+                format!(
+                    "Someone just tried to create a new {app} account with this email address. \
+                     Your account already uses it, so nothing changed."
+                ),
+                "If it was you, sign in instead, or reset your password if you forgot it.".into(),
+            ],
+            "If it was not you, you can ignore this email.",
+        )
+    }
+
+    /// To a user whose second factors changed, so that a change they did not make is seen.
+    pub fn factor_notice(&self, to: &str, username: &str, change: FactorChange) -> OutgoingMail {
+        let app = &self.app_name;
+        let (subject, what) = match change {
+            FactorChange::TotpOn => (
+                format!("Two-factor sign-in is on for your {app} account"),
+                "Two-factor sign-in with an authenticator app was turned on for your account. \
+                 Signing in now needs a code from the app (or one of your recovery codes), and \
+                 your other devices were signed out.",
+            ),
+            FactorChange::TotpOff => (
+                format!("Two-factor sign-in is off for your {app} account"),
+                "Two-factor sign-in with an authenticator app was turned off for your account, \
+                 and your other devices were signed out. Your password alone signs in again.",
+            ),
+            FactorChange::RecoveryCodesReplaced => (
+                format!("New recovery codes for your {app} account"),
+                "New recovery codes were made for your account; the old ones no longer work.",
+            ),
+        };
+        self.notice(
+            to,
+            subject,
+            username,
+            &[what.to_owned()],
+            "If it was not you, reset your password now and sign out everywhere.",
+        )
+    }
+
+    /// A notice (no code): greeting, paragraphs, a last word in grey.
+    fn notice(
+        &self,
+        to: &str,
+        subject: String,
+        username: &str,
+        paragraphs: &[String],
+        last: &str,
+    ) -> OutgoingMail {
+        let app = &self.app_name;
+        let body = paragraphs.join("\n\n");
+        let text = format!("Hi {username},\n\n{body}\n\n{last}\n\n- The {app} team\n");
+        let (app_h, user_h, last_h) = (escape(app), escape(username), escape(last));
+        let body_h: String = paragraphs
+            .iter()
+            .map(|p| format!("<p>{}</p>", escape(p)))
+            .collect();
         let html = format!(
             r#"<!doctype html>
 <html><body style="margin:0;padding:24px;background:#f4f4f7;font-family:Helvetica,Arial,sans-serif;color:#333">
 <table role="presentation" width="100%" style="max-width:520px;margin:auto;background:#fff;border-radius:8px;padding:32px">
 <tr><td><h1 style="font-size:22px;color:#4f46e5;margin:0 0 24px">{app_h}</h1>
-<p>Hi {user_h},</p><p>Someone just tried to create a new {app_h} account with this email address.
-Your account already uses it, so nothing changed.</p>
-<p>If it was you, sign in instead, or reset your password if you forgot it.</p>
-<p style="color:#777">If it was not you, you can ignore this email.</p>
+<p>Hi {user_h},</p>{body_h}
+<p style="color:#777">{last_h}</p>
 <p>- The {app_h} team</p></td></tr></table></body></html>
 "#
         );
@@ -140,6 +192,14 @@ Your account already uses it, so nothing changed.</p>
             expires_at: None,
         }
     }
+}
+
+/// What changed in a user's second factors, for [`Templates::factor_notice`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorChange {
+    TotpOn,
+    TotpOff,
+    RecoveryCodesReplaced,
 }
 
 fn escape(s: &str) -> String {
@@ -167,5 +227,21 @@ mod tests {
         assert!(m.text.contains("012345") && m.html.contains("012345"));
         assert!(m.html.contains("Baat &lt;Cheet&gt;"));
         assert!(!format!("{m:?}").contains("012345"));
+    }
+
+    #[test]
+    fn notices_name_the_change_and_escape_the_user() {
+        let t = Templates {
+            app_name: "Baat Cheet".into(),
+        };
+        let m = t.factor_notice("a@example.com", "<ana>", FactorChange::TotpOff);
+        assert_eq!(
+            m.subject,
+            "Two-factor sign-in is off for your Baat Cheet account"
+        );
+        assert!(m.text.starts_with("Hi <ana>,") && m.text.contains("turned off"));
+        assert!(m.html.contains("Hi &lt;ana&gt;,") && !m.html.contains("<ana>"));
+        let notice = t.signup_attempt_notice("a@example.com", "ana");
+        assert!(notice.text.contains("nothing changed") && notice.html.contains("sign in instead"));
     }
 }

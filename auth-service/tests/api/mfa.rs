@@ -59,6 +59,8 @@ pub async fn enrolled(app: &TestApp, tag: &str) -> Enrolled {
     )
     .await
     .unwrap();
+    // Its notice is in, so tests that count mails count from here.
+    wait_for_notice(app, &mail, "Two-factor sign-in is on").await;
     Enrolled {
         email: mail,
         tokens,
@@ -86,6 +88,22 @@ pub async fn complete(
         })
         .await
         .map(|r| r.into_inner())
+}
+
+/// Waits (up to 10 s) for a mail to `email` whose subject holds `subject`: a notice, no code.
+pub async fn wait_for_notice(app: &TestApp, email: &str, subject: &str) {
+    for _ in 0..400 {
+        if let Some(mail) = app
+            .mails_to(email)
+            .into_iter()
+            .find(|m| m.subject.contains(subject))
+        {
+            assert_eq!(baatcheet_test_support::mail::extract_code(&mail.text), None);
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("no notice {subject:?} to {email}");
 }
 
 fn totp_code(code: String) -> pb::complete_mfa_challenge_request::Factor {
@@ -175,6 +193,8 @@ async fn enrolling_needs_a_valid_code_and_the_password_and_then_sign_in_needs_th
         (me.second_factors, me.recovery_codes_remaining),
         (vec![TOTP], 10)
     );
+    // The owner is told, so a change they did not make is seen.
+    wait_for_notice(&app, &mail, "Two-factor sign-in is on").await;
     // On once: a second enrollment is refused until it is turned off.
     assert_error(
         start(&app, token).await,
@@ -281,6 +301,7 @@ async fn recovery_codes_sign_in_once_each_and_can_be_replaced() {
         .recovery_codes;
     assert_eq!(fresh.len(), 10);
     assert!(!fresh.contains(&user.recovery[1]));
+    wait_for_notice(&app, &user.email, "New recovery codes").await;
     assert_error(
         complete(&app, &c.challenge_id, recovery_code(&user.recovery[1])).await,
         Code::InvalidArgument,
@@ -547,6 +568,7 @@ async fn turning_totp_off_needs_a_proof_and_ends_the_other_sessions() {
     app.validate(token).await.unwrap();
     let me = app.me(token).await.unwrap();
     assert!(me.second_factors.is_empty() && me.recovery_codes_remaining == 0);
+    wait_for_notice(&app, &user.email, "Two-factor sign-in is off").await;
     assert_error(
         disable(&app, token, Some(Proof::Password(PASSWORD.into()))).await,
         Code::FailedPrecondition,

@@ -56,6 +56,15 @@ impl Deployment {
         }
     }
 
+    /// How many mails `email` got so far, where this deployment's mail lands.
+    pub fn mails(&self, app: &TestApp, email: &str) -> usize {
+        use baatcheet_test_support::mail::Mailbox;
+        match self {
+            Deployment::Sqlite => app.mails_to(email).len(),
+            Deployment::RedisMongo(backends) => backends.smtp.mails_to(email).len(),
+        }
+    }
+
     /// The code of mail number `nth` to `email`, where this deployment's mail lands.
     pub async fn code(&self, app: &TestApp, email: &str, nth: usize) -> String {
         match self {
