@@ -66,6 +66,29 @@ pub struct ProofInput<'a> {
     pub password: &'a str,
 }
 
+impl<'a> ProofInput<'a> {
+    pub fn totp(code: &'a str) -> Self {
+        Self {
+            totp_code: code,
+            ..Self::default()
+        }
+    }
+
+    pub fn recovery(code: &'a str) -> Self {
+        Self {
+            recovery_code: code,
+            ..Self::default()
+        }
+    }
+
+    pub fn password(password: &'a str) -> Self {
+        Self {
+            password,
+            ..Self::default()
+        }
+    }
+}
+
 /// A challenge as stored: whose, how the first factor was proven, and a stamp of the
 /// password hash then (a password change or reset since voids it).
 #[derive(Serialize, Deserialize)]

@@ -236,14 +236,8 @@ impl AuthService for AuthGrpc {
         let client = self.client_info(&request);
         let r = request.get_ref();
         let proof = match &r.factor {
-            Some(Factor::TotpCode(code)) => ProofInput {
-                totp_code: code,
-                ..Default::default()
-            },
-            Some(Factor::RecoveryCode(code)) => ProofInput {
-                recovery_code: code,
-                ..Default::default()
-            },
+            Some(Factor::TotpCode(code)) => ProofInput::totp(code),
+            Some(Factor::RecoveryCode(code)) => ProofInput::recovery(code),
             None => ProofInput::default(),
         };
         let signed_in = self
@@ -298,18 +292,9 @@ impl AuthService for AuthGrpc {
         let caller = self.caller(&request).await?;
         use pb::disable_totp_request::Proof;
         let proof = match &request.get_ref().proof {
-            Some(Proof::TotpCode(code)) => ProofInput {
-                totp_code: code,
-                ..Default::default()
-            },
-            Some(Proof::RecoveryCode(code)) => ProofInput {
-                recovery_code: code,
-                ..Default::default()
-            },
-            Some(Proof::Password(password)) => ProofInput {
-                password,
-                ..Default::default()
-            },
+            Some(Proof::TotpCode(code)) => ProofInput::totp(code),
+            Some(Proof::RecoveryCode(code)) => ProofInput::recovery(code),
+            Some(Proof::Password(password)) => ProofInput::password(password),
             None => ProofInput::default(),
         };
         let n = self
@@ -329,14 +314,8 @@ impl AuthService for AuthGrpc {
         let caller = self.caller(&request).await?;
         use pb::regenerate_recovery_codes_request::Proof;
         let proof = match &request.get_ref().proof {
-            Some(Proof::TotpCode(code)) => ProofInput {
-                totp_code: code,
-                ..Default::default()
-            },
-            Some(Proof::RecoveryCode(code)) => ProofInput {
-                recovery_code: code,
-                ..Default::default()
-            },
+            Some(Proof::TotpCode(code)) => ProofInput::totp(code),
+            Some(Proof::RecoveryCode(code)) => ProofInput::recovery(code),
             None => ProofInput::default(),
         };
         let codes = self

@@ -110,6 +110,11 @@ fn totp_code(code: String) -> pb::complete_mfa_challenge_request::Factor {
     pb::complete_mfa_challenge_request::Factor::TotpCode(code)
 }
 
+/// The app's code of the step after the current one: one the service has not accepted yet.
+fn next_app_code(secret: &str) -> pb::complete_mfa_challenge_request::Factor {
+    totp_code(totp::code_next(secret))
+}
+
 fn recovery_code(code: &str) -> pb::complete_mfa_challenge_request::Factor {
     pb::complete_mfa_challenge_request::Factor::RecoveryCode(code.into())
 }
@@ -212,13 +217,9 @@ async fn enrolling_needs_a_valid_code_and_the_password_and_then_sign_in_needs_th
         "MFA_CODE_INVALID",
     );
     assert_eq!(violated_fields(&status), ["totp_code"]);
-    let signed = complete(
-        &app,
-        &first.challenge_id,
-        totp_code(totp::code_next(&secret)),
-    )
-    .await
-    .unwrap();
+    let signed = complete(&app, &first.challenge_id, next_app_code(&secret))
+        .await
+        .unwrap();
     let new_tokens = signed.tokens.unwrap();
     assert_eq!(signed.user.unwrap().email, mail);
     let sessions = app.sessions(&new_tokens.access_token).await.unwrap();
@@ -227,23 +228,13 @@ async fn enrolling_needs_a_valid_code_and_the_password_and_then_sign_in_needs_th
 
     // The challenge is used up, and the same code does not work twice.
     assert_error(
-        complete(
-            &app,
-            &first.challenge_id,
-            totp_code(totp::code_next(&secret)),
-        )
-        .await,
+        complete(&app, &first.challenge_id, next_app_code(&secret)).await,
         Code::NotFound,
         "MFA_CHALLENGE_NOT_FOUND",
     );
     let again = challenge(&app, &mail).await;
     let status = assert_error(
-        complete(
-            &app,
-            &again.challenge_id,
-            totp_code(totp::code_next(&secret)),
-        )
-        .await,
+        complete(&app, &again.challenge_id, next_app_code(&secret)).await,
         Code::InvalidArgument,
         "TOTP_REPLAYED",
     );
@@ -332,25 +323,16 @@ async fn a_challenge_takes_five_wrong_codes_then_refuses_even_the_right_one() {
         );
     }
     let status = assert_error(
-        complete(
-            &app,
-            &c.challenge_id,
-            totp_code(totp::code_next(&user.secret)),
-        )
-        .await,
+        complete(&app, &c.challenge_id, next_app_code(&user.secret)).await,
         Code::ResourceExhausted,
         "MFA_RATE_LIMITED",
     );
     assert!(retry_secs(&status).is_some_and(|s| s > 0));
     // A new sign-in is a new challenge (the day's budget still has room).
     let c = challenge(&app, &user.email).await;
-    complete(
-        &app,
-        &c.challenge_id,
-        totp_code(totp::code_next(&user.secret)),
-    )
-    .await
-    .unwrap();
+    complete(&app, &c.challenge_id, next_app_code(&user.secret))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -371,12 +353,7 @@ async fn the_daily_budget_spans_challenges_and_a_password_reset_gives_the_owner_
     }
     let c = challenge(&app, &user.email).await;
     assert_error(
-        complete(
-            &app,
-            &c.challenge_id,
-            totp_code(totp::code_next(&user.secret)),
-        )
-        .await,
+        complete(&app, &c.challenge_id, next_app_code(&user.secret)).await,
         Code::ResourceExhausted,
         "MFA_RATE_LIMITED",
     );
@@ -391,13 +368,9 @@ async fn the_daily_budget_spans_challenges_and_a_password_reset_gives_the_owner_
         .unwrap();
     let reply = app.login(&user.email, new_password).await.unwrap();
     let c = reply.mfa_challenge.expect("still a second factor");
-    complete(
-        &app,
-        &c.challenge_id,
-        totp_code(totp::code_next(&user.secret)),
-    )
-    .await
-    .unwrap();
+    complete(&app, &c.challenge_id, next_app_code(&user.secret))
+        .await
+        .unwrap();
 
     // A thief of the mailbox who resets again and again gets no more guesses: the budget comes
     // back once a day.
@@ -431,7 +404,7 @@ async fn a_challenge_is_its_holders_and_a_password_change_voids_it() {
     // An id nobody was given, and one that is not an id at all.
     let forged = "AAAAAAAAAAAAAAAAAAAAAA";
     assert_error(
-        complete(&app, forged, totp_code(totp::code_next(&user.secret))).await,
+        complete(&app, forged, next_app_code(&user.secret)).await,
         Code::NotFound,
         "MFA_CHALLENGE_NOT_FOUND",
     );
@@ -466,12 +439,7 @@ async fn a_challenge_is_its_holders_and_a_password_change_voids_it() {
         .await
         .unwrap();
     assert_error(
-        complete(
-            &app,
-            &c.challenge_id,
-            totp_code(totp::code_next(&user.secret)),
-        )
-        .await,
+        complete(&app, &c.challenge_id, next_app_code(&user.secret)).await,
         Code::NotFound,
         "MFA_CHALLENGE_NOT_FOUND",
     );
@@ -511,15 +479,11 @@ async fn turning_totp_off_needs_a_proof_and_ends_the_other_sessions() {
     let user = enrolled(&app, "off").await;
     let token = &user.tokens.access_token;
     let c = challenge(&app, &user.email).await;
-    let other = complete(
-        &app,
-        &c.challenge_id,
-        totp_code(totp::code_next(&user.secret)),
-    )
-    .await
-    .unwrap()
-    .tokens
-    .unwrap();
+    let other = complete(&app, &c.challenge_id, next_app_code(&user.secret))
+        .await
+        .unwrap()
+        .tokens
+        .unwrap();
     use pb::disable_totp_request::Proof;
     assert_error(
         disable(&app, token, None).await,

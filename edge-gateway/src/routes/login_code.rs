@@ -3,14 +3,14 @@
 
 use axum::{
     extract::State,
-    response::{AppendHeaders, IntoResponse, Response},
+    response::{AppendHeaders, Response},
 };
 use baatcheet_auth_api::v1 as pb;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::registration::EmailBody;
-use super::session::{mfa_required, signed_in};
+use super::session::first_factor_answer;
 use crate::cookies::{self, SetCookie};
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
@@ -84,14 +84,6 @@ pub async fn login_with_code(
     let reply = call("LoginWithCode", app.auth().login_with_code(request)).await?;
     let policy = app.cookies();
     let forget = AppendHeaders(cookies::forget(policy, cookies::login_code_cookie(policy)));
-    let answer = match &reply.mfa_challenge {
-        Some(challenge) => mfa_required(&app, challenge),
-        // A challenge left from an earlier sign-in of this browser is of no use any more.
-        None => (
-            AppendHeaders(cookies::forget(policy, cookies::mfa_cookie(policy))),
-            signed_in(&app, reply.user, reply.tokens, "Signed in")?,
-        )
-            .into_response(),
-    };
+    let answer = first_factor_answer(&app, reply.user, reply.tokens, reply.mfa_challenge.as_ref())?;
     Ok((forget, answer))
 }

@@ -62,21 +62,32 @@ pub async fn login(
     let reply = call("Login", app.auth().login(request))
         .await
         .map_err(|e| e.rename_field("identifier", field))?;
-    if let Some(challenge) = &reply.mfa_challenge {
-        return Ok(mfa_required(&app, challenge));
+    first_factor_answer(&app, reply.user, reply.tokens, reply.mfa_challenge.as_ref())
+}
+
+/// The answer to a first factor (login, login by code): the session, or for an account with a
+/// second factor the challenge. A challenge left from an earlier sign-in of this browser is of
+/// no use once a session starts, so its cookie goes.
+pub fn first_factor_answer(
+    app: &AppState,
+    user: Option<pb::User>,
+    tokens: Option<pb::TokenPair>,
+    challenge: Option<&pb::MfaChallenge>,
+) -> Result<Response, ApiError> {
+    if let Some(challenge) = challenge {
+        return Ok(mfa_required(app, challenge));
     }
-    // A challenge left from an earlier sign-in of this browser is of no use any more.
     let policy = app.cookies();
     Ok((
         AppendHeaders(cookies::forget(policy, cookies::mfa_cookie(policy))),
-        signed_in(&app, reply.user, reply.tokens, "Signed in")?,
+        signed_in(app, user, tokens, "Signed in")?,
     )
         .into_response())
 }
 
 /// The answer to a first factor of an account with a second one: the challenge's id in an
 /// httpOnly cookie, what completes it in the body, and no token.
-pub fn mfa_required(app: &AppState, challenge: &pb::MfaChallenge) -> Response {
+fn mfa_required(app: &AppState, challenge: &pb::MfaChallenge) -> Response {
     let policy = app.cookies();
     let held = cookies::hold(policy, cookies::mfa_cookie(policy), &challenge.challenge_id);
     (
