@@ -9,6 +9,9 @@
 //! "CompleteMfaChallenge (TOTP)" completes one waiting sign-in challenge of each of
 //! BENCH_MFA_USERS (default 300) users with TOTP on (a code is accepted once per user and
 //! step, so each user completes once); its req/s is over the time those take.
+//! "FinishPasskeyLogin" signs each of those users in once with a passkey of its own (a software
+//! authenticator; an assertion's counter must go up, so one authenticator signs in one at a
+//! time): StartPasskeyLogin and the assertions are made before the clock starts.
 //!
 //! The internal API's rows (BatchGetUsers and GetPresence of 100 users) run against 100
 //! signed-up users; "AccessTokenVerifier (local)" verifies the same token as the
@@ -28,12 +31,13 @@ use auth_service::{
     startup::Application,
 };
 use baatcheet_auth_api::{
-    AccessTokenVerifier,
+    AccessTokenVerifier, json,
     v1::{
         self as pb, auth_service_client::AuthServiceClient,
         internal_auth_service_client::InternalAuthServiceClient,
     },
 };
+use baatcheet_test_support::passkey::SoftAuthenticator;
 use tonic::transport::Channel;
 
 const PASSWORD: &str = "correct horse battery";
@@ -238,6 +242,7 @@ async fn main() {
     // Every client here is 127.0.0.1, and the Register row signs up thousands of emails.
     vars.insert("CODE_REQUESTS_PER_IP_PER_HOUR".into(), "1000000".into());
     vars.insert("CODE_GUESSES_PER_IP_PER_HOUR".into(), "1000000".into());
+    vars.insert("PASSKEY_LOGINS_PER_IP_PER_HOUR".into(), "1000000".into());
     let (service_token, service_line) =
         auth_service::crypto::mint_service_token("bench").expect("a service token");
     vars.insert("SERVICE_TOKENS".into(), service_line);
@@ -294,6 +299,7 @@ async fn main() {
     // the CompleteMfaChallenge row completes each once).
     let mfa_users: usize = env_or("BENCH_MFA_USERS", 300);
     let mut challenges = Vec::new();
+    let mut passkeys = Vec::new();
     for chunk in (0..mfa_users).collect::<Vec<_>>().chunks(16) {
         let enrolled = chunk.iter().map(|n| {
             let (mut c, mail_dir) = (client.clone(), mail_dir.clone());
@@ -326,6 +332,28 @@ async fn main() {
                 ))
                 .await
                 .expect("confirm");
+                let mut passkey = SoftAuthenticator::new("http://localhost:8080");
+                let options = c
+                    .start_passkey_registration(with_token(
+                        pb::StartPasskeyRegistrationRequest {},
+                        &access,
+                    ))
+                    .await
+                    .expect("start a passkey")
+                    .into_inner()
+                    .creation_options
+                    .unwrap();
+                let credential = passkey.register(json::from_struct(options));
+                c.finish_passkey_registration(with_token(
+                    pb::FinishPasskeyRegistrationRequest {
+                        credential: json::to_struct(credential),
+                        name: "Bench".into(),
+                        current_password: PASSWORD.into(),
+                    },
+                    &access,
+                ))
+                .await
+                .expect("add a passkey");
                 let challenge = c
                     .login(pb::LoginRequest {
                         identifier: email,
@@ -337,10 +365,15 @@ async fn main() {
                     .mfa_challenge
                     .expect("a challenge")
                     .challenge_id;
-                (challenge, secret)
+                ((challenge, secret), passkey)
             }
         });
-        challenges.extend(futures::future::join_all(enrolled).await);
+        let (mfa, keys): (Vec<_>, Vec<_>) = futures::future::join_all(enrolled)
+            .await
+            .into_iter()
+            .unzip();
+        challenges.extend(mfa);
+        passkeys.extend(keys);
     }
 
     let internal = InternalAuthServiceClient::new(channel.clone());
@@ -487,6 +520,38 @@ async fn main() {
                     factor: Some(pb::complete_mfa_challenge_request::Factor::TotpCode(
                         next_totp_code(&secret),
                     )),
+                })
+                .await
+                .is_ok()
+            }
+        },
+    )
+    .await
+    .print();
+
+    // One passwordless sign-in of each user, its assertion made before the clock starts.
+    let mut assertions = Vec::new();
+    for mut passkey in passkeys {
+        let started = client
+            .clone()
+            .start_passkey_login(pb::StartPasskeyLoginRequest {})
+            .await
+            .expect("start a passkey sign-in")
+            .into_inner();
+        let assertion = passkey.assert(json::from_struct(started.request_options.unwrap()));
+        assertions.push((started.login_id, json::to_struct(assertion)));
+    }
+    let c = client.clone();
+    measure_each(
+        "FinishPasskeyLogin",
+        clients,
+        assertions,
+        move |(login_id, credential)| {
+            let mut c = c.clone();
+            async move {
+                c.finish_passkey_login(pb::FinishPasskeyLoginRequest {
+                    login_id,
+                    credential,
                 })
                 .await
                 .is_ok()

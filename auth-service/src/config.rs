@@ -10,8 +10,8 @@ pub use baatcheet_runtime::env::{ConfigError, LogFormat};
 use baatcheet_runtime::env::{Env, load_dotenv};
 use secrecy::SecretString;
 
-use crate::crypto::{HashSettings, ServiceTokens};
-use crate::flows::{LoginPolicy, MfaPolicy, Policy, PresencePolicy};
+use crate::crypto::{HashSettings, PasskeySettings, ServiceTokens};
+use crate::flows::{LoginPolicy, MfaPolicy, PasskeyPolicy, Policy, PresencePolicy};
 use crate::mail::{RetryPolicy, SmtpConfig, SmtpTls};
 use crate::store::CodePolicy;
 
@@ -26,6 +26,8 @@ pub struct Config {
     pub hashing: HashSettings,
     pub policy: Policy,
     pub events: EventsConfig,
+    /// The WebAuthn relying party: its id and the origins browsers may be on.
+    pub passkeys: PasskeySettings,
 }
 
 /// The event log `WatchEvents` streams.
@@ -171,9 +173,18 @@ impl Config {
                 max_events: env.number("EVENT_LOG_MAX_EVENTS", 1_000_000, 1_000, 100_000_000)?,
                 max_watchers: env.number("MAX_EVENT_WATCHERS", 256, 1, 100_000)?,
             },
+            passkeys: passkey_settings(&env)?,
             storage,
         })
     }
+}
+
+/// WEBAUTHN_RP_ID and WEBAUTHN_ORIGINS, checked as a browser would check them.
+fn passkey_settings(env: &Env<'_>) -> Result<PasskeySettings, ConfigError> {
+    let rp_id = env.string("WEBAUTHN_RP_ID", "localhost");
+    let origins = env.string("WEBAUTHN_ORIGINS", "http://localhost:8080");
+    let origins: Vec<&str> = origins.split(',').collect();
+    PasskeySettings::new(&rp_id, &origins).map_err(|(var, message)| ConfigError::new(var, message))
 }
 
 fn storage_config(env: &Env<'_>) -> Result<StorageConfig, ConfigError> {
@@ -289,6 +300,15 @@ fn policy(env: &Env<'_>) -> Result<Policy, ConfigError> {
             challenge_ttl_ms: millis(env.duration("MFA_CHALLENGE_TTL", "5m", second)?),
             max_guesses_per_challenge: env.number("MFA_MAX_GUESSES_PER_CHALLENGE", 5, 1, 100)?,
             max_guesses_per_day: env.number("MFA_MAX_GUESSES_PER_DAY", 20, 1, 10_000)?,
+        },
+        passkeys: PasskeyPolicy {
+            max_per_user: env.number("PASSKEYS_MAX_PER_USER", 10, 1, 100)?,
+            logins_per_ip_per_hour: env.number(
+                "PASSKEY_LOGINS_PER_IP_PER_HOUR",
+                300,
+                1,
+                1_000_000,
+            )?,
         },
         login: LoginPolicy {
             max_attempts: env.number("LOGIN_MAX_ATTEMPTS", 10, 1, 10_000)?,
@@ -456,6 +476,9 @@ mod tests {
             ("EVENT_RETENTION", "forever"),
             ("MFA_CHALLENGE_TTL", "0s"),
             ("MFA_MAX_GUESSES_PER_DAY", "0"),
+            ("WEBAUTHN_RP_ID", "https://chat.example.com"),
+            ("WEBAUTHN_ORIGINS", "http://chat.example.com"),
+            ("PASSKEYS_MAX_PER_USER", "0"),
         ] {
             let mut pairs = vec![(var, value)];
             if var == "SMTP_TLS" {

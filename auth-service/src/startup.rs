@@ -135,6 +135,8 @@ impl baatcheet_runtime::cli::Service for Application {
             codes: CodeHasher::new(&secret),
             refresh_sealer: Sealer::for_refresh_tokens(&secret),
             totp_sealer: Sealer::for_totp(&secret),
+            passkeys: crate::crypto::RelyingParty::new(&config.passkeys, &config.mail.app_name)
+                .map_err(StartupError::Other)?,
             email_tags: EmailTagger::new(&secret),
             outbox,
             templates: Templates {

@@ -83,6 +83,12 @@ pub fn mfa_cookie(policy: &CookiePolicy) -> CookieSpec {
     pending_cookie(policy, "__Host-mfaChallenge", "mfaChallenge")
 }
 
+/// The id of this browser's passwordless sign-in waiting for its passkey: only for the auth
+/// API.
+pub fn passkey_login_cookie(policy: &CookiePolicy) -> CookieSpec {
+    pending_cookie(policy, "__Host-passkeyLogin", "passkeyLogin")
+}
+
 fn pending_cookie(
     policy: &CookiePolicy,
     prefixed: &'static str,
@@ -166,6 +172,7 @@ pub fn has_auth_cookie(headers: &HeaderMap, policy: &CookiePolicy) -> bool {
         reset_cookie(policy),
         login_code_cookie(policy),
         mfa_cookie(policy),
+        passkey_login_cookie(policy),
     ]
     .iter()
     .any(|spec| read(headers, spec.name).is_some())

@@ -59,6 +59,7 @@ pub fn name_cookies(doc: &mut utoipa::openapi::OpenApi, policy: &crate::config::
         ("resetCookie", cookies::reset_cookie(policy)),
         ("mfaCookie", cookies::mfa_cookie(policy)),
         ("loginCodeCookie", cookies::login_code_cookie(policy)),
+        ("passkeyLoginCookie", cookies::passkey_login_cookie(policy)),
     ] {
         let name = spec.name;
         components.add_security_scheme(

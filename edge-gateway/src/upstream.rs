@@ -70,6 +70,7 @@ pub struct CallContext {
     reset_id: Option<String>,
     mfa_challenge_id: Option<String>,
     login_id: Option<String>,
+    passkey_login_id: Option<String>,
 }
 
 impl FromRequestParts<AppState> for CallContext {
@@ -109,6 +110,7 @@ impl FromRequestParts<AppState> for CallContext {
             reset_id: cookie(cookies::reset_cookie(app.cookies())),
             mfa_challenge_id: cookie(cookies::mfa_cookie(app.cookies())),
             login_id: cookie(cookies::login_code_cookie(app.cookies())),
+            passkey_login_id: cookie(cookies::passkey_login_cookie(app.cookies())),
         })
     }
 }
@@ -171,6 +173,12 @@ impl CallContext {
     /// service then answers LOGIN_ID_REQUIRED).
     pub fn login_id(&self) -> String {
         self.login_id.clone().unwrap_or_default()
+    }
+
+    /// The id of this browser's passwordless sign-in (empty when it has none: the service
+    /// then names `login_id`).
+    pub fn passkey_login_id(&self) -> String {
+        self.passkey_login_id.clone().unwrap_or_default()
     }
 
     /// The metadata of a call, for tests of its size.

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use baatcheet_auth_api::v1 as pb;
+use baatcheet_auth_api::{json, v1 as pb};
 use prost_types::Timestamp;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -28,6 +28,8 @@ pub struct UserView {
     pub second_factors: Vec<&'static str>,
     /// Unused recovery codes left; filled for GET /me.
     pub recovery_codes_remaining: i32,
+    /// How many passkeys the user has; filled for GET /me.
+    pub passkey_count: i32,
 }
 
 /// `data` of answers about the caller.
@@ -59,9 +61,13 @@ pub struct SignedIn {
 pub struct MfaRequired {
     /// Always true.
     pub mfa_required: bool,
-    /// What completes it: `totp`, `recovery_code`.
+    /// What completes it: `totp`, `recovery_code`, `passkey`.
     pub factors: Vec<&'static str>,
     pub expires_at: Option<String>,
+    /// When the user has passkeys: `{publicKey: {...}}` for `navigator.credentials.get()`
+    /// (binary fields base64url); the assertion goes to /mfa/complete as `passkeyCredential`.
+    #[schema(value_type = Option<Object>)]
+    pub passkey: Option<serde_json::Value>,
 }
 
 impl From<&pb::MfaChallenge> for MfaRequired {
@@ -70,8 +76,67 @@ impl From<&pb::MfaChallenge> for MfaRequired {
             mfa_required: true,
             factors: methods(&c.factors),
             expires_at: rfc3339(c.expire_time.as_ref()),
+            passkey: c.passkey_request.clone().map(json::from_struct),
         }
     }
+}
+
+/// `data` of the first step of a passkey ceremony: `{publicKey: {...}}` for
+/// `navigator.credentials.create()` or `.get()` (binary fields base64url).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PasskeyOptions {
+    #[schema(value_type = Object)]
+    pub public_key: serde_json::Value,
+    pub expires_at: Option<String>,
+}
+
+impl PasskeyOptions {
+    /// The options of a Struct the service sent (`{publicKey: {...}}`).
+    pub fn new(
+        options: Option<prost_types::Struct>,
+        expires: Option<&prost_types::Timestamp>,
+    ) -> Self {
+        let mut options = options.map(json::from_struct).unwrap_or_default();
+        Self {
+            public_key: options
+                .get_mut("publicKey")
+                .map(serde_json::Value::take)
+                .unwrap_or_default(),
+            expires_at: rfc3339(expires),
+        }
+    }
+}
+
+/// A passkey of the user (never a key).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PasskeyView {
+    /// The credential id, base64url.
+    pub id: String,
+    pub name: String,
+    pub created_at: Option<String>,
+    pub last_used_at: Option<String>,
+    /// Synced to the user's other devices, as the authenticator said.
+    pub backed_up: bool,
+}
+
+impl From<pb::Passkey> for PasskeyView {
+    fn from(p: pb::Passkey) -> Self {
+        Self {
+            created_at: rfc3339(p.create_time.as_ref()),
+            last_used_at: rfc3339(p.last_used_time.as_ref()),
+            id: p.id,
+            name: p.name,
+            backed_up: p.backed_up,
+        }
+    }
+}
+
+/// `data` of GET /passkeys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Passkeys {
+    pub passkeys: Vec<PasskeyView>,
 }
 
 /// `data` of a first factor (login, login by code): signed in, or a second factor required.
@@ -210,6 +275,7 @@ impl From<pb::User> for UserView {
             friend_ids: u.friend_ids,
             second_factors: methods(&u.second_factors),
             recovery_codes_remaining: u.recovery_codes_remaining,
+            passkey_count: u.passkey_count,
         }
     }
 }

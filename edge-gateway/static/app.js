@@ -42,6 +42,65 @@ function formData(form) {
   return Object.fromEntries(new FormData(form).entries());
 }
 
+// WebAuthn travels as JSON with binary fields in base64url (the service's options, the
+// credentials sent back); the browser's API wants and gives ArrayBuffers.
+const b64url = {
+  decode(text) {
+    const b64 = text.replace(/-/g, '+').replace(/_/g, '/');
+    const raw = atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4));
+    return Uint8Array.from(raw, (c) => c.charCodeAt(0)).buffer;
+  },
+  encode(buffer) {
+    const bytes = new Uint8Array(buffer);
+    let raw = '';
+    for (const b of bytes) raw += String.fromCharCode(b);
+    return btoa(raw).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  },
+};
+
+function withBuffers(publicKey) {
+  const options = { ...publicKey, challenge: b64url.decode(publicKey.challenge) };
+  if (publicKey.user) options.user = { ...publicKey.user, id: b64url.decode(publicKey.user.id) };
+  for (const list of ['excludeCredentials', 'allowCredentials']) {
+    if (publicKey[list]) {
+      options[list] = publicKey[list].map((c) => ({ ...c, id: b64url.decode(c.id) }));
+    }
+  }
+  return options;
+}
+
+function credentialJson(credential) {
+  const r = credential.response;
+  const response = { clientDataJSON: b64url.encode(r.clientDataJSON) };
+  if (r.attestationObject) {
+    response.attestationObject = b64url.encode(r.attestationObject);
+    if (r.getTransports) response.transports = r.getTransports();
+  } else {
+    response.authenticatorData = b64url.encode(r.authenticatorData);
+    response.signature = b64url.encode(r.signature);
+    response.userHandle = r.userHandle ? b64url.encode(r.userHandle) : null;
+  }
+  return {
+    id: credential.id,
+    rawId: b64url.encode(credential.rawId),
+    type: credential.type,
+    response,
+    extensions: credential.getClientExtensionResults(),
+  };
+}
+
+// navigator.credentials.get() with the options of a sign-in or a challenge: the assertion as
+// JSON, or null when the user cancelled (said on the page).
+async function passkeyAssertion(publicKey) {
+  try {
+    const credential = await navigator.credentials.get({ publicKey: withBuffers(publicKey) });
+    return credentialJson(credential);
+  } catch (e) {
+    say(`No passkey was used: ${e.message}`, true);
+    return null;
+  }
+}
+
 function showSignedIn(user) {
   $('signed-out').hidden = true;
   $('signed-in').hidden = false;
@@ -65,6 +124,28 @@ function showSignedIn(user) {
     : 'Off';
   $('totp-start').hidden = totpOn;
   $('totp-disable-form').hidden = !totpOn;
+  loadPasskeys();
+}
+
+async function loadPasskeys() {
+  const result = await api('GET', '/passkeys');
+  if (!result.ok) return;
+  $('passkey-list').replaceChildren(...result.json.data.passkeys.map((p) => {
+    const li = document.createElement('li');
+    li.dataset.passkeyId = p.id;
+    li.textContent = `${p.name} · added ${p.createdAt}${p.lastUsedAt ? ` · last used ${p.lastUsedAt}` : ''} `;
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.textContent = 'Remove';
+    button.addEventListener('click', () => {
+      const form = $('passkey-delete-form');
+      form.elements.id.value = p.id;
+      $('passkey-delete-name').textContent = p.name;
+      form.hidden = false;
+    });
+    li.append(button);
+    return li;
+  }));
 }
 
 // A first factor's answer: signed in, or the second factor is asked for (the challenge id is in
@@ -75,6 +156,8 @@ function afterFirstFactor(result) {
   if (data.mfaRequired) {
     $('mfa-form').hidden = false;
     $('mfa-form').elements.totpCode.focus();
+    mfaPasskey = data.passkey ? data.passkey.publicKey : null;
+    $('mfa-passkey').hidden = !mfaPasskey;
     return say('Enter the code of your authenticator app (or a recovery code).');
   }
   $('mfa-form').hidden = true;
@@ -172,6 +255,62 @@ $('code-request-form').addEventListener('submit', async (event) => {
 $('code-login-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   afterFirstFactor(await api('POST', '/login/code', formData(event.target)));
+});
+
+// The passkey options of the pending challenge, when the account has passkeys.
+let mfaPasskey = null;
+
+$('mfa-passkey').addEventListener('click', async () => {
+  const passkeyCredential = await passkeyAssertion(mfaPasskey);
+  if (!passkeyCredential) return;
+  const result = await api('POST', '/mfa/complete', { passkeyCredential });
+  if (!result.ok) return sayError(result);
+  $('mfa-form').hidden = true;
+  await loadMe();
+});
+
+$('passkey-login-button').addEventListener('click', async () => {
+  const started = await api('POST', '/login/passkey/start');
+  if (!started.ok) return sayError(started);
+  const credential = await passkeyAssertion(started.json.data.publicKey);
+  if (!credential) return;
+  const result = await api('POST', '/login/passkey', { credential });
+  if (!result.ok) return sayError(result);
+  showSignedIn(result.json.data.user);
+  say(`Signed in with a passkey as ${result.json.data.user.username}`);
+});
+
+$('passkey-add-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const { name, currentPassword } = formData(event.target);
+  const started = await api('POST', '/passkeys/register/start');
+  if (!started.ok) return sayError(started);
+  let created;
+  try {
+    created = await navigator.credentials.create({ publicKey: withBuffers(started.json.data.publicKey) });
+  } catch (e) {
+    return say(`No passkey was made: ${e.message}`, true);
+  }
+  const result = await api('POST', '/passkeys/register/finish',
+    { credential: credentialJson(created), name, currentPassword });
+  event.target.elements.currentPassword.value = '';
+  if (!result.ok) return sayError(result);
+  await loadPasskeys();
+  say(`Passkey "${result.json.data.name}" added.`);
+});
+
+$('passkey-delete-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const { id, proof } = formData(event.target);
+  const body = /^[0-9]{6}$/.test(proof) ? { id, totpCode: proof }
+    : /^[a-z2-7]{5}[- ]?[a-z2-7]{5}$/i.test(proof) ? { id, recoveryCode: proof }
+      : { id, password: proof };
+  const result = await api('POST', '/passkeys/delete', body);
+  event.target.reset();
+  if (!result.ok) return sayError(result);
+  event.target.hidden = true;
+  await loadPasskeys();
+  say('Passkey removed.');
 });
 
 $('mfa-form').addEventListener('submit', async (event) => {

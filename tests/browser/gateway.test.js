@@ -265,3 +265,112 @@ test('two-factor sign-in on the page: an authenticator app, recovery codes, sign
     throw e;
   }
 });
+
+/** Chromium's virtual authenticator (DevTools WebAuthn domain) on `page`: a platform
+ * authenticator with resident keys and user verification that always says yes. */
+async function virtualAuthenticator(page) {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('WebAuthn.enable', { enableUI: false });
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2',
+      transport: 'internal',
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+  return { cdp, authenticatorId };
+}
+
+/** The sign-in methods of this page's current session, as GET /sessions shows them. */
+async function currentMethods(page) {
+  return page.evaluate(async () => {
+    const r = await fetch('/api/auth/sessions', { credentials: 'include' });
+    const { data } = await r.json();
+    return data.sessions.find((s) => s.current).authMethods;
+  });
+}
+
+test('passkeys on the page: add one, sign in with it alone and as a second factor; a cloned authenticator is refused', { timeout: 120000 }, async (t) => {
+  const page = await stack.context.newPage();
+  t.after(() => page.close());
+  const other = { username: `pk_${suffix}`, email: `pk_${suffix}@example.com` };
+  try {
+    const { cdp, authenticatorId } = await virtualAuthenticator(page);
+    await page.goto(`${stack.gatewayByName}/`);
+    await statusText(page, 'Signed out');
+    const register = page.locator('#register-form');
+    await register.locator('[name=username]').fill(other.username);
+    await register.locator('[name=email]').fill(other.email);
+    await register.locator('[name=password]').fill(PASSWORD);
+    await register.locator('button[type=submit]').click();
+    await statusText(page, 'Code sent');
+    await page.locator('#verify-form [name=otp]').fill(await mailedCode(stack.mailDir, other.email));
+    await page.locator('#verify-form button[type=submit]').click();
+    await statusText(page, 'You are signed in');
+
+    // Add a passkey: the authenticator makes a discoverable credential for this user.
+    const add = page.locator('#passkey-add-form');
+    await add.locator('[name=name]').fill('Laptop');
+    await add.locator('[name=currentPassword]').fill(PASSWORD);
+    await add.locator('button[type=submit]').click();
+    await statusText(page, 'Passkey "Laptop" added');
+    await page.locator('#passkey-list li').filter({ hasText: 'Laptop' }).waitFor();
+    let { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+    assert.equal(credentials.length, 1);
+    assert.equal(credentials[0].isResidentCredential, true);
+    assert.equal(credentials[0].rpId, 'localhost');
+
+    // Log out, then sign in with the passkey alone: no username, no password.
+    await page.locator('#logout').click();
+    await statusText(page, 'Logged out.');
+    await page.locator('#passkey-login-button').click();
+    await statusText(page, `Signed in with a passkey as ${other.username}`);
+    assert.deepEqual(await currentMethods(page), ['passkey']);
+    assert.ok(!(await page.evaluate(() => document.cookie)).includes('passkey'), 'the sign-in id is httpOnly');
+
+    // Turn two-step sign-in on; then the passkey completes the challenge after the password.
+    await page.locator('#totp-start').click();
+    await statusText(page, 'Add the secret');
+    const secret = (await page.locator('#totp-secret').textContent()).trim();
+    const confirm = page.locator('#totp-confirm-form');
+    await confirm.locator('[name=code]').fill(totpCode(secret));
+    await confirm.locator('[name=currentPassword]').fill(PASSWORD);
+    await confirm.locator('button[type=submit]').click();
+    await statusText(page, 'Two-factor sign-in is on');
+    await page.locator('#logout').click();
+    await statusText(page, 'Logged out.');
+    const login = page.locator('#login-form');
+    await login.locator('[name=identifier]').fill(other.email);
+    await login.locator('[name=password]').fill(PASSWORD);
+    await login.locator('button[type=submit]').click();
+    await statusText(page, 'Enter the code of your authenticator app');
+    await page.locator('#mfa-passkey').click();
+    await statusText(page, `Signed in as ${other.username}`);
+    assert.deepEqual(await currentMethods(page), ['password', 'passkey']);
+
+    // A clone of the authenticator, copied before its last uses: its counter is behind.
+    ({ credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId }));
+    const [credential] = credentials;
+    assert.ok(credential.signCount >= 2, `signCount ${credential.signCount}`);
+    await cdp.send('WebAuthn.removeCredential', { authenticatorId, credentialId: credential.credentialId });
+    await cdp.send('WebAuthn.addCredential', {
+      authenticatorId,
+      credential: { ...credential, signCount: 0 },
+    });
+    await page.locator('#logout').click();
+    await statusText(page, 'Logged out.');
+    await page.locator('#passkey-login-button').click();
+    const refused = await statusText(page, /signature counter went back/);
+    assert.match(refused, /cloned/);
+    // No token cookie for this origin (a URL under /api/auth matches both cookies' paths).
+    const cookies = await stack.context.cookies(`${stack.gatewayByName}/api/auth/refresh`);
+    assert.deepEqual(cookies.filter((c) => /Token$/.test(c.name)).map((c) => c.name), []);
+    assert.match(logOf(stack, 'auth-service'), /passkey counter did not go up|counter went back/);
+  } catch (e) {
+    e.message += `\n${logs(stack)}`;
+    throw e;
+  }
+});

@@ -116,13 +116,17 @@ async function startStack() {
     stack.foreignOrigin = foreign.origin;
 
     const grpcPort = await freePort();
+    const httpPort = await freePort();
+    stack.gateway = `http://127.0.0.1:${httpPort}`;
+    // The same gateway by name: WebAuthn needs a domain (localhost), not an IP address.
+    stack.gatewayByName = `http://localhost:${httpPort}`;
     stack.children.push(start('auth-service', AUTH_SERVICE_BIN, {
       GRPC_ADDR: `127.0.0.1:${grpcPort}`,
       DATA_DIR: dataDir,
       SQLITE_PATH: ':memory:',
+      WEBAUTHN_RP_ID: 'localhost',
+      WEBAUTHN_ORIGINS: stack.gatewayByName,
     }, tmp));
-    const httpPort = await freePort();
-    stack.gateway = `http://127.0.0.1:${httpPort}`;
     stack.children.push(start('edge-gateway', EDGE_GATEWAY_BIN, {
       PORT: String(httpPort),
       HTTP_HOST: '127.0.0.1',

@@ -93,10 +93,15 @@ pub struct FactorSummary {
     pub totp: bool,
     /// Unused recovery codes left.
     pub recovery_codes: u32,
+    /// Passkeys registered. A passkey signs in on its own (it verifies its user itself) and,
+    /// once two-step sign-in is on, also completes a challenge after a password or code.
+    pub passkeys: u32,
 }
 
 impl FactorSummary {
-    /// Whether signing in needs a second factor.
+    /// Whether signing in with a password or an emailed code needs a second factor: TOTP
+    /// turns two-step sign-in on. Passkeys alone do not, so a lost passkey never locks out
+    /// the owner of the password.
     pub fn any(&self) -> bool {
         self.totp
     }
@@ -106,6 +111,9 @@ impl FactorSummary {
         let mut allowed = Vec::new();
         if self.totp {
             allowed.push(AuthMethod::Totp);
+        }
+        if self.passkeys > 0 {
+            allowed.push(AuthMethod::Passkey);
         }
         if self.recovery_codes > 0 {
             allowed.push(AuthMethod::RecoveryCode);
@@ -171,6 +179,8 @@ impl std::fmt::Debug for RecoveryCode {
 pub enum FactorProof {
     Totp(Code),
     RecoveryCode(RecoveryCode),
+    /// A WebAuthn assertion (the PublicKeyCredential JSON), for a challenge's passkey options.
+    Passkey(serde_json::Value),
     Password(super::Password),
 }
 
@@ -179,6 +189,7 @@ impl FactorProof {
         match self {
             FactorProof::Totp(_) => AuthMethod::Totp,
             FactorProof::RecoveryCode(_) => AuthMethod::RecoveryCode,
+            FactorProof::Passkey(_) => AuthMethod::Passkey,
             FactorProof::Password(_) => AuthMethod::Password,
         }
     }
@@ -191,7 +202,12 @@ mod tests {
     #[test]
     fn sign_in_round_trips() {
         for first in AuthMethod::ALL {
-            for second in [None, Some(AuthMethod::Totp), Some(AuthMethod::RecoveryCode)] {
+            for second in [
+                None,
+                Some(AuthMethod::Totp),
+                Some(AuthMethod::RecoveryCode),
+                Some(AuthMethod::Passkey),
+            ] {
                 let sign_in = SignIn { first, second };
                 assert_eq!(SignIn::from_stored(&sign_in.to_stored()), Some(sign_in));
             }

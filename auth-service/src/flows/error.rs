@@ -102,6 +102,20 @@ pub enum FlowError {
     TotpNotEnabled,
     #[error("no authenticator app enrollment is waiting; start again")]
     TotpEnrollmentNotFound,
+    #[error("the passkey was refused: {reason}")]
+    PasskeyInvalid { field: &'static str, reason: String },
+    #[error("no passkey registration is waiting; start again")]
+    PasskeyRegistrationNotFound,
+    #[error("no such passkey sign-in (it expired or was used); start again")]
+    PasskeyLoginNotFound,
+    #[error("this passkey is registered already")]
+    PasskeyAlreadyRegistered,
+    #[error("the account has {max} passkeys, the most it may have; remove one first")]
+    PasskeyLimitReached { max: u32 },
+    #[error("no such passkey")]
+    PasskeyNotFound,
+    #[error("too many passkey sign-ins started from this network; try again later")]
+    PasskeyLoginRateLimited { retry_at: UnixMs },
     #[error("the server is busy; try again shortly")]
     Busy,
     #[error("a backend is unavailable")]
@@ -158,6 +172,13 @@ impl FlowError {
             FlowError::TotpAlreadyEnabled => "TOTP_ALREADY_ENABLED",
             FlowError::TotpNotEnabled => "TOTP_NOT_ENABLED",
             FlowError::TotpEnrollmentNotFound => "TOTP_ENROLLMENT_NOT_FOUND",
+            FlowError::PasskeyInvalid { .. } => "PASSKEY_INVALID",
+            FlowError::PasskeyRegistrationNotFound => "PASSKEY_REGISTRATION_NOT_FOUND",
+            FlowError::PasskeyLoginNotFound => "PASSKEY_LOGIN_NOT_FOUND",
+            FlowError::PasskeyAlreadyRegistered => "PASSKEY_ALREADY_REGISTERED",
+            FlowError::PasskeyLimitReached { .. } => "PASSKEY_LIMIT_REACHED",
+            FlowError::PasskeyNotFound => "PASSKEY_NOT_FOUND",
+            FlowError::PasskeyLoginRateLimited { .. } => "PASSKEY_LOGIN_RATE_LIMITED",
             FlowError::Busy => "SERVER_BUSY",
             FlowError::Unavailable(_) => "BACKEND_UNAVAILABLE",
             FlowError::Internal(_) => "INTERNAL",
@@ -178,7 +199,8 @@ impl FlowError {
             | FlowError::PresenceRateLimited { retry_at }
             | FlowError::ProfileRateLimited { retry_at }
             | FlowError::LoginCodeRateLimited { retry_at }
-            | FlowError::MfaRateLimited { retry_at } => Some(*retry_at),
+            | FlowError::MfaRateLimited { retry_at }
+            | FlowError::PasskeyLoginRateLimited { retry_at } => Some(*retry_at),
             _ => None,
         }
     }

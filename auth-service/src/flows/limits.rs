@@ -45,6 +45,8 @@ pub(super) enum Counter<'a> {
     },
     /// Password resets that gave a user back their day's second-factor budget.
     MfaBudgetReset { user: &'a UserId },
+    /// Passwordless sign-ins started (StartPasskeyLogin) from one client network.
+    PasskeyLogins { network: &'a str },
 }
 
 impl Counter<'_> {
@@ -64,6 +66,7 @@ impl Counter<'_> {
             Self::MfaUser { user } => format!("mfa:user:{}", user.0),
             Self::MfaSession { user, session } => format!("mfa:session:{}:{}", user.0, session.0),
             Self::MfaBudgetReset { user } => format!("mfa:budget-reset:{}", user.0),
+            Self::PasskeyLogins { network } => format!("passkey:login:net:{network}"),
         }
     }
 }
@@ -130,6 +133,9 @@ mod tests {
                 session: &session,
             },
             Counter::MfaBudgetReset { user: &user },
+            Counter::PasskeyLogins {
+                network: "192.0.2.7",
+            },
         ]
         .map(|c| c.key());
         assert_eq!(
@@ -149,6 +155,7 @@ mod tests {
                 "mfa:user:u1",
                 "mfa:session:u1:s1",
                 "mfa:budget-reset:u1",
+                "passkey:login:net:192.0.2.7",
             ]
         );
     }

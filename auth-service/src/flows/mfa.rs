@@ -1,7 +1,8 @@
 //! Second factors: TOTP enrollment (the secret shown once, on only after one valid code and
 //! the password, with 10 one-time recovery codes for a lost phone), turning it off (proven with
 //! a current factor or the password) and new recovery codes (proven with the factor itself),
-//! and the MFA challenge a sign-in of such a user gets instead of tokens.
+//! and the MFA challenge a sign-in of such a user gets instead of tokens (completed with a TOTP
+//! code, a recovery code, or an assertion of one of the user's passkeys).
 //!
 //! Guessing is bounded twice: per challenge, or per session for the proof of a change
 //! (`max_guesses_per_challenge`), and per user per day (`max_guesses_per_day`, every challenge
@@ -14,6 +15,7 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::guard::{Guard, Limit};
@@ -46,6 +48,8 @@ pub struct ChallengeView {
     /// What it can be completed with.
     pub factors: Vec<AuthMethod>,
     pub expires_at: UnixMs,
+    /// When the user has passkeys: options for `navigator.credentials.get()` naming them.
+    pub passkey_request: Option<Value>,
 }
 
 /// A TOTP secret to add to an authenticator app.
@@ -64,6 +68,8 @@ pub struct ProofInput<'a> {
     pub totp_code: &'a str,
     pub recovery_code: &'a str,
     pub password: &'a str,
+    /// A passkey assertion (PublicKeyCredential JSON); only a challenge takes one.
+    pub passkey: Option<&'a Value>,
 }
 
 impl<'a> ProofInput<'a> {
@@ -87,6 +93,22 @@ impl<'a> ProofInput<'a> {
             ..Self::default()
         }
     }
+
+    pub fn passkey(credential: &'a Value) -> Self {
+        Self {
+            passkey: Some(credential),
+            ..Self::default()
+        }
+    }
+}
+
+/// Where a proof is given, which decides what it may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProofUse {
+    /// Completing a sign-in challenge: TOTP, recovery code or passkey.
+    Challenge,
+    /// Proving a change from a session: TOTP, recovery code or password.
+    Change,
 }
 
 /// A challenge as stored: whose, how the first factor was proven, and a stamp of the
@@ -97,6 +119,9 @@ struct ChallengeTicket {
     first: String,
     password_stamp: String,
     expires_at: UnixMs,
+    /// The relying party's state of the passkey options, when the user has passkeys.
+    #[serde(default)]
+    passkey_state: Option<String>,
 }
 
 /// What a second factor's guesses are counted against, besides the user's day.
@@ -129,6 +154,10 @@ impl AuthCore {
             return Ok(SignInOutcome::SignedIn(Box::new(signed_in)));
         }
         let id = PendingId::generate();
+        let (passkey_request, passkey_state) = match self.passkey_request(&user.id).await? {
+            Some((options, state)) => (Some(options), Some(state)),
+            None => (None, None),
+        };
         let now = now_ms();
         let expires_at = now + self.policy.mfa.challenge_ttl_ms;
         let ticket = ChallengeTicket {
@@ -136,6 +165,7 @@ impl AuthCore {
             first: first.as_str().to_owned(),
             password_stamp: password_stamp(&user.password_hash),
             expires_at,
+            passkey_state,
         };
         let payload = serde_json::to_string(&ticket)
             .map_err(|e| FlowError::Internal(format!("cannot write a challenge: {e}")))?;
@@ -154,6 +184,7 @@ impl AuthCore {
             id,
             factors: factors.allowed(),
             expires_at,
+            passkey_request,
         }))
     }
 
@@ -176,10 +207,13 @@ impl AuthCore {
                 PendingId::parse(challenge_id).map_err(|e| format!("challenge_id {e}"))
             },
         );
-        let proof = parse_proof(&mut v, proof, false);
+        let proof = parse_proof(&mut v, proof, ProofUse::Challenge);
         let (id, proof) = v.finish((id, proof).all())?;
         let proof = proof.ok_or_else(|| {
-            FlowError::invalid("totp_code", "a totp_code or a recovery_code is required")
+            FlowError::invalid(
+                "totp_code",
+                "a totp_code, a recovery_code or a passkey_credential is required",
+            )
         })?;
         let now = now_ms();
         let ticket = self
@@ -200,7 +234,8 @@ impl AuthCore {
             .filter(|u| password_stamp(&u.password_hash) == ticket.password_stamp)
             .ok_or(FlowError::MfaChallengeNotFound)?;
         let guard = self.mfa_guard(&user.id, GuessScope::Challenge(id.as_str()));
-        self.check_second_factor(&user.id, &proof, &guard).await?;
+        self.check_second_factor(&user.id, &proof, &guard, ticket.passkey_state.as_deref())
+            .await?;
         // Taken once: of two right answers racing, one signs in.
         self.stores
             .tickets
@@ -343,7 +378,7 @@ impl AuthCore {
         caller: &Caller,
         proof: ProofInput<'_>,
     ) -> Result<u32, FlowError> {
-        let user = self.prove(caller, proof).await?;
+        let user = self.prove(caller, proof, true).await?;
         if !self.stores.factors.disable_totp(&user.id, now_ms()).await? {
             return Err(FlowError::TotpNotEnabled);
         }
@@ -375,7 +410,7 @@ impl AuthCore {
             password: "",
             ..proof
         };
-        let user = self.prove(caller, proof).await?;
+        let user = self.prove(caller, proof, true).await?;
         let (codes, hashes) = self.new_recovery_codes(&user.id);
         if !self
             .stores
@@ -391,27 +426,44 @@ impl AuthCore {
         Ok(codes)
     }
 
-    /// The caller, once `proof` (a factor, or the password) is checked; TOTP must be on.
-    async fn prove(&self, caller: &Caller, proof: ProofInput<'_>) -> Result<User, FlowError> {
+    /// The caller, once `proof` (a factor, or the password) is checked; with `need_totp`,
+    /// TOTP must be on.
+    async fn prove(
+        &self,
+        caller: &Caller,
+        proof: ProofInput<'_>,
+        need_totp: bool,
+    ) -> Result<User, FlowError> {
         let mut v = Violations::default();
-        let proof = parse_proof(&mut v, proof, true);
+        let proof = parse_proof(&mut v, proof, ProofUse::Change);
         let proof = v.finish(proof)?.ok_or(FlowError::MfaRequired)?;
         let user = self.user(&caller.user_id).await?;
-        if self.stores.factors.totp(&user.id).await?.is_none() {
+        if need_totp && self.stores.factors.totp(&user.id).await?.is_none() {
             return Err(FlowError::TotpNotEnabled);
         }
         match &proof {
             FactorProof::Password(password) => self.check_password(&user, caller, password).await?,
             _ => {
                 let guard = self.mfa_guard(&user.id, GuessScope::Session(&caller.session_id));
-                self.check_second_factor(&user.id, &proof, &guard).await?;
+                self.check_second_factor(&user.id, &proof, &guard, None)
+                    .await?;
             }
         }
         Ok(user)
     }
 
+    /// The caller, once `proof` (the password, or a TOTP or recovery code) is checked, for a
+    /// change that does not need TOTP on (removing a passkey).
+    pub(super) async fn prove_any(
+        &self,
+        caller: &Caller,
+        proof: ProofInput<'_>,
+    ) -> Result<User, FlowError> {
+        self.prove(caller, proof, false).await
+    }
+
     /// The caller's password, under the per-session guess limit of ChangePassword.
-    async fn check_password(
+    pub(super) async fn check_password(
         &self,
         user: &User,
         caller: &Caller,
@@ -431,13 +483,15 @@ impl AuthCore {
         }
     }
 
-    /// Checks a TOTP or recovery code of `user` under `guard`: a wrong one is counted (and
-    /// written as mfa.failed), a TOTP code of a step already used is refused as a replay.
+    /// Checks a TOTP or recovery code or passkey assertion (against `passkey_state`, the
+    /// challenge's options) of `user` under `guard`: a wrong one is counted (and written as
+    /// mfa.failed), a TOTP code of a step already used is refused as a replay.
     async fn check_second_factor(
         &self,
         user: &UserId,
         proof: &FactorProof,
         guard: &Guard,
+        passkey_state: Option<&str>,
     ) -> Result<(), FlowError> {
         guard.admit(self).await?;
         let (checked, field) = match proof {
@@ -451,6 +505,17 @@ impl AuthCore {
                     Checked::Wrong
                 };
                 (checked, "recovery_code")
+            }
+            FactorProof::Passkey(credential) => {
+                let accepted = self
+                    .check_passkey_assertion(user, credential, passkey_state)
+                    .await?;
+                let checked = if accepted {
+                    Checked::Accepted
+                } else {
+                    Checked::Wrong
+                };
+                (checked, "passkey_credential")
             }
             FactorProof::Password(_) => {
                 return Err(FlowError::Internal("a password is no second factor".into()));
@@ -505,7 +570,7 @@ impl AuthCore {
 
     /// Mails the user a notice of a change of their factors, so that one they did not make is
     /// seen. The change stands either way: a queue that cannot take the mail is logged.
-    async fn notify(&self, user: &User, change: FactorChange) {
+    pub(super) async fn notify(&self, user: &User, change: FactorChange) {
         let mail = self
             .templates
             .factor_notice(&user.email, &user.username, change);
@@ -590,17 +655,18 @@ impl AuthCore {
 }
 
 /// The proof of a request: `None` when no field is set; a violation when several are, or the
-/// one set does not parse. `password` counts only where `allow_password`.
+/// one set does not parse. `password` counts only for a change, `passkey` only in a challenge.
 fn parse_proof(
     v: &mut Violations,
     input: ProofInput<'_>,
-    allow_password: bool,
+    used: ProofUse,
 ) -> Option<Option<FactorProof>> {
     let set = |s: &str| !s.trim().is_empty();
     let given = [
         set(input.totp_code),
         set(input.recovery_code),
-        allow_password && !input.password.is_empty(),
+        used == ProofUse::Change && !input.password.is_empty(),
+        used == ProofUse::Challenge && input.passkey.is_some(),
     ];
     match given.iter().filter(|g| **g).count() {
         0 => Some(None),
@@ -610,14 +676,18 @@ fn parse_proof(
         1 if given[1] => v
             .check("recovery_code", RecoveryCode::parse(input.recovery_code))
             .map(|c| Some(FactorProof::RecoveryCode(c))),
-        1 => v
+        1 if given[2] => v
             .check("password", Password::parse_existing(input.password))
             .map(|p| Some(FactorProof::Password(p))),
+        1 => input
+            .passkey
+            .map(|credential| Some(FactorProof::Passkey(credential.clone()))),
         _ => {
-            v.check::<()>(
-                "proof",
-                Err("give one of totp_code, recovery_code, password".into()),
-            );
+            let fields = match used {
+                ProofUse::Change => "totp_code, recovery_code, password",
+                ProofUse::Challenge => "totp_code, recovery_code, passkey_credential",
+            };
+            v.check::<()>("proof", Err(format!("give one of {fields}")));
             None
         }
     }

@@ -10,6 +10,7 @@ mod limits;
 mod login;
 mod login_code;
 mod mfa;
+mod passkeys;
 mod password;
 mod presence;
 pub mod registration;
@@ -21,6 +22,7 @@ use std::{sync::Arc, time::Duration};
 pub use crate::domain::ClientInfo;
 pub use error::FlowError;
 pub use mfa::{ChallengeView, ProofInput, SignInOutcome, TotpEnrollment};
+pub use passkeys::{PasskeyCeremony, PasskeyView};
 pub use tokens::Caller;
 
 use crate::crypto::{AccessTokens, CodeHasher, EmailTagger, PasswordHasher, Sealer};
@@ -47,6 +49,7 @@ pub struct Policy {
     pub username_change_cooldown_ms: i64,
     pub presence: PresencePolicy,
     pub mfa: MfaPolicy,
+    pub passkeys: PasskeyPolicy,
 }
 
 /// How second factors are limited.
@@ -58,6 +61,15 @@ pub struct MfaPolicy {
     pub max_guesses_per_challenge: u32,
     /// Wrong TOTP or recovery codes per user per day, all challenges and changes together.
     pub max_guesses_per_day: u32,
+}
+
+/// How passkeys are limited.
+#[derive(Debug, Clone)]
+pub struct PasskeyPolicy {
+    /// Passkeys one user may have.
+    pub max_per_user: u32,
+    /// StartPasskeyLogin calls per client network per hour (each keeps a challenge 5 minutes).
+    pub logins_per_ip_per_hour: u32,
 }
 
 /// How presence is derived from heartbeats.
@@ -96,6 +108,8 @@ pub struct AuthCore {
     pub refresh_sealer: Sealer,
     /// Seals TOTP secrets, each to its user.
     pub totp_sealer: Sealer,
+    /// The WebAuthn relying party of passkeys.
+    pub passkeys: crate::crypto::RelyingParty,
     /// Names emails in logs without writing them.
     pub email_tags: EmailTagger,
     pub outbox: Outbox,

@@ -31,6 +31,7 @@ pub fn user(u: User) -> pb::User {
         update_time: timestamp(u.updated_at),
         second_factors: Vec::new(),
         recovery_codes_remaining: 0,
+        passkey_count: 0,
     }
 }
 
@@ -41,7 +42,18 @@ pub fn own_user(u: User, factors: FactorSummary) -> pb::User {
         out.second_factors.push(pb::AuthMethod::Totp as i32);
     }
     out.recovery_codes_remaining = factors.recovery_codes as i32;
+    out.passkey_count = factors.passkeys as i32;
     out
+}
+
+pub fn passkey(p: crate::flows::PasskeyView) -> pb::Passkey {
+    pb::Passkey {
+        id: p.id,
+        name: p.name,
+        create_time: timestamp(p.created_at),
+        last_used_time: p.last_used_at.and_then(timestamp),
+        backed_up: p.backed_up,
+    }
 }
 
 pub fn auth_method(m: AuthMethod) -> pb::AuthMethod {
@@ -63,6 +75,9 @@ pub fn challenge(c: ChallengeView) -> pb::MfaChallenge {
             .map(|m| auth_method(m) as i32)
             .collect(),
         expire_time: timestamp(c.expires_at),
+        passkey_request: c
+            .passkey_request
+            .and_then(baatcheet_auth_api::json::to_struct),
     }
 }
 

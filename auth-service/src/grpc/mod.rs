@@ -8,6 +8,7 @@ pub mod status;
 
 use std::sync::Arc;
 
+use baatcheet_auth_api::json;
 use baatcheet_auth_api::v1::{self as pb, auth_service_server::AuthService};
 use ipnet::IpNet;
 use tonic::{Request, Response, Status};
@@ -238,7 +239,15 @@ impl AuthService for AuthGrpc {
         let proof = match &r.factor {
             Some(Factor::TotpCode(code)) => ProofInput::totp(code),
             Some(Factor::RecoveryCode(code)) => ProofInput::recovery(code),
-            None => ProofInput::default(),
+            Some(Factor::PasskeyCredential(_)) | None => ProofInput::default(),
+        };
+        let passkey = match &r.factor {
+            Some(Factor::PasskeyCredential(c)) => Some(json::from_struct(c.clone())),
+            _ => None,
+        };
+        let proof = match &passkey {
+            Some(credential) => ProofInput::passkey(credential),
+            None => proof,
         };
         let signed_in = self
             .core
@@ -246,6 +255,111 @@ impl AuthService for AuthGrpc {
             .await
             .map_err(to_status)?;
         ok(pb::CompleteMfaChallengeResponse {
+            user: Some(convert::user(signed_in.user)),
+            tokens: Some(convert::tokens(signed_in.tokens)),
+        })
+    }
+
+    async fn start_passkey_registration(
+        &self,
+        request: Request<pb::StartPasskeyRegistrationRequest>,
+    ) -> Result<Response<pb::StartPasskeyRegistrationResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let ceremony = self
+            .core
+            .start_passkey_registration(&caller)
+            .await
+            .map_err(to_status)?;
+        ok(pb::StartPasskeyRegistrationResponse {
+            creation_options: json::to_struct(ceremony.options),
+            expire_time: convert::timestamp(ceremony.expires_at),
+        })
+    }
+
+    async fn finish_passkey_registration(
+        &self,
+        request: Request<pb::FinishPasskeyRegistrationRequest>,
+    ) -> Result<Response<pb::FinishPasskeyRegistrationResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let passkey = self
+            .core
+            .finish_passkey_registration(
+                &caller,
+                r.credential.map(json::from_struct),
+                &r.name,
+                &r.current_password,
+            )
+            .await
+            .map_err(to_status)?;
+        ok(pb::FinishPasskeyRegistrationResponse {
+            passkey: Some(convert::passkey(passkey)),
+        })
+    }
+
+    async fn list_passkeys(
+        &self,
+        request: Request<pb::ListPasskeysRequest>,
+    ) -> Result<Response<pb::ListPasskeysResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let passkeys = self.core.list_passkeys(&caller).await.map_err(to_status)?;
+        ok(pb::ListPasskeysResponse {
+            passkeys: passkeys.into_iter().map(convert::passkey).collect(),
+        })
+    }
+
+    async fn delete_passkey(
+        &self,
+        request: Request<pb::DeletePasskeyRequest>,
+    ) -> Result<Response<pb::DeletePasskeyResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        use pb::delete_passkey_request::Proof;
+        let r = request.get_ref();
+        let proof = match &r.proof {
+            Some(Proof::Password(password)) => ProofInput::password(password),
+            Some(Proof::TotpCode(code)) => ProofInput::totp(code),
+            Some(Proof::RecoveryCode(code)) => ProofInput::recovery(code),
+            None => ProofInput::default(),
+        };
+        self.core
+            .delete_passkey(&caller, &r.id, proof)
+            .await
+            .map_err(to_status)?;
+        ok(pb::DeletePasskeyResponse {})
+    }
+
+    async fn start_passkey_login(
+        &self,
+        request: Request<pb::StartPasskeyLoginRequest>,
+    ) -> Result<Response<pb::StartPasskeyLoginResponse>, Status> {
+        let client = self.client_info(&request);
+        let ceremony = self
+            .core
+            .start_passkey_login(&client)
+            .await
+            .map_err(to_status)?;
+        ok(pb::StartPasskeyLoginResponse {
+            login_id: ceremony
+                .login_id
+                .map(|id| id.as_str().to_owned())
+                .unwrap_or_default(),
+            request_options: json::to_struct(ceremony.options),
+            expire_time: convert::timestamp(ceremony.expires_at),
+        })
+    }
+
+    async fn finish_passkey_login(
+        &self,
+        request: Request<pb::FinishPasskeyLoginRequest>,
+    ) -> Result<Response<pb::FinishPasskeyLoginResponse>, Status> {
+        let client = self.client_info(&request);
+        let r = request.into_inner();
+        let signed_in = self
+            .core
+            .finish_passkey_login(&r.login_id, r.credential.map(json::from_struct), &client)
+            .await
+            .map_err(to_status)?;
+        ok(pb::FinishPasskeyLoginResponse {
             user: Some(convert::user(signed_in.user)),
             tokens: Some(convert::tokens(signed_in.tokens)),
         })

@@ -77,6 +77,20 @@ pub fn to_status(err: FlowError) -> Status {
             );
             Code::InvalidArgument
         }
+        FlowError::PasskeyInvalid { field, reason } => {
+            details.add_bad_request_violation(*field, reason);
+            Code::Unauthenticated
+        }
+        FlowError::PasskeyLimitReached { max } => {
+            metadata.insert("max_passkeys".to_owned(), max.to_string());
+            Code::FailedPrecondition
+        }
+        FlowError::PasskeyAlreadyRegistered => {
+            details.add_bad_request_violation("credential", "this passkey is registered already");
+            Code::AlreadyExists
+        }
+        FlowError::PasskeyRegistrationNotFound => Code::FailedPrecondition,
+        FlowError::PasskeyLoginNotFound | FlowError::PasskeyNotFound => Code::NotFound,
         FlowError::EventsExpired
         | FlowError::SessionEnded
         | FlowError::TotpAlreadyEnabled
@@ -105,6 +119,7 @@ pub fn to_status(err: FlowError) -> Status {
         | FlowError::ProfileRateLimited { .. }
         | FlowError::LoginCodeRateLimited { .. }
         | FlowError::MfaRateLimited { .. }
+        | FlowError::PasskeyLoginRateLimited { .. }
         | FlowError::TooManyWatchers
         | FlowError::Busy => Code::ResourceExhausted,
         FlowError::InvalidCredentials

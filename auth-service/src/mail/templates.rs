@@ -147,6 +147,14 @@ impl Templates {
                 format!("New recovery codes for your {app} account"),
                 "New recovery codes were made for your account; the old ones no longer work.",
             ),
+            FactorChange::PasskeyAdded => (
+                format!("A passkey was added to your {app} account"),
+                "A passkey was added to your account: it signs in without your password.",
+            ),
+            FactorChange::PasskeyRemoved => (
+                format!("A passkey was removed from your {app} account"),
+                "A passkey was removed from your account; it no longer signs in.",
+            ),
         };
         self.notice(
             to,
@@ -200,6 +208,8 @@ pub enum FactorChange {
     TotpOn,
     TotpOff,
     RecoveryCodesReplaced,
+    PasskeyAdded,
+    PasskeyRemoved,
 }
 
 fn escape(s: &str) -> String {

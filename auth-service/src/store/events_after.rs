@@ -8,7 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{
-    CreateUserError, EventLog, FactorStore, StoreResult, TotpFactor, UpdateProfileError, UserStore,
+    CreateUserError, EventLog, FactorStore, PasskeyRecord, PasskeyUse, StoreResult, TotpFactor,
+    UpdateProfileError, UserStore,
 };
 use crate::domain::{
     AuthMethod, CodeHash, Email, EventKind, FactorSummary, NewUser, PasswordHash, ProfileChange,
@@ -76,6 +77,41 @@ impl<S: FactorStore + ?Sized> FactorStore for EventsAfter<S> {
             self.append(user, kind, now).await;
         }
         Ok(disabled)
+    }
+
+    async fn passkeys(&self, user: &UserId) -> StoreResult<Vec<PasskeyRecord>> {
+        self.users.passkeys(user).await
+    }
+
+    async fn add_passkey(
+        &self,
+        user: &UserId,
+        passkey: &PasskeyRecord,
+        max: u32,
+    ) -> StoreResult<bool> {
+        let added = self.users.add_passkey(user, passkey, max).await?;
+        if added {
+            let kind = EventKind::FactorEnabled {
+                factor: AuthMethod::Passkey,
+            };
+            self.append(user, kind, passkey.created_at).await;
+        }
+        Ok(added)
+    }
+
+    async fn use_passkey(&self, user: &UserId, used: &PasskeyUse<'_>) -> StoreResult<bool> {
+        self.users.use_passkey(user, used).await
+    }
+
+    async fn delete_passkey(&self, user: &UserId, id: &str, now: UnixMs) -> StoreResult<bool> {
+        let deleted = self.users.delete_passkey(user, id, now).await?;
+        if deleted {
+            let kind = EventKind::FactorDisabled {
+                factor: AuthMethod::Passkey,
+            };
+            self.append(user, kind, now).await;
+        }
+        Ok(deleted)
     }
 }
 

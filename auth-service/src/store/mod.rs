@@ -607,6 +607,10 @@ pub enum TicketKind {
     MfaChallenge,
     /// A TOTP secret shown to a user and not yet confirmed, under the user id.
     TotpEnrollment,
+    /// A passkey registration waiting for the authenticator's answer, under the session id.
+    PasskeyRegistration,
+    /// A passwordless sign-in waiting for a passkey assertion, under its login id.
+    PasskeyLogin,
 }
 
 impl TicketKind {
@@ -614,6 +618,8 @@ impl TicketKind {
         match self {
             TicketKind::MfaChallenge => "mfa",
             TicketKind::TotpEnrollment => "totp_enroll",
+            TicketKind::PasskeyRegistration => "passkey_reg",
+            TicketKind::PasskeyLogin => "passkey_login",
         }
     }
 }
@@ -658,9 +664,36 @@ pub struct TotpFactor {
     pub enabled_at: UnixMs,
 }
 
-/// Second factors, kept with the users (SQLite or MongoDB): the TOTP factor and the keyed
-/// hashes of unused recovery codes. Enabling and disabling write factor.enabled /
-/// factor.disabled (in the same transaction on SQLite, right after on MongoDB).
+/// A passkey of a user as stored: the credential as the relying party keeps it (public key,
+/// sign counter, flags; JSON of `webauthn_rs::prelude::Passkey`), with the counter beside it
+/// so that a use can be a conditional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyRecord {
+    /// The credential id, base64url.
+    pub id: String,
+    pub name: String,
+    pub credential: String,
+    pub counter: u32,
+    pub backed_up: bool,
+    pub created_at: UnixMs,
+    pub last_used_at: Option<UnixMs>,
+}
+
+/// A passkey's use, as the relying party verified it.
+#[derive(Debug, Clone)]
+pub struct PasskeyUse<'a> {
+    pub id: &'a str,
+    /// The credential with its new counter and flags.
+    pub credential: &'a str,
+    pub counter: u32,
+    pub backed_up: bool,
+    pub at: UnixMs,
+}
+
+/// Second factors, kept with the users (SQLite or MongoDB): the TOTP factor, the keyed
+/// hashes of unused recovery codes, and passkeys. Enabling and disabling (a passkey added or
+/// removed) write factor.enabled / factor.disabled (in the same transaction on SQLite, right
+/// after on MongoDB).
 #[async_trait]
 pub trait FactorStore: Send + Sync {
     async fn totp(&self, user: &UserId) -> StoreResult<Option<TotpFactor>>;
@@ -682,6 +715,22 @@ pub trait FactorStore: Send + Sync {
     async fn replace_recovery_codes(&self, user: &UserId, codes: &[CodeHash]) -> StoreResult<bool>;
     /// Turns TOTP off and drops the recovery codes; false when it was off.
     async fn disable_totp(&self, user: &UserId, now: UnixMs) -> StoreResult<bool>;
+    /// The user's passkeys, oldest first.
+    async fn passkeys(&self, user: &UserId) -> StoreResult<Vec<PasskeyRecord>>;
+    /// Adds a passkey, unless the user has `max` already or one with its id (false then,
+    /// nothing changed). Atomic: two adds racing never leave more than `max`.
+    async fn add_passkey(
+        &self,
+        user: &UserId,
+        passkey: &PasskeyRecord,
+        max: u32,
+    ) -> StoreResult<bool>;
+    /// Records a verified use, if the stored counter is below the new one (or both are 0, an
+    /// authenticator without a counter): an assertion is accepted once, and a cloned
+    /// authenticator's older counter never after a newer one. Atomic across instances.
+    async fn use_passkey(&self, user: &UserId, used: &PasskeyUse<'_>) -> StoreResult<bool>;
+    /// Removes a passkey; false when the user has none with this id.
+    async fn delete_passkey(&self, user: &UserId, id: &str, now: UnixMs) -> StoreResult<bool>;
 }
 
 /// Users and their second factors, which one backend keeps together (SQLite or MongoDB).

@@ -11,15 +11,15 @@ use std::{
 };
 
 use auth_service::crypto::{
-    AccessTokens, CodeHasher, EmailTagger, HashSettings, PasswordHasher, Sealer, ServerSecret,
-    SigningKey,
+    AccessTokens, CodeHasher, EmailTagger, HashSettings, PasskeySettings, PasswordHasher,
+    RelyingParty, Sealer, ServerSecret, SigningKey,
 };
 use auth_service::domain::{
     AuthMethod, CodeHash, Email, PendingId, RevokeReason, SessionId, SignIn, UserId, now_ms,
 };
 use auth_service::flows::{
-    AuthCore, ClientInfo, LoginPolicy, MfaPolicy, Policy, PresencePolicy, SignInOutcome,
-    registration::RegisterInput,
+    AuthCore, ClientInfo, LoginPolicy, MfaPolicy, PasskeyPolicy, Policy, PresencePolicy,
+    SignInOutcome, registration::RegisterInput,
 };
 use auth_service::mail::{Outbox, OutgoingMail, Templates};
 use auth_service::store::redis::{RedisSettings, RedisStore};
@@ -192,6 +192,11 @@ async fn full_run(stores: &Stores) -> Secrets {
         codes: CodeHasher::new(&secret),
         refresh_sealer: Sealer::for_refresh_tokens(&secret),
         totp_sealer: Sealer::for_totp(&secret),
+        passkeys: RelyingParty::new(
+            &PasskeySettings::new("localhost", &["http://localhost:8080"]).unwrap(),
+            "Test",
+        )
+        .unwrap(),
         email_tags: EmailTagger::new(&secret),
         outbox: Outbox::new(stores.mail.clone(), sealer.clone()),
         templates: Templates {
@@ -221,6 +226,10 @@ async fn full_run(stores: &Stores) -> Secrets {
                 challenge_ttl_ms: 5 * MIN,
                 max_guesses_per_challenge: 5,
                 max_guesses_per_day: 20,
+            },
+            passkeys: PasskeyPolicy {
+                max_per_user: 10,
+                logins_per_ip_per_hour: 300,
             },
             login: LoginPolicy {
                 max_attempts: 5,

@@ -44,6 +44,7 @@ macro_rules! all_tests {
             the_event_log_wakes_readers_and_reports_what_it_dropped,
             presence_is_derived_from_heartbeats_and_ends_with_sessions,
             second_factors_are_per_user_and_each_step_and_code_counts_once,
+            passkeys_are_capped_per_user_and_each_counter_counts_once,
             tickets_are_taken_once_and_expire,
             sessions_remember_how_they_signed_in,
             health_answers
@@ -1690,7 +1691,8 @@ pub async fn second_factors_are_per_user_and_each_step_and_code_counts_once(s: S
         f.factor_summary(&ana.id).await.unwrap(),
         FactorSummary {
             totp: true,
-            recovery_codes: 2
+            recovery_codes: 2,
+            passkeys: 0,
         }
     );
     assert_eq!(
@@ -1759,6 +1761,143 @@ pub async fn second_factors_are_per_user_and_each_step_and_code_counts_once(s: S
             EventKind::FactorEnabled { factor: totp },
             EventKind::FactorDisabled { factor: totp },
             EventKind::FactorEnabled { factor: totp },
+        ]
+    );
+}
+
+pub async fn passkeys_are_capped_per_user_and_each_counter_counts_once(s: Stores) {
+    let now = now_ms();
+    let (ana, bob) = (new_user("pka"), new_user("pkb"));
+    for u in [&ana, &bob] {
+        s.users.create_user(u, now).await.unwrap();
+    }
+    let start = s.events.latest_id().await.unwrap();
+    let f = &s.factors;
+    let key = |id: &str, counter: u32| PasskeyRecord {
+        id: id.into(),
+        name: format!("key {id}"),
+        credential: format!("{{\"id\":\"{id}\"}}"),
+        counter,
+        backed_up: false,
+        created_at: now,
+        last_used_at: None,
+    };
+    assert!(f.passkeys(&ana.id).await.unwrap().is_empty());
+    assert!(f.add_passkey(&ana.id, &key("k1", 0), 2).await.unwrap());
+    assert!(
+        !f.add_passkey(&ana.id, &key("k1", 5), 2).await.unwrap(),
+        "one id once"
+    );
+    assert!(f.add_passkey(&ana.id, &key("k2", 7), 2).await.unwrap());
+    assert!(
+        !f.add_passkey(&ana.id, &key("k3", 0), 2).await.unwrap(),
+        "the cap"
+    );
+    assert!(
+        f.add_passkey(&bob.id, &key("k1", 0), 2).await.unwrap(),
+        "ids are per user"
+    );
+    let listed = f.passkeys(&ana.id).await.unwrap();
+    assert_eq!(listed, [key("k1", 0), key("k2", 7)]);
+    assert_eq!(f.factor_summary(&ana.id).await.unwrap().passkeys, 2);
+    assert!(!f.factor_summary(&ana.id).await.unwrap().any());
+
+    let used = |id: &'static str, counter: u32, at: i64| PasskeyUse {
+        id,
+        credential: "{\"used\":true}",
+        counter,
+        backed_up: true,
+        at,
+    };
+    // A counter only goes up; an authenticator without one (0) is taken each time.
+    assert!(
+        !f.use_passkey(&ana.id, &used("k2", 7, now + 1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.use_passkey(&ana.id, &used("k2", 6, now + 1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        f.use_passkey(&ana.id, &used("k2", 8, now + 2))
+            .await
+            .unwrap()
+    );
+    assert!(
+        f.use_passkey(&ana.id, &used("k1", 0, now + 3))
+            .await
+            .unwrap()
+    );
+    assert!(
+        f.use_passkey(&ana.id, &used("k1", 0, now + 4))
+            .await
+            .unwrap()
+    );
+    assert!(
+        f.use_passkey(&ana.id, &used("k1", 3, now + 5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.use_passkey(&ana.id, &used("k1", 0, now + 6))
+            .await
+            .unwrap(),
+        "no counter after a counter"
+    );
+    assert!(!f.use_passkey(&ana.id, &used("k9", 50, now)).await.unwrap());
+    let twenty = used("k2", 20, now + 7);
+    let racing = join_all((0..8).map(|_| f.use_passkey(&ana.id, &twenty))).await;
+    assert_eq!(
+        racing.into_iter().filter(|r| *r.as_ref().unwrap()).count(),
+        1
+    );
+    let k2 = f.passkeys(&ana.id).await.unwrap().remove(1);
+    assert_eq!(
+        (
+            k2.counter,
+            k2.backed_up,
+            k2.last_used_at,
+            k2.credential.as_str()
+        ),
+        (20, true, Some(now + 7), "{\"used\":true}")
+    );
+    assert_eq!(
+        f.passkeys(&bob.id).await.unwrap(),
+        [key("k1", 0)],
+        "bob's is untouched"
+    );
+
+    assert!(!f.delete_passkey(&bob.id, "k2", now).await.unwrap());
+    assert!(f.delete_passkey(&ana.id, "k2", now + 8).await.unwrap());
+    assert!(!f.delete_passkey(&ana.id, "k2", now + 9).await.unwrap());
+    assert!(f.add_passkey(&ana.id, &key("k3", 0), 2).await.unwrap());
+    // Racing adds never pass the cap.
+    let (bob_id, key) = (&bob.id, &key);
+    let racing = join_all(
+        (0..6).map(|i| async move { f.add_passkey(bob_id, &key(&format!("r{i}"), 0), 3).await }),
+    )
+    .await;
+    assert_eq!(
+        racing.into_iter().filter(|r| *r.as_ref().unwrap()).count(),
+        2
+    );
+    assert_eq!(f.passkeys(&bob.id).await.unwrap().len(), 3);
+
+    let kinds: Vec<_> = events_of(&s, &start, &ana.id)
+        .await
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    let passkey = AuthMethod::Passkey;
+    assert_eq!(
+        kinds,
+        [
+            EventKind::FactorEnabled { factor: passkey },
+            EventKind::FactorEnabled { factor: passkey },
+            EventKind::FactorDisabled { factor: passkey },
+            EventKind::FactorEnabled { factor: passkey },
         ]
     );
 }

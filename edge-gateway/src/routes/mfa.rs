@@ -68,7 +68,7 @@ pub fn one_proof<P, const N: usize>(given: [Given<P>; N]) -> Result<Option<P>, A
     Ok(first)
 }
 
-/// A TOTP code or a recovery code.
+/// A TOTP code, a recovery code or a passkey's assertion.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CompleteMfaBody {
@@ -76,6 +76,10 @@ pub struct CompleteMfaBody {
     pub totp_code: Option<String>,
     /// One of the recovery codes (xxxxx-xxxxx); used up.
     pub recovery_code: Option<String>,
+    /// The PublicKeyCredential `navigator.credentials.get()` returned for the challenge's
+    /// `passkey` options, as JSON.
+    #[schema(value_type = Option<Object>)]
+    pub passkey_credential: Option<serde_json::Value>,
 }
 
 /// Completes this browser's sign-in (its `mfaChallenge` cookie) with a second factor; sets
@@ -85,7 +89,8 @@ pub struct CompleteMfaBody {
     responses(
         (status = 200, description = "Signed in; token cookies set", body = ApiResponse<SignedIn>),
         (status = 404, description = "MFA_CHALLENGE_NOT_FOUND (expired, completed, or the password changed)", body = ErrorBody),
-        (status = 422, description = "MFA_CODE_INVALID or TOTP_REPLAYED (field totpCode or recoveryCode), or invalid fields", body = ErrorBody),
+        (status = 401, description = "PASSKEY_INVALID (field passkeyCredential: its counter was seen already)", body = ErrorBody),
+        (status = 422, description = "MFA_CODE_INVALID or TOTP_REPLAYED (field totpCode, recoveryCode or passkeyCredential), or invalid fields", body = ErrorBody),
         (status = 429, description = "MFA_RATE_LIMITED, with Retry-After", body = ErrorBody),
     ))]
 pub async fn complete_mfa(
@@ -94,10 +99,22 @@ pub async fn complete_mfa(
     ApiJson(body): ApiJson<CompleteMfaBody>,
 ) -> Result<(AppendHeaders<SetCookie>, SignedInResponse), ApiError> {
     use pb::complete_mfa_challenge_request::Factor;
+    let passkey = super::passkeys::credential(body.passkey_credential)
+        .map_err(|e| e.rename_field("credential", "passkeyCredential"))?;
     let factor = one_proof([
         (body.totp_code, Factor::TotpCode),
         (body.recovery_code, Factor::RecoveryCode),
     ])?;
+    let factor = match (factor, passkey) {
+        (None, Some(credential)) => Some(Factor::PasskeyCredential(credential)),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::one_of(
+                "proof",
+                "give only one of the proof fields",
+            ));
+        }
+        (factor, None) => factor,
+    };
     let request = ctx.request(pb::CompleteMfaChallengeRequest {
         challenge_id: ctx.mfa_challenge_id(),
         factor,

@@ -5,6 +5,7 @@ pub mod account;
 pub mod login_code;
 pub mod mfa;
 pub mod ops;
+pub mod passkeys;
 pub mod password;
 pub mod registration;
 pub mod session;
@@ -49,6 +50,12 @@ pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_js
         .routes(routes!(mfa::confirm_totp))
         .routes(routes!(mfa::disable_totp))
         .routes(routes!(mfa::regenerate_recovery_codes))
+        .routes(routes!(passkeys::start_passkey_login))
+        .routes(routes!(passkeys::passkey_login))
+        .routes(routes!(passkeys::start_passkey_registration))
+        .routes(routes!(passkeys::finish_passkey_registration))
+        .routes(routes!(passkeys::list_passkeys))
+        .routes(routes!(passkeys::delete_passkey))
         .routes(routes!(session::refresh))
         .routes(routes!(session::logout, session::logout_get))
         .routes(routes!(session::logout_all))

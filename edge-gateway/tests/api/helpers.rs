@@ -326,7 +326,13 @@ impl TestApp {
         let response = request.send().await.expect("request");
         let mut pending = self.pending.lock().expect("lock");
         for (name, set) in set_cookies(&response) {
-            let pending_kind = ["registrationId", "resetId", "loginId", "mfaChallenge"];
+            let pending_kind = [
+                "registrationId",
+                "resetId",
+                "loginId",
+                "mfaChallenge",
+                "passkeyLogin",
+            ];
             if pending_kind.iter().any(|kind| name.ends_with(kind)) {
                 if set.cookie.value().is_empty() {
                     pending.remove(&name);

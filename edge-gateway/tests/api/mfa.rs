@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 /// Turns TOTP on for a signed-in browser: (secret, recovery codes).
-async fn enable_totp(app: &TestApp, session: &Session) -> (String, Vec<String>) {
+pub async fn enable_totp(app: &TestApp, session: &Session) -> (String, Vec<String>) {
     let (status, body) = read(
         app.with_session(Method::POST, "/api/auth/mfa/totp/start", session)
             .send()

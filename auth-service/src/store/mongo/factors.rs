@@ -1,7 +1,10 @@
 //! [`FactorStore`] on MongoDB: the factors live in the user's document, under `mfa`:
 //! `mfa.totp` (`secret` sealed to the user, `lastStep`, `enabledAt`) and `mfa.recoveryCodes`
-//! (keyed hashes). Each method is one single-document operation, so each is atomic: a step is
-//! taken with a filter on `lastStep`, a recovery code with a `$pull` whose filter names it.
+//! (keyed hashes), and `mfa.passkeys` (an array of `{id, name, credential, counter, backedUp,
+//! createdAt, lastUsedAt}`). Each method is one single-document operation, so each is atomic:
+//! a step is taken with a filter on `lastStep`, a recovery code with a `$pull` whose filter
+//! names it, a passkey is added only while the array is short of the cap and lacks its id,
+//! and a use raises the counter only through an `$elemMatch` filter on the lower one.
 //! Their events are appended right after (see `store::EventsAfter`).
 
 use async_trait::async_trait;
@@ -9,11 +12,12 @@ use mongodb::bson::{Binary, Bson, Document, doc, spec::BinarySubtype};
 
 use super::{MongoUserStore, document::by_id, errors::store_error};
 use crate::domain::{CodeHash, FactorSummary, UnixMs, UserId};
-use crate::store::{FactorStore, StoreError, StoreResult, TotpFactor};
+use crate::store::{FactorStore, PasskeyRecord, PasskeyUse, StoreError, StoreResult, TotpFactor};
 
 const TOTP: &str = "mfa.totp";
 const LAST_STEP: &str = "mfa.totp.lastStep";
 const RECOVERY: &str = "mfa.recoveryCodes";
+const PASSKEYS: &str = "mfa.passkeys";
 
 fn binary(bytes: &[u8]) -> Binary {
     Binary {
@@ -72,6 +76,10 @@ impl FactorStore for MongoUserStore {
             recovery_codes: mfa
                 .get_array("recoveryCodes")
                 .map(|codes| codes.len() as u32)
+                .unwrap_or(0),
+            passkeys: mfa
+                .get_array("passkeys")
+                .map(|keys| keys.len() as u32)
                 .unwrap_or(0),
         })
     }
@@ -147,4 +155,98 @@ impl FactorStore for MongoUserStore {
             .map_err(store_error)?;
         Ok(result.modified_count == 1)
     }
+
+    async fn passkeys(&self, user: &UserId) -> StoreResult<Vec<PasskeyRecord>> {
+        let mfa = self.mfa(user).await?;
+        let Ok(keys) = mfa.get_array("passkeys") else {
+            return Ok(Vec::new());
+        };
+        keys.iter()
+            .map(|key| {
+                key.as_document()
+                    .and_then(passkey_from)
+                    .ok_or_else(|| corrupt(PASSKEYS))
+            })
+            .collect()
+    }
+
+    async fn add_passkey(
+        &self,
+        user: &UserId,
+        passkey: &PasskeyRecord,
+        max: u32,
+    ) -> StoreResult<bool> {
+        if max == 0 {
+            return Ok(false);
+        }
+        let mut filter = by_id(user);
+        filter.insert("mfa.passkeys.id", doc! { "$ne": &passkey.id });
+        // The array has fewer than `max` entries when its entry `max - 1` does not exist.
+        filter.insert(format!("{PASSKEYS}.{}", max - 1), doc! { "$exists": false });
+        let result = self
+            .users
+            .update_one(filter, doc! { "$push": { PASSKEYS: passkey_doc(passkey) } })
+            .await
+            .map_err(store_error)?;
+        Ok(result.modified_count == 1)
+    }
+
+    async fn use_passkey(&self, user: &UserId, used: &PasskeyUse<'_>) -> StoreResult<bool> {
+        let counter = i64::from(used.counter);
+        let lower = if counter == 0 {
+            doc! { "id": used.id, "counter": 0_i64 }
+        } else {
+            doc! { "id": used.id, "counter": { "$lt": counter } }
+        };
+        let mut filter = by_id(user);
+        filter.insert(PASSKEYS, doc! { "$elemMatch": lower });
+        let update = doc! { "$set": {
+            "mfa.passkeys.$[key].credential": used.credential,
+            "mfa.passkeys.$[key].counter": counter,
+            "mfa.passkeys.$[key].backedUp": used.backed_up,
+            "mfa.passkeys.$[key].lastUsedAt": used.at,
+        }};
+        let result = self
+            .users
+            .update_one(filter, update)
+            .array_filters(vec![doc! { "key.id": used.id }])
+            .await
+            .map_err(store_error)?;
+        Ok(result.modified_count == 1)
+    }
+
+    async fn delete_passkey(&self, user: &UserId, id: &str, _now: UnixMs) -> StoreResult<bool> {
+        let mut filter = by_id(user);
+        filter.insert("mfa.passkeys.id", id);
+        let result = self
+            .users
+            .update_one(filter, doc! { "$pull": { PASSKEYS: { "id": id } } })
+            .await
+            .map_err(store_error)?;
+        Ok(result.modified_count == 1)
+    }
+}
+
+fn passkey_doc(p: &PasskeyRecord) -> Document {
+    doc! {
+        "id": &p.id,
+        "name": &p.name,
+        "credential": &p.credential,
+        "counter": i64::from(p.counter),
+        "backedUp": p.backed_up,
+        "createdAt": p.created_at,
+        "lastUsedAt": p.last_used_at,
+    }
+}
+
+fn passkey_from(d: &Document) -> Option<PasskeyRecord> {
+    Some(PasskeyRecord {
+        id: d.get_str("id").ok()?.to_owned(),
+        name: d.get_str("name").ok()?.to_owned(),
+        credential: d.get_str("credential").ok()?.to_owned(),
+        counter: u32::try_from(d.get_i64("counter").ok()?).ok()?,
+        backed_up: d.get_bool("backedUp").ok()?,
+        created_at: d.get_i64("createdAt").ok()?,
+        last_used_at: d.get_i64("lastUsedAt").ok(),
+    })
 }

@@ -1,5 +1,5 @@
 //! Second factors on SQLite (see `FactorStore`): a `totp_factors` row per user with TOTP on,
-//! and a `recovery_codes` row per unused code. Each change is one transaction, with its
+//! a `recovery_codes` row per unused code, and a `passkeys` row per passkey. Each change is one transaction, with its
 //! factor.enabled / factor.disabled event when this file is the event log.
 
 use async_trait::async_trait;
@@ -7,7 +7,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::{SqliteStore, events, internal};
 use crate::domain::{AuthMethod, CodeHash, EventKind, FactorSummary, UnixMs, UserId};
-use crate::store::{FactorStore, StoreResult, TotpFactor};
+use crate::store::{FactorStore, PasskeyRecord, PasskeyUse, StoreResult, TotpFactor};
 
 fn insert_codes(tx: &rusqlite::Transaction<'_>, user: &str, codes: &[Vec<u8>]) -> StoreResult<()> {
     tx.execute(
@@ -56,12 +56,14 @@ impl FactorStore for SqliteStore {
         self.call(move |conn| {
             conn.query_row(
                 "SELECT EXISTS (SELECT 1 FROM totp_factors WHERE user_id = ?1), \
-                        (SELECT COUNT(*) FROM recovery_codes WHERE user_id = ?1)",
+                        (SELECT COUNT(*) FROM recovery_codes WHERE user_id = ?1), \
+                        (SELECT COUNT(*) FROM passkeys WHERE user_id = ?1)",
                 params![user],
                 |r| {
                     Ok(FactorSummary {
                         totp: r.get(0)?,
                         recovery_codes: r.get(1)?,
+                        passkeys: r.get(2)?,
                     })
                 },
             )
@@ -196,5 +198,144 @@ impl FactorStore for SqliteStore {
             self.events_written();
         }
         Ok(disabled)
+    }
+
+    async fn passkeys(&self, user: &UserId) -> StoreResult<Vec<PasskeyRecord>> {
+        let user = user.0.clone();
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, name, credential, counter, backed_up, created_at, last_used_at \
+                     FROM passkeys WHERE user_id = ?1 ORDER BY created_at, id",
+                )
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map(params![user], |r| {
+                    Ok(PasskeyRecord {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        credential: r.get(2)?,
+                        counter: r.get(3)?,
+                        backed_up: r.get(4)?,
+                        created_at: r.get(5)?,
+                        last_used_at: r.get(6)?,
+                    })
+                })
+                .map_err(internal)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(internal)
+        })
+        .await
+    }
+
+    async fn add_passkey(
+        &self,
+        user: &UserId,
+        passkey: &PasskeyRecord,
+        max: u32,
+    ) -> StoreResult<bool> {
+        let (user, p) = (user.clone(), passkey.clone());
+        let user_events = self.user_events;
+        let added = self
+            .call(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(internal)?;
+                let count: u32 = tx
+                    .query_row(
+                        "SELECT COUNT(*) FROM passkeys WHERE user_id = ?1",
+                        params![user.0],
+                        |r| r.get(0),
+                    )
+                    .map_err(internal)?;
+                if count >= max {
+                    return Ok(false);
+                }
+                let inserted = tx
+                    .execute(
+                        "INSERT OR IGNORE INTO passkeys (user_id, id, name, credential, counter, \
+                         backed_up, created_at, last_used_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        params![
+                            user.0,
+                            p.id,
+                            p.name,
+                            p.credential,
+                            p.counter,
+                            p.backed_up,
+                            p.created_at,
+                            p.last_used_at
+                        ],
+                    )
+                    .map_err(internal)?;
+                if inserted == 0 {
+                    return Ok(false);
+                }
+                if user_events {
+                    let kind = EventKind::FactorEnabled {
+                        factor: AuthMethod::Passkey,
+                    };
+                    events::record(&tx, p.created_at, &user, &kind).map_err(internal)?;
+                }
+                tx.commit().map_err(internal)?;
+                Ok(true)
+            })
+            .await?;
+        if added && self.user_events {
+            self.events_written();
+        }
+        Ok(added)
+    }
+
+    async fn use_passkey(&self, user: &UserId, used: &PasskeyUse<'_>) -> StoreResult<bool> {
+        let (user, id, credential) = (
+            user.0.clone(),
+            used.id.to_owned(),
+            used.credential.to_owned(),
+        );
+        let (counter, backed_up, at) = (used.counter, used.backed_up, used.at);
+        self.call(move |conn| {
+            conn.execute(
+                "UPDATE passkeys SET credential = ?3, counter = ?4, backed_up = ?5, \
+                 last_used_at = ?6 \
+                 WHERE user_id = ?1 AND id = ?2 AND (counter < ?4 OR (counter = 0 AND ?4 = 0))",
+                params![user, id, credential, counter, backed_up, at],
+            )
+            .map(|n| n == 1)
+            .map_err(internal)
+        })
+        .await
+    }
+
+    async fn delete_passkey(&self, user: &UserId, id: &str, now: UnixMs) -> StoreResult<bool> {
+        let (user, id) = (user.clone(), id.to_owned());
+        let user_events = self.user_events;
+        let deleted = self
+            .call(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(internal)?;
+                let removed = tx
+                    .execute(
+                        "DELETE FROM passkeys WHERE user_id = ?1 AND id = ?2",
+                        params![user.0, id],
+                    )
+                    .map_err(internal)?;
+                if removed == 0 {
+                    return Ok(false);
+                }
+                if user_events {
+                    let kind = EventKind::FactorDisabled {
+                        factor: AuthMethod::Passkey,
+                    };
+                    events::record(&tx, now, &user, &kind).map_err(internal)?;
+                }
+                tx.commit().map_err(internal)?;
+                Ok(true)
+            })
+            .await?;
+        if deleted && self.user_events {
+            self.events_written();
+        }
+        Ok(deleted)
     }
 }

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::domain::UnixMs;
 
 /// The schema this code writes; `PRAGMA user_version` records the one a file has.
-const VERSION: i64 = 4;
+const VERSION: i64 = 5;
 
 /// Creates the tables if missing, or brings an older file up to [`VERSION`]. Times are Unix
 /// milliseconds; hashes are 32-byte blobs.
@@ -166,6 +166,19 @@ pub(super) fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
             PRIMARY KEY (kind, id)
         );
         CREATE INDEX IF NOT EXISTS tickets_by_expiry ON tickets (expires_at);
+        -- Passkeys: the credential as the relying party keeps it (public key, flags) and its
+        -- sign counter, which a use may only raise.
+        CREATE TABLE IF NOT EXISTS passkeys (
+            user_id      TEXT NOT NULL,
+            id           TEXT NOT NULL,
+            name         TEXT NOT NULL,
+            credential   TEXT NOT NULL,
+            counter      INTEGER NOT NULL,
+            backed_up    INTEGER NOT NULL,
+            created_at   INTEGER NOT NULL,
+            last_used_at INTEGER,
+            PRIMARY KEY (user_id, id)
+        );
         ",
     )?;
     tx.pragma_update(None, "user_version", VERSION)?;
