@@ -5,7 +5,7 @@ mod concurrency;
 mod login;
 mod login_code;
 pub mod mfa;
-mod passkeys;
+pub mod passkeys;
 mod password;
 mod process;
 mod registration;

@@ -14,7 +14,7 @@ use super::mfa::{challenge, complete, enrolled, wait_for_notice};
 use crate::helpers::*;
 
 /// The origin the service's default WEBAUTHN_ORIGINS names.
-const ORIGIN: &str = "http://localhost:8080";
+pub const ORIGIN: &str = "http://localhost:8080";
 
 const PASSKEY: i32 = pb::AuthMethod::Passkey as i32;
 
@@ -22,14 +22,14 @@ fn to_struct(value: Value) -> Option<prost_types::Struct> {
     json::to_struct(value)
 }
 
-async fn start_registration(app: &TestApp, token: &str) -> Result<Value, Status> {
+pub async fn start_registration(app: &TestApp, token: &str) -> Result<Value, Status> {
     app.client()
         .start_passkey_registration(authed(pb::StartPasskeyRegistrationRequest {}, token))
         .await
         .map(|r| json::from_struct(r.into_inner().creation_options.expect("options")))
 }
 
-async fn finish_registration(
+pub async fn finish_registration(
     app: &TestApp,
     token: &str,
     credential: Value,
@@ -63,7 +63,7 @@ pub async fn add_passkey(
         .unwrap()
 }
 
-async fn list(app: &TestApp, token: &str) -> Vec<pb::Passkey> {
+pub async fn list(app: &TestApp, token: &str) -> Vec<pb::Passkey> {
     app.client()
         .list_passkeys(authed(pb::ListPasskeysRequest {}, token))
         .await
@@ -73,7 +73,7 @@ async fn list(app: &TestApp, token: &str) -> Vec<pb::Passkey> {
 }
 
 /// StartPasskeyLogin: (login id, request options).
-async fn start_login(app: &TestApp) -> Result<(String, Value), Status> {
+pub async fn start_login(app: &TestApp) -> Result<(String, Value), Status> {
     app.client()
         .start_passkey_login(pb::StartPasskeyLoginRequest {})
         .await
@@ -83,7 +83,7 @@ async fn start_login(app: &TestApp) -> Result<(String, Value), Status> {
         })
 }
 
-async fn finish_login(
+pub async fn finish_login(
     app: &TestApp,
     login_id: &str,
     credential: Option<Value>,
@@ -97,7 +97,7 @@ async fn finish_login(
         .map(|r| r.into_inner())
 }
 
-async fn delete(
+pub async fn delete(
     app: &TestApp,
     token: &str,
     id: &str,
@@ -115,7 +115,7 @@ async fn delete(
         .map(|_| ())
 }
 
-fn password_proof(password: &str) -> Option<pb::delete_passkey_request::Proof> {
+pub fn password_proof(password: &str) -> Option<pb::delete_passkey_request::Proof> {
     Some(pb::delete_passkey_request::Proof::Password(password.into()))
 }
 

@@ -1,6 +1,7 @@
-//! Second factors and sign-in by emailed code on every backend (SQLite; Redis + MongoDB with
-//! mail through SMTP), followed on the event stream: factor.enabled, mfa.failed, the sessions
-//! a challenge and a code start, factor.disabled and the revocations it causes.
+//! Second factors, passkeys and sign-in by emailed code on every backend (SQLite; Redis +
+//! MongoDB with mail through SMTP, two instances), followed on the event stream:
+//! factor.enabled, mfa.failed, the sessions a challenge, a code and a passkey start,
+//! factor.disabled and the revocations it causes.
 
 use baatcheet_auth_api::v1::{self as pb, EventType, SessionRevokeReason};
 use baatcheet_test_support::totp;
@@ -10,7 +11,10 @@ use super::{Deployment, credential, internal, on_every_backend, with_token};
 use crate::api::mfa::{challenge, complete, confirm, start};
 use crate::helpers::{PASSWORD, assert_error, authed};
 
-on_every_backend!(two_factor_sign_in_is_watched_from_enrollment_to_disabling);
+on_every_backend!(
+    two_factor_sign_in_is_watched_from_enrollment_to_disabling,
+    passkeys_work_across_instances_and_are_watched,
+);
 
 async fn two_factor_sign_in_is_watched_from_enrollment_to_disabling(d: Deployment) {
     use pb::complete_mfa_challenge_request::Factor;
@@ -180,4 +184,84 @@ async fn two_factor_sign_in_is_watched_from_enrollment_to_disabling(d: Deploymen
     let mut expected = vec![by_app.session_id, by_code.session_id];
     expected.sort();
     assert_eq!(ended, expected);
+}
+
+/// A passkey added through one instance and signed in with through another (the ceremony's
+/// state is a ticket in the shared store), its events, and its removal.
+async fn passkeys_work_across_instances_and_are_watched(d: Deployment) {
+    use crate::api::passkeys::{
+        ORIGIN, delete, finish_login, finish_registration, list, password_proof, start_login,
+        start_registration,
+    };
+    let socket = credential("socket");
+    let a = d.instance(&[&socket], &[]).await;
+    let second = match d {
+        Deployment::RedisMongo(_) => Some(d.instance(&[], &[]).await),
+        Deployment::Sqlite => None,
+    };
+    let b = second.as_ref().unwrap_or(&a);
+    let mut stream = internal(&a)
+        .await
+        .watch_events(with_token(
+            pb::WatchEventsRequest {
+                since_event_id: String::new(),
+                types: [EventType::FactorEnabled, EventType::FactorDisabled]
+                    .iter()
+                    .map(|t| *t as i32)
+                    .collect(),
+            },
+            &socket.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (user, tokens) = d.signup(&a, "passkeys").await;
+    let token = &tokens.access_token;
+    let mut key = baatcheet_test_support::passkey::SoftAuthenticator::new(ORIGIN);
+    let options = start_registration(&a, token).await.unwrap();
+    let added = finish_registration(b, token, key.register(options), "Phone", PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(list(&a, token).await, std::slice::from_ref(&added));
+
+    let (login_id, options) = start_login(b).await.unwrap();
+    let signed_in = finish_login(&a, &login_id, Some(key.assert(options)))
+        .await
+        .unwrap();
+    assert_eq!(signed_in.user.unwrap().id, user.id);
+    let session = signed_in.tokens.unwrap();
+    let sessions = b.sessions(&session.access_token).await.unwrap();
+    let this = sessions.iter().find(|s| s.current).unwrap();
+    assert_eq!(this.auth_methods, [pb::AuthMethod::Passkey as i32]);
+    // The used login id is gone on every instance.
+    let (_, options) = start_login(&a).await.unwrap();
+    assert_error(
+        finish_login(b, &login_id, Some(key.assert(options))).await,
+        Code::NotFound,
+        "PASSKEY_LOGIN_NOT_FOUND",
+    );
+
+    delete(b, token, &added.id, password_proof(PASSWORD))
+        .await
+        .unwrap();
+    assert!(list(&a, token).await.is_empty());
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(15), stream.message())
+            .await
+            .expect("an event within 15 s")
+            .unwrap()
+            .unwrap();
+        if let Some(event) = message.event.filter(|e| e.user_id == user.id) {
+            seen.push((event.r#type, event.factor));
+        }
+    }
+    let passkey = pb::AuthMethod::Passkey as i32;
+    assert_eq!(
+        seen,
+        [
+            (EventType::FactorEnabled as i32, passkey),
+            (EventType::FactorDisabled as i32, passkey)
+        ]
+    );
 }
