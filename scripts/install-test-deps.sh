@@ -4,12 +4,13 @@
 #   aiosmtpd      an SMTP server for the mailer tests
 #   schemathesis  generates requests from the gateway's /openapi.json (tests/schemathesis)
 #   pyotp         an independent TOTP implementation the second-factor tests compute codes with
+#   fido2, cryptography  CBOR, COSE and P-256 for schemathesis' software passkey (tests/schemathesis/hooks.py)
 # Idempotent: a venv that already has the pinned versions is left alone (no network then).
 # The tests look in ~/.cache/baatcheet-auth/venv/bin, or take the server from env SECANTUSD.
 set -euo pipefail
 
 VENV="$HOME/.cache/baatcheet-auth/venv"
-PINS=(secantusdb==0.7.0b3 aiosmtpd==1.4.6 schemathesis==4.32.5 pyotp==2.12.1)
+PINS=(secantusdb==0.7.0b3 aiosmtpd==1.4.6 schemathesis==4.32.5 pyotp==2.12.1 fido2==1.2.0 cryptography==44.0.3)
 
 have_pins() {
   local pin installed

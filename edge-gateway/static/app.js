@@ -101,6 +101,9 @@ async function passkeyAssertion(publicKey) {
   }
 }
 
+// Whether the signed-in user has TOTP on (GET /me says), which decides how a proof is read.
+let totpOn = false;
+
 function showSignedIn(user) {
   $('signed-out').hidden = true;
   $('signed-in').hidden = false;
@@ -118,7 +121,7 @@ function showSignedIn(user) {
     me.append(dt, dd);
   }
   $('profile-form').elements.bio.value = user.bio || '';
-  const totpOn = (user.secondFactors || []).includes('totp');
+  totpOn = (user.secondFactors || []).includes('totp');
   $('totp-state').textContent = totpOn
     ? `On · ${user.recoveryCodesRemaining} recovery code(s) left`
     : 'Off';
@@ -276,7 +279,8 @@ $('passkey-login-button').addEventListener('click', async () => {
   if (!credential) return;
   const result = await api('POST', '/login/passkey', { credential });
   if (!result.ok) return sayError(result);
-  showSignedIn(result.json.data.user);
+  // GET /me shows the factors with the user.
+  await loadMe();
   say(`Signed in with a passkey as ${result.json.data.user.username}`);
 });
 
@@ -301,10 +305,13 @@ $('passkey-add-form').addEventListener('submit', async (event) => {
 
 $('passkey-delete-form').addEventListener('submit', async (event) => {
   event.preventDefault();
-  const { id, proof } = formData(event.target);
-  const body = /^[0-9]{6}$/.test(proof) ? { id, totpCode: proof }
-    : /^[a-z2-7]{5}[- ]?[a-z2-7]{5}$/i.test(proof) ? { id, recoveryCode: proof }
-      : { id, password: proof };
+  const { id } = formData(event.target);
+  const proof = event.target.elements.proof.value.trim();
+  // With TOTP on, 6 digits are the app's code and xxxxx-xxxxx a recovery code; else (and
+  // otherwise) it is the password.
+  const body = totpOn && /^[0-9]{6}$/.test(proof) ? { id, totpCode: proof }
+    : totpOn && /^[a-z2-7]{5}[- ][a-z2-7]{5}$/i.test(proof) ? { id, recoveryCode: proof }
+      : { id, password: event.target.elements.proof.value };
   const result = await api('POST', '/passkeys/delete', body);
   event.target.reset();
   if (!result.ok) return sayError(result);

@@ -31,6 +31,11 @@ impl SoftAuthenticator {
         }
     }
 
+    /// The same authenticator in a browser on another origin (a look-alike site).
+    pub fn move_to(&mut self, origin: &str) {
+        self.origin = Url::parse(origin).expect("an origin");
+    }
+
     /// Answers creation options (`{"publicKey": {...}}`) with a new credential, as the JSON of
     /// a PublicKeyCredential.
     pub fn register(&mut self, options: Value) -> Value {

@@ -24,6 +24,13 @@ the secret the last /mfa/totp/start showed) and the password, and every second c
 turned on first, through the gateway, when it is off), so their success paths are fuzzed too. The recovery codes they return are kept: once TOTP is on, a sign-in answers a challenge,
 which the next login passes with one of them.
 
+Passkeys: every second call of /passkeys/register/finish is sent with a passkey this file's
+software authenticator made for the options of a /passkeys/register/start it called just
+before (ES256, user verified, `none` attestation, COSE and CBOR from python-fido2: an
+implementation nobody here wrote), a name and the password; every second call of
+/passkeys/delete names one of the account's passkeys (added first when it has none) with the
+password.
+
 Every answer is logged as `<operation>\\t<status>\\t<1 if it carried the session>` to
 ST_STATUS_LOG, so that run.sh can check each signed-in operation got a 2xx.
 
@@ -31,8 +38,12 @@ Env (set by run.sh): ST_BASE_URL (the gateway), ST_MAIL_DIR (the service's .eml 
 ST_MAIL_CODE (test-support's mail-code binary), ST_STATUS_LOG.
 """
 
+import base64
+import hashlib
+import json
 import os
 import secrets
+import struct
 import subprocess
 import time
 from http.cookies import SimpleCookie
@@ -41,6 +52,9 @@ from pathlib import Path
 import pyotp  # in the virtualenv of schemathesis: codes as an authenticator app makes them
 import requests
 import schemathesis
+from cryptography.hazmat.primitives.asymmetric import ec
+from fido2 import cbor
+from fido2.cose import ES256
 
 BASE = os.environ["ST_BASE_URL"].rstrip("/")
 API = BASE + "/api/auth"
@@ -55,6 +69,46 @@ TOTP_START = "POST /api/auth/mfa/totp/start"
 TOTP_CONFIRM = "POST /api/auth/mfa/totp/confirm"
 TOTP_DISABLE = "POST /api/auth/mfa/totp/disable"
 RECOVERY_CODES = "POST /api/auth/mfa/recovery-codes"
+PASSKEY_START = "POST /api/auth/passkeys/register/start"
+PASSKEY_FINISH = "POST /api/auth/passkeys/register/finish"
+PASSKEY_DELETE = "POST /api/auth/passkeys/delete"
+# The origin the service's default WEBAUTHN_ORIGINS names (run.sh leaves it so).
+PASSKEY_ORIGIN = "http://localhost:8080"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def new_passkey(public_key: dict) -> dict:
+    """What navigator.credentials.create() answers for `public_key` (the gateway's options) on a
+    user-verifying authenticator, as the JSON a page sends back (PublicKeyCredential.toJSON())."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    credential_id = secrets.token_bytes(32)
+    client_data = json.dumps(
+        {"type": "webauthn.create", "challenge": public_key["challenge"], "origin": PASSKEY_ORIGIN}
+    ).encode()
+    flags = 0x01 | 0x04 | 0x40  # user present, user verified, attested credential data
+    auth_data = (
+        hashlib.sha256(public_key["rp"]["id"].encode()).digest()
+        + bytes([flags])
+        + struct.pack(">I", 0)
+        + bytes(16)  # AAGUID
+        + struct.pack(">H", len(credential_id))
+        + credential_id
+        + cbor.encode(ES256.from_cryptography_key(key.public_key()))
+    )
+    attestation = cbor.encode({"fmt": "none", "attStmt": {}, "authData": auth_data})
+    return {
+        "id": b64url(credential_id),
+        "rawId": b64url(credential_id),
+        "type": "public-key",
+        "response": {"clientDataJSON": b64url(client_data), "attestationObject": b64url(attestation)},
+    }
 
 
 def label(case) -> str:
@@ -81,6 +135,7 @@ class Account:
         self.totp_on = False
         self.recovery: list[str] = []  # unused recovery codes, to pass a sign-in's challenge
         self.factor_calls = 0
+        self.passkey_calls = 0
 
     def carried_by(self, case) -> bool:
         return any(value in self.handed_out for value in (case.cookies or {}).values())
@@ -191,6 +246,45 @@ class Account:
             self.totp_on, self.totp_pending = True, None
             self.recovery = list(confirmed.json()["data"]["recoveryCodes"])
 
+    def make_room(self, cookies: dict[str, str]) -> None:
+        """Keeps the account well under the service's passkey cap (10), so that the added ones
+        do not turn every later /passkeys/register/start into PASSKEY_LIMIT_REACHED."""
+        listed = requests.get(f"{API}/passkeys", cookies=cookies, headers=ORIGIN, timeout=30)
+        if listed.status_code != 200:
+            return
+        for passkey in listed.json()["data"]["passkeys"][:-4]:
+            requests.post(
+                f"{API}/passkeys/delete",
+                json={"id": passkey["id"], "password": self.password},
+                cookies=cookies,
+                headers=ORIGIN,
+                timeout=30,
+            )
+
+    def passkey_body(self, cookies: dict[str, str]) -> dict | None:
+        """A finish body that adds a passkey: options asked for just now, answered."""
+        self.make_room(cookies)
+        started = requests.post(
+            f"{API}/passkeys/register/start", cookies=cookies, headers=ORIGIN, timeout=30
+        )
+        if started.status_code != 200:
+            return None
+        credential = new_passkey(started.json()["data"]["publicKey"])
+        return {"credential": credential, "name": "fuzz key", "currentPassword": self.password}
+
+    def a_passkey(self, cookies: dict[str, str]) -> str | None:
+        """The id of one of the account's passkeys, adding one when it has none."""
+        listed = requests.get(f"{API}/passkeys", cookies=cookies, headers=ORIGIN, timeout=30)
+        if listed.status_code == 200 and listed.json()["data"]["passkeys"]:
+            return listed.json()["data"]["passkeys"][0]["id"]
+        body = self.passkey_body(cookies)
+        if body is None:
+            return None
+        added = requests.post(
+            f"{API}/passkeys/register/finish", json=body, cookies=cookies, headers=ORIGIN, timeout=30
+        )
+        return added.json()["data"]["id"] if added.status_code == 200 else None
+
     def start(self, set_cookies) -> None:
         """The token cookies a sign-in set (the registration cookie it cleared is left out)."""
         self.cookies = {name: value for name, value in set_cookies if value}
@@ -255,6 +349,21 @@ def before_call(context, case, kwargs):
                 ACCOUNT.ensure_totp(case.cookies)
                 if ACCOUNT.recovery:
                     body.update(recoveryCode=ACCOUNT.recovery.pop())
+
+
+    if label(case) == PASSKEY_START:
+        ACCOUNT.make_room(case.cookies)
+    if label(case) in (PASSKEY_FINISH, PASSKEY_DELETE) and isinstance(body, dict):
+        ACCOUNT.passkey_calls += 1
+        if ACCOUNT.passkey_calls % 2:  # can succeed: a real passkey, or one of the account's
+            if label(case) == PASSKEY_FINISH:
+                valid = ACCOUNT.passkey_body(case.cookies)
+            else:
+                passkey = ACCOUNT.a_passkey(case.cookies)
+                valid = passkey and {"id": passkey, "password": ACCOUNT.password}
+            if valid:
+                body.clear()
+                body.update(valid)
 
 
 @schemathesis.hook

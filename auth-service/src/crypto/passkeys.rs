@@ -83,6 +83,12 @@ pub enum PasskeyError {
     /// The sign counter did not go up: the authenticator may have been cloned.
     #[error("the authenticator's signature counter went back; it may have been cloned")]
     CounterWentBack,
+    /// The credential is not one of the account's (or the account does not exist).
+    #[error("this passkey is not registered here")]
+    Unknown,
+    /// The ceremony state kept server-side does not read back: the service's fault.
+    #[error("stored ceremony state: {0}")]
+    State(String),
     /// Anything else the relying party checks (challenge, origin, signature, flags).
     #[error("{0}")]
     Refused(String),
@@ -92,6 +98,7 @@ impl From<WebauthnError> for PasskeyError {
     fn from(e: WebauthnError) -> Self {
         match e {
             WebauthnError::CredentialPossibleCompromise => PasskeyError::CounterWentBack,
+            WebauthnError::CredentialNotFound => PasskeyError::Unknown,
             other => PasskeyError::Refused(other.to_string()),
         }
     }
@@ -240,7 +247,7 @@ fn parse<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, PasskeyError
 }
 
 fn state_from<T: serde::de::DeserializeOwned>(state: &str) -> Result<T, PasskeyError> {
-    serde_json::from_str(state).map_err(|e| PasskeyError::Refused(format!("stored state: {e}")))
+    serde_json::from_str(state).map_err(|e| PasskeyError::State(e.to_string()))
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<Value, String> {
@@ -310,5 +317,32 @@ mod tests {
         let (options, _) = rp.start_discoverable().unwrap();
         assert!(options.get("mediation").is_none());
         assert_eq!(options["publicKey"]["userVerification"], "required");
+    }
+
+    /// The counter and flags are read from webauthn-rs's serialised passkey: a version whose
+    /// layout moved them fails here, not in production.
+    #[test]
+    fn a_stored_passkey_keeps_its_counter_as_assertions_raise_it() {
+        let settings = PasskeySettings::new("localhost", &["http://localhost:8080"]).unwrap();
+        let rp = RelyingParty::new(&settings, "Baat Cheet").unwrap();
+        let (options, state) = rp
+            .start_registration(Uuid::now_v7(), "asha@example.com", "asha", Vec::new())
+            .unwrap();
+        let mut key =
+            baatcheet_test_support::passkey::SoftAuthenticator::new("http://localhost:8080");
+        let passkey = rp
+            .finish_registration(key.register(options), &state)
+            .unwrap();
+        let (text, counter, backed_up) = stored(&passkey).unwrap();
+        assert_eq!((counter, backed_up), (0, false));
+        let mut back = from_stored(&text).unwrap();
+        assert_eq!(back.cred_id(), passkey.cred_id());
+        for expected in 1..=2 {
+            let (options, state) = rp.start_assertion(std::slice::from_ref(&back)).unwrap();
+            let result = rp.finish_assertion(key.assert(options), &state).unwrap();
+            assert!(result.user_verified());
+            back.update_credential(&result);
+            assert_eq!(stored(&back).unwrap().1, expected);
+        }
     }
 }

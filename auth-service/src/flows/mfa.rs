@@ -679,9 +679,12 @@ fn parse_proof(
         1 if given[2] => v
             .check("password", Password::parse_existing(input.password))
             .map(|p| Some(FactorProof::Password(p))),
-        1 => input
-            .passkey
-            .map(|credential| Some(FactorProof::Passkey(credential.clone()))),
+        1 => v
+            .check(
+                "passkey_credential",
+                super::passkeys::credential_input(input.passkey.cloned()),
+            )
+            .map(|credential| Some(FactorProof::Passkey(credential))),
         _ => {
             let fields = match used {
                 ProofUse::Change => "totp_code, recovery_code, password",

@@ -6,9 +6,10 @@
 //! completes the challenge after a password (see `mfa`).
 //!
 //! The state between the two steps of each ceremony is a ticket (server-side, single use,
-//! 5 minutes), so any instance can finish what another started. Each assertion is accepted
-//! once: the store raises the sign counter in one conditional write, and an authenticator
-//! whose counter went back (a clone) is refused.
+//! 5 minutes), so any instance can finish what another started, and an assertion answers one
+//! challenge once. On top of that, for authenticators that count (most security keys; synced
+//! passkeys always report 0), the store raises the sign counter in one conditional write, so
+//! an authenticator whose counter went back (a clone) is refused.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,8 @@ use super::limits::Counter;
 use super::{AuthCore, Caller, ClientInfo, FlowError, ProofInput, SignedIn};
 use crate::crypto::{PasskeyError, passkey_from_stored, passkey_stored};
 use crate::domain::{
-    AllParsed, AuthMethod, Password, PendingId, SignIn, UnixMs, UserId, Violations, now_ms,
+    AllParsed, AuthMethod, Password, PendingId, RevokeReason, SignIn, UnixMs, UserId, Violations,
+    now_ms,
 };
 use crate::mail::FactorChange;
 use crate::store::{PasskeyRecord, PasskeyUse, TicketKind};
@@ -167,20 +169,26 @@ impl AuthCore {
         Ok(records.into_iter().map(PasskeyView::from).collect())
     }
 
-    /// DeletePasskey: with the password, or a current TOTP or recovery code.
+    /// DeletePasskey: with the password, or a current TOTP or recovery code; ends the
+    /// caller's other sessions (one may be the lost device's) and returns how many. The id is
+    /// looked up before the proof, so no recovery code is spent on a passkey that is not there.
     #[tracing::instrument(skip_all, fields(user_id = %caller.user_id.0))]
     pub async fn delete_passkey(
         &self,
         caller: &Caller,
         id: &str,
         proof: ProofInput<'_>,
-    ) -> Result<(), FlowError> {
+    ) -> Result<u32, FlowError> {
         let id = id.trim();
         if id.is_empty() {
             return Err(FlowError::invalid(
                 "id",
                 "id is required: ListPasskeys names them",
             ));
+        }
+        let existing = self.stores.factors.passkeys(&caller.user_id).await?;
+        if !existing.iter().any(|p| p.id == id) {
+            return Err(FlowError::PasskeyNotFound);
         }
         let user = self.prove_any(caller, proof).await?;
         if !self
@@ -191,9 +199,19 @@ impl AuthCore {
         {
             return Err(FlowError::PasskeyNotFound);
         }
-        tracing::info!(passkey = %id, "passkey removed");
+        let ended = self
+            .stores
+            .sessions
+            .revoke_all(
+                &user.id,
+                Some(&caller.session_id),
+                RevokeReason::FactorChanged,
+                now_ms(),
+            )
+            .await?;
+        tracing::info!(passkey = %id, sessions_ended = ended, "passkey removed");
         self.notify(&user, FactorChange::PasskeyRemoved).await;
-        Ok(())
+        Ok(ended)
     }
 
     /// StartPasskeyLogin: options naming no one (the browser offers the site's passkeys) and
@@ -227,7 +245,7 @@ impl AuthCore {
     }
 
     /// FinishPasskeyLogin: the assertion to the options of the caller's login id starts a
-    /// session. The login id is used up by the first try, right or wrong.
+    /// session. The login id is used up by the first well-formed try, right or wrong.
     #[tracing::instrument(skip_all)]
     pub async fn finish_passkey_login(
         &self,
@@ -259,7 +277,7 @@ impl AuthCore {
             .users
             .find_by_id(&UserId(handle.to_string()))
             .await?
-            .ok_or_else(|| no_such_passkey("credential"))?;
+            .ok_or_else(|| refused("credential", PasskeyError::Unknown))?;
         let passkeys = self.stored_passkeys(&user.id).await?;
         let keys: Vec<Passkey> = passkeys.iter().map(|(_, p)| p.clone()).collect();
         let result = self
@@ -328,7 +346,7 @@ impl AuthCore {
         let (record, mut passkey) = passkeys
             .into_iter()
             .find(|(r, _)| r.id == id)
-            .ok_or_else(|| no_such_passkey(field))?;
+            .ok_or_else(|| refused(field, PasskeyError::Unknown))?;
         passkey.update_credential(result);
         let (stored, counter, backed_up) = passkey_stored(&passkey).map_err(FlowError::Internal)?;
         let used = PasskeyUse {
@@ -339,29 +357,40 @@ impl AuthCore {
             at: now_ms(),
         };
         if self.stores.factors.use_passkey(user, &used).await? {
-            Ok(())
-        } else {
-            tracing::warn!(user_id = %user.0, passkey = %id, "passkey counter did not go up");
-            Err(FlowError::PasskeyInvalid {
-                field,
-                reason: PasskeyError::CounterWentBack.to_string(),
-            })
+            return Ok(());
         }
+        // Removed meanwhile, or another use with a counter as high got there first.
+        let still_there = self
+            .stores
+            .factors
+            .passkeys(user)
+            .await?
+            .iter()
+            .any(|p| p.id == id);
+        if !still_there {
+            return Err(refused(field, PasskeyError::Unknown));
+        }
+        tracing::warn!(user_id = %user.0, passkey = %id, "passkey counter did not go up");
+        Err(refused(field, PasskeyError::CounterWentBack))
     }
 
-    /// The user's passkeys, as stored and as the relying party reads them.
+    /// The user's passkeys, as stored and as the relying party reads them. One that does not
+    /// read back is left out (and logged), so it cannot stop the user's other sign-ins.
     async fn stored_passkeys(
         &self,
         user: &UserId,
     ) -> Result<Vec<(PasskeyRecord, Passkey)>, FlowError> {
         let records = self.stores.factors.passkeys(user).await?;
-        records
+        Ok(records
             .into_iter()
-            .map(|r| {
-                let passkey = passkey_from_stored(&r.credential).map_err(FlowError::Internal)?;
-                Ok((r, passkey))
+            .filter_map(|r| match passkey_from_stored(&r.credential) {
+                Ok(passkey) => Some((r, passkey)),
+                Err(e) => {
+                    tracing::error!(user_id = %user.0, passkey = %r.id, error = %e, "unreadable passkey left out");
+                    None
+                }
             })
-            .collect()
+            .collect())
     }
 
     async fn put_ceremony(
@@ -402,7 +431,7 @@ fn user_handle(user: &UserId) -> Result<uuid::Uuid, FlowError> {
 }
 
 /// A credential as it came: present, a JSON object, not oversized.
-fn credential_input(credential: Option<Value>) -> Result<Value, String> {
+pub(super) fn credential_input(credential: Option<Value>) -> Result<Value, String> {
     let credential = credential.ok_or("credential is required: the PublicKeyCredential")?;
     if !credential.is_object() {
         return Err("credential must be a PublicKeyCredential object".into());
@@ -431,13 +460,14 @@ fn passkey_name(name: &str) -> Result<String, String> {
 }
 
 /// The answer to a credential the relying party refused: a malformed one is bad input, the
-/// rest PASSKEY_INVALID.
+/// rest PASSKEY_INVALID (state that does not read back is the service's fault).
 fn refused(field: &'static str, e: PasskeyError) -> FlowError {
     match e {
         PasskeyError::Malformed(why) => FlowError::invalid(
             field,
             format!("{field} is not a PublicKeyCredential: {why}"),
         ),
+        PasskeyError::State(why) => FlowError::Internal(format!("passkey ceremony: {why}")),
         other => {
             tracing::info!(error = %other, "passkey refused");
             FlowError::PasskeyInvalid {
@@ -445,13 +475,6 @@ fn refused(field: &'static str, e: PasskeyError) -> FlowError {
                 reason: other.to_string(),
             }
         }
-    }
-}
-
-fn no_such_passkey(field: &'static str) -> FlowError {
-    FlowError::PasskeyInvalid {
-        field,
-        reason: "no account has this passkey".into(),
     }
 }
 

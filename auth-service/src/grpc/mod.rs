@@ -236,18 +236,15 @@ impl AuthService for AuthGrpc {
         use pb::complete_mfa_challenge_request::Factor;
         let client = self.client_info(&request);
         let r = request.get_ref();
-        let proof = match &r.factor {
-            Some(Factor::TotpCode(code)) => ProofInput::totp(code),
-            Some(Factor::RecoveryCode(code)) => ProofInput::recovery(code),
-            Some(Factor::PasskeyCredential(_)) | None => ProofInput::default(),
-        };
         let passkey = match &r.factor {
             Some(Factor::PasskeyCredential(c)) => Some(json::from_struct(c.clone())),
             _ => None,
         };
-        let proof = match &passkey {
-            Some(credential) => ProofInput::passkey(credential),
-            None => proof,
+        let proof = match (&r.factor, &passkey) {
+            (Some(Factor::TotpCode(code)), _) => ProofInput::totp(code),
+            (Some(Factor::RecoveryCode(code)), _) => ProofInput::recovery(code),
+            (_, Some(credential)) => ProofInput::passkey(credential),
+            _ => ProofInput::default(),
         };
         let signed_in = self
             .core
@@ -321,11 +318,14 @@ impl AuthService for AuthGrpc {
             Some(Proof::RecoveryCode(code)) => ProofInput::recovery(code),
             None => ProofInput::default(),
         };
-        self.core
+        let ended = self
+            .core
             .delete_passkey(&caller, &r.id, proof)
             .await
             .map_err(to_status)?;
-        ok(pb::DeletePasskeyResponse {})
+        ok(pb::DeletePasskeyResponse {
+            revoked_session_count: ended as i32,
+        })
     }
 
     async fn start_passkey_login(

@@ -79,7 +79,7 @@ pub fn to_status(err: FlowError) -> Status {
         }
         FlowError::PasskeyInvalid { field, reason } => {
             details.add_bad_request_violation(*field, reason);
-            Code::Unauthenticated
+            Code::InvalidArgument
         }
         FlowError::PasskeyLimitReached { max } => {
             metadata.insert("max_passkeys".to_owned(), max.to_string());

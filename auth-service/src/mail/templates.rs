@@ -153,7 +153,8 @@ impl Templates {
             ),
             FactorChange::PasskeyRemoved => (
                 format!("A passkey was removed from your {app} account"),
-                "A passkey was removed from your account; it no longer signs in.",
+                "A passkey was removed from your account; it no longer signs in, and your other \
+                 devices were signed out.",
             ),
         };
         self.notice(

@@ -102,7 +102,7 @@ pub async fn delete(
     token: &str,
     id: &str,
     proof: Option<pb::delete_passkey_request::Proof>,
-) -> Result<(), Status> {
+) -> Result<i32, Status> {
     app.client()
         .delete_passkey(authed(
             pb::DeletePasskeyRequest {
@@ -112,7 +112,7 @@ pub async fn delete(
             token,
         ))
         .await
-        .map(|_| ())
+        .map(|r| r.into_inner().revoked_session_count)
 }
 
 pub fn password_proof(password: &str) -> Option<pb::delete_passkey_request::Proof> {
@@ -190,7 +190,7 @@ async fn a_passkey_added_with_the_password_signs_in_alone() {
     let (fresh, _) = start_login(&app).await.unwrap();
     let status = assert_error(
         finish_login(&app, &fresh, Some(assertion)).await,
-        Code::Unauthenticated,
+        Code::InvalidArgument,
         "PASSKEY_INVALID",
     );
     assert_eq!(violated_fields(&status), ["credential"]);
@@ -251,7 +251,7 @@ async fn a_registration_needs_the_password_and_its_own_session() {
     start_registration(&app, &ana.access_token).await.unwrap();
     assert_error(
         finish_registration(&app, &ana.access_token, credential, "Key", PASSWORD).await,
-        Code::Unauthenticated,
+        Code::InvalidArgument,
         "PASSKEY_INVALID",
     );
     assert_eq!(list(&app, &ana.access_token).await.len(), 1);
@@ -275,7 +275,7 @@ async fn a_forged_user_handle_signs_no_one_in() {
     forged["response"]["userHandle"] = Value::from(handle);
     let status = assert_error(
         finish_login(&app, &login_id, Some(forged)).await,
-        Code::Unauthenticated,
+        Code::InvalidArgument,
         "PASSKEY_INVALID",
     );
     assert_eq!(violated_fields(&status), ["credential"]);
@@ -394,18 +394,88 @@ async fn removing_a_passkey_needs_a_proof_and_it_signs_in_no_more() {
         "INVALID_ARGUMENT",
     );
     assert_eq!(violated_fields(&status), ["id"]);
-    delete(&app, token, &added.id, password_proof(PASSWORD))
+    // The lost device's session (here one the passkey started) ends with the removal.
+    let (login_id, options) = start_login(&app).await.unwrap();
+    let lost = finish_login(&app, &login_id, Some(phone.assert(options)))
         .await
+        .unwrap()
+        .tokens
         .unwrap();
+    assert_eq!(
+        delete(&app, token, &added.id, password_proof(PASSWORD))
+            .await
+            .unwrap(),
+        1
+    );
     assert!(list(&app, token).await.is_empty());
+    assert_error(
+        app.me(&lost.access_token).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+    app.me(token).await.expect("the caller's own session stays");
     wait_for_notice(&app, &mail, "A passkey was removed").await;
 
     let (login_id, options) = start_login(&app).await.unwrap();
     assert_error(
         finish_login(&app, &login_id, Some(phone.assert(options))).await,
-        Code::Unauthenticated,
+        Code::InvalidArgument,
         "PASSKEY_INVALID",
     );
+}
+
+#[tokio::test]
+async fn an_assertion_made_for_another_origin_signs_no_one_in() {
+    let app = spawn_app().await;
+    let (_, tokens) = app.signup(&username("pko"), &email("pko")).await;
+    // A look-alike site on another port of the same name: the browser signs for its origin.
+    let mut phishing = SoftAuthenticator::new("http://localhost:9999");
+    let options = start_registration(&app, &tokens.access_token)
+        .await
+        .unwrap();
+    assert_error(
+        finish_registration(
+            &app,
+            &tokens.access_token,
+            phishing.register(options),
+            "Phone",
+            PASSWORD,
+        )
+        .await,
+        Code::InvalidArgument,
+        "PASSKEY_INVALID",
+    );
+    let mut phone = SoftAuthenticator::new(ORIGIN);
+    add_passkey(&app, &tokens.access_token, &mut phone, "Phone").await;
+    // The user's own passkey, used on the look-alike site: its assertion names that origin.
+    phone.move_to("http://localhost:9999");
+    let (login_id, options) = start_login(&app).await.unwrap();
+    let status = assert_error(
+        finish_login(&app, &login_id, Some(phone.assert(options))).await,
+        Code::InvalidArgument,
+        "PASSKEY_INVALID",
+    );
+    assert_eq!(violated_fields(&status), ["credential"]);
+}
+
+#[tokio::test]
+async fn removing_an_unknown_passkey_spends_no_recovery_code() {
+    let app = spawn_app().await;
+    let user = enrolled(&app, "pkr").await;
+    let token = &user.tokens.access_token;
+    let code = user.recovery[0].clone();
+    assert_error(
+        delete(
+            &app,
+            token,
+            "no-such-key",
+            Some(pb::delete_passkey_request::Proof::RecoveryCode(code)),
+        )
+        .await,
+        Code::NotFound,
+        "PASSKEY_NOT_FOUND",
+    );
+    assert_eq!(app.me(token).await.unwrap().recovery_codes_remaining, 10);
 }
 
 #[tokio::test]

@@ -403,6 +403,14 @@ const VARIABLES: &[&str] = &[
     "EVENT_RETENTION",
     "EVENT_LOG_MAX_EVENTS",
     "MAX_EVENT_WATCHERS",
+    "CODE_GUESSES_PER_IP_PER_HOUR",
+    "MFA_CHALLENGE_TTL",
+    "MFA_MAX_GUESSES_PER_CHALLENGE",
+    "MFA_MAX_GUESSES_PER_DAY",
+    "WEBAUTHN_RP_ID",
+    "WEBAUTHN_ORIGINS",
+    "PASSKEYS_MAX_PER_USER",
+    "PASSKEY_LOGINS_PER_IP_PER_HOUR",
 ];
 
 /// Values of every shape the variables take, and the wrong shapes.

@@ -14,10 +14,10 @@ use super::session::{SignedInResponse, signed_in};
 use crate::cookies::{self, SetCookie};
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
-use crate::response::{ApiResponse, Empty};
+use crate::response::ApiResponse;
 use crate::state::AppState;
 use crate::upstream::{CallContext, call, present};
-use crate::views::{PasskeyOptions, PasskeyView, Passkeys, SignedIn};
+use crate::views::{PasskeyOptions, PasskeyView, Passkeys, RevokedSessions, SignedIn};
 
 /// The authenticator's new credential, a name for it, and the password.
 #[derive(Deserialize, ToSchema)]
@@ -114,9 +114,9 @@ pub async fn start_passkey_registration(
     security(("accessCookie" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "The passkey added", body = ApiResponse<PasskeyView>),
-        (status = 401, description = "Not signed in, or PASSKEY_INVALID (field credential)", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 409, description = "PASSKEY_REGISTRATION_NOT_FOUND, PASSKEY_ALREADY_REGISTERED or PASSKEY_LIMIT_REACHED", body = ErrorBody),
-        (status = 422, description = "WRONG_PASSWORD (field currentPassword) or invalid fields", body = ErrorBody),
+        (status = 422, description = "PASSKEY_INVALID (field credential, saying why), WRONG_PASSWORD (field currentPassword) or invalid fields", body = ErrorBody),
         (status = 429, description = "LOGIN_RATE_LIMITED, with Retry-After", body = ErrorBody),
     ))]
 pub async fn finish_passkey_registration(
@@ -163,7 +163,7 @@ pub async fn list_passkeys(
 #[utoipa::path(post, path = "/passkeys/delete", tag = "passkeys", request_body = DeletePasskeyBody,
     security(("accessCookie" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "Removed", body = ApiResponse<Empty>),
+        (status = 200, description = "Removed; the caller's other sessions ended", body = ApiResponse<RevokedSessions>),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "PASSKEY_NOT_FOUND", body = ErrorBody),
         (status = 422, description = "MFA_REQUIRED (field proof), WRONG_PASSWORD, MFA_CODE_INVALID or invalid fields", body = ErrorBody),
@@ -173,7 +173,7 @@ pub async fn delete_passkey(
     State(app): State<AppState>,
     ctx: CallContext,
     ApiJson(body): ApiJson<DeletePasskeyBody>,
-) -> Result<ApiResponse<Empty>, ApiError> {
+) -> Result<ApiResponse<RevokedSessions>, ApiError> {
     use pb::delete_passkey_request::Proof;
     let proof = one_proof([
         (body.password, Proof::Password),
@@ -181,8 +181,13 @@ pub async fn delete_passkey(
         (body.recovery_code, Proof::RecoveryCode),
     ])?;
     let request = ctx.signed_in_request(pb::DeletePasskeyRequest { id: body.id, proof })?;
-    call("DeletePasskey", app.auth().delete_passkey(request)).await?;
-    Ok(ApiResponse::ok(Empty {}, "Passkey removed"))
+    let reply = call("DeletePasskey", app.auth().delete_passkey(request)).await?;
+    Ok(ApiResponse::ok(
+        RevokedSessions {
+            revoked_session_count: reply.revoked_session_count,
+        },
+        "Passkey removed",
+    ))
 }
 
 /// Options for signing in with a passkey (any of this site's); the sign-in is bound to this
@@ -214,14 +219,13 @@ pub async fn start_passkey_login(
 }
 
 /// Signs in with the passkey's assertion to this browser's options; sets both token cookies
-/// and forgets the sign-in (used up, right or wrong).
+/// and forgets the sign-in (used up by a well-formed try, right or wrong).
 #[utoipa::path(post, path = "/login/passkey", tag = "session", request_body = PasskeyLoginBody,
     security(("passkeyLoginCookie" = [])),
     responses(
         (status = 200, description = "Signed in; token cookies set", body = ApiResponse<SignedIn>),
-        (status = 401, description = "PASSKEY_INVALID (field credential)", body = ErrorBody),
         (status = 404, description = "PASSKEY_LOGIN_NOT_FOUND (expired or used)", body = ErrorBody),
-        (status = 422, description = "Invalid fields: credential, or loginId (no passkeyLogin cookie)", body = ErrorBody),
+        (status = 422, description = "PASSKEY_INVALID (field credential, saying why: wrong challenge or origin, bad signature, not user-verified, not registered here, or a signature counter that went back), or invalid fields: credential, or loginId (no passkeyLogin cookie)", body = ErrorBody),
     ))]
 pub async fn passkey_login(
     State(app): State<AppState>,
