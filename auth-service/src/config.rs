@@ -179,10 +179,15 @@ impl Config {
     }
 }
 
-/// WEBAUTHN_RP_ID and WEBAUTHN_ORIGINS, checked as a browser would check them.
+/// WEBAUTHN_RP_ID and WEBAUTHN_ORIGINS, checked as a browser would check them. Without
+/// origins, the id's own https origin (the development page's on localhost).
 fn passkey_settings(env: &Env<'_>) -> Result<PasskeySettings, ConfigError> {
     let rp_id = env.string("WEBAUTHN_RP_ID", "localhost");
-    let origins = env.string("WEBAUTHN_ORIGINS", "http://localhost:8080");
+    let default_origin = match rp_id.trim() {
+        "localhost" => "http://localhost:8080".to_owned(),
+        id => format!("https://{id}"),
+    };
+    let origins = env.string("WEBAUTHN_ORIGINS", &default_origin);
     let origins: Vec<&str> = origins.split(',').collect();
     PasskeySettings::new(&rp_id, &origins).map_err(|(var, message)| ConfigError::new(var, message))
 }
@@ -448,6 +453,24 @@ mod tests {
         assert_eq!(c.policy.refresh_ttl_ms, 7 * 86_400_000);
         assert_eq!(c.storage.sqlite_path, PathBuf::from("./data/auth.sqlite3"));
         assert_eq!(c.policy.code.max_attempts, 5);
+        assert_eq!(c.passkeys.rp_id, "localhost");
+        assert_eq!(c.passkeys.origins[0].as_str(), "http://localhost:8080/");
+    }
+
+    #[test]
+    fn a_relying_party_id_alone_brings_its_own_https_origin() {
+        let c = load(&[("WEBAUTHN_RP_ID", "chat.example.com")]).unwrap();
+        let origins: Vec<_> = c.passkeys.origins.iter().map(|o| o.as_str()).collect();
+        assert_eq!(origins, ["https://chat.example.com/"]);
+        let c = load(&[
+            ("WEBAUTHN_RP_ID", "example.com"),
+            (
+                "WEBAUTHN_ORIGINS",
+                "https://chat.example.com, https://example.com:8443",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.passkeys.origins.len(), 2);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use baatcheet_auth_api::v1 as pb;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::proof::{credential, one_proof};
 use super::session::{SignedInResponse, signed_in};
 use crate::cookies::{self, SetCookie};
 use crate::error::{ApiError, ErrorBody};
@@ -49,25 +50,6 @@ pub struct FactorBody {
     pub recovery_code: Option<String>,
 }
 
-/// A body's field and the proof it makes when given.
-pub type Given<P> = (Option<String>, fn(String) -> P);
-
-/// The one proof a body gives, as a request's `oneof`: `None` when it gives none (the service
-/// then names what is missing), 422 naming `proof` when it gives several.
-pub fn one_proof<P, const N: usize>(given: [Given<P>; N]) -> Result<Option<P>, ApiError> {
-    let mut given = given
-        .into_iter()
-        .filter_map(|(value, make)| Some(make(value?)));
-    let first = given.next();
-    if given.next().is_some() {
-        return Err(ApiError::one_of(
-            "proof",
-            "give only one of the proof fields",
-        ));
-    }
-    Ok(first)
-}
-
 /// A TOTP code, a recovery code or a passkey's assertion.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -98,7 +80,7 @@ pub async fn complete_mfa(
     ApiJson(body): ApiJson<CompleteMfaBody>,
 ) -> Result<(AppendHeaders<SetCookie>, SignedInResponse), ApiError> {
     use pb::complete_mfa_challenge_request::Factor;
-    let passkey = super::passkeys::credential(body.passkey_credential)
+    let passkey = credential(body.passkey_credential)
         .map_err(|e| e.rename_field("credential", "passkeyCredential"))?;
     let factor = one_proof([
         (body.totp_code, Factor::TotpCode),

@@ -7,6 +7,7 @@ pub mod mfa;
 pub mod ops;
 pub mod passkeys;
 pub mod password;
+pub mod proof;
 pub mod registration;
 pub mod session;
 

@@ -5,11 +5,11 @@
 //! fields base64url either way (the shape of WebAuthn's `toJSON()` / `parse...FromJSON()`).
 
 use axum::{extract::State, response::AppendHeaders};
-use baatcheet_auth_api::{json, v1 as pb};
+use baatcheet_auth_api::v1 as pb;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::mfa::one_proof;
+use super::proof::{credential, one_proof};
 use super::session::{SignedInResponse, signed_in};
 use crate::cookies::{self, SetCookie};
 use crate::error::{ApiError, ErrorBody};
@@ -55,32 +55,6 @@ pub struct PasskeyLoginBody {
     /// The PublicKeyCredential `navigator.credentials.get()` returned, as JSON.
     #[schema(value_type = Object)]
     pub credential: Option<serde_json::Value>,
-}
-
-/// Deepest nesting of a credential passed on: a PublicKeyCredential is 3 levels deep, and
-/// the service's decoder stops at 100.
-const MAX_DEPTH: usize = 16;
-
-/// A JSON credential as the service takes it: a Struct (an object), or the field is missing.
-pub fn credential(
-    value: Option<serde_json::Value>,
-) -> Result<Option<prost_types::Struct>, ApiError> {
-    let refuse = |why: &str| ApiError::one_of("credential", why);
-    match value {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v) if depth(&v) > MAX_DEPTH => Err(refuse("credential is nested too deeply")),
-        Some(v) => json::to_struct(v)
-            .map(Some)
-            .ok_or_else(|| refuse("credential must be a PublicKeyCredential object")),
-    }
-}
-
-fn depth(value: &serde_json::Value) -> usize {
-    match value {
-        serde_json::Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
-        serde_json::Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
-        _ => 0,
-    }
 }
 
 /// Options for adding a passkey to the signed-in account (nothing is added until
