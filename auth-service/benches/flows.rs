@@ -9,9 +9,10 @@
 //! "CompleteMfaChallenge (TOTP)" completes one waiting sign-in challenge of each of
 //! BENCH_MFA_USERS (default 300) users with TOTP on (a code is accepted once per user and
 //! step, so each user completes once); its req/s is over the time those take.
-//! "FinishPasskeyLogin" signs each of those users in once with a passkey of its own (a software
-//! authenticator; an assertion's counter must go up, so one authenticator signs in one at a
-//! time): StartPasskeyLogin and the assertions are made before the clock starts.
+//! "FinishPasskeyLogin" signs each of BENCH_PASSKEY_USERS (default 300) users in once with a
+//! passkey of its own (a software authenticator; an assertion's counter must go up, so one
+//! authenticator signs in one at a time): StartPasskeyLogin and the assertions are made before
+//! the clock starts.
 //!
 //! The internal API's rows (BatchGetUsers and GetPresence of 100 users) run against 100
 //! signed-up users; "AccessTokenVerifier (local)" verifies the same token as the
@@ -299,7 +300,6 @@ async fn main() {
     // the CompleteMfaChallenge row completes each once).
     let mfa_users: usize = env_or("BENCH_MFA_USERS", 300);
     let mut challenges = Vec::new();
-    let mut passkeys = Vec::new();
     for chunk in (0..mfa_users).collect::<Vec<_>>().chunks(16) {
         let enrolled = chunk.iter().map(|n| {
             let (mut c, mail_dir) = (client.clone(), mail_dir.clone());
@@ -332,6 +332,32 @@ async fn main() {
                 ))
                 .await
                 .expect("confirm");
+                let challenge = c
+                    .login(pb::LoginRequest {
+                        identifier: email,
+                        password: PASSWORD.into(),
+                    })
+                    .await
+                    .expect("login")
+                    .into_inner()
+                    .mfa_challenge
+                    .expect("a challenge")
+                    .challenge_id;
+                (challenge, secret)
+            }
+        });
+        challenges.extend(futures::future::join_all(enrolled).await);
+    }
+    // Users with a passkey (and no TOTP), each signing in once with it in the
+    // FinishPasskeyLogin row.
+    let passkey_users: usize = env_or("BENCH_PASSKEY_USERS", 300);
+    let mut passkeys = Vec::new();
+    for chunk in (0..passkey_users).collect::<Vec<_>>().chunks(16) {
+        let added = chunk.iter().map(|n| {
+            let (mut c, mail_dir) = (client.clone(), mail_dir.clone());
+            async move {
+                let signed = sign_up(&mut c, &mail_dir, &format!("pk{n}")).await;
+                let access = signed.tokens.unwrap().access_token;
                 let mut passkey = SoftAuthenticator::new("http://localhost:8080");
                 let options = c
                     .start_passkey_registration(with_token(
@@ -354,26 +380,10 @@ async fn main() {
                 ))
                 .await
                 .expect("add a passkey");
-                let challenge = c
-                    .login(pb::LoginRequest {
-                        identifier: email,
-                        password: PASSWORD.into(),
-                    })
-                    .await
-                    .expect("login")
-                    .into_inner()
-                    .mfa_challenge
-                    .expect("a challenge")
-                    .challenge_id;
-                ((challenge, secret), passkey)
+                passkey
             }
         });
-        let (mfa, keys): (Vec<_>, Vec<_>) = futures::future::join_all(enrolled)
-            .await
-            .into_iter()
-            .unzip();
-        challenges.extend(mfa);
-        passkeys.extend(keys);
+        passkeys.extend(futures::future::join_all(added).await);
     }
 
     let internal = InternalAuthServiceClient::new(channel.clone());
