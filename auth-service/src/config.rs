@@ -183,7 +183,7 @@ impl Config {
 /// origins, the id's own https origin (the development page's on localhost).
 fn passkey_settings(env: &Env<'_>) -> Result<PasskeySettings, ConfigError> {
     let rp_id = env.string("WEBAUTHN_RP_ID", "localhost");
-    let default_origin = match rp_id.trim() {
+    let default_origin = match rp_id.trim().to_ascii_lowercase().as_str() {
         "localhost" => "http://localhost:8080".to_owned(),
         id => format!("https://{id}"),
     };

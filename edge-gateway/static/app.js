@@ -280,7 +280,7 @@ $('passkey-login-button').addEventListener('click', async () => {
   const result = await api('POST', '/login/passkey', { credential });
   if (!result.ok) return sayError(result);
   // GET /me shows the factors with the user.
-  await loadMe();
+  if (!(await loadMe()).ok) return;
   say(`Signed in with a passkey as ${result.json.data.user.username}`);
 });
 
@@ -310,14 +310,14 @@ $('passkey-delete-form').addEventListener('submit', async (event) => {
   // With TOTP on, 6 digits are the app's code and xxxxx-xxxxx a recovery code; else (and
   // otherwise) it is the password.
   const body = totpOn && /^[0-9]{6}$/.test(proof) ? { id, totpCode: proof }
-    : totpOn && /^[a-z2-7]{5}[- ][a-z2-7]{5}$/i.test(proof) ? { id, recoveryCode: proof }
+    : totpOn && /^[a-z2-7]{5}[- ]?[a-z2-7]{5}$/i.test(proof) ? { id, recoveryCode: proof }
       : { id, password: event.target.elements.proof.value };
   const result = await api('POST', '/passkeys/delete', body);
   event.target.reset();
   if (!result.ok) return sayError(result);
   event.target.hidden = true;
   await loadPasskeys();
-  say('Passkey removed.');
+  say(`Passkey removed; ${result.json.data.revokedSessionCount} other session(s) ended.`);
 });
 
 $('mfa-form').addEventListener('submit', async (event) => {

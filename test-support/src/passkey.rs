@@ -14,7 +14,7 @@ use webauthn_rs_proto::{AllowCredentials, CreationChallengeResponse, RequestChal
 
 /// One authenticator holding any number of credentials.
 pub struct SoftAuthenticator {
-    inner: WebauthnAuthenticator<SoftPasskey>,
+    inner: SoftPasskey,
     origin: Url,
     /// (credential id, user handle) of each credential made, oldest first.
     credentials: Vec<(Vec<u8>, Vec<u8>)>,
@@ -25,7 +25,7 @@ impl SoftAuthenticator {
     /// user verification (a PIN or fingerprint it did not ask for).
     pub fn new(origin: &str) -> Self {
         Self {
-            inner: WebauthnAuthenticator::new(SoftPasskey::new(true)),
+            inner: SoftPasskey::new(true),
             origin: Url::parse(origin).expect("an origin"),
             credentials: Vec::new(),
         }
@@ -79,7 +79,7 @@ impl SoftAuthenticator {
             .expect("a credential for these options");
         options.public_key.allow_credentials = vec![AllowCredentials {
             type_: "public-key".into(),
-            id: id.into(),
+            id,
             transports: None,
         }];
         let mut credential = self
@@ -87,7 +87,7 @@ impl SoftAuthenticator {
             .do_authentication(self.origin.clone(), options)
             .expect("the soft authenticator signs");
         if discoverable {
-            credential.response.user_handle = Some(handle.into());
+            credential.response.user_handle = Some(handle);
         }
         serde_json::to_value(&credential).expect("JSON")
     }

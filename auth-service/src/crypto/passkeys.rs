@@ -8,9 +8,8 @@ use serde_json::Value;
 use url::Url;
 use uuid::Uuid;
 use webauthn_rs::prelude::{
-    AuthenticationResult, CredentialID, DiscoverableAuthentication, DiscoverableKey, Passkey,
-    PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
-    WebauthnError,
+    AuthenticationResult, CredentialID, DiscoverableAuthentication, Passkey, PasskeyAuthentication,
+    PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, WebauthnError,
 };
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
@@ -189,7 +188,7 @@ impl RelyingParty {
         Ok((user, credential))
     }
 
-    /// Verifies a discoverable assertion against the user's `passkeys`.
+    /// Verifies a discoverable assertion against the one of the user's `passkeys` it names.
     pub fn finish_discoverable(
         &self,
         credential: &PublicKeyCredential,
@@ -197,10 +196,14 @@ impl RelyingParty {
         passkeys: &[Passkey],
     ) -> Result<AuthenticationResult, PasskeyError> {
         let state: DiscoverableAuthentication = state_from(state)?;
-        let keys: Vec<DiscoverableKey> = passkeys.iter().map(DiscoverableKey::from).collect();
+        let named = credential.get_credential_id();
+        let passkey = passkeys
+            .iter()
+            .find(|p| p.cred_id().as_slice() == named)
+            .ok_or(PasskeyError::Unknown)?;
         Ok(self
             .webauthn
-            .finish_discoverable_authentication(credential, state, &keys)?)
+            .finish_discoverable_authentication_v2(credential, state, passkey)?)
     }
 
     /// Options for `navigator.credentials.get()` naming the user's `passkeys` (a second factor).

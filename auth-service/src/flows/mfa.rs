@@ -182,7 +182,12 @@ impl AuthCore {
         tracing::info!(user_id = %user.id.0, "first factor accepted; second factor required");
         Ok(SignInOutcome::MfaRequired(ChallengeView {
             id,
-            factors: factors.allowed(),
+            // A passkey is offered only with options to answer (its keys read back).
+            factors: factors
+                .allowed()
+                .into_iter()
+                .filter(|m| *m != AuthMethod::Passkey || passkey_request.is_some())
+                .collect(),
             expires_at,
             passkey_request,
         }))
@@ -682,7 +687,7 @@ fn parse_proof(
         1 => v
             .check(
                 "passkey_credential",
-                super::passkeys::credential_input(input.passkey.cloned()),
+                super::passkeys::credential_input("passkey_credential", input.passkey.cloned()),
             )
             .map(|credential| Some(FactorProof::Passkey(credential))),
         _ => {

@@ -83,7 +83,8 @@ impl AuthCore {
         let user = self.user(&caller.user_id).await?;
         let existing = self.stored_passkeys(&user.id).await?;
         let max = self.policy.passkeys.max_per_user;
-        if existing.len() as u32 >= max {
+        // The store's cap counts every row, readable or not.
+        if self.stores.factors.passkeys(&user.id).await?.len() as u32 >= max {
             return Err(FlowError::PasskeyLimitReached { max });
         }
         let exclude = existing.iter().map(|(_, p)| p.cred_id().clone()).collect();
@@ -117,7 +118,7 @@ impl AuthCore {
         current_password: &str,
     ) -> Result<PasskeyView, FlowError> {
         let mut v = Violations::default();
-        let credential = v.check("credential", credential_input(credential));
+        let credential = v.check("credential", credential_input("credential", credential));
         let name = v.check("name", passkey_name(name));
         let password = v.check(
             "current_password",
@@ -191,6 +192,17 @@ impl AuthCore {
             return Err(FlowError::PasskeyNotFound);
         }
         let user = self.prove_any(caller, proof).await?;
+        // The other sessions end first: a failure here changes nothing, and a retry finds the
+        // passkey still there. Once it is gone, a session it started in between ends too.
+        let revoke = || {
+            self.stores.sessions.revoke_all(
+                &user.id,
+                Some(&caller.session_id),
+                RevokeReason::FactorChanged,
+                now_ms(),
+            )
+        };
+        let mut ended = revoke().await?;
         if !self
             .stores
             .factors
@@ -199,18 +211,14 @@ impl AuthCore {
         {
             return Err(FlowError::PasskeyNotFound);
         }
-        let ended = self
-            .stores
-            .sessions
-            .revoke_all(
-                &user.id,
-                Some(&caller.session_id),
-                RevokeReason::FactorChanged,
-                now_ms(),
-            )
-            .await?;
-        tracing::info!(passkey = %id, sessions_ended = ended, "passkey removed");
         self.notify(&user, FactorChange::PasskeyRemoved).await;
+        match revoke().await {
+            Ok(more) => ended += more,
+            Err(e) => {
+                tracing::warn!(error = %e, "passkey removed; a second pass over the sessions failed")
+            }
+        }
+        tracing::info!(passkey = %id, sessions_ended = ended, "passkey removed");
         Ok(ended)
     }
 
@@ -262,7 +270,7 @@ impl AuthCore {
                 PendingId::parse(login_id).map_err(|e| format!("login_id {e}"))
             },
         );
-        let credential = v.check("credential", credential_input(credential));
+        let credential = v.check("credential", credential_input("credential", credential));
         let (id, credential) = v.finish((id, credential).all())?;
         let state = self
             .take_ceremony(TicketKind::PasskeyLogin, id.as_str())
@@ -323,6 +331,9 @@ impl AuthCore {
         };
         let result = match self.passkeys.finish_assertion(credential.clone(), state) {
             Ok(result) => result,
+            Err(PasskeyError::State(why)) => {
+                return Err(FlowError::Internal(format!("passkey challenge: {why}")));
+            }
             Err(e) => {
                 tracing::info!(error = %e, "passkey assertion refused");
                 return Ok(false);
@@ -418,7 +429,11 @@ impl AuthCore {
             .tickets
             .take_ticket(kind, id, now)
             .await?
-            .and_then(|raw| serde_json::from_str::<CeremonyTicket>(&raw).ok())
+            .map(|raw| {
+                serde_json::from_str::<CeremonyTicket>(&raw)
+                    .map_err(|e| FlowError::Internal(format!("passkey ceremony: {e}")))
+            })
+            .transpose()?
             .filter(|t| t.expires_at > now)
             .map(|t| t.state))
     }
@@ -430,15 +445,16 @@ fn user_handle(user: &UserId) -> Result<uuid::Uuid, FlowError> {
         .map_err(|e| FlowError::Internal(format!("user id {} is not a UUID: {e}", user.0)))
 }
 
-/// A credential as it came: present, a JSON object, not oversized.
-pub(super) fn credential_input(credential: Option<Value>) -> Result<Value, String> {
-    let credential = credential.ok_or("credential is required: the PublicKeyCredential")?;
+/// A credential as it came in `field`: present, a JSON object, not oversized.
+pub(super) fn credential_input(field: &str, credential: Option<Value>) -> Result<Value, String> {
+    let credential =
+        credential.ok_or_else(|| format!("{field} is required: the PublicKeyCredential"))?;
     if !credential.is_object() {
-        return Err("credential must be a PublicKeyCredential object".into());
+        return Err(format!("{field} must be a PublicKeyCredential object"));
     }
     if credential.to_string().len() > CREDENTIAL_MAX_BYTES {
         return Err(format!(
-            "credential must be at most {CREDENTIAL_MAX_BYTES} bytes of JSON"
+            "{field} must be at most {CREDENTIAL_MAX_BYTES} bytes of JSON"
         ));
     }
     Ok(credential)
@@ -493,10 +509,10 @@ mod tests {
 
     #[test]
     fn credentials_are_bounded_objects() {
-        assert!(credential_input(None).is_err());
-        assert!(credential_input(Some(Value::from("text"))).is_err());
+        assert!(credential_input("credential", None).is_err());
+        assert!(credential_input("credential", Some(Value::from("text"))).is_err());
         let big = serde_json::json!({ "id": "x".repeat(CREDENTIAL_MAX_BYTES) });
-        assert!(credential_input(Some(big)).is_err());
-        assert!(credential_input(Some(serde_json::json!({ "id": "abc" }))).is_ok());
+        assert!(credential_input("credential", Some(big)).is_err());
+        assert!(credential_input("credential", Some(serde_json::json!({ "id": "abc" }))).is_ok());
     }
 }

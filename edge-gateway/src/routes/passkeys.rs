@@ -140,7 +140,7 @@ pub async fn list_passkeys(
         (status = 200, description = "Removed; the caller's other sessions ended", body = ApiResponse<RevokedSessions>),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "PASSKEY_NOT_FOUND", body = ErrorBody),
-        (status = 422, description = "MFA_REQUIRED (field proof), WRONG_PASSWORD, MFA_CODE_INVALID or invalid fields", body = ErrorBody),
+        (status = 422, description = "MFA_REQUIRED (field proof), WRONG_PASSWORD, MFA_CODE_INVALID, TOTP_REPLAYED or invalid fields", body = ErrorBody),
         (status = 429, description = "MFA_RATE_LIMITED or LOGIN_RATE_LIMITED, with Retry-After", body = ErrorBody),
     ))]
 pub async fn delete_passkey(
