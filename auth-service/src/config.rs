@@ -306,6 +306,9 @@ fn policy(env: &Env<'_>) -> Result<Policy, ConfigError> {
             max_guesses_per_challenge: env.number("MFA_MAX_GUESSES_PER_CHALLENGE", 5, 1, 100)?,
             max_guesses_per_day: env.number("MFA_MAX_GUESSES_PER_DAY", 20, 1, 10_000)?,
         },
+        password: crate::domain::PasswordRules {
+            min_score: env.number("PASSWORD_MIN_SCORE", 3, 0, 4)?,
+        },
         passkeys: PasskeyPolicy {
             max_per_user: env.number("PASSKEYS_MAX_PER_USER", 10, 1, 100)?,
             logins_per_ip_per_hour: env.number(
@@ -502,6 +505,7 @@ mod tests {
             ("WEBAUTHN_RP_ID", "https://chat.example.com"),
             ("WEBAUTHN_ORIGINS", "http://chat.example.com"),
             ("PASSKEYS_MAX_PER_USER", "0"),
+            ("PASSWORD_MIN_SCORE", "5"),
         ] {
             let mut pairs = vec![(var, value)];
             if var == "SMTP_TLS" {

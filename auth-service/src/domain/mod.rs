@@ -18,7 +18,7 @@ pub use email::Email;
 pub use event::{EVENT_TYPES, Event, EventKind, RevokeReason};
 pub use factor::{AuthMethod, FactorProof, FactorSummary, RecoveryCode, SignIn};
 pub use identifier::{LoginIdentifier, Lookup};
-pub use password::{Password, PasswordHash};
+pub use password::{Password, PasswordHash, PasswordRules};
 pub use pending::PendingId;
 pub use user::{NewUser, Profile, ProfileChange, RefreshHash, SessionId, User, UserId, UserStatus};
 pub use username::Username;

@@ -50,6 +50,8 @@ pub struct Policy {
     pub presence: PresencePolicy,
     pub mfa: MfaPolicy,
     pub passkeys: PasskeyPolicy,
+    /// What a new password must pass beyond its length.
+    pub password: crate::domain::PasswordRules,
 }
 
 /// How second factors are limited.

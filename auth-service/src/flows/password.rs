@@ -48,6 +48,17 @@ impl AuthCore {
         let PendingPayload::PasswordReset { user_id } = payload else {
             return Err(FlowError::ResetNotFound);
         };
+        // Rated once the code matched (the rating costs CPU); the request stays for a retry.
+        let user = self
+            .stores
+            .users
+            .find_by_id(&user_id)
+            .await?
+            .ok_or(FlowError::ResetNotFound)?;
+        self.policy
+            .password
+            .check(&password, user.username.as_str(), user.email.as_str())
+            .map_err(|e| FlowError::invalid("new_password", e))?;
         // Hashed only once the code matched: a guess costs no argon2 (an overloaded hasher
         // costs nothing either, as the verified code keeps matching for a retry).
         let new_hash = self.hasher.hash(&password).await?;
@@ -112,6 +123,10 @@ impl AuthCore {
         if !verified {
             return Err(FlowError::WrongPassword);
         }
+        self.policy
+            .password
+            .check(&new_pw, user.username.as_str(), user.email.as_str())
+            .map_err(|e| FlowError::invalid("new_password", e))?;
         let new_hash = self.hasher.hash(&new_pw).await?;
         self.stores
             .users

@@ -46,6 +46,11 @@ impl AuthCore {
         // bounded rate per network.
         self.limit_code_requests(client, |retry_at| FlowError::SignupRateLimited { retry_at })
             .await?;
+        // Rated after the network's budget is counted: the rating costs CPU.
+        self.policy
+            .password
+            .check(&password, username.as_str(), email.as_str())
+            .map_err(|e| FlowError::invalid("password", e))?;
         if self
             .stores
             .users

@@ -7,6 +7,7 @@ mod login_code;
 pub mod mfa;
 pub mod passkeys;
 mod password;
+mod password_policy;
 mod process;
 mod registration;
 mod sessions;

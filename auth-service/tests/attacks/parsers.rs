@@ -411,6 +411,7 @@ const VARIABLES: &[&str] = &[
     "WEBAUTHN_ORIGINS",
     "PASSKEYS_MAX_PER_USER",
     "PASSKEY_LOGINS_PER_IP_PER_HOUR",
+    "PASSWORD_MIN_SCORE",
 ];
 
 /// Values of every shape the variables take, and the wrong shapes.

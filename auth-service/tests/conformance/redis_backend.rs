@@ -227,6 +227,7 @@ async fn full_run(stores: &Stores) -> Secrets {
                 max_guesses_per_challenge: 5,
                 max_guesses_per_day: 20,
             },
+            password: auth_service::domain::PasswordRules { min_score: 3 },
             passkeys: PasskeyPolicy {
                 max_per_user: 10,
                 logins_per_ip_per_hour: 300,
