@@ -14,6 +14,9 @@
 //! authenticator signs in one at a time): StartPasskeyLogin and the assertions are made before
 //! the clock starts.
 //!
+//! The line under the argon2id cost times the password policy's rating (zxcvbn) of the same
+//! password, as Register runs it, and gives it as a share of one hash.
+//!
 //! The internal API's rows (BatchGetUsers and GetPresence of 100 users) run against 100
 //! signed-up users; "AccessTokenVerifier (local)" verifies the same token as the
 //! ValidateAccessToken row, in this process on one task, with the `verifier` library.
@@ -269,6 +272,16 @@ async fn main() {
         hasher.hash(&pw).await.unwrap();
     }
     let hash_ms = t.elapsed().as_secs_f64() * 1e3 / 20.0;
+    // The password policy's rating (zxcvbn) of the same password, as Register runs it.
+    let rules = auth_service::domain::PasswordRules { min_score: 3 };
+    rules.check(&pw, "bench_user", "bench@example.com").unwrap();
+    let t = Instant::now();
+    for n in 0..200 {
+        rules
+            .check(&pw, &format!("b{n}_x"), &format!("b{n}_x@example.com"))
+            .unwrap();
+    }
+    let rating_ms = t.elapsed().as_secs_f64() * 1e3 / 200.0;
 
     let channel = Channel::from_shared(url.clone())
         .unwrap()
@@ -412,7 +425,11 @@ async fn main() {
             .unwrap_or(0)
     );
     println!(
-        "argon2id m={memory_kib} KiB t={iterations} p=1: {hash_ms:.1} ms per hash (one at a time)\n"
+        "argon2id m={memory_kib} KiB t={iterations} p=1: {hash_ms:.1} ms per hash (one at a time)"
+    );
+    println!(
+        "password rating (zxcvbn, PASSWORD_MIN_SCORE 3): {rating_ms:.3} ms per check = {:.2} % of a hash\n",
+        rating_ms / hash_ms * 100.0
     );
     println!(
         "| {:<28} | {:>9} | {:>8} | {:>8} | {:>8} | {:>6} | {:>13} |",
