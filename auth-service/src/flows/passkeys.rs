@@ -81,13 +81,17 @@ impl AuthCore {
         caller: &Caller,
     ) -> Result<PasskeyCeremony, FlowError> {
         let user = self.user(&caller.user_id).await?;
-        let existing = self.stored_passkeys(&user.id).await?;
+        // One read: the cap counts every stored row (as the store's does), and the ids to
+        // exclude are the rows' own (base64url of the credential id).
+        let existing = self.stores.factors.passkeys(&user.id).await?;
         let max = self.policy.passkeys.max_per_user;
-        // The store's cap counts every row, readable or not.
-        if self.stores.factors.passkeys(&user.id).await?.len() as u32 >= max {
+        if existing.len() as u32 >= max {
             return Err(FlowError::PasskeyLimitReached { max });
         }
-        let exclude = existing.iter().map(|(_, p)| p.cred_id().clone()).collect();
+        let exclude = existing
+            .iter()
+            .filter_map(|r| URL_SAFE_NO_PAD.decode(&r.id).ok())
+            .collect();
         let (options, state) = self
             .passkeys
             .start_registration(

@@ -29,6 +29,43 @@ fn hashes(codes: &[CodeHash]) -> Vec<Vec<u8>> {
     codes.iter().map(|c| c.0.to_vec()).collect()
 }
 
+impl SqliteStore {
+    /// A factor turned on or off: `change` runs in one immediate transaction and says whether
+    /// it changed anything; when it did, `kind` is written in that transaction (when this file
+    /// is the event log) and the watchers are woken after the commit.
+    async fn factor_change<F>(
+        &self,
+        user: &UserId,
+        kind: EventKind,
+        at: UnixMs,
+        change: F,
+    ) -> StoreResult<bool>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<bool> + Send + 'static,
+    {
+        let (user, user_events) = (user.clone(), self.user_events);
+        let changed = self
+            .call(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(internal)?;
+                if !change(&tx)? {
+                    return Ok(false);
+                }
+                if user_events {
+                    events::record(&tx, at, &user, &kind).map_err(internal)?;
+                }
+                tx.commit().map_err(internal)?;
+                Ok(true)
+            })
+            .await?;
+        if changed && self.user_events {
+            self.events_written();
+        }
+        Ok(changed)
+    }
+}
+
 #[async_trait]
 impl FactorStore for SqliteStore {
     async fn totp(&self, user: &UserId) -> StoreResult<Option<TotpFactor>> {
@@ -78,43 +115,31 @@ impl FactorStore for SqliteStore {
         factor: &TotpFactor,
         recovery: &[CodeHash],
     ) -> StoreResult<bool> {
-        let (user, factor, codes) = (user.clone(), factor.clone(), hashes(recovery));
-        let user_events = self.user_events;
-        let enabled = self
-            .call(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(internal)?;
-                let inserted = tx
-                    .execute(
-                        "INSERT OR IGNORE INTO totp_factors \
-                         (user_id, sealed_secret, last_step, enabled_at) VALUES (?1, ?2, ?3, ?4)",
-                        params![
-                            user.0,
-                            factor.sealed_secret,
-                            factor.last_step,
-                            factor.enabled_at
-                        ],
-                    )
-                    .map_err(internal)?;
-                if inserted == 0 {
-                    return Ok(false);
-                }
-                insert_codes(&tx, &user.0, &codes)?;
-                if user_events {
-                    let kind = EventKind::FactorEnabled {
-                        factor: AuthMethod::Totp,
-                    };
-                    events::record(&tx, factor.enabled_at, &user, &kind).map_err(internal)?;
-                }
-                tx.commit().map_err(internal)?;
-                Ok(true)
-            })
-            .await?;
-        if enabled && self.user_events {
-            self.events_written();
-        }
-        Ok(enabled)
+        let (owner, factor, codes) = (user.0.clone(), factor.clone(), hashes(recovery));
+        let enabled_at = factor.enabled_at;
+        let kind = EventKind::FactorEnabled {
+            factor: AuthMethod::Totp,
+        };
+        self.factor_change(user, kind, enabled_at, move |tx| {
+            let inserted = tx
+                .execute(
+                    "INSERT OR IGNORE INTO totp_factors \
+                     (user_id, sealed_secret, last_step, enabled_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        owner,
+                        factor.sealed_secret,
+                        factor.last_step,
+                        factor.enabled_at
+                    ],
+                )
+                .map_err(internal)?;
+            if inserted == 0 {
+                return Ok(false);
+            }
+            insert_codes(tx, &owner, &codes)?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn use_totp_step(&self, user: &UserId, step: i64) -> StoreResult<bool> {
@@ -167,37 +192,24 @@ impl FactorStore for SqliteStore {
     }
 
     async fn disable_totp(&self, user: &UserId, now: UnixMs) -> StoreResult<bool> {
-        let user = user.clone();
-        let user_events = self.user_events;
-        let disabled = self
-            .call(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(internal)?;
-                let removed = tx
-                    .execute(
-                        "DELETE FROM totp_factors WHERE user_id = ?1",
-                        params![user.0],
-                    )
-                    .map_err(internal)?;
-                if removed == 0 {
-                    return Ok(false);
-                }
-                insert_codes(&tx, &user.0, &[])?;
-                if user_events {
-                    let kind = EventKind::FactorDisabled {
-                        factor: AuthMethod::Totp,
-                    };
-                    events::record(&tx, now, &user, &kind).map_err(internal)?;
-                }
-                tx.commit().map_err(internal)?;
-                Ok(true)
-            })
-            .await?;
-        if disabled && self.user_events {
-            self.events_written();
-        }
-        Ok(disabled)
+        let owner = user.0.clone();
+        let kind = EventKind::FactorDisabled {
+            factor: AuthMethod::Totp,
+        };
+        self.factor_change(user, kind, now, move |tx| {
+            let removed = tx
+                .execute(
+                    "DELETE FROM totp_factors WHERE user_id = ?1",
+                    params![owner],
+                )
+                .map_err(internal)?;
+            if removed == 0 {
+                return Ok(false);
+            }
+            insert_codes(tx, &owner, &[])?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn passkeys(&self, user: &UserId) -> StoreResult<Vec<PasskeyRecord>> {
@@ -233,57 +245,41 @@ impl FactorStore for SqliteStore {
         passkey: &PasskeyRecord,
         max: u32,
     ) -> StoreResult<bool> {
-        let (user, p) = (user.clone(), passkey.clone());
-        let user_events = self.user_events;
-        let added = self
-            .call(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(internal)?;
-                let count: u32 = tx
-                    .query_row(
-                        "SELECT COUNT(*) FROM passkeys WHERE user_id = ?1",
-                        params![user.0],
-                        |r| r.get(0),
-                    )
-                    .map_err(internal)?;
-                if count >= max {
-                    return Ok(false);
-                }
-                let inserted = tx
-                    .execute(
-                        "INSERT OR IGNORE INTO passkeys (user_id, id, name, credential, counter, \
-                         backed_up, created_at, last_used_at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                        params![
-                            user.0,
-                            p.id,
-                            p.name,
-                            p.credential,
-                            p.counter,
-                            p.backed_up,
-                            p.created_at,
-                            p.last_used_at
-                        ],
-                    )
-                    .map_err(internal)?;
-                if inserted == 0 {
-                    return Ok(false);
-                }
-                if user_events {
-                    let kind = EventKind::FactorEnabled {
-                        factor: AuthMethod::Passkey,
-                    };
-                    events::record(&tx, p.created_at, &user, &kind).map_err(internal)?;
-                }
-                tx.commit().map_err(internal)?;
-                Ok(true)
-            })
-            .await?;
-        if added && self.user_events {
-            self.events_written();
-        }
-        Ok(added)
+        let (owner, p) = (user.0.clone(), passkey.clone());
+        let kind = EventKind::FactorEnabled {
+            factor: AuthMethod::Passkey,
+        };
+        self.factor_change(user, kind, passkey.created_at, move |tx| {
+            let count: u32 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM passkeys WHERE user_id = ?1",
+                    params![owner],
+                    |r| r.get(0),
+                )
+                .map_err(internal)?;
+            if count >= max {
+                return Ok(false);
+            }
+            let inserted = tx
+                .execute(
+                    "INSERT OR IGNORE INTO passkeys (user_id, id, name, credential, counter, \
+                     backed_up, created_at, last_used_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        owner,
+                        p.id,
+                        p.name,
+                        p.credential,
+                        p.counter,
+                        p.backed_up,
+                        p.created_at,
+                        p.last_used_at
+                    ],
+                )
+                .map_err(internal)?;
+            Ok(inserted == 1)
+        })
+        .await
     }
 
     async fn use_passkey(&self, user: &UserId, used: &PasskeyUse<'_>) -> StoreResult<bool> {
@@ -307,35 +303,18 @@ impl FactorStore for SqliteStore {
     }
 
     async fn delete_passkey(&self, user: &UserId, id: &str, now: UnixMs) -> StoreResult<bool> {
-        let (user, id) = (user.clone(), id.to_owned());
-        let user_events = self.user_events;
-        let deleted = self
-            .call(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(internal)?;
-                let removed = tx
-                    .execute(
-                        "DELETE FROM passkeys WHERE user_id = ?1 AND id = ?2",
-                        params![user.0, id],
-                    )
-                    .map_err(internal)?;
-                if removed == 0 {
-                    return Ok(false);
-                }
-                if user_events {
-                    let kind = EventKind::FactorDisabled {
-                        factor: AuthMethod::Passkey,
-                    };
-                    events::record(&tx, now, &user, &kind).map_err(internal)?;
-                }
-                tx.commit().map_err(internal)?;
-                Ok(true)
-            })
-            .await?;
-        if deleted && self.user_events {
-            self.events_written();
-        }
-        Ok(deleted)
+        let (owner, id) = (user.0.clone(), id.to_owned());
+        let kind = EventKind::FactorDisabled {
+            factor: AuthMethod::Passkey,
+        };
+        self.factor_change(user, kind, now, move |tx| {
+            tx.execute(
+                "DELETE FROM passkeys WHERE user_id = ?1 AND id = ?2",
+                params![owner, id],
+            )
+            .map(|removed| removed == 1)
+            .map_err(internal)
+        })
+        .await
     }
 }
