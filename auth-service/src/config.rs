@@ -55,6 +55,8 @@ pub struct ServerConfig {
     /// SHA-256 of the service credentials `InternalAuthService` accepts, by service name.
     /// When any is set, client metadata is believed only from a caller presenting one.
     pub service_tokens: ServiceTokens,
+    /// The services (names in `service_tokens`) allowed the operator actions.
+    pub operator_services: Vec<String>,
     pub log_format: LogFormat,
 }
 
@@ -146,13 +148,15 @@ impl Config {
             ));
         }
         let storage = storage_config(&env)?;
+        let tokens = service_tokens(&env)?;
         Ok(Config {
             server: ServerConfig {
                 grpc_addr: env.parse("GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?,
                 shutdown_grace: env.duration("SHUTDOWN_GRACE", "10s", Duration::ZERO)?,
                 grpc_web_cors_origins: env.origins("GRPC_WEB_CORS_ORIGINS")?,
                 trusted_proxies: networks(&env, "TRUSTED_PROXIES", "127.0.0.0/8,::1/128")?,
-                service_tokens: service_tokens(&env)?,
+                operator_services: operator_services(&env, &tokens)?,
+                service_tokens: tokens,
                 log_format: env.log_format()?,
             },
             keys: KeysConfig {
@@ -263,6 +267,14 @@ fn policy(env: &Env<'_>) -> Result<Policy, ConfigError> {
             "must be at most 10s",
         ));
     }
+    // The idle timeout is the refresh token's life: REFRESH_TOKEN_EXPIRY, its older name, is
+    // the default.
+    let refresh_ttl = env.duration("REFRESH_TOKEN_EXPIRY", "7d", second)?;
+    let idle = env.duration(
+        "SESSION_IDLE_TIMEOUT",
+        &humantime::format_duration(refresh_ttl).to_string(),
+        second,
+    )?;
     Ok(Policy {
         code: CodePolicy {
             ttl_ms: millis(env.duration("CODE_TTL", "300s", second)?),
@@ -285,7 +297,8 @@ fn policy(env: &Env<'_>) -> Result<Policy, ConfigError> {
             1_000_000,
         )?,
         signup_enumeration_safe: env.flag("SIGNUP_ENUMERATION_SAFE", false)?,
-        refresh_ttl_ms: millis(env.duration("REFRESH_TOKEN_EXPIRY", "7d", second)?),
+        refresh_ttl_ms: millis(idle),
+        session_max_lifetime_ms: millis(env.duration("SESSION_MAX_LIFETIME", "30d", second)?),
         refresh_grace_ms: millis(env.duration("REFRESH_REUSE_GRACE", "10s", Duration::ZERO)?),
         max_sessions_per_user: env.number("MAX_SESSIONS_PER_USER", 50, 1, 10_000)?,
         username_change_cooldown_ms: millis(env.duration(
@@ -343,6 +356,23 @@ fn service_tokens(env: &Env<'_>) -> Result<ServiceTokens, ConfigError> {
     inline
         .merge(from_file)
         .map_err(|e| ConfigError::new("SERVICE_TOKENS_FILE", e))
+}
+
+/// OPERATOR_SERVICES: comma-separated names of services (each one of the service tokens)
+/// that may call the operator actions; none by default.
+fn operator_services(env: &Env<'_>, tokens: &ServiceTokens) -> Result<Vec<String>, ConfigError> {
+    let raw = env.string("OPERATOR_SERVICES", "");
+    let mut names = Vec::new();
+    for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !tokens.names().any(|known| known == name) {
+            return Err(ConfigError::new(
+                "OPERATOR_SERVICES",
+                format!("{name:?} is not the name of a service token (SERVICE_TOKENS)"),
+            ));
+        }
+        names.push(name.to_owned());
+    }
+    Ok(names)
 }
 
 /// Comma-separated CIDRs (`10.0.0.0/8`) or single addresses; `none` for none.

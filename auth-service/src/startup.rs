@@ -218,7 +218,8 @@ impl baatcheet_runtime::cli::Service for Application {
             .into_inner();
 
         let server = &self.config.server;
-        let services = ServiceAuth::new(server.service_tokens.clone());
+        let services = ServiceAuth::new(server.service_tokens.clone())
+            .with_operators(server.operator_services.clone());
         if services.configured() {
             let names: Vec<&str> = server.service_tokens.names().collect();
             tracing::info!(services = ?names, "service tokens accepted; client metadata believed only with one");

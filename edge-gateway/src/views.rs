@@ -197,7 +197,10 @@ pub struct SessionView {
     pub id: String,
     pub created_at: Option<String>,
     pub last_used_at: Option<String>,
+    /// When it ends unless refreshed (the idle timeout).
     pub expires_at: Option<String>,
+    /// When it ends however often it is refreshed (the maximum lifetime).
+    pub max_expires_at: Option<String>,
     pub user_agent: String,
     pub client_ip: String,
     /// True for the session of this request's token.
@@ -313,6 +316,7 @@ impl From<pb::Session> for SessionView {
             created_at: rfc3339(s.create_time.as_ref()),
             last_used_at: rfc3339(s.last_use_time.as_ref()),
             expires_at: rfc3339(s.expire_time.as_ref()),
+            max_expires_at: rfc3339(s.max_expire_time.as_ref()),
             id: s.id,
             user_agent: s.user_agent,
             client_ip: s.client_ip,

@@ -306,18 +306,47 @@ $('passkey-add-form').addEventListener('submit', async (event) => {
 $('passkey-delete-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const { id } = formData(event.target);
-  const proof = event.target.elements.proof.value.trim();
-  // With TOTP on, 6 digits are the app's code and xxxxx-xxxxx a recovery code; else (and
-  // otherwise) it is the password.
-  const body = totpOn && /^[0-9]{6}$/.test(proof) ? { id, totpCode: proof }
-    : totpOn && /^[a-z2-7]{5}[- ]?[a-z2-7]{5}$/i.test(proof) ? { id, recoveryCode: proof }
-      : { id, password: event.target.elements.proof.value };
-  const result = await api('POST', '/passkeys/delete', body);
+  const result = await api('POST', '/passkeys/delete', proofBody(event.target.elements.proof.value, { id }));
   event.target.reset();
   if (!result.ok) return sayError(result);
   event.target.hidden = true;
   await loadPasskeys();
   say(`Passkey removed; ${result.json.data.revokedSessionCount} other session(s) ended.`);
+});
+
+// With TOTP on, 6 digits are the app's code and xxxxx-xxxxx a recovery code; otherwise the
+// password. `extra` is the rest of the body.
+function proofBody(raw, extra = {}) {
+  const proof = raw.trim();
+  if (totpOn && /^[0-9]{6}$/.test(proof)) return { ...extra, totpCode: proof };
+  if (totpOn && /^[a-z2-7]{5}[- ]?[a-z2-7]{5}$/i.test(proof)) return { ...extra, recoveryCode: proof };
+  return { ...extra, password: raw };
+}
+
+$('delete-account-start').addEventListener('click', () => {
+  $('delete-account-form').hidden = false;
+  $('delete-account-start').hidden = true;
+});
+
+$('delete-account-cancel').addEventListener('click', () => {
+  $('delete-account-form').reset();
+  $('delete-account-form').hidden = true;
+  $('delete-account-start').hidden = false;
+});
+
+$('delete-account-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const username = $('me').querySelector('[data-field="username"]').textContent;
+  if (event.target.elements.confirm.value.trim() !== username) {
+    return say(`Type your username (${username}) to confirm.`, true);
+  }
+  const result = await api('POST', '/account/delete', proofBody(event.target.elements.proof.value));
+  event.target.reset();
+  if (!result.ok) return sayError(result);
+  event.target.hidden = true;
+  $('delete-account-start').hidden = false;
+  showSignedOut();
+  say('Your account was deleted. Goodbye!');
 });
 
 $('mfa-form').addEventListener('submit', async (event) => {

@@ -29,7 +29,8 @@ software authenticator made for the options of a /passkeys/register/start it cal
 before (ES256, user verified, `none` attestation, COSE and CBOR from python-fido2: an
 implementation nobody here wrote), a name and the password; every second call of
 /passkeys/delete names one of the account's passkeys (added first when it has none) with the
-password.
+password. Every second call of /account/delete carries the password; once the account is
+deleted, the next signed-in call signs up a new one.
 
 Every answer is logged as `<operation>\\t<status>\\t<1 if it carried the session>` to
 ST_STATUS_LOG, so that run.sh can check each signed-in operation got a 2xx.
@@ -72,6 +73,7 @@ RECOVERY_CODES = "POST /api/auth/mfa/recovery-codes"
 PASSKEY_START = "POST /api/auth/passkeys/register/start"
 PASSKEY_FINISH = "POST /api/auth/passkeys/register/finish"
 PASSKEY_DELETE = "POST /api/auth/passkeys/delete"
+DELETE_ACCOUNT = "POST /api/auth/account/delete"
 # The origin the service's default WEBAUTHN_ORIGINS names (run.sh leaves it so).
 PASSKEY_ORIGIN = "http://localhost:8080"
 
@@ -136,6 +138,7 @@ class Account:
         self.recovery: list[str] = []  # unused recovery codes, to pass a sign-in's challenge
         self.factor_calls = 0
         self.passkey_calls = 0
+        self.deletions = 0
 
     def carried_by(self, case) -> bool:
         return any(value in self.handed_out for value in (case.cookies or {}).values())
@@ -366,6 +369,13 @@ def before_call(context, case, kwargs):
                 body.update(valid)
 
 
+    if label(case) == DELETE_ACCOUNT and isinstance(body, dict):
+        ACCOUNT.deletions += 1
+        if ACCOUNT.deletions % 2:  # can succeed: the password (the account is made anew after)
+            body.clear()
+            body.update(password=ACCOUNT.password)
+
+
 @schemathesis.hook
 def after_call(context, case, response):
     carried = ACCOUNT.carried_by(case)
@@ -388,3 +398,6 @@ def after_call(context, case, response):
         ACCOUNT.recovery = list(response.json()["data"]["recoveryCodes"])
     elif label(case) == TOTP_DISABLE:
         ACCOUNT.totp_on, ACCOUNT.recovery = False, []
+    elif label(case) == DELETE_ACCOUNT:  # gone: the next signed-in call signs up anew
+        ACCOUNT.email = ACCOUNT.password = None
+        ACCOUNT.cookies, ACCOUNT.totp_on, ACCOUNT.totp_pending, ACCOUNT.recovery = {}, False, None, []

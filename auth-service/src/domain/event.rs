@@ -16,10 +16,17 @@ pub enum RevokeReason {
     Evicted,
     /// The user turned a second factor on or off: their other sessions end.
     FactorChanged,
+    /// An operator disabled the user (DisableUser) or ended their sessions
+    /// (RevokeUserSessions).
+    Operator,
+    /// A refresh came after the session's idle timeout or maximum lifetime.
+    Expired,
+    /// The account was deleted (DeleteAccount, DeleteUser).
+    AccountDeleted,
 }
 
 impl RevokeReason {
-    pub const ALL: [RevokeReason; 8] = [
+    pub const ALL: [RevokeReason; 11] = [
         RevokeReason::Logout,
         RevokeReason::LogoutAll,
         RevokeReason::Revoked,
@@ -28,6 +35,9 @@ impl RevokeReason {
         RevokeReason::ReuseDetected,
         RevokeReason::Evicted,
         RevokeReason::FactorChanged,
+        RevokeReason::Operator,
+        RevokeReason::Expired,
+        RevokeReason::AccountDeleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +50,9 @@ impl RevokeReason {
             RevokeReason::ReuseDetected => "reuse_detected",
             RevokeReason::Evicted => "evicted",
             RevokeReason::FactorChanged => "factor_changed",
+            RevokeReason::Operator => "operator",
+            RevokeReason::Expired => "expired",
+            RevokeReason::AccountDeleted => "account_deleted",
         }
     }
 
@@ -78,10 +91,16 @@ pub enum EventKind {
     MfaFailed {
         factor: AuthMethod,
     },
+    /// An operator disabled the user (DisableUser).
+    UserDisabled,
+    /// An operator enabled the user again (EnableUser).
+    UserEnabled,
+    /// The account was deleted (DeleteAccount, DeleteUser).
+    UserDeleted,
 }
 
 /// The type names events are stored and filtered under.
-pub const EVENT_TYPES: [&str; 9] = [
+pub const EVENT_TYPES: [&str; 12] = [
     "session.created",
     "session.revoked",
     "user.created",
@@ -91,6 +110,9 @@ pub const EVENT_TYPES: [&str; 9] = [
     "factor.enabled",
     "factor.disabled",
     "mfa.failed",
+    "user.disabled",
+    "user.enabled",
+    "user.deleted",
 ];
 
 impl EventKind {
@@ -105,6 +127,9 @@ impl EventKind {
             EventKind::FactorEnabled { .. } => EVENT_TYPES[6],
             EventKind::FactorDisabled { .. } => EVENT_TYPES[7],
             EventKind::MfaFailed { .. } => EVENT_TYPES[8],
+            EventKind::UserDisabled => EVENT_TYPES[9],
+            EventKind::UserEnabled => EVENT_TYPES[10],
+            EventKind::UserDeleted => EVENT_TYPES[11],
         }
     }
 
@@ -116,7 +141,11 @@ impl EventKind {
             EventKind::SessionRevoked { session_id, reason } => {
                 (session_id.0.clone(), reason.as_str().to_owned())
             }
-            EventKind::UserCreated | EventKind::PasswordChanged => (String::new(), String::new()),
+            EventKind::UserCreated
+            | EventKind::PasswordChanged
+            | EventKind::UserDisabled
+            | EventKind::UserEnabled
+            | EventKind::UserDeleted => (String::new(), String::new()),
             EventKind::UserUpdated { fields } => (String::new(), fields.join(",")),
             EventKind::PresenceChanged { status } => (String::new(), status.as_str().to_owned()),
             EventKind::FactorEnabled { factor }
@@ -158,6 +187,9 @@ impl EventKind {
             "mfa.failed" => EventKind::MfaFailed {
                 factor: AuthMethod::from_stored(detail)?,
             },
+            "user.disabled" => EventKind::UserDisabled,
+            "user.enabled" => EventKind::UserEnabled,
+            "user.deleted" => EventKind::UserDeleted,
             _ => return None,
         })
     }
@@ -205,6 +237,9 @@ mod tests {
             EventKind::MfaFailed {
                 factor: AuthMethod::RecoveryCode,
             },
+            EventKind::UserDisabled,
+            EventKind::UserEnabled,
+            EventKind::UserDeleted,
         ];
         for kind in kinds {
             let (t, s, d) = kind.fields();

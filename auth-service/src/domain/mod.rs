@@ -20,7 +20,9 @@ pub use factor::{AuthMethod, FactorProof, FactorSummary, RecoveryCode, SignIn};
 pub use identifier::{LoginIdentifier, Lookup};
 pub use password::{Password, PasswordHash, PasswordRules};
 pub use pending::PendingId;
-pub use user::{NewUser, Profile, ProfileChange, RefreshHash, SessionId, User, UserId, UserStatus};
+pub use user::{
+    Disabled, NewUser, Profile, ProfileChange, RefreshHash, SessionId, User, UserId, UserStatus,
+};
 pub use username::Username;
 
 /// Milliseconds since the Unix epoch. Every stored time uses it, so backends agree on one unit.

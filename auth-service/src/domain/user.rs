@@ -170,6 +170,33 @@ pub struct User {
     pub updated_at: UnixMs,
     /// When the username last changed after sign-up.
     pub username_changed_at: Option<UnixMs>,
+    /// An operator's suspension, if one was ever set and not lifted.
+    pub disabled: Option<Disabled>,
+}
+
+impl User {
+    /// Whether an operator's suspension holds at `now`.
+    pub fn disabled_at(&self, now: UnixMs) -> Option<&Disabled> {
+        self.disabled.as_ref().filter(|d| d.in_force(now))
+    }
+}
+
+/// An operator's suspension of an account (DisableUser): no sign-in while it holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Disabled {
+    /// Why, as the operator put it (1-200 characters); shown to operators only.
+    pub reason: String,
+    /// When it was set.
+    pub at: UnixMs,
+    /// When it lifts by itself; `None`: until EnableUser.
+    pub until: Option<UnixMs>,
+}
+
+impl Disabled {
+    /// Whether it holds at `now`.
+    pub fn in_force(&self, now: UnixMs) -> bool {
+        self.until.is_none_or(|until| until > now)
+    }
 }
 
 #[cfg(test)]

@@ -59,6 +59,12 @@ pub enum FlowError {
     AccessTokenExpired,
     #[error("the session has ended")]
     SessionRevoked,
+    #[error("the session reached its idle timeout or maximum lifetime; sign in again")]
+    SessionExpired,
+    #[error("this account is disabled")]
+    UserDisabled { until: Option<UnixMs> },
+    #[error("only an operator's service credential may do this")]
+    OperatorOnly,
     #[error("no such session")]
     SessionNotFound,
     #[error("no such user")]
@@ -153,6 +159,9 @@ impl FlowError {
             FlowError::AccessTokenInvalid => "ACCESS_TOKEN_INVALID",
             FlowError::AccessTokenExpired => "ACCESS_TOKEN_EXPIRED",
             FlowError::SessionRevoked => "SESSION_REVOKED",
+            FlowError::SessionExpired => "SESSION_EXPIRED",
+            FlowError::UserDisabled { .. } => "USER_DISABLED",
+            FlowError::OperatorOnly => "OPERATOR_ONLY",
             FlowError::SessionNotFound => "SESSION_NOT_FOUND",
             FlowError::UserNotFound => "USER_NOT_FOUND",
             FlowError::SessionEnded => "SESSION_ENDED",

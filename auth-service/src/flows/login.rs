@@ -65,8 +65,29 @@ impl AuthCore {
         sign_in: SignIn,
         client: &ClientInfo,
     ) -> Result<SignedIn, FlowError> {
+        if let Some(disabled) = user.disabled_at(now_ms()) {
+            return Err(FlowError::UserDisabled {
+                until: disabled.until,
+            });
+        }
         let tokens = self.start_session(&user.id, sign_in, client).await?;
         let current = self.stores.users.find_by_id(&user.id).await?;
+        // A suspension that landed meanwhile ended every session, but not one created after
+        // it: the same look undoes ours.
+        if let Some(disabled) = current.as_ref().and_then(|u| u.disabled_at(now_ms())) {
+            let until = disabled.until;
+            self.stores
+                .sessions
+                .revoke_session(
+                    &tokens.session_id,
+                    &user.id,
+                    RevokeReason::Operator,
+                    now_ms(),
+                )
+                .await?;
+            tracing::info!(user_id = %user.id.0, "sign-in raced a suspension; refused");
+            return Err(FlowError::UserDisabled { until });
+        }
         if current.is_none_or(|u| u.password_hash != user.password_hash) {
             self.stores
                 .sessions

@@ -148,6 +148,13 @@ impl AuthCore {
         first: AuthMethod,
         client: &ClientInfo,
     ) -> Result<SignInOutcome, FlowError> {
+        // Refused once the first factor proved the account is theirs, not before: an unknown
+        // caller learns nothing about the account.
+        if let Some(disabled) = user.disabled_at(now_ms()) {
+            return Err(FlowError::UserDisabled {
+                until: disabled.until,
+            });
+        }
         let factors = self.stores.factors.factor_summary(&user.id).await?;
         if !factors.any() {
             let signed_in = self.sign_in(user, SignIn::one(first), client).await?;

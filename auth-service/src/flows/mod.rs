@@ -2,6 +2,7 @@
 //! every invalid field), and drives the stores; the multi-step rules are single store calls.
 //! Flows know nothing of gRPC: they return [`FlowError`], which `grpc::status` maps once.
 
+mod account;
 mod codes;
 pub mod directory;
 mod error;
@@ -10,6 +11,7 @@ mod limits;
 mod login;
 mod login_code;
 mod mfa;
+mod operator;
 mod passkeys;
 mod password;
 mod presence;
@@ -40,7 +42,11 @@ pub struct Policy {
     pub code_guesses_per_ip_per_hour: u32,
     /// Register for a taken email answers like a new sign-up (and mails the owner a notice).
     pub signup_enumeration_safe: bool,
+    /// SESSION_IDLE_TIMEOUT: a refresh token lives this long, so a session unused this long
+    /// ends.
     pub refresh_ttl_ms: i64,
+    /// SESSION_MAX_LIFETIME: no session lives longer, however often refreshed.
+    pub session_max_lifetime_ms: i64,
     pub refresh_grace_ms: i64,
     /// Sessions one user may hold; a new one ends the least recently used beyond it.
     pub max_sessions_per_user: u32,
@@ -154,4 +160,6 @@ pub struct SignedIn {
 pub struct SessionView {
     pub record: SessionRecord,
     pub current: bool,
+    /// When it ends however often it is refreshed (its start plus SESSION_MAX_LIFETIME).
+    pub max_expires_at: UnixMs,
 }

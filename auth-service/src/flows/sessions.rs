@@ -6,7 +6,7 @@
 use super::{AuthCore, Caller, FlowError, SessionView, TokenPair};
 use crate::crypto::RefreshToken;
 use crate::domain::{RevokeReason, SessionId, User, UserId, now_ms};
-use crate::store::{NextRefresh, RotateOutcome};
+use crate::store::{NextRefresh, RotateOutcome, SessionRecord};
 
 impl AuthCore {
     /// RefreshSession: rotates the refresh token under the grace rule (see
@@ -23,6 +23,8 @@ impl AuthCore {
         let next = RefreshToken::generate(&presented.session_id);
         let now = now_ms();
         let next_expires_at = now + self.policy.refresh_ttl_ms;
+        // The store caps the expiry at the session's start plus its maximum lifetime, and
+        // refuses a token of a session past either limit (SESSION_EXPIRED).
         let outcome = self
             .stores
             .sessions
@@ -33,6 +35,7 @@ impl AuthCore {
                     hash: next.hash(),
                     sealed: self.refresh_sealer.seal(next.expose().as_bytes()),
                     expires_at: next_expires_at,
+                    max_lifetime_ms: self.policy.session_max_lifetime_ms,
                 },
                 now,
                 self.policy.refresh_grace_ms,
@@ -40,7 +43,7 @@ impl AuthCore {
             .await?;
         match outcome {
             RotateOutcome::Rotated(session) => {
-                self.token_pair(&session.user_id, next, next_expires_at)
+                self.token_pair(&session.user_id, next, session.expires_at)
             }
             // The same refresh token the first use got (a fresh access token for the same
             // session): the session keeps exactly one live refresh token.
@@ -58,6 +61,10 @@ impl AuthCore {
                 self.token_pair(&session.user_id, successor, session.expires_at)
             }
             RotateOutcome::Invalid => Err(FlowError::RefreshTokenInvalid),
+            RotateOutcome::Expired { user_id } => {
+                tracing::info!(user_id = %user_id.0, session_id = %presented.session_id.0, "refresh after the session's time limit; session ended");
+                Err(FlowError::SessionExpired)
+            }
             RotateOutcome::ReuseDetected { user_id } => {
                 tracing::warn!(user_id = %user_id.0, session_id = %presented.session_id.0, "refresh token replayed after the grace window; session ended");
                 Err(FlowError::RefreshTokenReused)
@@ -143,11 +150,23 @@ impl AuthCore {
             .await?;
         Ok(records
             .into_iter()
-            .map(|record| SessionView {
-                current: record.id == caller.session_id,
-                record,
-            })
+            .map(|record| self.session_view(record, Some(&caller.session_id)))
             .collect())
+    }
+
+    /// A session as listed: `current` when it is `caller`'s, with its maximum lifetime.
+    pub(super) fn session_view(
+        &self,
+        record: SessionRecord,
+        caller: Option<&SessionId>,
+    ) -> SessionView {
+        SessionView {
+            current: caller == Some(&record.id),
+            max_expires_at: record
+                .created_at
+                .saturating_add(self.policy.session_max_lifetime_ms),
+            record,
+        }
     }
 
     /// RevokeSession: ends one of the caller's sessions (another user's id is "not found").

@@ -72,7 +72,11 @@ impl AuthCore {
         let now = now_ms();
         let session_id = SessionId::generate();
         let refresh = RefreshToken::generate(&session_id);
-        let refresh_expires_at = now + self.policy.refresh_ttl_ms;
+        let refresh_expires_at = now
+            + self
+                .policy
+                .refresh_ttl_ms
+                .min(self.policy.session_max_lifetime_ms);
         let evicted = self
             .stores
             .sessions

@@ -110,6 +110,31 @@ pub fn presence(p: PresenceView) -> pb::Presence {
 }
 
 /// The view of a user anyone else gets: no email, no credentials.
+/// Unix milliseconds of a timestamp (saturating far outside any real date).
+pub fn millis(t: Timestamp) -> UnixMs {
+    t.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(t.nanos.clamp(0, 999_999_999) / 1_000_000))
+}
+
+/// An account as operators see it; a suspension only while it holds.
+pub fn account(u: User) -> pb::Account {
+    let suspension = u
+        .disabled_at(crate::domain::now_ms())
+        .map(|d| pb::Suspension {
+            reason: d.reason.clone(),
+            disable_time: timestamp(d.at),
+            until_time: d.until.and_then(timestamp),
+        });
+    pb::Account {
+        id: u.id.0,
+        username: u.username,
+        email: u.email,
+        create_time: timestamp(u.created_at),
+        suspension,
+    }
+}
+
 pub fn public_user(u: User) -> pb::PublicUser {
     pb::PublicUser {
         id: u.id.0,
@@ -146,6 +171,9 @@ pub fn event(e: Event) -> pb::Event {
                 RevokeReason::ReuseDetected => pb::SessionRevokeReason::ReuseDetected,
                 RevokeReason::Evicted => pb::SessionRevokeReason::Evicted,
                 RevokeReason::FactorChanged => pb::SessionRevokeReason::FactorChanged,
+                RevokeReason::Operator => pb::SessionRevokeReason::Operator,
+                RevokeReason::Expired => pb::SessionRevokeReason::Expired,
+                RevokeReason::AccountDeleted => pb::SessionRevokeReason::AccountDeleted,
             } as i32;
             pb::EventType::SessionRevoked
         }
@@ -171,6 +199,9 @@ pub fn event(e: Event) -> pb::Event {
             out.factor = auth_method(factor) as i32;
             pb::EventType::MfaFailed
         }
+        EventKind::UserDisabled => pb::EventType::UserDisabled,
+        EventKind::UserEnabled => pb::EventType::UserEnabled,
+        EventKind::UserDeleted => pb::EventType::UserDeleted,
     };
     out.r#type = kind as i32;
     out
@@ -189,6 +220,9 @@ pub fn event_type_name(raw: i32) -> Option<&'static str> {
         pb::EventType::FactorEnabled => 6,
         pb::EventType::FactorDisabled => 7,
         pb::EventType::MfaFailed => 8,
+        pb::EventType::UserDisabled => 9,
+        pb::EventType::UserEnabled => 10,
+        pb::EventType::UserDeleted => 11,
     };
     Some(crate::domain::EVENT_TYPES[index])
 }
@@ -219,6 +253,7 @@ pub fn session(s: SessionView) -> pb::Session {
         create_time: timestamp(s.record.created_at),
         last_use_time: timestamp(s.record.last_used_at),
         expire_time: timestamp(s.record.expires_at),
+        max_expire_time: timestamp(s.max_expires_at),
         user_agent: s.record.user_agent,
         client_ip: s.record.client_ip,
         current: s.current,

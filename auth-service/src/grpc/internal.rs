@@ -101,13 +101,22 @@ async fn feed(
 #[derive(Clone)]
 pub struct ServiceAuth {
     tokens: Arc<ServiceTokens>,
+    /// The services allowed the operator actions (OPERATOR_SERVICES).
+    operators: Arc<Vec<String>>,
 }
 
 impl ServiceAuth {
     pub fn new(tokens: ServiceTokens) -> Self {
         Self {
             tokens: Arc::new(tokens),
+            operators: Arc::default(),
         }
+    }
+
+    /// Allows the operator actions to the services named.
+    pub fn with_operators(mut self, operators: Vec<String>) -> Self {
+        self.operators = Arc::new(operators);
+        self
     }
 
     /// Whether any token is configured (then client metadata is believed only with one).
@@ -130,6 +139,16 @@ impl ServiceAuth {
                 Ok(name.to_owned())
             }
             None => Err(to_status(FlowError::Unauthenticated)),
+        }
+    }
+
+    /// An operator's service, or UNAUTHENTICATED / PERMISSION_DENIED (OPERATOR_ONLY).
+    fn require_operator<T>(&self, request: &Request<T>) -> Result<String, Status> {
+        let service = self.require(request)?;
+        if self.operators.contains(&service) {
+            Ok(service)
+        } else {
+            Err(to_status(FlowError::OperatorOnly))
         }
     }
 }
@@ -299,5 +318,99 @@ impl InternalAuthService for InternalGrpc {
         });
         let stream = ReceiverStream::new(rx).take_until(ended.cancelled_owned());
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn find_user_by_email(
+        &self,
+        request: Request<pb::FindUserByEmailRequest>,
+    ) -> Result<Response<pb::FindUserByEmailResponse>, Status> {
+        self.auth.require_operator(&request)?;
+        let user = self
+            .core
+            .find_user_by_email(&request.get_ref().email)
+            .await
+            .map_err(to_status)?;
+        ok(pb::FindUserByEmailResponse {
+            account: Some(convert::account(user)),
+        })
+    }
+
+    async fn disable_user(
+        &self,
+        request: Request<pb::DisableUserRequest>,
+    ) -> Result<Response<pb::DisableUserResponse>, Status> {
+        let service = self.auth.require_operator(&request)?;
+        let r = request.get_ref();
+        let (user, ended) = self
+            .core
+            .disable_user(&r.user_id, &r.reason, r.until_time.map(convert::millis))
+            .await
+            .map_err(to_status)?;
+        tracing::warn!(%service, user_id = %user.id.0, "DisableUser");
+        ok(pb::DisableUserResponse {
+            account: Some(convert::account(user)),
+            sessions_ended: i32::try_from(ended).unwrap_or(i32::MAX),
+        })
+    }
+
+    async fn enable_user(
+        &self,
+        request: Request<pb::EnableUserRequest>,
+    ) -> Result<Response<pb::EnableUserResponse>, Status> {
+        let service = self.auth.require_operator(&request)?;
+        let user = self
+            .core
+            .enable_user(&request.get_ref().user_id)
+            .await
+            .map_err(to_status)?;
+        tracing::warn!(%service, user_id = %user.id.0, "EnableUser");
+        ok(pb::EnableUserResponse {
+            account: Some(convert::account(user)),
+        })
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        request: Request<pb::RevokeUserSessionsRequest>,
+    ) -> Result<Response<pb::RevokeUserSessionsResponse>, Status> {
+        let service = self.auth.require_operator(&request)?;
+        let ended = self
+            .core
+            .revoke_user_sessions(&request.get_ref().user_id)
+            .await
+            .map_err(to_status)?;
+        tracing::warn!(%service, user_id = %request.get_ref().user_id, "RevokeUserSessions");
+        ok(pb::RevokeUserSessionsResponse {
+            sessions_ended: i32::try_from(ended).unwrap_or(i32::MAX),
+        })
+    }
+
+    async fn list_user_sessions(
+        &self,
+        request: Request<pb::ListUserSessionsRequest>,
+    ) -> Result<Response<pb::ListUserSessionsResponse>, Status> {
+        self.auth.require_operator(&request)?;
+        let sessions = self
+            .core
+            .list_user_sessions(&request.get_ref().user_id)
+            .await
+            .map_err(to_status)?;
+        ok(pb::ListUserSessionsResponse {
+            sessions: sessions.into_iter().map(convert::session).collect(),
+        })
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        let service = self.auth.require_operator(&request)?;
+        let r = request.get_ref();
+        self.core
+            .delete_user(&r.user_id, &r.reason)
+            .await
+            .map_err(to_status)?;
+        tracing::warn!(%service, user_id = %r.user_id, "DeleteUser");
+        ok(pb::DeleteUserResponse {})
     }
 }

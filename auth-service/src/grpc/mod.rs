@@ -328,6 +328,25 @@ impl AuthService for AuthGrpc {
         })
     }
 
+    async fn delete_account(
+        &self,
+        request: Request<pb::DeleteAccountRequest>,
+    ) -> Result<Response<pb::DeleteAccountResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        use pb::delete_account_request::Proof;
+        let proof = match &request.get_ref().proof {
+            Some(Proof::Password(password)) => ProofInput::password(password),
+            Some(Proof::TotpCode(code)) => ProofInput::totp(code),
+            Some(Proof::RecoveryCode(code)) => ProofInput::recovery(code),
+            None => ProofInput::default(),
+        };
+        self.core
+            .delete_account(&caller, proof)
+            .await
+            .map_err(to_status)?;
+        ok(pb::DeleteAccountResponse {})
+    }
+
     async fn start_passkey_login(
         &self,
         request: Request<pb::StartPasskeyLoginRequest>,

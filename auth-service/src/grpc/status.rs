@@ -90,6 +90,13 @@ pub fn to_status(err: FlowError) -> Status {
             Code::AlreadyExists
         }
         FlowError::PasskeyRegistrationNotFound => Code::FailedPrecondition,
+        FlowError::UserDisabled { until } => {
+            if let Some(until) = until.and_then(crate::grpc::convert::timestamp) {
+                metadata.insert("until".to_owned(), until.to_string());
+            }
+            Code::PermissionDenied
+        }
+        FlowError::OperatorOnly => Code::PermissionDenied,
         FlowError::PasskeyLoginNotFound | FlowError::PasskeyNotFound => Code::NotFound,
         FlowError::EventsExpired
         | FlowError::SessionEnded
@@ -128,7 +135,8 @@ pub fn to_status(err: FlowError) -> Status {
         | FlowError::Unauthenticated
         | FlowError::AccessTokenInvalid
         | FlowError::AccessTokenExpired
-        | FlowError::SessionRevoked => Code::Unauthenticated,
+        | FlowError::SessionRevoked
+        | FlowError::SessionExpired => Code::Unauthenticated,
         FlowError::Unavailable(e) => {
             tracing::warn!(error = %e, "backend unavailable");
             Code::Unavailable

@@ -166,6 +166,29 @@ impl Templates {
         )
     }
 
+    /// To a user whose account was deleted (by them, or by an operator).
+    pub fn goodbye_notice(&self, to: &str, username: &str, by_operator: bool) -> OutgoingMail {
+        let app = &self.app_name;
+        let who = if by_operator {
+            format!("Your {app} account was deleted by the {app} team.")
+        } else {
+            format!("Your {app} account was deleted, as you asked.")
+        };
+        self.notice(
+            to,
+            format!("Your {app} account was deleted"),
+            username,
+            &[
+                format!(
+                    "{who} Every device was signed out, and your sign-in methods, passkeys and \
+                     profile are gone. Your username and this email address are free again."
+                ),
+                format!("Thank you for having used {app}."),
+            ],
+            "If you did not ask for this, reply to this email.",
+        )
+    }
+
     /// A notice (no code): greeting, paragraphs, a last word in grey.
     fn notice(
         &self,

@@ -12,8 +12,8 @@ use super::{
     UpdateProfileError, UserStore,
 };
 use crate::domain::{
-    AuthMethod, CodeHash, Email, EventKind, FactorSummary, NewUser, PasswordHash, ProfileChange,
-    UnixMs, User, UserId, UserStatus, Username,
+    AuthMethod, CodeHash, Disabled, Email, EventKind, FactorSummary, NewUser, PasswordHash,
+    ProfileChange, UnixMs, User, UserId, UserStatus, Username,
 };
 
 /// A [`UserStore`] (and [`FactorStore`]) whose changes are followed by their events in `log`.
@@ -179,6 +179,31 @@ impl<S: UserStore + ?Sized> UserStore for EventsAfter<S> {
         let changed = self.users.set_password(id, hash, now).await?;
         if changed {
             self.append(id, EventKind::PasswordChanged, now).await;
+        }
+        Ok(changed)
+    }
+
+    async fn delete_user(&self, id: &UserId, now: UnixMs) -> StoreResult<bool> {
+        let deleted = self.users.delete_user(id, now).await?;
+        if deleted {
+            self.append(id, EventKind::UserDeleted, now).await;
+        }
+        Ok(deleted)
+    }
+
+    async fn set_disabled(
+        &self,
+        id: &UserId,
+        disabled: Option<&Disabled>,
+        now: UnixMs,
+    ) -> StoreResult<bool> {
+        let changed = self.users.set_disabled(id, disabled, now).await?;
+        if changed {
+            let kind = match disabled {
+                Some(_) => EventKind::UserDisabled,
+                None => EventKind::UserEnabled,
+            };
+            self.append(id, kind, now).await;
         }
         Ok(changed)
     }

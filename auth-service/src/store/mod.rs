@@ -18,8 +18,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    CodeHash, Email, Event, EventKind, FactorSummary, NewUser, PasswordHash, PendingId, Profile,
-    ProfileChange, RevokeReason, SessionId, SignIn, UnixMs, User, UserId, UserStatus, Username,
+    CodeHash, Disabled, Email, Event, EventKind, FactorSummary, NewUser, PasswordHash, PendingId,
+    Profile, ProfileChange, RevokeReason, SessionId, SignIn, UnixMs, User, UserId, UserStatus,
+    Username,
 };
 pub use crate::domain::{CodePurpose, RefreshHash};
 
@@ -98,6 +99,19 @@ pub trait UserStore: Send + Sync {
         hash: &PasswordHash,
         now: UnixMs,
     ) -> StoreResult<bool>;
+    /// Sets an operator's suspension (`Some`, user.disabled) or lifts it (`None`,
+    /// user.enabled); false when no such user. Ending the sessions is the caller's next step.
+    async fn set_disabled(
+        &self,
+        id: &UserId,
+        disabled: Option<&Disabled>,
+        now: UnixMs,
+    ) -> StoreResult<bool>;
+    /// Deletes the user with everything kept beside it (second factors, passkeys, presence
+    /// record) in one atomic step, with user.deleted; false when no such user. The email and
+    /// username are free from then on. Sessions are the [`SessionStore`]'s (the caller ends
+    /// them before and after).
+    async fn delete_user(&self, id: &UserId, now: UnixMs) -> StoreResult<bool>;
 }
 
 /// The limits around one-time codes, from config.
@@ -337,12 +351,41 @@ pub struct SessionRecord {
 
 /// The token a rotation installs: its hash, the token itself sealed (ChaCha20-Poly1305 under
 /// the server secret) so that a replay inside the grace window can be answered with it, and
-/// the session's new expiry.
+/// the session's time limits.
 #[derive(Debug, Clone)]
 pub struct NextRefresh {
     pub hash: RefreshHash,
     pub sealed: Vec<u8>,
+    /// The session's new idle deadline (now plus the idle timeout).
     pub expires_at: UnixMs,
+    /// The session's maximum lifetime: it never lives past its start plus this, and a token
+    /// presented after that finds it [`RotateOutcome::Expired`].
+    pub max_lifetime_ms: i64,
+}
+
+/// How long a session that timed out is still recognised (so that its refresh token is
+/// answered with [`RotateOutcome::Expired`] rather than "unknown") before the store forgets it.
+/// It counts as ended the whole time: nothing but that answer reads it.
+pub const EXPIRED_SESSION_RECALL_MS: i64 = DAY_MS;
+
+/// Whether a session started at `created_at` with idle deadline `expires_at` has timed out at
+/// `now`: its idle deadline passed, or its maximum lifetime. Every backend decides by this
+/// rule (the Redis script with its Lua twin).
+pub fn session_timed_out(
+    created_at: UnixMs,
+    expires_at: UnixMs,
+    now: UnixMs,
+    max_lifetime_ms: i64,
+) -> bool {
+    expires_at <= now || created_at.saturating_add(max_lifetime_ms) <= now
+}
+
+/// The expiry a rotation gives a session: the later of its current one and the new idle
+/// deadline, never past its start plus the maximum lifetime.
+pub fn rotated_expiry(created_at: UnixMs, current: UnixMs, next: &NextRefresh) -> UnixMs {
+    current
+        .max(next.expires_at)
+        .min(created_at.saturating_add(next.max_lifetime_ms))
 }
 
 /// The result of presenting a refresh token.
@@ -357,8 +400,12 @@ pub enum RotateOutcome {
         session: SessionRecord,
         sealed: Vec<u8>,
     },
-    /// Unknown, expired or belonging to an ended session.
+    /// Unknown, or belonging to an ended session.
     Invalid,
+    /// The current or previous token of a session past its idle deadline or maximum lifetime
+    /// ([`session_timed_out`]): the session ended now (session.revoked, reason expired), if
+    /// nothing had ended it yet.
+    Expired { user_id: UserId },
     /// The previous token outside the grace window: a replay of a stolen token, so the
     /// session was ended.
     ReuseDetected { user_id: UserId },
@@ -391,8 +438,10 @@ pub trait SessionStore: Send + Sync {
     ) -> StoreResult<Vec<SessionId>>;
 
     /// Presents a refresh token, atomically:
+    /// - a token (current or previous) of a session that [`session_timed_out`]: it ends,
+    ///   [`RotateOutcome::Expired`];
     /// - the current token: it becomes the previous one (stamped `now`), `next` the current
-    ///   one, and the session's expiry moves to `next.expires_at`;
+    ///   one, and the session's expiry moves to [`rotated_expiry`];
     /// - the previous token [`within_grace`]: [`RotateOutcome::Replayed`] with the successor,
     ///   and nothing changes;
     /// - the previous token later: a replay of a stolen token, so the whole session ends;

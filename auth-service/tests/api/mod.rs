@@ -1,6 +1,7 @@
 //! Integration tests: the real service on a random port, real gRPC over TCP, real SQLite,
 //! codes read from the mail the service wrote. A module per feature, in the one test binary.
 
+mod account;
 mod concurrency;
 mod login;
 mod login_code;

@@ -94,14 +94,73 @@ async fn bad_refresh_tokens_are_refused() {
 }
 
 #[tokio::test]
-async fn an_expired_refresh_token_is_refused() {
-    let app = spawn_app_with(&[("REFRESH_TOKEN_EXPIRY", "1s")]).await;
-    let (_, tokens) = app.signup(&username("rtexp"), &email("rtexp")).await;
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+async fn sessions_end_after_their_idle_timeout_and_their_maximum_lifetime() {
+    let app = spawn_app_with(&[
+        ("SESSION_IDLE_TIMEOUT", "2s"),
+        ("SESSION_MAX_LIFETIME", "4s"),
+    ])
+    .await;
+    let mail = email("lifetime");
+    // Idle: unused for longer than the idle timeout, the session is over.
+    let (_, idle) = app.signup(&username("lifetime"), &mail).await;
+    tokio::time::sleep(Duration::from_millis(2300)).await;
     assert_error(
-        app.refresh(&tokens.refresh_token).await,
+        app.refresh(&idle.refresh_token).await,
+        Code::Unauthenticated,
+        "SESSION_EXPIRED",
+    );
+    assert_error(
+        app.validate(&idle.access_token).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
+    );
+    assert_error(
+        app.refresh(&idle.refresh_token).await,
         Code::Unauthenticated,
         "REFRESH_TOKEN_INVALID",
+    );
+
+    // Maximum lifetime: refreshed well inside the idle timeout, it still ends 4 s after it
+    // started, and the list shows both deadlines.
+    let started = std::time::Instant::now();
+    let mut tokens = app.login(&mail, PASSWORD).await.unwrap().tokens.unwrap();
+    let listed = app.sessions(&tokens.access_token).await.unwrap();
+    let session = listed.iter().find(|s| s.current).unwrap();
+    let (created, max) = (
+        session.create_time.unwrap(),
+        session.max_expire_time.unwrap(),
+    );
+    let ms = |t: prost_types::Timestamp| t.seconds * 1000 + i64::from(t.nanos / 1_000_000);
+    assert_eq!(ms(max), ms(created) + 4000);
+    let expire = session.expire_time.unwrap();
+    assert!(
+        expire.seconds <= max.seconds,
+        "the idle deadline is never past the maximum"
+    );
+    let mut refreshes = 0;
+    let refused = loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        match app.refresh(&tokens.refresh_token).await {
+            Ok(next) => {
+                let until = next.refresh_token_expire_time.unwrap();
+                assert!(
+                    until.seconds <= max.seconds,
+                    "a refresh never extends past the maximum"
+                );
+                tokens = next;
+                refreshes += 1;
+                assert!(refreshes < 20, "the session outlived its maximum lifetime");
+            }
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(reason(&refused), "SESSION_EXPIRED", "{refused:?}");
+    assert!(refreshes >= 3, "refreshed {refreshes} times first");
+    assert!(started.elapsed() >= Duration::from_millis(3900));
+    assert_error(
+        app.validate(&tokens.access_token).await,
+        Code::Unauthenticated,
+        "SESSION_REVOKED",
     );
 }
 

@@ -25,7 +25,7 @@ use crate::helpers::*;
 const SERVICE: &str = "baatcheet.auth.v1.AuthService";
 
 /// Every RPC of AuthService, and whether it takes a bearer token.
-const RPCS: [(&str, bool); 15] = [
+const RPCS: [(&str, bool); 16] = [
     ("Register", false),
     ("ResendVerificationCode", false),
     ("VerifyRegistration", false),
@@ -39,6 +39,7 @@ const RPCS: [(&str, bool); 15] = [
     ("RequestPasswordReset", false),
     ("ResetPassword", false),
     ("ChangePassword", true),
+    ("DeleteAccount", true),
     ("ValidateAccessToken", false),
     ("GetJwks", false),
 ];

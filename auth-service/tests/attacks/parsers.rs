@@ -341,6 +341,8 @@ const VARIABLES: &[&str] = &[
     "GRPC_WEB_CORS_ORIGINS",
     "ACCESS_TOKEN_EXPIRY",
     "REFRESH_TOKEN_EXPIRY",
+    "SESSION_IDLE_TIMEOUT",
+    "SESSION_MAX_LIFETIME",
     "REFRESH_REUSE_GRACE",
     "JWT_ISSUER",
     "JWT_AUDIENCE",
@@ -397,6 +399,7 @@ const VARIABLES: &[&str] = &[
     "REDIS_POOL_SIZE",
     "REDIS_TIMEOUT",
     "SERVICE_TOKENS",
+    "OPERATOR_SERVICES",
     "USERNAME_CHANGE_COOLDOWN",
     "PRESENCE_TTL",
     "PRESENCE_WRITE_INTERVAL",
@@ -461,7 +464,8 @@ fn check_invariants(c: &Config) -> Result<(), TestCaseError> {
     let p = &c.policy;
     for (name, d) in [
         ("ACCESS_TOKEN_EXPIRY", c.tokens.access_ttl),
-        ("REFRESH_TOKEN_EXPIRY", ms(p.refresh_ttl_ms)),
+        ("SESSION_IDLE_TIMEOUT", ms(p.refresh_ttl_ms)),
+        ("SESSION_MAX_LIFETIME", ms(p.session_max_lifetime_ms)),
         ("CODE_TTL", ms(p.code.ttl_ms)),
         ("CODE_REQUEST_TTL", ms(p.code.pending_ttl_ms)),
         ("LOGIN_WINDOW", ms(p.login.window_ms)),

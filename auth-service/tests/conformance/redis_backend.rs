@@ -24,9 +24,9 @@ use auth_service::flows::{
 use auth_service::mail::{Outbox, OutgoingMail, Templates};
 use auth_service::store::redis::{RedisSettings, RedisStore};
 use auth_service::store::{
-    CodePolicy, CodePurpose, Health, MailQueue, NewSession, NextRefresh, PendingCodeStore,
-    PendingPayload, RateLimitStore, RotateOutcome, SessionStore, StoreError, Stores,
-    events_after::EventsAfter, sqlite::SqliteStore,
+    CodePolicy, CodePurpose, EXPIRED_SESSION_RECALL_MS, Health, MailQueue, NewSession, NextRefresh,
+    PendingCodeStore, PendingPayload, RateLimitStore, RotateOutcome, SessionStore, StoreError,
+    Stores, events_after::EventsAfter, sqlite::SqliteStore,
 };
 use futures::future::join_all;
 use redis::aio::MultiplexedConnection;
@@ -215,6 +215,7 @@ async fn full_run(stores: &Stores) -> Secrets {
             code_guesses_per_ip_per_hour: 100,
             signup_enumeration_safe: false,
             refresh_ttl_ms: 30 * DAY,
+            session_max_lifetime_ms: 30 * 24 * HOUR,
             refresh_grace_ms: 10_000,
             max_sessions_per_user: 50,
             username_change_cooldown_ms: DAY,
@@ -373,7 +374,8 @@ async fn every_key_has_a_ttl_except_the_mail_queue() {
             assert_eq!(ttl, -1, "the mail queue is durable: {key}");
         } else {
             assert!(ttl > 0, "{key} has no TTL ({ttl})");
-            assert!(ttl <= 30 * DAY + MIN, "{key} lives too long ({ttl} ms)");
+            // 30 days of sessions, and the day a timed-out one is remembered.
+            assert!(ttl <= 31 * DAY + MIN, "{key} lives too long ({ttl} ms)");
         }
     }
     // Every family was there to be checked.
@@ -541,27 +543,38 @@ async fn ttls_follow_the_times_the_caller_passes() {
         )
         .await
         .unwrap();
+    // The record and its owner pointer outlive the session by the day a timed-out session is
+    // remembered (to answer SESSION_EXPIRED); the index lists live sessions only.
+    let recall = EXPIRED_SESSION_RECALL_MS;
     let session_keys = [
-        format!("{prefix}session:{{{}}}:user", id.0),
-        format!("{prefix}user:{{ttl-user}}:session:{}", id.0),
-        format!("{prefix}user:{{ttl-user}}:sessions"),
+        (format!("{prefix}session:{{{}}}:user", id.0), recall),
+        (
+            format!("{prefix}user:{{ttl-user}}:session:{}", id.0),
+            recall,
+        ),
+        (format!("{prefix}user:{{ttl-user}}:sessions"), 0),
     ];
-    for key in &session_keys {
-        assert_eq!(expire_time(&mut conn, key).await, now + HOUR, "{key}");
+    for (key, extra) in &session_keys {
+        assert_eq!(
+            expire_time(&mut conn, key).await,
+            now + HOUR + extra,
+            "{key}"
+        );
     }
     let next = NextRefresh {
         hash: [2; 32],
         sealed: b"sealed".to_vec(),
         expires_at: now + 2 * HOUR,
+        max_lifetime_ms: 30 * 24 * 60 * 60_000,
     };
     store
         .rotate_refresh(&id, &[1; 32], &next, now + 1, 5_000)
         .await
         .unwrap();
-    for key in &session_keys {
+    for (key, extra) in &session_keys {
         assert_eq!(
             expire_time(&mut conn, key).await,
-            now + 2 * HOUR,
+            now + 2 * HOUR + extra,
             "rotation moves {key}"
         );
     }
@@ -581,7 +594,7 @@ async fn ttls_follow_the_times_the_caller_passes() {
             .await
             .unwrap()
     );
-    for key in session_keys.iter().chain([&successor]) {
+    for key in session_keys.iter().map(|(key, _)| key).chain([&successor]) {
         let exists: bool = redis::cmd("EXISTS")
             .arg(key)
             .query_async(&mut conn)
@@ -779,6 +792,7 @@ async fn revoking_another_users_session_id_leaves_it_working() {
         hash: [2; 32],
         sealed: vec![2],
         expires_at: now + HOUR,
+        max_lifetime_ms: 30 * 24 * 60 * 60_000,
     };
     let rotated = store
         .rotate_refresh(&id, &[1; 32], &next, now + 1, 0)

@@ -47,6 +47,7 @@ macro_rules! all_tests {
             passkeys_are_capped_per_user_and_each_counter_counts_once,
             tickets_are_taken_once_and_expire,
             sessions_remember_how_they_signed_in,
+            sessions_time_out_when_idle_and_at_their_maximum_lifetime,
             health_answers
         );
     };
@@ -551,6 +552,7 @@ fn next(n: u8, expires_at: i64) -> NextRefresh {
         hash: hash(n),
         sealed: format!("sealed-{n}").into_bytes(),
         expires_at,
+        max_lifetime_ms: 30 * 24 * 60 * 60_000,
     }
 }
 
@@ -704,6 +706,7 @@ pub async fn thousands_of_rotations_keep_only_the_last_two_tokens(s: Stores) {
                     hash: h,
                     sealed: vec![1],
                     expires_at: now + 60 * MIN,
+                    max_lifetime_ms: 30 * 24 * 60 * 60_000,
                 },
                 now + i as i64,
                 0,
@@ -1393,6 +1396,7 @@ pub async fn every_session_and_user_change_is_in_the_event_log(s: Stores) {
         hash: hash(3),
         sealed: b"sealed".to_vec(),
         expires_at: now + 60 * MIN,
+        max_lifetime_ms: 30 * 24 * 60 * 60_000,
     };
     s.sessions
         .rotate_refresh(&second.id, &hash(2), &next, now + 2, 0)
@@ -1966,4 +1970,164 @@ pub async fn sessions_remember_how_they_signed_in(s: Stores) {
             (session.id.clone(), Some(session.sign_in)),
         ]
     );
+}
+
+/// SESSION_IDLE_TIMEOUT and SESSION_MAX_LIFETIME, as the rotation enforces them: a rotation never
+/// extends a session past its start plus the maximum lifetime; a token (current or previous) of
+/// a session past either limit finds it expired and ends it, with its event; anyone else's
+/// token ends nothing; a session that timed out is not counted as ended by a later revocation.
+pub async fn sessions_time_out_when_idle_and_at_their_maximum_lifetime(s: Stores) {
+    let now = now_ms();
+    let user = UserId(unique("u"));
+    let start = s.events.latest_id().await.unwrap();
+    let limited = |n: u8, expires_at: i64, max_lifetime_ms: i64| NextRefresh {
+        max_lifetime_ms,
+        ..next(n, expires_at)
+    };
+    let rotate = |id: SessionId, presented: u8, next: NextRefresh, at: i64| {
+        let sessions = s.sessions.clone();
+        async move {
+            sessions
+                .rotate_refresh(&id, &hash(presented), &next, at, 0)
+                .await
+                .unwrap()
+        }
+    };
+
+    // The maximum lifetime caps the expiry a rotation gives.
+    let capped = new_session(&user, hash(1), now);
+    create(&s, &capped).await;
+    let r = rotate(
+        capped.id.clone(),
+        1,
+        limited(2, now + 120 * MIN, 90 * MIN),
+        now + MIN,
+    )
+    .await;
+    let RotateOutcome::Rotated(rec) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        rec.expires_at,
+        now + 90 * MIN,
+        "capped at start + max lifetime"
+    );
+    // Past the lifetime (here lowered to 20 minutes, while the idle deadline is later), even
+    // the current token finds the session expired; it ends.
+    let r = rotate(
+        capped.id.clone(),
+        2,
+        limited(3, now + 120 * MIN, 20 * MIN),
+        now + 30 * MIN,
+    );
+    assert_eq!(
+        r.await,
+        RotateOutcome::Expired {
+            user_id: user.clone()
+        }
+    );
+    assert!(
+        s.sessions
+            .get_session(&capped.id, now + 30 * MIN)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let r = rotate(
+        capped.id.clone(),
+        2,
+        limited(3, now + 120 * MIN, 20 * MIN),
+        now + 31 * MIN,
+    );
+    assert_eq!(
+        r.await,
+        RotateOutcome::Invalid,
+        "it ended: nothing to answer any more"
+    );
+
+    // Idle: past its expiry, a stranger's token ends nothing and the previous token, like the
+    // current one, finds the session expired.
+    let idle = new_session(&user, hash(10), now);
+    create(&s, &idle).await;
+    let r = rotate(
+        idle.id.clone(),
+        10,
+        limited(11, now + 60 * MIN, DAY),
+        now + MIN,
+    )
+    .await;
+    assert!(matches!(r, RotateOutcome::Rotated(_)), "{r:?}");
+    let after = now + 62 * MIN;
+    assert_eq!(
+        rotate(
+            idle.id.clone(),
+            99,
+            limited(12, after + 60 * MIN, DAY),
+            after
+        )
+        .await,
+        RotateOutcome::Invalid
+    );
+    assert_eq!(
+        rotate(
+            idle.id.clone(),
+            10,
+            limited(12, after + 60 * MIN, DAY),
+            after
+        )
+        .await,
+        RotateOutcome::Expired {
+            user_id: user.clone()
+        }
+    );
+    assert_eq!(
+        rotate(
+            idle.id.clone(),
+            11,
+            limited(12, after + 60 * MIN, DAY),
+            after
+        )
+        .await,
+        RotateOutcome::Invalid,
+        "ended by the first"
+    );
+
+    // A session that timed out and nobody refreshed: logout, revocation and the list skip it.
+    let lapsed = new_session(&user, hash(20), now);
+    create(&s, &lapsed).await;
+    assert!(
+        s.sessions
+            .revoke_by_refresh(&lapsed.id, &hash(20), after, 0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.sessions
+            .list_sessions(&user, after)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.sessions
+            .revoke_all(&user, None, RevokeReason::LogoutAll, after)
+            .await
+            .unwrap(),
+        0,
+        "a session that timed out is not ended again"
+    );
+
+    let expired: Vec<SessionId> = events_of(&s, &start, &user)
+        .await
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::SessionRevoked {
+                session_id,
+                reason: RevokeReason::Expired,
+            } => Some(session_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(expired, vec![capped.id.clone(), idle.id.clone()]);
 }

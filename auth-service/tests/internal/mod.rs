@@ -6,6 +6,7 @@
 mod directory;
 mod events;
 mod factors;
+mod operator;
 mod presence;
 mod tokens;
 
@@ -78,6 +79,17 @@ impl Deployment {
 
     pub async fn signup(&self, app: &TestApp, tag: &str) -> (pb::User, pb::TokenPair) {
         let (name, mail) = (crate::helpers::username(tag), crate::helpers::email(tag));
+        self.signup_as(app, &name, &mail).await
+    }
+
+    /// Signs up with this username and email.
+    pub async fn signup_as(
+        &self,
+        app: &TestApp,
+        name: &str,
+        mail: &str,
+    ) -> (pb::User, pb::TokenPair) {
+        let (name, mail) = (name.to_owned(), mail.to_owned());
         match self {
             Deployment::Sqlite => app.signup(&name, &mail).await,
             Deployment::RedisMongo(backends) => backends.signup(app, &name, &mail).await,

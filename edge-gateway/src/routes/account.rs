@@ -3,14 +3,17 @@
 use axum::{
     extract::{Path, State},
     http::StatusCode,
+    response::{AppendHeaders, IntoResponse},
 };
 use baatcheet_auth_api::v1 as pb;
 use serde::{Deserialize, Deserializer};
 use utoipa::ToSchema;
 
+use crate::cookies;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
 use crate::response::{ApiResponse, Empty};
+use crate::routes::proof::one_proof;
 use crate::state::AppState;
 use crate::upstream::{CallContext, call, present};
 use crate::views::{ProfileUpdated, SessionList, UserData, rfc3339};
@@ -144,4 +147,43 @@ pub async fn revoke_session(
         .await
         .map_err(|e| e.rename_field("sessionId", "id"))?;
     Ok(ApiResponse::ok(Empty {}, "Session ended"))
+}
+
+/// One proof that it is the user, to delete the account.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteAccountBody {
+    #[schema(format = Password)]
+    pub password: Option<String>,
+    pub totp_code: Option<String>,
+    pub recovery_code: Option<String>,
+}
+
+/// Deletes the caller's account for good (every session, second factors, passkeys, the
+/// profile; the email and username become free) and clears the cookies.
+#[utoipa::path(post, path = "/account/delete", tag = "account", request_body = DeleteAccountBody,
+    security(("accessCookie" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Deleted; cookies cleared; a goodbye notice mailed", body = ApiResponse<Empty>),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 422, description = "MFA_REQUIRED (field proof), WRONG_PASSWORD, MFA_CODE_INVALID, TOTP_REPLAYED or invalid fields", body = ErrorBody),
+        (status = 429, description = "MFA_RATE_LIMITED or LOGIN_RATE_LIMITED, with Retry-After", body = ErrorBody),
+    ))]
+pub async fn delete_account(
+    State(app): State<AppState>,
+    ctx: CallContext,
+    ApiJson(body): ApiJson<DeleteAccountBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    use pb::delete_account_request::Proof;
+    let proof = one_proof([
+        (body.password, Proof::Password),
+        (body.totp_code, Proof::TotpCode),
+        (body.recovery_code, Proof::RecoveryCode),
+    ])?;
+    let request = ctx.signed_in_request(pb::DeleteAccountRequest { proof })?;
+    call("DeleteAccount", app.auth().delete_account(request)).await?;
+    Ok((
+        AppendHeaders(cookies::clear(app.cookies())),
+        ApiResponse::ok(Empty {}, "Account deleted"),
+    ))
 }

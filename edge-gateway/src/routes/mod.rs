@@ -63,6 +63,7 @@ pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_js
         .routes(routes!(account::me, account::update_me))
         .routes(routes!(account::sessions))
         .routes(routes!(account::revoke_session))
+        .routes(routes!(account::delete_account))
         .routes(routes!(password::forgot))
         .routes(routes!(password::reset))
         .routes(routes!(password::change))

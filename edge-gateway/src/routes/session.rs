@@ -41,6 +41,7 @@ pub struct LoginBody {
     responses(
         (status = 200, description = "Signed in and the token cookies set; or, for an account with a second factor, mfaRequired and the mfaChallenge cookie", body = ApiResponse<SignInStep>),
         (status = 401, description = "INVALID_CREDENTIALS", body = ErrorBody),
+        (status = 403, description = "USER_DISABLED: an operator suspended the account (metadata until, when it ends)", body = ErrorBody),
         (status = 422, description = "Invalid fields", body = ErrorBody),
         (status = 429, description = "LOGIN_RATE_LIMITED, with Retry-After", body = ErrorBody),
     ))]
@@ -120,7 +121,7 @@ pub fn signed_in(
     security(("refreshCookie" = [])),
     responses(
         (status = 200, description = "New token cookies set", body = ApiResponse<SessionTokens>),
-        (status = 401, description = "No refresh cookie, REFRESH_TOKEN_INVALID or REFRESH_TOKEN_REUSED; cookies cleared", body = ErrorBody),
+        (status = 401, description = "No refresh cookie, REFRESH_TOKEN_INVALID, REFRESH_TOKEN_REUSED or SESSION_EXPIRED; cookies cleared", body = ErrorBody),
     ))]
 pub async fn refresh(State(app): State<AppState>, ctx: CallContext) -> Response {
     let token = match ctx.refresh_token() {

@@ -136,3 +136,82 @@ async fn revoking_a_session() {
     let (status, body) = read(app.request(Method::DELETE, &path).send().await.unwrap()).await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED");
 }
+
+#[tokio::test]
+async fn deleting_the_account_needs_one_proof_and_clears_the_cookies() {
+    let app = spawn_app().await;
+    let (username, email, session) = app.signed_up_user().await;
+    let delete = |body: serde_json::Value| {
+        app.with_session(Method::POST, "/api/auth/account/delete", &session)
+            .json(&body)
+            .send()
+    };
+    // Both deadlines of each session are listed.
+    let (status, body) = read(
+        app.with_session(Method::GET, "/api/auth/sessions", &session)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    let listed = &body["data"]["sessions"][0];
+    assert!(
+        listed["expiresAt"].is_string() && listed["maxExpiresAt"].is_string(),
+        "{listed:#}"
+    );
+
+    let (status, body) = read(
+        delete(serde_json::json!({ "password": "not the password!" }))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "WRONG_PASSWORD",
+    );
+    let (status, body) = read(
+        delete(serde_json::json!({ "password": PASSWORD, "totpCode": "123456" }))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body:#}");
+    assert_eq!(detail_fields(&body), ["proof"]);
+    assert_eq!(
+        app.get_me(&session).await.0,
+        StatusCode::OK,
+        "nothing happened yet"
+    );
+
+    let response = delete(serde_json::json!({ "password": PASSWORD }))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let cleared = set_cookies(&response);
+    for name in ["accessToken", "refreshToken"] {
+        let name = format!("{}{name}", session.prefix);
+        assert_eq!(cleared[&name].cookie.value(), "", "{name} cleared");
+    }
+    let (status, body) = app.get_me(&session).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "SESSION_REVOKED");
+    for identifier in [&username, &email] {
+        let (status, body) = read(
+            app.post_json(
+                "/api/auth/login",
+                serde_json::json!({ "identifier": identifier, "password": PASSWORD }),
+            )
+            .await,
+        )
+        .await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::UNAUTHORIZED,
+            "INVALID_CREDENTIALS",
+        );
+    }
+}

@@ -9,7 +9,7 @@ use mongodb::{
     options::IndexOptions,
 };
 
-use crate::domain::{Email, PasswordHash, Profile, User, UserId, UserStatus, Username};
+use crate::domain::{Disabled, Email, PasswordHash, Profile, User, UserId, UserStatus, Username};
 use crate::store::{StoreError, StoreResult};
 
 /// The collection of verified users.
@@ -36,6 +36,8 @@ pub(super) mod field {
     pub const UPDATED_AT: &str = "updatedAt";
     /// Ours: when the username last changed after sign-up (absent until then).
     pub const USERNAME_CHANGED_AT: &str = "usernameChangedAt";
+    /// Ours: an operator's suspension, `{reason, at, until}` (absent or null when none).
+    pub const DISABLED: &str = "disabled";
 }
 
 /// The unique indexes the store relies on; creating them again with the same spec is a no-op.
@@ -120,6 +122,14 @@ pub(super) fn user_from_document(doc: &Document) -> StoreResult<User> {
         created_at,
         updated_at: date(field::UPDATED_AT).unwrap_or(created_at),
         username_changed_at: date(field::USERNAME_CHANGED_AT),
+        disabled: match doc.get(field::DISABLED) {
+            Some(Bson::Document(d)) => Some(Disabled {
+                reason: d.get_str("reason").unwrap_or_default().to_owned(),
+                at: d.get_datetime("at").map_or(0, |t| t.timestamp_millis()),
+                until: d.get_datetime("until").ok().map(|t| t.timestamp_millis()),
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -184,6 +194,24 @@ pub(super) fn presence_update(status: UserStatus) -> Document {
 }
 
 /// A new password hash in one server-side update.
+/// Sets or lifts an operator's suspension.
+pub(super) fn disabled_update(disabled: Option<&Disabled>) -> Document {
+    let value = match disabled {
+        None => Bson::Null,
+        Some(d) => {
+            let mut stored = doc! { "reason": &d.reason, "at": DateTime::from_millis(d.at) };
+            if let Some(until) = d.until {
+                stored.insert("until", DateTime::from_millis(until));
+            }
+            Bson::Document(stored)
+        }
+    };
+    doc! {
+        "$set": { field::DISABLED: value },
+        "$currentDate": { field::UPDATED_AT: true },
+    }
+}
+
 pub(super) fn password_update(hash: &PasswordHash) -> Document {
     doc! {
         "$set": { field::PASSWORD: &hash.0 },
@@ -215,6 +243,7 @@ mod tests {
             created_at: 1_700_000_000_000,
             updated_at: 1_700_000_000_456,
             username_changed_at: None,
+            disabled: None,
         }
     }
 

@@ -14,7 +14,8 @@ use super::{
     errors::{create_user_error, store_error},
 };
 use crate::domain::{
-    Email, NewUser, PasswordHash, ProfileChange, UnixMs, User, UserId, UserStatus, Username,
+    Disabled, Email, NewUser, PasswordHash, ProfileChange, UnixMs, User, UserId, UserStatus,
+    Username,
 };
 use crate::store::{CreateUserError, StoreResult, UpdateProfileError, UserStore};
 
@@ -57,6 +58,7 @@ impl UserStore for MongoUserStore {
             created_at: now,
             updated_at: now,
             username_changed_at: None,
+            disabled: None,
         };
         // One insert: the unique indexes make "if email and username are free" atomic.
         self.users
@@ -162,6 +164,28 @@ impl UserStore for MongoUserStore {
             .update_one(document::by_id(id), document::password_update(hash))
             .await
             .map(|r| r.matched_count == 1)
+            .map_err(store_error)
+    }
+
+    async fn set_disabled(
+        &self,
+        id: &UserId,
+        disabled: Option<&Disabled>,
+        _now: UnixMs,
+    ) -> StoreResult<bool> {
+        self.users
+            .update_one(document::by_id(id), document::disabled_update(disabled))
+            .await
+            .map(|r| r.matched_count == 1)
+            .map_err(store_error)
+    }
+
+    /// The second factors and passkeys are fields of the document: one delete removes all.
+    async fn delete_user(&self, id: &UserId, _now: UnixMs) -> StoreResult<bool> {
+        self.users
+            .delete_one(document::by_id(id))
+            .await
+            .map(|r| r.deleted_count == 1)
             .map_err(store_error)
     }
 }

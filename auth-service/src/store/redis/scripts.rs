@@ -43,6 +43,8 @@ local function end_session(sid)
   redis.call('ZREM', KEYS[3], sid)
   touch_index(KEYS[3])
 end
+-- A session that timed out is kept this long after its expiry (store::EXPIRED_SESSION_RECALL_MS).
+local RECALL = 86400000
 local FIELDS = {'user_id', 'created_at', 'last_used_at', 'expires_at', 'user_agent',
   'client_ip', 'refresh', 'previous', 'previous_used_at'}
 -- Whether `presented` is the previous token of record `s`, inside the grace window. A use
@@ -228,7 +230,7 @@ end
 redis.call('HSET', KEYS[1], 'user_id', ARGV[2], 'created_at', ARGV[3], 'last_used_at', ARGV[3],
   'expires_at', ARGV[4], 'user_agent', ARGV[5], 'client_ip', ARGV[6], 'refresh', ARGV[7],
   'sign_in', ARGV[8])
-redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+redis.call('PEXPIREAT', KEYS[1], int(tonumber(ARGV[4]) + RECALL))
 redis.call('DEL', KEYS[2])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 touch_index(KEYS[3])
@@ -238,9 +240,10 @@ return evicted
 );
 
 /// Present a refresh token (see `SessionStore::rotate_refresh`). KEYS: session keys.
-/// ARGV: sid, now, presented hash, next hash, next sealed, next expiry, grace ms.
+/// ARGV: sid, now, presented hash, next hash, next sealed, next expiry, grace ms, max lifetime.
 /// Reply: {0} invalid | {1, user, created, last used, expires, agent, ip} rotated
-/// | {2, user} reuse: session ended | {3, user, created, last used, expires, agent, ip, sealed}.
+/// | {2, user} reuse: session ended | {3, user, created, last used, expires, agent, ip, sealed}
+/// | {4, user} timed out: session ended.
 pub(super) const ROTATE_REFRESH: &str = concat!(
     lua_int!(),
     lua_session!(),
@@ -248,12 +251,21 @@ pub(super) const ROTATE_REFRESH: &str = concat!(
     r#"
 local sid, now, grace = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[7])
 local s = redis.call('HMGET', KEYS[1], unpack(FIELDS))
-if not s[1] or tonumber(s[4]) <= now then return {0} end
+if not s[1] then return {0} end
+-- The rule of `store::session_timed_out`: past the idle deadline or the maximum lifetime.
+local limit = tonumber(s[2]) + tonumber(ARGV[8])
+if tonumber(s[4]) <= now or limit <= now then
+  if s[7] ~= ARGV[3] and s[8] ~= ARGV[3] then return {0} end
+  end_session(sid)
+  outbox_push(KEYS[4], 'r:' .. sid, ARGV[2], 'session.revoked', sid, 'expired')
+  return {4, s[1]}
+end
 if s[7] == ARGV[3] then
-  local expires = int(math.max(tonumber(s[4]), tonumber(ARGV[6])))
+  -- `store::rotated_expiry`.
+  local expires = int(math.min(math.max(tonumber(s[4]), tonumber(ARGV[6])), limit))
   redis.call('HSET', KEYS[1], 'previous', s[7], 'previous_used_at', ARGV[2], 'refresh', ARGV[4],
     'last_used_at', ARGV[2], 'expires_at', expires)
-  redis.call('PEXPIREAT', KEYS[1], expires)
+  redis.call('PEXPIREAT', KEYS[1], int(tonumber(expires) + RECALL))
   -- The successor is kept sealed for the grace window only (none without one); relative to
   -- Redis's clock, so a service clock behind it cannot make it die on arrival.
   if grace > 0 then
@@ -308,7 +320,9 @@ local ended = {}
 for i = 3, #ARGV do
   local sid = ARGV[i]
   local k = 2 + (i - 3) * 2
-  if redis.call('EXISTS', KEYS[k]) == 1 then
+  -- A session that timed out goes too, but does not count as ended now.
+  local expires = tonumber(redis.call('HGET', KEYS[k], 'expires_at'))
+  if expires and expires > tonumber(ARGV[1]) then
     table.insert(ended, sid)
     outbox_push(KEYS[#KEYS], 'r:' .. sid, ARGV[1], 'session.revoked', sid, ARGV[2])
   end
@@ -664,5 +678,18 @@ impl Scripts {
             expire_presence: Script::new(EXPIRE_PRESENCE),
             presence_undue: Script::new(PRESENCE_UNDUE),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_session_scripts_keep_a_timed_out_session_as_long_as_the_store_says() {
+        let line = format!(
+            "local RECALL = {}\n",
+            crate::store::EXPIRED_SESSION_RECALL_MS
+        );
+        assert!(super::ROTATE_REFRESH.contains(&line));
+        assert!(super::CREATE_SESSION.contains(&line));
     }
 }

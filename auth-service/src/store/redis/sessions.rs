@@ -8,8 +8,8 @@ use redis::Value;
 use super::{RedisStore, Reply, codes::unknown_status, hex, keys::SessionKeys};
 use crate::domain::{RevokeReason, SessionId, SignIn, UnixMs, UserId};
 use crate::store::{
-    NewSession, NextRefresh, RefreshHash, RotateOutcome, SessionRecord, SessionStore, StoreError,
-    StoreResult,
+    EXPIRED_SESSION_RECALL_MS, NewSession, NextRefresh, RefreshHash, RotateOutcome, SessionRecord,
+    SessionStore, StoreError, StoreResult,
 };
 
 /// Sessions ended per script call by `revoke_all`, so one call stays short.
@@ -158,7 +158,7 @@ impl SessionStore for RedisStore {
             .arg(self.keys.session_owner(&s.id))
             .arg(&s.user_id.0)
             .arg("PXAT")
-            .arg(s.expires_at)
+            .arg(s.expires_at + EXPIRED_SESSION_RECALL_MS)
             .ignore()
             .cmd("ZRANGE")
             .arg(&keys.index)
@@ -234,7 +234,8 @@ impl SessionStore for RedisStore {
             .arg(hex(&next.hash))
             .arg(&next.sealed[..])
             .arg(next.expires_at)
-            .arg(grace_ms);
+            .arg(grace_ms)
+            .arg(next.max_lifetime_ms);
         let reply = self.eval("rotate_refresh", &call).await?;
         match reply.status()? {
             0 => Ok(RotateOutcome::Invalid),
@@ -247,7 +248,7 @@ impl SessionStore for RedisStore {
                         "extend_session_owner",
                         redis::cmd("PEXPIREAT")
                             .arg(self.keys.session_owner(id))
-                            .arg(record.expires_at),
+                            .arg(record.expires_at + EXPIRED_SESSION_RECALL_MS),
                     )
                     .await;
                 if let Err(e) = extended {
@@ -255,12 +256,16 @@ impl SessionStore for RedisStore {
                 }
                 Ok(RotateOutcome::Rotated(record))
             }
-            2 => {
+            status @ (2 | 4) => {
                 self.forget_owners([id.0.as_str()]).await;
                 let user_id = UserId(reply.text(1)?);
                 self.after_ending(&user_id, std::slice::from_ref(&id.0), now)
                     .await;
-                Ok(RotateOutcome::ReuseDetected { user_id })
+                Ok(if status == 2 {
+                    RotateOutcome::ReuseDetected { user_id }
+                } else {
+                    RotateOutcome::Expired { user_id }
+                })
             }
             3 => Ok(RotateOutcome::Replayed {
                 session: record_from_reply(id, &reply)?,

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::domain::UnixMs;
 
 /// The schema this code writes; `PRAGMA user_version` records the one a file has.
-const VERSION: i64 = 5;
+const VERSION: i64 = 6;
 
 /// Creates the tables if missing, or brings an older file up to [`VERSION`]. Times are Unix
 /// milliseconds; hashes are 32-byte blobs.
@@ -31,6 +31,9 @@ pub(super) fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
     if version < 4 && table_exists(&tx, "sessions")? && !has_column(&tx, "sessions", "sign_in")? {
         tx.execute_batch("ALTER TABLE sessions ADD COLUMN sign_in TEXT NOT NULL DEFAULT '';")?;
     }
+    if version < 6 && table_exists(&tx, "users")? && !has_column(&tx, "users", "disabled")? {
+        tx.execute_batch("ALTER TABLE users ADD COLUMN disabled TEXT;")?;
+    }
     tx.execute_batch(
         "
         CREATE TABLE IF NOT EXISTS users (
@@ -46,7 +49,9 @@ pub(super) fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
             friend_ids    TEXT NOT NULL DEFAULT '[]',
             created_at    INTEGER NOT NULL,
             updated_at    INTEGER NOT NULL,
-            username_changed_at INTEGER
+            username_changed_at INTEGER,
+            -- An operator's suspension: JSON {reason, at, until}, NULL when none.
+            disabled      TEXT
         );
         -- One row per pending registration or reset, keyed by its random id.
         CREATE TABLE IF NOT EXISTS pending_requests (
@@ -247,7 +252,11 @@ pub(super) fn purge_expired(conn: &mut Connection, now: UnixMs) -> rusqlite::Res
         "DELETE FROM code_budgets WHERE expires_at <= ?1",
         params![now],
     )?;
-    n += tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", params![now])?;
+    // A session that timed out is kept a while to answer its token with SESSION_EXPIRED.
+    n += tx.execute(
+        "DELETE FROM sessions WHERE expires_at <= ?1",
+        params![now - crate::store::EXPIRED_SESSION_RECALL_MS],
+    )?;
     // A sealed successor is kept for the grace window only.
     n += tx.execute(
         "UPDATE sessions SET successor = NULL, successor_until = NULL \

@@ -8,7 +8,7 @@ use super::{SqliteStore, events, internal, presence};
 use crate::domain::{EventKind, RevokeReason, SessionId, SignIn, UnixMs, UserId};
 use crate::store::{
     NewSession, NextRefresh, RefreshHash, RotateOutcome, SessionRecord, SessionStore, StoreResult,
-    within_grace,
+    rotated_expiry, session_timed_out, within_grace,
 };
 
 const COLUMNS: &str =
@@ -37,13 +37,14 @@ struct Live {
 }
 
 impl Live {
-    fn load(tx: &Transaction<'_>, id: &str, now: UnixMs) -> rusqlite::Result<Option<Self>> {
+    /// The session's row, live or timed out (kept for [`EXPIRED_SESSION_RECALL_MS`]).
+    fn load(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<Self>> {
         tx.query_row(
             &format!(
                 "SELECT {COLUMNS}, refresh_hash, previous_hash, previous_used_at, successor \
-                 FROM sessions WHERE id = ?1 AND expires_at > ?2"
+                 FROM sessions WHERE id = ?1"
             ),
-            params![id, now],
+            params![id],
             |r| {
                 Ok(Self {
                     record: session_from_row(r)?,
@@ -55,6 +56,12 @@ impl Live {
             },
         )
         .optional()
+    }
+
+    /// Whether `presented` is the current or the previous token (whenever used).
+    fn is_token(&self, presented: &RefreshHash) -> bool {
+        self.current.as_slice() == presented.as_slice()
+            || self.previous.as_deref() == Some(presented.as_slice())
     }
 
     /// Whether `presented` is the previous token, presented inside the grace window.
@@ -157,11 +164,27 @@ impl SessionStore for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(internal)?;
-            let Some(live) = Live::load(&tx, &id, now).map_err(internal)? else {
+            let Some(live) = Live::load(&tx, &id).map_err(internal)? else {
                 return Ok(RotateOutcome::Invalid);
             };
+            let record = &live.record;
+            if session_timed_out(
+                record.created_at,
+                record.expires_at,
+                now,
+                next.max_lifetime_ms,
+            ) {
+                if !live.is_token(&presented) {
+                    return Ok(RotateOutcome::Invalid);
+                }
+                end_session(&tx, now, &record.user_id, &id, RevokeReason::Expired)?;
+                tx.commit().map_err(internal)?;
+                return Ok(RotateOutcome::Expired {
+                    user_id: live.record.user_id,
+                });
+            }
             if live.current.as_slice() == presented.as_slice() {
-                let expires_at = live.record.expires_at.max(next.expires_at);
+                let expires_at = rotated_expiry(record.created_at, record.expires_at, &next);
                 // The successor is kept sealed for the grace window only (none without one).
                 let successor = (grace_ms > 0).then_some(next.sealed);
                 tx.execute(
@@ -199,17 +222,7 @@ impl SessionStore for SqliteStore {
                 });
             }
             // The previous token after the grace window: a replay of a stolen token.
-            tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
-                .map_err(internal)?;
-            revoked(
-                &tx,
-                now,
-                &live.record.user_id,
-                &id,
-                RevokeReason::ReuseDetected,
-            )?;
-            presence::end_sessions(&tx, &live.record.user_id, std::slice::from_ref(&id), now)
-                .map_err(internal)?;
+            end_session(&tx, now, &record.user_id, &id, RevokeReason::ReuseDetected)?;
             tx.commit().map_err(internal)?;
             Ok(RotateOutcome::ReuseDetected {
                 user_id: live.record.user_id,
@@ -217,7 +230,10 @@ impl SessionStore for SqliteStore {
         })
         .await
         .inspect(|outcome| {
-            if matches!(outcome, RotateOutcome::ReuseDetected { .. }) {
+            if matches!(
+                outcome,
+                RotateOutcome::ReuseDetected { .. } | RotateOutcome::Expired { .. }
+            ) {
                 self.events_written();
             }
         })
@@ -269,13 +285,17 @@ impl SessionStore for SqliteStore {
         let ended = self
             .call(move |conn| {
                 let tx = conn.transaction().map_err(internal)?;
+                // A session that timed out goes too, but does not count as ended now.
                 let ended = tx
-                    .execute(
-                        "DELETE FROM sessions WHERE id = ?1 AND user_id = ?2",
+                    .query_row(
+                        "DELETE FROM sessions WHERE id = ?1 AND user_id = ?2 \
+                         RETURNING expires_at",
                         params![id, user_id.0],
+                        |r| r.get::<_, UnixMs>(0),
                     )
+                    .optional()
                     .map_err(internal)?
-                    == 1;
+                    .is_some_and(|expires_at| expires_at > now);
                 if ended {
                     revoked(&tx, now, &user_id, &id, reason)?;
                     presence::end_sessions(&tx, &user_id, std::slice::from_ref(&id), now)
@@ -303,19 +323,16 @@ impl SessionStore for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(internal)?;
-            let Some(live) = Live::load(&tx, &id, now).map_err(internal)? else {
+            let Some(live) = Live::load(&tx, &id).map_err(internal)? else {
                 return Ok(None);
             };
-            let usable = live.current.as_slice() == presented.as_slice()
-                || live.previous_in_grace(&presented, now, grace_ms);
+            let usable = live.record.expires_at > now
+                && (live.current.as_slice() == presented.as_slice()
+                    || live.previous_in_grace(&presented, now, grace_ms));
             if !usable {
                 return Ok(None);
             }
-            tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
-                .map_err(internal)?;
-            revoked(&tx, now, &live.record.user_id, &id, RevokeReason::Logout)?;
-            presence::end_sessions(&tx, &live.record.user_id, std::slice::from_ref(&id), now)
-                .map_err(internal)?;
+            end_session(&tx, now, &live.record.user_id, &id, RevokeReason::Logout)?;
             tx.commit().map_err(internal)?;
             Ok(Some(live.record))
         })
@@ -341,11 +358,19 @@ impl SessionStore for SqliteStore {
         let ended = self
             .call(move |conn| {
                 let tx = conn.transaction().map_err(internal)?;
+                // Sessions that timed out go too, but only live ones count as ended.
                 let ids: Vec<String> = tx
-                    .prepare("DELETE FROM sessions WHERE user_id = ?1 AND id != ?2 RETURNING id")
+                    .prepare(
+                        "DELETE FROM sessions WHERE user_id = ?1 AND id != ?2 \
+                         RETURNING id, expires_at",
+                    )
                     .and_then(|mut stmt| {
-                        stmt.query_map(params![user_id.0, keep], |r| r.get(0))?
-                            .collect()
+                        stmt.query_map(params![user_id.0, keep], |r| {
+                            Ok((r.get::<_, String>(0)?, r.get::<_, UnixMs>(1)?))
+                        })?
+                        .filter(|row| row.as_ref().map_or(true, |(_, exp)| *exp > now))
+                        .map(|row| row.map(|(id, _)| id))
+                        .collect()
                     })
                     .map_err(internal)?;
                 for id in &ids {
@@ -361,6 +386,21 @@ impl SessionStore for SqliteStore {
         }
         Ok(ended)
     }
+}
+
+/// Deletes session `id` with its session.revoked event and its presence, in the caller's
+/// transaction.
+fn end_session(
+    tx: &Transaction<'_>,
+    now: UnixMs,
+    user_id: &UserId,
+    id: &str,
+    reason: RevokeReason,
+) -> StoreResult<()> {
+    tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
+        .map_err(internal)?;
+    revoked(tx, now, user_id, id, reason)?;
+    presence::end_sessions(tx, user_id, std::slice::from_ref(&id.to_owned()), now).map_err(internal)
 }
 
 /// The session.revoked event of session `id`, in the caller's transaction.

@@ -7,13 +7,13 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::{SqliteStore, events, internal};
 use crate::domain::{
-    Email, EventKind, NewUser, PasswordHash, Profile, ProfileChange, UnixMs, User, UserId,
-    UserStatus, Username,
+    Disabled, Email, EventKind, NewUser, PasswordHash, Profile, ProfileChange, UnixMs, User,
+    UserId, UserStatus, Username,
 };
 use crate::store::{CreateUserError, StoreResult, UpdateProfileError, UserStore};
 
 const COLUMNS: &str = "id, username, email, password_hash, bio, avatar_url, status, last_seen, \
-                       friend_ids, created_at, updated_at, username_changed_at";
+                       friend_ids, created_at, updated_at, username_changed_at, disabled";
 
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     let friends: String = row.get(8)?;
@@ -32,6 +32,9 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         created_at: row.get(9)?,
         updated_at: row.get(10)?,
         username_changed_at: row.get(11)?,
+        disabled: row
+            .get::<_, Option<String>>(12)?
+            .and_then(|json| serde_json::from_str(&json).ok()),
     })
 }
 
@@ -107,6 +110,7 @@ impl UserStore for SqliteStore {
             created_at: now,
             updated_at: now,
             username_changed_at: None,
+            disabled: None,
         };
         let username_key = new.username.key();
         let row = user.clone();
@@ -298,5 +302,81 @@ impl UserStore for SqliteStore {
             self.events_written();
         }
         Ok(changed)
+    }
+
+    async fn set_disabled(
+        &self,
+        id: &UserId,
+        disabled: Option<&Disabled>,
+        now: UnixMs,
+    ) -> StoreResult<bool> {
+        let id = id.clone();
+        let stored = disabled
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| {
+                crate::store::StoreError::Internal(format!("cannot write a suspension: {e}"))
+            })?;
+        let kind = match disabled {
+            Some(_) => EventKind::UserDisabled,
+            None => EventKind::UserEnabled,
+        };
+        let user_events = self.user_events;
+        let changed = self
+            .call(move |conn| {
+                let tx = conn.transaction().map_err(internal)?;
+                let changed = tx
+                    .execute(
+                        "UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1",
+                        params![id.0, stored, now],
+                    )
+                    .map_err(internal)?
+                    == 1;
+                if changed && user_events {
+                    events::record(&tx, now, &id, &kind).map_err(internal)?;
+                }
+                tx.commit().map_err(internal)?;
+                Ok(changed)
+            })
+            .await?;
+        if changed && self.user_events {
+            self.events_written();
+        }
+        Ok(changed)
+    }
+
+    async fn delete_user(&self, id: &UserId, now: UnixMs) -> StoreResult<bool> {
+        let id = id.clone();
+        let user_events = self.user_events;
+        let deleted = self
+            .call(move |conn| {
+                let tx = conn.transaction().map_err(internal)?;
+                let deleted = tx
+                    .execute("DELETE FROM users WHERE id = ?1", params![id.0])
+                    .map_err(internal)?
+                    == 1;
+                for table in [
+                    "totp_factors",
+                    "recovery_codes",
+                    "passkeys",
+                    "user_presence",
+                ] {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE user_id = ?1"),
+                        params![id.0],
+                    )
+                    .map_err(internal)?;
+                }
+                if deleted && user_events {
+                    events::record(&tx, now, &id, &EventKind::UserDeleted).map_err(internal)?;
+                }
+                tx.commit().map_err(internal)?;
+                Ok(deleted)
+            })
+            .await?;
+        if deleted && self.user_events {
+            self.events_written();
+        }
+        Ok(deleted)
     }
 }
