@@ -278,10 +278,12 @@ AUTH_LOG="$WORK/auth-service.log"
 GW_LOG="$WORK/edge-gateway.log"
 SYSTEM_ENV=(GRPC_ADDR="$SYS_GRPC" GW="$SYS_GW")
 
-# The development service token scripts/run mints, so the blocks find data/service-token.
+# The development service token scripts/run mints, so the blocks find data/service-token; as
+# with scripts/run, it may call the operator actions.
 "$ROOT/scripts/dev-service-token.sh" "$BIN_DIR/auth-service" "$SANDBOX/data"
 start "$AUTH_LOG" "${BASE_ENV[@]}" GRPC_ADDR="$SYS_GRPC" DATA_DIR="$SANDBOX/data" LOG_FORMAT=json \
-  SERVICE_TOKENS_FILE="$SANDBOX/data/service-tokens" SHUTDOWN_GRACE=1s "$BIN_DIR/auth-service"
+  SERVICE_TOKENS_FILE="$SANDBOX/data/service-tokens" OPERATOR_SERVICES=dev SHUTDOWN_GRACE=1s \
+  "$BIN_DIR/auth-service"
 AUTH_PID=$STARTED
 start "$GW_LOG" "${BASE_ENV[@]}" HTTP_HOST=127.0.0.1 PORT="$HTTP_PORT" AUTH_SERVICE_URL="http://$SYS_GRPC" \
   AUTH_SERVICE_TOKEN_FILE="$SANDBOX/data/service-token" LOG_FORMAT=json SHUTDOWN_GRACE=1s \

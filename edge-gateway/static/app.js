@@ -402,6 +402,26 @@ $('totp-disable-form').addEventListener('submit', async (event) => {
   say('Two-factor sign-in is off.');
 });
 
+$('email-change-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const result = await api('POST', '/email/change', formData(event.target));
+  event.target.elements.currentPassword.value = '';
+  if (!result.ok) return sayError(result);
+  $('email-confirm-form').hidden = false;
+  say('A code was sent to the new address (if no other account uses it).');
+});
+
+$('email-confirm-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const result = await api('POST', '/email/confirm', formData(event.target));
+  event.target.reset();
+  if (!result.ok) return sayError(result);
+  event.target.hidden = true;
+  $('email-change-form').reset();
+  showSignedIn(result.json.data.user);
+  say(`Your email is now ${result.json.data.user.email}.`);
+});
+
 $('profile-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   // PATCH changes only the fields sent: here the bio.

@@ -30,7 +30,9 @@ before (ES256, user verified, `none` attestation, COSE and CBOR from python-fido
 implementation nobody here wrote), a name and the password; every second call of
 /passkeys/delete names one of the account's passkeys (added first when it has none) with the
 password. Every second call of /account/delete carries the password; once the account is
-deleted, the next signed-in call signs up a new one.
+deleted, the next signed-in call signs up a new one. Every second call of /email/change asks
+for a fresh address with the password, and every second call of /email/confirm carries the
+code of a change this file asked for just before (read from the mail to the new address).
 
 Every answer is logged as `<operation>\\t<status>\\t<1 if it carried the session>` to
 ST_STATUS_LOG, so that run.sh can check each signed-in operation got a 2xx.
@@ -74,6 +76,8 @@ PASSKEY_START = "POST /api/auth/passkeys/register/start"
 PASSKEY_FINISH = "POST /api/auth/passkeys/register/finish"
 PASSKEY_DELETE = "POST /api/auth/passkeys/delete"
 DELETE_ACCOUNT = "POST /api/auth/account/delete"
+EMAIL_CHANGE = "POST /api/auth/email/change"
+EMAIL_CONFIRM = "POST /api/auth/email/confirm"
 # The origin the service's default WEBAUTHN_ORIGINS names (run.sh leaves it so).
 PASSKEY_ORIGIN = "http://localhost:8080"
 
@@ -139,6 +143,7 @@ class Account:
         self.factor_calls = 0
         self.passkey_calls = 0
         self.deletions = 0
+        self.email_calls = 0
 
     def carried_by(self, case) -> bool:
         return any(value in self.handed_out for value in (case.cookies or {}).values())
@@ -199,18 +204,32 @@ class Account:
             raise RuntimeError(f"verify-otp: {verified.status_code} {verified.text}")
         self.start(verified.cookies.items())
 
-    def code(self) -> str:
-        """The code in the newest mail to this account (the mail worker writes it shortly), read
-        by test-support's mail-code, the reader of every other test."""
+    def code(self, to: str | None = None) -> str:
+        """The code in the newest mail to this account (or to `to`; the mail worker writes it
+        shortly), read by test-support's mail-code, the reader of every other test."""
+        to = to or self.email
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             read = subprocess.run(
-                [MAIL_CODE, str(MAIL_DIR), self.email], capture_output=True, text=True, check=False
+                [MAIL_CODE, str(MAIL_DIR), to], capture_output=True, text=True, check=False
             )
             if read.returncode == 0:
                 return read.stdout.strip()
             time.sleep(0.1)
-        raise RuntimeError(f"no code mailed to {self.email} in {MAIL_DIR} within 15s")
+        raise RuntimeError(f"no code mailed to {to} in {MAIL_DIR} within 15s")
+
+    def email_change_code(self, cookies: dict[str, str]) -> str | None:
+        """Asks (through the gateway, with this session) to move the account to a fresh address,
+        and reads the code mailed there."""
+        new = f"st_{secrets.token_hex(6)}@example.com"
+        asked = requests.post(
+            f"{API}/email/change",
+            json={"newEmail": new, "currentPassword": self.password},
+            cookies=cookies,
+            headers=ORIGIN,
+            timeout=30,
+        )
+        return self.code(new) if asked.status_code == 200 else None
 
     def pending_secret(self, cookies: dict[str, str]) -> str | None:
         """A secret waiting for its first code: TOTP turned off and started again if needed."""
@@ -369,6 +388,21 @@ def before_call(context, case, kwargs):
                 body.update(valid)
 
 
+    if label(case) in (EMAIL_CHANGE, EMAIL_CONFIRM) and isinstance(body, dict):
+        ACCOUNT.email_calls += 1
+        if ACCOUNT.email_calls % 2:  # can succeed: a fresh address; a code of this session's change
+            if label(case) == EMAIL_CHANGE:
+                body.clear()
+                body.update(
+                    newEmail=f"st_{secrets.token_hex(6)}@example.com",
+                    currentPassword=ACCOUNT.password,
+                )
+            else:
+                code = ACCOUNT.email_change_code(case.cookies)
+                if code:
+                    body.clear()
+                    body.update(code=code)
+
     if label(case) == DELETE_ACCOUNT and isinstance(body, dict):
         ACCOUNT.deletions += 1
         if ACCOUNT.deletions % 2:  # can succeed: the password (the account is made anew after)
@@ -398,6 +432,8 @@ def after_call(context, case, response):
         ACCOUNT.recovery = list(response.json()["data"]["recoveryCodes"])
     elif label(case) == TOTP_DISABLE:
         ACCOUNT.totp_on, ACCOUNT.recovery = False, []
+    elif label(case) == EMAIL_CONFIRM:  # the account's address is the new one now
+        ACCOUNT.email = response.json()["data"]["user"]["email"]
     elif label(case) == DELETE_ACCOUNT:  # gone: the next signed-in call signs up anew
         ACCOUNT.email = ACCOUNT.password = None
         ACCOUNT.cookies, ACCOUNT.totp_on, ACCOUNT.totp_pending, ACCOUNT.recovery = {}, False, None, []

@@ -44,6 +44,8 @@ pub enum CodePurpose {
     PasswordReset,
     /// Sign-in by emailed code.
     Login,
+    /// A signed-in user's new address, proving it is theirs (keyed by the new address).
+    EmailChange,
 }
 
 impl CodePurpose {
@@ -52,6 +54,7 @@ impl CodePurpose {
             CodePurpose::Registration => "register",
             CodePurpose::PasswordReset => "reset",
             CodePurpose::Login => "login",
+            CodePurpose::EmailChange => "email_change",
         }
     }
 }

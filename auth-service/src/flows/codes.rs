@@ -218,5 +218,6 @@ fn not_found(purpose: CodePurpose) -> FlowError {
         CodePurpose::Registration => FlowError::RegistrationNotFound,
         CodePurpose::PasswordReset => FlowError::ResetNotFound,
         CodePurpose::Login => FlowError::LoginNotFound,
+        CodePurpose::EmailChange => FlowError::EmailChangeNotFound,
     }
 }

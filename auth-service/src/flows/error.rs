@@ -65,6 +65,12 @@ pub enum FlowError {
     UserDisabled { until: Option<UnixMs> },
     #[error("only an operator's service credential may do this")]
     OperatorOnly,
+    #[error("no email change is waiting for this session: ask for one first")]
+    EmailChangeNotFound,
+    #[error("too many code requests from this network")]
+    EmailChangeRateLimited { retry_at: UnixMs },
+    #[error("the new email is taken")]
+    NewEmailTaken,
     #[error("no such session")]
     SessionNotFound,
     #[error("no such user")]
@@ -162,6 +168,9 @@ impl FlowError {
             FlowError::SessionExpired => "SESSION_EXPIRED",
             FlowError::UserDisabled { .. } => "USER_DISABLED",
             FlowError::OperatorOnly => "OPERATOR_ONLY",
+            FlowError::EmailChangeNotFound => "EMAIL_CHANGE_NOT_FOUND",
+            FlowError::EmailChangeRateLimited { .. } => "EMAIL_CHANGE_RATE_LIMITED",
+            FlowError::NewEmailTaken => "EMAIL_TAKEN",
             FlowError::SessionNotFound => "SESSION_NOT_FOUND",
             FlowError::UserNotFound => "USER_NOT_FOUND",
             FlowError::SessionEnded => "SESSION_ENDED",
@@ -209,7 +218,8 @@ impl FlowError {
             | FlowError::ProfileRateLimited { retry_at }
             | FlowError::LoginCodeRateLimited { retry_at }
             | FlowError::MfaRateLimited { retry_at }
-            | FlowError::PasskeyLoginRateLimited { retry_at } => Some(*retry_at),
+            | FlowError::PasskeyLoginRateLimited { retry_at }
+            | FlowError::EmailChangeRateLimited { retry_at } => Some(*retry_at),
             _ => None,
         }
     }

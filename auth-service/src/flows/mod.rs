@@ -5,6 +5,7 @@
 mod account;
 mod codes;
 pub mod directory;
+mod email;
 mod error;
 mod guard;
 mod limits;

@@ -530,6 +530,41 @@ impl AuthService for AuthGrpc {
         ok(pb::RevokeSessionResponse {})
     }
 
+    async fn request_email_change(
+        &self,
+        request: Request<pb::RequestEmailChangeRequest>,
+    ) -> Result<Response<pb::RequestEmailChangeResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let client = self.client_info(&request);
+        let r = request.get_ref();
+        let requested = self
+            .core
+            .request_email_change(&caller, &r.new_email, &r.current_password, &client)
+            .await
+            .map_err(to_status)?;
+        ok(pb::RequestEmailChangeResponse {
+            code_ttl: prost_types::Duration::try_from(requested.code_ttl).ok(),
+            code_expire_time: convert::timestamp(requested.issued.code_expires_at),
+        })
+    }
+
+    async fn confirm_email_change(
+        &self,
+        request: Request<pb::ConfirmEmailChangeRequest>,
+    ) -> Result<Response<pb::ConfirmEmailChangeResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let client = self.client_info(&request);
+        let user = self
+            .core
+            .confirm_email_change(&caller, &request.get_ref().code, &client)
+            .await
+            .map_err(to_status)?;
+        let factors = self.core.factors(&caller).await.map_err(to_status)?;
+        ok(pb::ConfirmEmailChangeResponse {
+            user: Some(convert::own_user(user, factors)),
+        })
+    }
+
     async fn get_current_user(
         &self,
         request: Request<pb::GetCurrentUserRequest>,

@@ -97,6 +97,11 @@ pub fn to_status(err: FlowError) -> Status {
             Code::PermissionDenied
         }
         FlowError::OperatorOnly => Code::PermissionDenied,
+        FlowError::EmailChangeNotFound => Code::NotFound,
+        FlowError::NewEmailTaken => {
+            details.add_bad_request_violation("new_email", "email is already registered");
+            Code::AlreadyExists
+        }
         FlowError::PasskeyLoginNotFound | FlowError::PasskeyNotFound => Code::NotFound,
         FlowError::EventsExpired
         | FlowError::SessionEnded
@@ -127,6 +132,7 @@ pub fn to_status(err: FlowError) -> Status {
         | FlowError::LoginCodeRateLimited { .. }
         | FlowError::MfaRateLimited { .. }
         | FlowError::PasskeyLoginRateLimited { .. }
+        | FlowError::EmailChangeRateLimited { .. }
         | FlowError::TooManyWatchers
         | FlowError::Busy => Code::ResourceExhausted,
         FlowError::InvalidCredentials

@@ -69,6 +69,63 @@ impl Templates {
         )
     }
 
+    /// To the new address of an email change: the code that proves it is the user's.
+    pub fn email_change_code(
+        &self,
+        to: &str,
+        username: &str,
+        code: &str,
+        ttl: std::time::Duration,
+    ) -> OutgoingMail {
+        self.code_mail(
+            to,
+            format!("Confirm your new {} email address", self.app_name),
+            Some(username),
+            "Someone asked to make this the email address of your account. Use this code to confirm it:",
+            code,
+            ttl,
+            "If it was not you, ignore this email: nothing changes without this code.",
+        )
+    }
+
+    /// To the owner of an address someone tried to change their account's email to.
+    pub fn email_change_attempt_notice(&self, to: &str, username: &str) -> OutgoingMail {
+        let app = &self.app_name;
+        self.notice(
+            to,
+            format!("Someone tried to use your address on {app}"),
+            username,
+            &[format!(
+                "Someone just tried to change the email address of another {app} account to \
+                 this one. Your account already uses it, so nothing changed."
+            )],
+            "You do not need to do anything.",
+        )
+    }
+
+    /// To the old address of an email change: when it happened and from where.
+    pub fn email_changed_notice(
+        &self,
+        to: &str,
+        username: &str,
+        new_email: &str,
+        when: &str,
+        ip: &str,
+    ) -> OutgoingMail {
+        let app = &self.app_name;
+        self.notice(
+            to,
+            format!("The email address of your {app} account changed"),
+            username,
+            &[format!(
+                "The email address of your account was changed to {new_email} at {when} \
+                     (UTC), from the address {ip}. Mail about your account goes there now, and \
+                     this address no longer signs in."
+            )],
+            "If it was not you, reply to this email at once.",
+        )
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn code_mail(
         &self,

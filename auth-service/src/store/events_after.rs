@@ -8,8 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{
-    CreateUserError, EventLog, FactorStore, PasskeyRecord, PasskeyUse, StoreResult, TotpFactor,
-    UpdateProfileError, UserStore,
+    CreateUserError, EventLog, FactorStore, PasskeyRecord, PasskeyUse, SetEmailError, StoreResult,
+    TotpFactor, UpdateProfileError, UserStore,
 };
 use crate::domain::{
     AuthMethod, CodeHash, Disabled, Email, EventKind, FactorSummary, NewUser, PasswordHash,
@@ -181,6 +181,20 @@ impl<S: UserStore + ?Sized> UserStore for EventsAfter<S> {
             self.append(id, EventKind::PasswordChanged, now).await;
         }
         Ok(changed)
+    }
+
+    async fn set_email(
+        &self,
+        id: &UserId,
+        email: &Email,
+        now: UnixMs,
+    ) -> Result<(), SetEmailError> {
+        self.users.set_email(id, email, now).await?;
+        let kind = EventKind::UserUpdated {
+            fields: vec!["email".into()],
+        };
+        self.append(id, kind, now).await;
+        Ok(())
     }
 
     async fn delete_user(&self, id: &UserId, now: UnixMs) -> StoreResult<bool> {

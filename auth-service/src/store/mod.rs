@@ -51,6 +51,17 @@ pub enum CreateUserError {
     Store(#[from] StoreError),
 }
 
+/// Why an email was not changed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetEmailError {
+    #[error("no such user")]
+    NotFound,
+    #[error("email is taken")]
+    EmailTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Why a profile was not changed.
 #[derive(Debug, thiserror::Error)]
 pub enum UpdateProfileError {
@@ -107,6 +118,11 @@ pub trait UserStore: Send + Sync {
         disabled: Option<&Disabled>,
         now: UnixMs,
     ) -> StoreResult<bool>;
+    /// Sets the user's email, if no other user has it (the unique index decides, so of an
+    /// email change and a sign-up racing for one address one wins), with user.updated
+    /// (`email`).
+    async fn set_email(&self, id: &UserId, email: &Email, now: UnixMs)
+    -> Result<(), SetEmailError>;
     /// Deletes the user with everything kept beside it (second factors, passkeys, presence
     /// record) in one atomic step, with user.deleted; false when no such user. The email and
     /// username are free from then on. Sessions are the [`SessionStore`]'s (the caller ends
@@ -156,6 +172,8 @@ pub enum PendingPayload {
     PasswordReset { user_id: UserId },
     /// A sign-in by emailed code to an account.
     Login { user_id: UserId },
+    /// A change of an account's email to the request's address.
+    EmailChange { user_id: UserId },
     /// A request that must look real but can never succeed: a reset or a sign-in by code for an
     /// email no account has, or (with SIGNUP_ENUMERATION_SAFE) a sign-up for a taken email. Its code was mailed
     /// to nobody; it is answered and limited exactly like a real request, so it reveals nothing.
@@ -180,6 +198,9 @@ enum StoredPayload {
     Login {
         user_id: String,
     },
+    EmailChange {
+        user_id: String,
+    },
     Decoy,
 }
 
@@ -199,6 +220,9 @@ impl PendingPayload {
                 user_id: user_id.0.clone(),
             },
             PendingPayload::Login { user_id } => StoredPayload::Login {
+                user_id: user_id.0.clone(),
+            },
+            PendingPayload::EmailChange { user_id } => StoredPayload::EmailChange {
                 user_id: user_id.0.clone(),
             },
             PendingPayload::Decoy => StoredPayload::Decoy,
@@ -229,6 +253,9 @@ impl PendingPayload {
                 user_id: UserId(user_id),
             },
             StoredPayload::Login { user_id } => PendingPayload::Login {
+                user_id: UserId(user_id),
+            },
+            StoredPayload::EmailChange { user_id } => PendingPayload::EmailChange {
                 user_id: UserId(user_id),
             },
             StoredPayload::Decoy => PendingPayload::Decoy,
@@ -660,6 +687,9 @@ pub enum TicketKind {
     PasskeyRegistration,
     /// A passwordless sign-in waiting for a passkey assertion, under its login id.
     PasskeyLogin,
+    /// An email change waiting for the code mailed to the new address, under the session
+    /// that asked.
+    EmailChange,
 }
 
 impl TicketKind {
@@ -669,6 +699,7 @@ impl TicketKind {
             TicketKind::TotpEnrollment => "totp_enroll",
             TicketKind::PasskeyRegistration => "passkey_reg",
             TicketKind::PasskeyLogin => "passkey_login",
+            TicketKind::EmailChange => "email_change",
         }
     }
 }

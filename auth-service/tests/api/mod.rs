@@ -3,6 +3,7 @@
 
 mod account;
 mod concurrency;
+mod email_change;
 mod login;
 mod login_code;
 pub mod mfa;

@@ -48,6 +48,7 @@ macro_rules! all_tests {
             tickets_are_taken_once_and_expire,
             sessions_remember_how_they_signed_in,
             sessions_time_out_when_idle_and_at_their_maximum_lifetime,
+            an_email_changes_only_to_a_free_address_and_a_user_is_deleted_whole,
             health_answers
         );
     };
@@ -1353,18 +1354,7 @@ pub async fn two_renames_to_one_name_make_one_winner(s: Stores) {
 
 /// Every event after `start`, of `user` only.
 async fn events_of(s: &Stores, start: &str, user: &UserId) -> Vec<Event> {
-    let mut all = Vec::new();
-    let mut after = start.to_owned();
-    loop {
-        let batch = s
-            .events
-            .read_after(&after, 100, std::time::Duration::ZERO)
-            .await
-            .unwrap();
-        let Some(last) = batch.last() else { break };
-        after = last.id.clone();
-        all.extend(batch);
-    }
+    let all = events_of_all(s, start).await;
     all.into_iter().filter(|e| e.user_id == *user).collect()
 }
 
@@ -2130,4 +2120,114 @@ pub async fn sessions_time_out_when_idle_and_at_their_maximum_lifetime(s: Stores
         })
         .collect();
     assert_eq!(expired, vec![capped.id.clone(), idle.id.clone()]);
+}
+
+/// set_email: only to a free address (of two changes racing for one, one wins), the old one
+/// free after; delete_user: the user and their factors go, the email and username are free.
+pub async fn an_email_changes_only_to_a_free_address_and_a_user_is_deleted_whole(s: Stores) {
+    let now = now_ms();
+    let start = s.events.latest_id().await.unwrap();
+    let (a, b) = (new_user("ema"), new_user("emb"));
+    s.users.create_user(&a, now).await.unwrap();
+    s.users.create_user(&b, now).await.unwrap();
+    assert!(matches!(
+        s.users.set_email(&a.id, &b.email, now).await,
+        Err(SetEmailError::EmailTaken)
+    ));
+    assert!(matches!(
+        s.users.set_email(&UserId::generate(), &b.email, now).await,
+        Err(SetEmailError::NotFound)
+    ));
+    // Two changes racing for one free address: one wins.
+    let contested = Email::parse(&format!("{}@example.com", unique("contested"))).unwrap();
+    let (ra, rb) = tokio::join!(
+        s.users.set_email(&a.id, &contested, now + 1),
+        s.users.set_email(&b.id, &contested, now + 1),
+    );
+    assert_eq!(ra.is_ok() as u8 + rb.is_ok() as u8, 1, "{ra:?} {rb:?}");
+    let (winner, loser) = if ra.is_ok() { (&a, &b) } else { (&b, &a) };
+    let found = s.users.find_by_email(&contested).await.unwrap().unwrap();
+    assert_eq!(found.id, winner.id);
+    assert!(
+        s.users
+            .find_by_email(&winner.email)
+            .await
+            .unwrap()
+            .is_none(),
+        "the old one is free"
+    );
+    assert_eq!(
+        s.users.find_by_id(&loser.id).await.unwrap().unwrap().email,
+        loser.email.as_str()
+    );
+
+    // Deleted whole: the factors go with the user; the username and email are free.
+    let factor = TotpFactor {
+        sealed_secret: vec![1, 2, 3],
+        last_step: 0,
+        enabled_at: now,
+    };
+    assert!(
+        s.factors
+            .enable_totp(&winner.id, &factor, &[code(1)])
+            .await
+            .unwrap()
+    );
+    assert!(s.users.delete_user(&winner.id, now + 2).await.unwrap());
+    assert!(
+        !s.users.delete_user(&winner.id, now + 3).await.unwrap(),
+        "once"
+    );
+    assert!(s.users.find_by_id(&winner.id).await.unwrap().is_none());
+    assert!(s.users.find_by_email(&contested).await.unwrap().is_none());
+    assert!(s.factors.totp(&winner.id).await.unwrap().is_none());
+    assert!(!s.factors.factor_summary(&winner.id).await.unwrap().any());
+    let again = NewUser {
+        id: UserId::generate(),
+        email: contested.clone(),
+        ..winner.clone()
+    };
+    s.users.create_user(&again, now + 4).await.unwrap();
+
+    let kinds: Vec<(UserId, EventKind)> = events_of_all(&s, &start)
+        .await
+        .into_iter()
+        .filter(|e| e.user_id == a.id || e.user_id == b.id)
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::UserUpdated { .. } | EventKind::UserDeleted
+            )
+        })
+        .map(|e| (e.user_id, e.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (
+                winner.id.clone(),
+                EventKind::UserUpdated {
+                    fields: vec!["email".into()]
+                }
+            ),
+            (winner.id.clone(), EventKind::UserDeleted),
+        ]
+    );
+}
+
+/// Every event after `start`.
+async fn events_of_all(s: &Stores, start: &str) -> Vec<Event> {
+    let mut all = Vec::new();
+    let mut after = start.to_owned();
+    loop {
+        let batch = s
+            .events
+            .read_after(&after, 100, std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        let Some(last) = batch.last() else { break };
+        after = last.id.clone();
+        all.extend(batch);
+    }
+    all
 }

@@ -6,7 +6,7 @@ use axum::{
     response::{AppendHeaders, IntoResponse},
 };
 use baatcheet_auth_api::v1 as pb;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use crate::cookies;
@@ -186,4 +186,91 @@ pub async fn delete_account(
         AppendHeaders(cookies::clear(app.cookies())),
         ApiResponse::ok(Empty {}, "Account deleted"),
     ))
+}
+
+/// The new address, and the password that proves it is the user.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailChangeBody {
+    #[serde(default)]
+    #[schema(required = true, format = Email)]
+    pub new_email: String,
+    #[serde(default)]
+    #[schema(required = true, format = Password)]
+    pub current_password: String,
+}
+
+/// `data` of an email change request.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailChangeRequested {
+    /// When the code mailed to the new address stops being accepted.
+    pub code_expires_at: Option<String>,
+}
+
+/// The code mailed to the new address.
+#[derive(Deserialize, ToSchema)]
+pub struct EmailConfirmBody {
+    #[serde(default)]
+    #[schema(required = true, example = "123456")]
+    pub code: String,
+}
+
+/// Asks to change the caller's email: a code goes to the new address (the same answer when
+/// another account has it; then no code ever comes). The request belongs to this session.
+#[utoipa::path(post, path = "/email/change", tag = "account", request_body = EmailChangeBody,
+    security(("accessCookie" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A code was mailed to the new address", body = ApiResponse<EmailChangeRequested>),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 422, description = "WRONG_PASSWORD, or invalid fields (newEmail: the account's email already)", body = ErrorBody),
+        (status = 429, description = "EMAIL_CHANGE_RATE_LIMITED, CODE_DAILY_LIMIT or LOGIN_RATE_LIMITED, with Retry-After", body = ErrorBody),
+    ))]
+pub async fn request_email_change(
+    State(app): State<AppState>,
+    ctx: CallContext,
+    ApiJson(body): ApiJson<EmailChangeBody>,
+) -> Result<ApiResponse<EmailChangeRequested>, ApiError> {
+    let request = ctx.signed_in_request(pb::RequestEmailChangeRequest {
+        new_email: body.new_email,
+        current_password: body.current_password,
+    })?;
+    let reply = call(
+        "RequestEmailChange",
+        app.auth().request_email_change(request),
+    )
+    .await?;
+    Ok(ApiResponse::ok(
+        EmailChangeRequested {
+            code_expires_at: rfc3339(reply.code_expire_time.as_ref()),
+        },
+        "A code was sent to the new address",
+    ))
+}
+
+/// Confirms an email change with the code mailed to the new address.
+#[utoipa::path(post, path = "/email/confirm", tag = "account", request_body = EmailConfirmBody,
+    security(("accessCookie" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The email changed", body = ApiResponse<UserData>),
+        (status = 400, description = "CODE_EXPIRED", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "EMAIL_CHANGE_NOT_FOUND: this session asked for none, or it ended", body = ErrorBody),
+        (status = 409, description = "EMAIL_TAKEN (field newEmail): another account took the address meanwhile", body = ErrorBody),
+        (status = 422, description = "CODE_INVALID or invalid fields", body = ErrorBody),
+        (status = 429, description = "CODE_ATTEMPTS_EXHAUSTED, TOO_MANY_GUESSES_TODAY or CODE_GUESSES_RATE_LIMITED", body = ErrorBody),
+    ))]
+pub async fn confirm_email_change(
+    State(app): State<AppState>,
+    ctx: CallContext,
+    ApiJson(body): ApiJson<EmailConfirmBody>,
+) -> Result<ApiResponse<UserData>, ApiError> {
+    let request = ctx.signed_in_request(pb::ConfirmEmailChangeRequest { code: body.code })?;
+    let reply = call(
+        "ConfirmEmailChange",
+        app.auth().confirm_email_change(request),
+    )
+    .await?;
+    let user = present(reply.user)?.into();
+    Ok(ApiResponse::ok(UserData { user }, "Email changed"))
 }

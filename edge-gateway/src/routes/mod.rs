@@ -64,6 +64,8 @@ pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_js
         .routes(routes!(account::sessions))
         .routes(routes!(account::revoke_session))
         .routes(routes!(account::delete_account))
+        .routes(routes!(account::request_email_change))
+        .routes(routes!(account::confirm_email_change))
         .routes(routes!(password::forgot))
         .routes(routes!(password::reset))
         .routes(routes!(password::change))

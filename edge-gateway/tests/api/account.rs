@@ -215,3 +215,42 @@ async fn deleting_the_account_needs_one_proof_and_clears_the_cookies() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_email_change_is_confirmed_by_the_browser_that_asked() {
+    let app = spawn_app().await;
+    let (username, _, session) = app.signed_up_user().await;
+    let other_browser = app.login(&username, PASSWORD).await;
+    let (_, new_email) = new_identity();
+    let (status, body) = read(
+        app.with_session(Method::POST, "/api/auth/email/change", &session)
+            .json(&serde_json::json!({ "newEmail": new_email, "currentPassword": PASSWORD }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    assert!(body["data"]["codeExpiresAt"].is_string(), "{body:#}");
+    let code = app.next_code(&new_email).await;
+    let confirm = |session: &Session| {
+        app.with_session(Method::POST, "/api/auth/email/confirm", session)
+            .json(&serde_json::json!({ "code": code }))
+            .send()
+    };
+    let (status, body) = read(confirm(&other_browser).await.unwrap()).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::NOT_FOUND,
+        "EMAIL_CHANGE_NOT_FOUND",
+    );
+    let (status, body) = read(confirm(&session).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    assert_eq!(body["data"]["user"]["email"], new_email.as_str());
+    let (status, body) = app.get_me(&other_browser).await;
+    assert_eq!(
+        (status, body["data"]["user"]["email"].as_str()),
+        (StatusCode::OK, Some(new_email.as_str()))
+    );
+}

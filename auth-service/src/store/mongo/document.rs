@@ -194,6 +194,14 @@ pub(super) fn presence_update(status: UserStatus) -> Document {
 }
 
 /// A new password hash in one server-side update.
+/// Changes the email (the unique index refuses one another user has).
+pub(super) fn email_update(email: &Email) -> Document {
+    doc! {
+        "$set": { field::EMAIL: email.as_str() },
+        "$currentDate": { field::UPDATED_AT: true },
+    }
+}
+
 /// Sets or lifts an operator's suspension.
 pub(super) fn disabled_update(disabled: Option<&Disabled>) -> Document {
     let value = match disabled {

@@ -17,7 +17,7 @@ use crate::domain::{
     Disabled, Email, NewUser, PasswordHash, ProfileChange, UnixMs, User, UserId, UserStatus,
     Username,
 };
-use crate::store::{CreateUserError, StoreResult, UpdateProfileError, UserStore};
+use crate::store::{CreateUserError, SetEmailError, StoreResult, UpdateProfileError, UserStore};
 
 impl MongoUserStore {
     async fn find_user(&self, filter: Document) -> StoreResult<Option<User>> {
@@ -187,5 +187,30 @@ impl UserStore for MongoUserStore {
             .await
             .map(|r| r.deleted_count == 1)
             .map_err(store_error)
+    }
+
+    /// The unique index on `email` decides between racing changes and sign-ups.
+    async fn set_email(
+        &self,
+        id: &UserId,
+        email: &Email,
+        _now: UnixMs,
+    ) -> Result<(), SetEmailError> {
+        let updated = self
+            .users
+            .update_one(document::by_id(id), document::email_update(email))
+            .await
+            .map_err(|e| match create_user_error(e) {
+                CreateUserError::EmailTaken => SetEmailError::EmailTaken,
+                CreateUserError::Store(e) => SetEmailError::Store(e),
+                other => {
+                    SetEmailError::Store(crate::store::StoreError::Internal(other.to_string()))
+                }
+            })?;
+        if updated.matched_count == 1 {
+            Ok(())
+        } else {
+            Err(SetEmailError::NotFound)
+        }
     }
 }

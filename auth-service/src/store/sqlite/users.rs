@@ -10,7 +10,7 @@ use crate::domain::{
     Disabled, Email, EventKind, NewUser, PasswordHash, Profile, ProfileChange, UnixMs, User,
     UserId, UserStatus, Username,
 };
-use crate::store::{CreateUserError, StoreResult, UpdateProfileError, UserStore};
+use crate::store::{CreateUserError, SetEmailError, StoreResult, UpdateProfileError, UserStore};
 
 const COLUMNS: &str = "id, username, email, password_hash, bio, avatar_url, status, last_seen, \
                        friend_ids, created_at, updated_at, username_changed_at, disabled";
@@ -378,5 +378,46 @@ impl UserStore for SqliteStore {
             self.events_written();
         }
         Ok(deleted)
+    }
+
+    async fn set_email(
+        &self,
+        id: &UserId,
+        email: &Email,
+        now: UnixMs,
+    ) -> Result<(), SetEmailError> {
+        let (id, email) = (id.clone(), email.as_str().to_owned());
+        let user_events = self.user_events;
+        let changed = self
+            .call(move |conn| {
+                let tx = conn.transaction().map_err(internal)?;
+                let changed = tx.execute(
+                    "UPDATE users SET email = ?2, updated_at = ?3 WHERE id = ?1",
+                    params![id.0, email, now],
+                );
+                let changed = match changed {
+                    Ok(n) => n == 1,
+                    Err(e) if taken(&e) == Some("email") => {
+                        return Ok(Err(SetEmailError::EmailTaken));
+                    }
+                    Err(e) => return Err(internal(e)),
+                };
+                if changed && user_events {
+                    let kind = EventKind::UserUpdated {
+                        fields: vec!["email".into()],
+                    };
+                    events::record(&tx, now, &id, &kind).map_err(internal)?;
+                }
+                tx.commit().map_err(internal)?;
+                Ok(Ok(changed))
+            })
+            .await??;
+        if !changed {
+            return Err(SetEmailError::NotFound);
+        }
+        if self.user_events {
+            self.events_written();
+        }
+        Ok(())
     }
 }
