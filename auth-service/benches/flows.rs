@@ -534,6 +534,38 @@ async fn main() {
     .await
     .print();
 
+    // The user's security log now holds an entry per sign-in above: a page of 50 of them.
+    let reader = client
+        .clone()
+        .login(pb::LoginRequest {
+            identifier: email.into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .expect("a login")
+        .into_inner()
+        .tokens
+        .expect("tokens")
+        .access_token;
+    let c = client.clone();
+    measure("ListSecurityEvents (50)", clients, seconds, move |_, _| {
+        let (mut c, token) = (c.clone(), reader.clone());
+        async move {
+            let mut request = tonic::Request::new(pb::ListSecurityEventsRequest {
+                page_size: 50,
+                page_token: String::new(),
+            });
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            c.list_security_events(request)
+                .await
+                .is_ok_and(|r| r.into_inner().events.len() == 50)
+        }
+    })
+    .await
+    .print();
+
     let c = client.clone();
     measure_each(
         "CompleteMfaChallenge (TOTP)",

@@ -105,6 +105,13 @@ pub async fn open(
                     source,
                 })?,
             );
+            store
+                .keep_security_events_for(events.audit_retention)
+                .await
+                .map_err(|source| BackendError::Store {
+                    backend: "MongoDB (MONGODB_URI)",
+                    source,
+                })?;
             health.push(store.clone());
             (store, "MongoDB")
         }
@@ -173,7 +180,8 @@ pub async fn open(
     Ok(Backends {
         stores: Stores {
             users: users.clone(),
-            factors: users,
+            factors: users.clone(),
+            security: users,
             tickets: state.tickets,
             events: state.events,
             presence: state.presence,

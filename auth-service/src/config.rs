@@ -39,6 +39,8 @@ pub struct EventsConfig {
     pub max_events: u64,
     /// Watch streams one instance serves at once.
     pub max_watchers: u32,
+    /// How long the users' security logs keep an entry (AUDIT_RETENTION).
+    pub audit_retention: Duration,
 }
 
 /// The gRPC listener and whom it believes.
@@ -176,6 +178,7 @@ impl Config {
                 retention: env.duration("EVENT_RETENTION", "24h", Duration::from_secs(1))?,
                 max_events: env.number("EVENT_LOG_MAX_EVENTS", 1_000_000, 1_000, 100_000_000)?,
                 max_watchers: env.number("MAX_EVENT_WATCHERS", 256, 1, 100_000)?,
+                audit_retention: env.duration("AUDIT_RETENTION", "90d", Duration::from_secs(1))?,
             },
             passkeys: passkey_settings(&env)?,
             storage,

@@ -184,6 +184,11 @@ impl baatcheet_runtime::cli::Service for Application {
             self.config.events.clone(),
             stop.clone(),
         ));
+        let security_trim = tokio::spawn(trim_security_events(
+            self.core.stores.security.clone(),
+            self.config.events.audit_retention,
+            stop.clone(),
+        ));
         let watcher = tokio::spawn(watch_backends(
             health.clone(),
             self.core.stores.clone(),
@@ -279,9 +284,10 @@ impl baatcheet_runtime::cli::Service for Application {
         {
             tracing::warn!("mail worker did not stop in time; unsent mail stays queued");
         }
-        for task in maintenance
-            .into_iter()
-            .chain([watcher, event_trim, presence_sweep])
+        for task in
+            maintenance
+                .into_iter()
+                .chain([watcher, event_trim, security_trim, presence_sweep])
         {
             let _ = task.await;
         }
@@ -358,6 +364,35 @@ async fn trim_events(
             Ok(0) => {}
             Ok(n) => tracing::debug!(events = n, "trimmed events past the retention"),
             Err(e) => tracing::warn!(error = %e, "trimming the event log failed"),
+        }
+    }
+}
+
+/// Removes security-log entries older than AUDIT_RETENTION, every [`EVENT_TRIM_EVERY`] (on
+/// MongoDB the TTL index does it too).
+async fn trim_security_events(
+    log: Arc<dyn crate::store::SecurityLog>,
+    retention: Duration,
+    stop: CancellationToken,
+) {
+    let retention_ms = crate::config::millis(retention);
+    let every = (retention / 2).clamp(Duration::from_millis(500), EVENT_TRIM_EVERY);
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        match log
+            .trim_security_events(crate::domain::now_ms() - retention_ms)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(
+                entries = n,
+                "trimmed security-log entries past the retention"
+            ),
+            Err(e) => tracing::warn!(error = %e, "trimming the security log failed"),
         }
     }
 }

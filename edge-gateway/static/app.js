@@ -323,6 +323,27 @@ function proofBody(raw, extra = {}) {
   return { ...extra, password: raw };
 }
 
+let securityPage = '';
+
+async function loadSecurity(more) {
+  const query = more && securityPage ? `?pageToken=${encodeURIComponent(securityPage)}` : '';
+  const result = await api('GET', `/security-events${query}`);
+  if (!result.ok) return sayError(result);
+  const items = result.json.data.events.map((e) => {
+    const li = document.createElement('li');
+    const where = [e.clientIp, e.userAgent].filter(Boolean).join(' · ');
+    li.textContent = `${e.at} ${e.kind}${e.detail ? ` (${e.detail})` : ''}${where ? ` — ${where}` : ''}`;
+    return li;
+  });
+  if (more) $('security-events').append(...items);
+  else $('security-events').replaceChildren(...items);
+  securityPage = result.json.data.nextPageToken || '';
+  $('more-security').hidden = !securityPage;
+}
+
+$('load-security').addEventListener('click', () => loadSecurity(false));
+$('more-security').addEventListener('click', () => loadSecurity(true));
+
 $('delete-account-start').addEventListener('click', () => {
   $('delete-account-form').hidden = false;
   $('delete-account-start').hidden = true;

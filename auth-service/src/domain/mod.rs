@@ -9,6 +9,7 @@ mod factor;
 mod identifier;
 mod password;
 mod pending;
+mod security;
 mod user;
 mod username;
 
@@ -20,6 +21,7 @@ pub use factor::{AuthMethod, FactorProof, FactorSummary, RecoveryCode, SignIn};
 pub use identifier::{LoginIdentifier, Lookup};
 pub use password::{Password, PasswordHash, PasswordRules};
 pub use pending::PendingId;
+pub use security::{SecurityEvent, SecurityKind};
 pub use user::{
     Disabled, NewUser, Profile, ProfileChange, RefreshHash, SessionId, User, UserId, UserStatus,
 };

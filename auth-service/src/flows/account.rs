@@ -10,8 +10,9 @@
 //!    its session, refuses it too);
 //! 4. the email's pending resets and sign-ins by code end, and a goodbye notice is mailed.
 
+use super::security::Entry;
 use super::{AuthCore, Caller, FlowError, ProofInput};
-use crate::domain::{CodePurpose, Email, RevokeReason, User, now_ms};
+use crate::domain::{CodePurpose, Email, RevokeReason, SecurityKind, User, now_ms};
 
 impl AuthCore {
     /// DeleteAccount: the caller proves it again (the password, or a current TOTP or recovery
@@ -61,7 +62,11 @@ impl AuthCore {
             }
         }
         if let Ok(email) = Email::parse(&user.email) {
-            for purpose in [CodePurpose::PasswordReset, CodePurpose::Login] {
+            for purpose in [
+                CodePurpose::Registration,
+                CodePurpose::PasswordReset,
+                CodePurpose::Login,
+            ] {
                 if let Err(e) = self.stores.pending.finish_pending(purpose, &email).await {
                     // They name a user that no longer exists, so they can only fail.
                     tracing::warn!(error = %e, "cannot end the pending requests of a deleted account");
@@ -75,6 +80,13 @@ impl AuthCore {
             tracing::warn!(error = %e, "cannot queue the goodbye notice");
         }
         tracing::info!(user_id = %user.id.0, sessions_ended = ended, by_operator, "account deleted");
+        // Kept for the retention after the account, for whoever investigates it.
+        let detail = if by_operator { "operator" } else { "" };
+        self.audit(
+            &user.id,
+            Entry::new(SecurityKind::AccountDeleted).detail(detail),
+        )
+        .await;
         Ok(())
     }
 }

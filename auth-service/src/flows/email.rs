@@ -11,9 +11,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::codes::CodeRequested;
+use super::security::Entry;
 use super::{AuthCore, Caller, ClientInfo, FlowError};
 use crate::domain::{
-    AllParsed, Code, CodeHash, CodePurpose, Email, Password, PendingId, User, Violations, now_ms,
+    AllParsed, Code, CodeHash, CodePurpose, Email, Password, PendingId, SecurityKind, User,
+    Violations, now_ms,
 };
 use crate::store::{PendingPayload, SetEmailError, TicketKind};
 
@@ -188,6 +190,10 @@ impl AuthCore {
             tracing::warn!(error = %e, "cannot queue the notice of an email change");
         }
         tracing::info!("email changed");
+        let entry = Entry::new(SecurityKind::EmailChanged)
+            .from(client)
+            .session(&caller.session_id);
+        self.audit(&user_id, entry).await;
         let user = self.user(&user_id).await?;
         self.one_with_presence(user).await
     }

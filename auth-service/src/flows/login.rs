@@ -17,10 +17,11 @@
 
 use super::guard::{Guard, Limit};
 use super::limits::Counter;
+use super::security::Entry;
 use super::{AuthCore, ClientInfo, FlowError, SignInOutcome, SignedIn};
 use crate::domain::{
-    AllParsed, AuthMethod, LoginIdentifier, Lookup, Password, RevokeReason, SessionId, SignIn,
-    User, UserId, Violations, now_ms,
+    AllParsed, AuthMethod, LoginIdentifier, Lookup, Password, RevokeReason, SecurityKind,
+    SessionId, SignIn, User, UserId, Violations, now_ms,
 };
 
 impl AuthCore {
@@ -46,6 +47,13 @@ impl AuthCore {
             .hasher
             .verify(&password, user.as_ref().map(|u| &u.password_hash))
             .await?;
+        if let (Some(user), false) = (&user, verified) {
+            // Not awaited: the answer must take as long for an account as for no account.
+            let entry = Entry::new(SecurityKind::SignInFailed)
+                .detail("password")
+                .from(client);
+            self.audit_failure(&user.id, entry);
+        }
         let user = user.filter(|_| verified);
         guard.record(self, user.is_some()).await?;
         let Some(user) = user else {
@@ -66,9 +74,13 @@ impl AuthCore {
         client: &ClientInfo,
     ) -> Result<SignedIn, FlowError> {
         if let Some(disabled) = user.disabled_at(now_ms()) {
-            return Err(FlowError::UserDisabled {
-                until: disabled.until,
-            });
+            let until = disabled.until;
+            self.audit(
+                &user.id,
+                Entry::new(SecurityKind::SignInRefused).from(client),
+            )
+            .await;
+            return Err(FlowError::UserDisabled { until });
         }
         let tokens = self.start_session(&user.id, sign_in, client).await?;
         let current = self.stores.users.find_by_id(&user.id).await?;
@@ -88,15 +100,17 @@ impl AuthCore {
             tracing::info!(user_id = %user.id.0, "sign-in raced a suspension; refused");
             return Err(FlowError::UserDisabled { until });
         }
-        if current.is_none_or(|u| u.password_hash != user.password_hash) {
+        if current
+            .as_ref()
+            .is_none_or(|u| u.password_hash != user.password_hash)
+        {
+            let reason = match current {
+                None => RevokeReason::AccountDeleted,
+                Some(_) => RevokeReason::PasswordChanged,
+            };
             self.stores
                 .sessions
-                .revoke_session(
-                    &tokens.session_id,
-                    &user.id,
-                    RevokeReason::PasswordChanged,
-                    now_ms(),
-                )
+                .revoke_session(&tokens.session_id, &user.id, reason, now_ms())
                 .await?;
             tracing::info!(user_id = %user.id.0, "sign-in raced a password change; refused");
             return Err(FlowError::InvalidCredentials);
@@ -107,6 +121,11 @@ impl AuthCore {
         user.status = presence.status;
         user.last_seen = presence.last_seen.or(Some(now));
         tracing::info!(user_id = %user.id.0, session_id = %tokens.session_id.0, sign_in = %sign_in.to_stored(), "signed in");
+        let entry = Entry::new(SecurityKind::SignIn)
+            .detail(sign_in.to_stored())
+            .from(client)
+            .session(&tokens.session_id);
+        self.audit(&user.id, entry).await;
         Ok(SignedIn { user, tokens })
     }
 

@@ -52,6 +52,9 @@ impl AuthCore {
             .users
             .find_by_id(&user_id)
             .await?
+            // The code went to the address the account had then: after an email change it
+            // signs no one in.
+            .filter(|u| u.email == email.as_str())
             .ok_or(FlowError::LoginNotFound)?;
         self.after_first_factor(user, AuthMethod::EmailCode, client)
             .await

@@ -20,11 +20,12 @@ use sha2::{Digest, Sha256};
 
 use super::guard::{Guard, Limit};
 use super::limits::Counter;
+use super::security::Entry;
 use super::{AuthCore, Caller, ClientInfo, FlowError, SignedIn};
 use crate::crypto::TotpSecret;
 use crate::domain::{
     AllParsed, AuthMethod, Code, FactorProof, Password, PasswordHash, PendingId, RecoveryCode,
-    RevokeReason, SignIn, UnixMs, User, UserId, Violations, now_ms,
+    RevokeReason, SecurityKind, SignIn, UnixMs, User, UserId, Violations, now_ms,
 };
 use crate::mail::FactorChange;
 use crate::store::{DAY_MS, TicketKind, TotpFactor};
@@ -151,9 +152,13 @@ impl AuthCore {
         // Refused once the first factor proved the account is theirs, not before: an unknown
         // caller learns nothing about the account.
         if let Some(disabled) = user.disabled_at(now_ms()) {
-            return Err(FlowError::UserDisabled {
-                until: disabled.until,
-            });
+            let until = disabled.until;
+            self.audit(
+                &user.id,
+                Entry::new(SecurityKind::SignInRefused).from(client),
+            )
+            .await;
+            return Err(FlowError::UserDisabled { until });
         }
         let factors = self.stores.factors.factor_summary(&user.id).await?;
         if !factors.any() {
@@ -589,6 +594,16 @@ impl AuthCore {
         if let Err(e) = self.outbox.enqueue(&mail).await {
             tracing::warn!(error = %e, ?change, "cannot queue the notice of a factor change");
         }
+        let entry = match change {
+            FactorChange::TotpOn => Entry::new(SecurityKind::FactorEnabled).detail("totp"),
+            FactorChange::TotpOff => Entry::new(SecurityKind::FactorDisabled).detail("totp"),
+            FactorChange::RecoveryCodesReplaced => Entry::new(SecurityKind::RecoveryCodesReplaced),
+            FactorChange::PasskeyAdded => Entry::new(SecurityKind::FactorEnabled).detail("passkey"),
+            FactorChange::PasskeyRemoved => {
+                Entry::new(SecurityKind::FactorDisabled).detail("passkey")
+            }
+        };
+        self.audit(&user.id, entry).await;
     }
 
     /// Writes mfa.failed; a log that cannot take it costs the event, not the answer.
@@ -598,6 +613,10 @@ impl AuthCore {
             tracing::warn!(error = %e, "cannot record mfa.failed");
         }
         tracing::info!(user_id = %user.0, factor = factor.as_str(), "wrong second factor");
+        self.audit_failure(
+            user,
+            Entry::new(SecurityKind::MfaFailed).detail(factor.as_str()),
+        );
     }
 
     /// The limits of second-factor guesses of `user`: per challenge (or per session, for the

@@ -17,6 +17,7 @@ mod passkeys;
 mod password;
 mod presence;
 pub mod registration;
+mod security;
 mod sessions;
 mod tokens;
 
@@ -26,6 +27,7 @@ pub use crate::domain::ClientInfo;
 pub use error::FlowError;
 pub use mfa::{ChallengeView, ProofInput, SignInOutcome, TotpEnrollment};
 pub use passkeys::{PasskeyCeremony, PasskeyView};
+pub use security::SecurityPage;
 pub use tokens::Caller;
 
 use crate::crypto::{AccessTokens, CodeHasher, EmailTagger, PasswordHasher, Sealer};

@@ -8,9 +8,11 @@
 //! started (see `sign_in`). Disabling ends every session right after setting the field, so an
 //! access token stops validating and a refresh token stops refreshing at once.
 
+use super::security::Entry;
 use super::{AuthCore, FlowError, SessionView};
 use crate::domain::{
-    AllParsed, Disabled, Email, RevokeReason, UnixMs, User, UserId, Violations, now_ms,
+    AllParsed, Disabled, Email, RevokeReason, SecurityKind, UnixMs, User, UserId, Violations,
+    now_ms,
 };
 
 /// Longest reason an operator may give.
@@ -66,6 +68,16 @@ impl AuthCore {
         // After the field: a sign-in that starts a session from here on finds it set.
         let ended = self.end_user_sessions(&id, now).await?;
         tracing::warn!(user_id = %id.0, sessions_ended = ended, until = ?until, "user disabled by an operator");
+        let until_text = until
+            .map(|ms| {
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
+                )
+                .to_string()
+            })
+            .unwrap_or_default();
+        self.audit(&id, Entry::new(SecurityKind::Disabled).detail(until_text))
+            .await;
         let user = self.user_record(&id).await?;
         Ok((user, ended))
     }
@@ -82,6 +94,7 @@ impl AuthCore {
             return Err(FlowError::UserNotFound);
         }
         tracing::warn!(user_id = %id.0, "user enabled by an operator");
+        self.audit(&id, Entry::new(SecurityKind::Enabled)).await;
         self.user_record(&id).await
     }
 
@@ -92,6 +105,9 @@ impl AuthCore {
         self.user_record(&id).await?;
         let ended = self.end_user_sessions(&id, now_ms()).await?;
         tracing::warn!(user_id = %id.0, sessions_ended = ended, "sessions ended by an operator");
+        let detail = format!("{}: {ended}", RevokeReason::Operator.as_str());
+        self.audit(&id, Entry::new(SecurityKind::SessionsEnded).detail(detail))
+            .await;
         Ok(ended)
     }
 

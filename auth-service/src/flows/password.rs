@@ -2,9 +2,10 @@
 //! holds) and password change.
 
 use super::codes::{CodeRequested, parse_id};
+use super::security::Entry;
 use super::{AuthCore, Caller, ClientInfo, FlowError};
 use crate::domain::{
-    AllParsed, Code, CodePurpose, Email, Password, RevokeReason, Violations, now_ms,
+    AllParsed, Code, CodePurpose, Email, Password, RevokeReason, SecurityKind, Violations, now_ms,
 };
 use crate::store::PendingPayload;
 
@@ -54,6 +55,9 @@ impl AuthCore {
             .users
             .find_by_id(&user_id)
             .await?
+            // The code went to the address the account had then: after an email change it
+            // resets nothing.
+            .filter(|u| u.email == email.as_str())
             .ok_or(FlowError::ResetNotFound)?;
         self.policy
             .password
@@ -86,6 +90,11 @@ impl AuthCore {
         // day; see flows/mfa.rs).
         self.give_back_mfa_budget(&user_id).await;
         tracing::info!(user_id = %user_id.0, sessions_ended = ended, "password reset");
+        self.audit(
+            &user_id,
+            Entry::new(SecurityKind::PasswordReset).from(client),
+        )
+        .await;
         Ok(ended)
     }
 
@@ -143,6 +152,8 @@ impl AuthCore {
             )
             .await?;
         tracing::info!(sessions_ended = ended, "password changed");
+        let entry = Entry::new(SecurityKind::PasswordChanged).session(&caller.session_id);
+        self.audit(&user.id, entry).await;
         Ok(ended)
     }
 }

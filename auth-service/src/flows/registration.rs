@@ -190,7 +190,14 @@ impl AuthCore {
             // A racing verification of this same registration created it first.
             Err(CreateUserError::IdTaken | CreateUserError::EmailTaken) => {
                 match self.stores.users.find_by_id(&new_user.id).await? {
-                    Some(user) => user,
+                    Some(user) => {
+                        if let Some(disabled) = user.disabled_at(now) {
+                            return Err(FlowError::UserDisabled {
+                                until: disabled.until,
+                            });
+                        }
+                        user
+                    }
                     None => return Err(FlowError::EmailTaken),
                 }
             }
@@ -211,6 +218,11 @@ impl AuthCore {
         user.status = presence.status;
         user.last_seen = presence.last_seen.or(Some(now));
         tracing::info!(user_id = %user.id.0, "user verified and created");
+        let entry = super::security::Entry::new(crate::domain::SecurityKind::SignIn)
+            .detail(sign_in.to_stored())
+            .from(client)
+            .session(&tokens.session_id);
+        self.audit(&user.id, entry).await;
         Ok(SignedIn { user, tokens })
     }
 

@@ -3,9 +3,10 @@
 //! RevokeSession and GetCurrentUser. Logout ends whichever session the caller proves with
 //! either token, so clearing cookies never leaves a session alive.
 
+use super::security::Entry;
 use super::{AuthCore, Caller, FlowError, SessionView, TokenPair};
 use crate::crypto::RefreshToken;
-use crate::domain::{RevokeReason, SessionId, User, UserId, now_ms};
+use crate::domain::{RevokeReason, SecurityKind, SessionId, User, UserId, now_ms};
 use crate::store::{NextRefresh, RotateOutcome, SessionRecord};
 
 impl AuthCore {
@@ -63,10 +64,18 @@ impl AuthCore {
             RotateOutcome::Invalid => Err(FlowError::RefreshTokenInvalid),
             RotateOutcome::Expired { user_id } => {
                 tracing::info!(user_id = %user_id.0, session_id = %presented.session_id.0, "refresh after the session's time limit; session ended");
+                let entry = Entry::new(SecurityKind::SessionsEnded)
+                    .detail(RevokeReason::Expired.as_str())
+                    .session(&presented.session_id);
+                self.audit(&user_id, entry).await;
                 Err(FlowError::SessionExpired)
             }
             RotateOutcome::ReuseDetected { user_id } => {
                 tracing::warn!(user_id = %user_id.0, session_id = %presented.session_id.0, "refresh token replayed after the grace window; session ended");
+                let entry = Entry::new(SecurityKind::SessionsEnded)
+                    .detail(RevokeReason::ReuseDetected.as_str())
+                    .session(&presented.session_id);
+                self.audit(&user_id, entry).await;
                 Err(FlowError::RefreshTokenReused)
             }
         }
@@ -99,7 +108,13 @@ impl AuthCore {
                 None => None,
             };
             match ended {
-                Some(session) => return self.logged_out(&session.user_id).await,
+                Some(session) => {
+                    let entry = Entry::new(SecurityKind::SessionsEnded)
+                        .detail(RevokeReason::Logout.as_str())
+                        .session(&session.id);
+                    self.audit(&session.user_id, entry).await;
+                    return self.logged_out(&session.user_id).await;
+                }
                 None => refused = Some(FlowError::RefreshTokenInvalid),
             }
         }
@@ -119,6 +134,10 @@ impl AuthCore {
         {
             return Err(FlowError::SessionRevoked);
         }
+        let entry = Entry::new(SecurityKind::SessionsEnded)
+            .detail(RevokeReason::Logout.as_str())
+            .session(&caller.session_id);
+        self.audit(&caller.user_id, entry).await;
         self.logged_out(&caller.user_id).await
     }
 
@@ -138,6 +157,10 @@ impl AuthCore {
             .revoke_all(&caller.user_id, None, RevokeReason::LogoutAll, now_ms())
             .await?;
         self.presence_after_logout(&caller.user_id).await;
+        let entry = Entry::new(SecurityKind::SessionsEnded)
+            .detail(format!("{}: {n}", RevokeReason::LogoutAll.as_str()))
+            .session(&caller.session_id);
+        self.audit(&caller.user_id, entry).await;
         Ok(n)
     }
 
@@ -179,6 +202,10 @@ impl AuthCore {
             .revoke_session(&id, &caller.user_id, RevokeReason::Revoked, now_ms())
             .await?
         {
+            let entry = Entry::new(SecurityKind::SessionsEnded)
+                .detail(RevokeReason::Revoked.as_str())
+                .session(&id);
+            self.audit(&caller.user_id, entry).await;
             Ok(())
         } else {
             Err(FlowError::SessionNotFound)

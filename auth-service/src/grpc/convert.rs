@@ -117,6 +117,24 @@ pub fn millis(t: Timestamp) -> UnixMs {
         .saturating_add(i64::from(t.nanos.clamp(0, 999_999_999) / 1_000_000))
 }
 
+/// A security-log entry and the next page's token.
+pub fn security_page(page: crate::flows::SecurityPage) -> (Vec<pb::SecurityEvent>, String) {
+    let events = page
+        .events
+        .into_iter()
+        .map(|e| pb::SecurityEvent {
+            id: e.id,
+            kind: e.kind.as_str().to_owned(),
+            time: timestamp(e.at),
+            detail: e.detail,
+            client_ip: e.ip,
+            user_agent: e.user_agent,
+            session_id: e.session_id.map(|s| s.0).unwrap_or_default(),
+        })
+        .collect();
+    (events, page.next_page_token.unwrap_or_default())
+}
+
 /// An account as operators see it; a suspension only while it holds.
 pub fn account(u: User) -> pb::Account {
     let suspension = u

@@ -413,4 +413,22 @@ impl InternalAuthService for InternalGrpc {
         tracing::warn!(%service, user_id = %r.user_id, "DeleteUser");
         ok(pb::DeleteUserResponse {})
     }
+
+    async fn list_user_security_events(
+        &self,
+        request: Request<pb::ListUserSecurityEventsRequest>,
+    ) -> Result<Response<pb::ListUserSecurityEventsResponse>, Status> {
+        self.auth.require_operator(&request)?;
+        let r = request.get_ref();
+        let page = self
+            .core
+            .list_user_security_events(&r.user_id, r.page_size, &r.page_token, &r.kinds)
+            .await
+            .map_err(to_status)?;
+        let (events, next_page_token) = convert::security_page(page);
+        ok(pb::ListUserSecurityEventsResponse {
+            events,
+            next_page_token,
+        })
+    }
 }

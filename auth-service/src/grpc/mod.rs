@@ -530,6 +530,24 @@ impl AuthService for AuthGrpc {
         ok(pb::RevokeSessionResponse {})
     }
 
+    async fn list_security_events(
+        &self,
+        request: Request<pb::ListSecurityEventsRequest>,
+    ) -> Result<Response<pb::ListSecurityEventsResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.get_ref();
+        let page = self
+            .core
+            .list_security_events(&caller, r.page_size, &r.page_token)
+            .await
+            .map_err(to_status)?;
+        let (events, next_page_token) = convert::security_page(page);
+        ok(pb::ListSecurityEventsResponse {
+            events,
+            next_page_token,
+        })
+    }
+
     async fn request_email_change(
         &self,
         request: Request<pb::RequestEmailChangeRequest>,

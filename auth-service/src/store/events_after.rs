@@ -8,12 +8,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{
-    CreateUserError, EventLog, FactorStore, PasskeyRecord, PasskeyUse, SetEmailError, StoreResult,
-    TotpFactor, UpdateProfileError, UserStore,
+    CreateUserError, EventLog, FactorStore, PasskeyRecord, PasskeyUse, SecurityLog, SetEmailError,
+    StoreResult, TotpFactor, UpdateProfileError, UserStore,
 };
 use crate::domain::{
     AuthMethod, CodeHash, Disabled, Email, EventKind, FactorSummary, NewUser, PasswordHash,
-    ProfileChange, UnixMs, User, UserId, UserStatus, Username,
+    ProfileChange, SecurityEvent, SecurityKind, UnixMs, User, UserId, UserStatus, Username,
 };
 
 /// A [`UserStore`] (and [`FactorStore`]) whose changes are followed by their events in `log`.
@@ -27,6 +27,27 @@ impl<S: ?Sized> EventsAfter<S> {
         if let Err(e) = self.log.append(user_id, &kind, now).await {
             tracing::error!(error = %e, user_id = %user_id.0, event = kind.type_name(), "cannot record a user event");
         }
+    }
+}
+
+#[async_trait]
+impl<S: SecurityLog + ?Sized> SecurityLog for EventsAfter<S> {
+    async fn record_security_event(&self, event: &SecurityEvent) -> StoreResult<()> {
+        self.users.record_security_event(event).await
+    }
+
+    async fn security_events(
+        &self,
+        user: &UserId,
+        before: Option<&str>,
+        limit: usize,
+        kinds: &[SecurityKind],
+    ) -> StoreResult<Vec<SecurityEvent>> {
+        self.users.security_events(user, before, limit, kinds).await
+    }
+
+    async fn trim_security_events(&self, before: UnixMs) -> StoreResult<u64> {
+        self.users.trim_security_events(before).await
     }
 }
 

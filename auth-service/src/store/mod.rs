@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     CodeHash, Disabled, Email, Event, EventKind, FactorSummary, NewUser, PasswordHash, PendingId,
-    Profile, ProfileChange, RevokeReason, SessionId, SignIn, UnixMs, User, UserId, UserStatus,
-    Username,
+    Profile, ProfileChange, RevokeReason, SecurityEvent, SecurityKind, SessionId, SignIn, UnixMs,
+    User, UserId, UserStatus, Username,
 };
 pub use crate::domain::{CodePurpose, RefreshHash};
 
@@ -813,9 +813,29 @@ pub trait FactorStore: Send + Sync {
     async fn delete_passkey(&self, user: &UserId, id: &str, now: UnixMs) -> StoreResult<bool>;
 }
 
-/// Users and their second factors, which one backend keeps together (SQLite or MongoDB).
-pub trait UserRecords: UserStore + FactorStore {}
-impl<T: UserStore + FactorStore + ?Sized> UserRecords for T {}
+/// The users' security logs (see [`SecurityEvent`]), kept with the users (an SQLite table, a
+/// MongoDB collection with a TTL index) for the retention.
+#[async_trait]
+pub trait SecurityLog: Send + Sync {
+    /// Appends an entry.
+    async fn record_security_event(&self, event: &SecurityEvent) -> StoreResult<()>;
+    /// Up to `limit` entries of `user`, newest first, older than the entry `before` (its id)
+    /// when given, only of `kinds` when not empty.
+    async fn security_events(
+        &self,
+        user: &UserId,
+        before: Option<&str>,
+        limit: usize,
+        kinds: &[SecurityKind],
+    ) -> StoreResult<Vec<SecurityEvent>>;
+    /// Removes entries from before `before`; returns how many.
+    async fn trim_security_events(&self, before: UnixMs) -> StoreResult<u64>;
+}
+
+/// Users, their second factors and security logs, which one backend keeps together (SQLite or
+/// MongoDB).
+pub trait UserRecords: UserStore + FactorStore + SecurityLog {}
+impl<T: UserStore + FactorStore + SecurityLog + ?Sized> UserRecords for T {}
 
 /// Whether the backend answers, for readiness.
 #[async_trait]
@@ -835,6 +855,7 @@ pub struct Stores {
     pub presence: Arc<dyn PresenceStore>,
     pub factors: Arc<dyn FactorStore>,
     pub tickets: Arc<dyn TicketStore>,
+    pub security: Arc<dyn SecurityLog>,
     pub health: Vec<Arc<dyn Health>>,
 }
 
@@ -851,6 +872,7 @@ impl Stores {
             + PresenceStore
             + FactorStore
             + TicketStore
+            + SecurityLog
             + Health
             + 'static,
     {
@@ -864,6 +886,7 @@ impl Stores {
             presence: backend.clone(),
             factors: backend.clone(),
             tickets: backend.clone(),
+            security: backend.clone(),
             health: vec![backend],
         }
     }

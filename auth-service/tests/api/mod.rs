@@ -12,6 +12,7 @@ mod password;
 mod password_policy;
 mod process;
 mod registration;
+mod security_log;
 mod sessions;
 mod surface;
 mod tokens;

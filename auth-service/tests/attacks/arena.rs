@@ -148,10 +148,12 @@ impl Arena {
                 tokio::task::spawn_blocking(move || {
                     let conn = rusqlite::Connection::open(file).expect("open the store file");
                     let tables: Vec<String> = conn
-                        // The event log is bounded by its own retention and cap (conformance).
+                        // The event log is bounded by its own retention and cap (conformance),
+                        // the security log by its retention and, for what strangers cause, an
+                        // hourly cap per user (attacks::login).
                         .prepare(
                             "SELECT name FROM sqlite_master WHERE type = 'table' \
-                             AND name NOT IN ('events', 'events_trimmed')",
+                             AND name NOT IN ('events', 'events_trimmed', 'security_events')",
                         )
                         .unwrap()
                         .query_map([], |r| r.get(0))

@@ -38,7 +38,8 @@ pub async fn stores() -> Stores {
     });
     Stores {
         users: records.clone(),
-        factors: records,
+        factors: records.clone(),
+        security: records,
         tickets: state.clone(),
         pending: state.clone(),
         sessions: state.clone(),

@@ -64,7 +64,8 @@ fn with_users(redis: Arc<RedisStore>) -> Stores {
     });
     Stores {
         users: records.clone(),
-        factors: records,
+        factors: records.clone(),
+        security: records,
         tickets: redis.clone(),
         pending: redis.clone(),
         sessions: redis.clone(),

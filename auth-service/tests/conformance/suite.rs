@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use auth_service::domain::{
     AuthMethod, CodeHash, Email, Event, EventKind, FactorSummary, NewUser, PasswordHash, PendingId,
-    Profile, ProfileChange, RevokeReason, SessionId, SignIn, UserId, UserStatus, Username, now_ms,
+    Profile, ProfileChange, RevokeReason, SecurityEvent, SecurityKind, SessionId, SignIn, UserId,
+    UserStatus, Username, now_ms,
 };
 use auth_service::store::*;
 use futures::future::join_all;
@@ -49,6 +50,7 @@ macro_rules! all_tests {
             sessions_remember_how_they_signed_in,
             sessions_time_out_when_idle_and_at_their_maximum_lifetime,
             an_email_changes_only_to_a_free_address_and_a_user_is_deleted_whole,
+            the_security_log_pages_newest_first_filters_and_trims,
             health_answers
         );
     };
@@ -2230,4 +2232,97 @@ async fn events_of_all(s: &Stores, start: &str) -> Vec<Event> {
         all.extend(batch);
     }
     all
+}
+
+/// The security log: newest first a page at a time (ids are UUID v7), per user, filtered by
+/// kind, trimmed by age.
+pub async fn the_security_log_pages_newest_first_filters_and_trims(s: Stores) {
+    let now = now_ms();
+    let (user, other) = (UserId::generate(), UserId::generate());
+    let kinds = [
+        SecurityKind::SignIn,
+        SecurityKind::SignInFailed,
+        SecurityKind::SignIn,
+        SecurityKind::PasswordChanged,
+        SecurityKind::SessionsEnded,
+    ];
+    let mut ids = Vec::new();
+    for (i, kind) in kinds.into_iter().enumerate() {
+        let event = SecurityEvent {
+            id: uuid::Uuid::now_v7().to_string(),
+            user_id: user.clone(),
+            at: now - 10_000 + i as i64 * 1000,
+            kind,
+            detail: format!("d{i}"),
+            ip: "203.0.113.7".into(),
+            user_agent: "Firefox/130".into(),
+            session_id: (i == 0).then(SessionId::generate),
+        };
+        s.security.record_security_event(&event).await.unwrap();
+        ids.push(event.id);
+    }
+    let theirs = SecurityEvent {
+        id: uuid::Uuid::now_v7().to_string(),
+        user_id: other.clone(),
+        at: now,
+        kind: SecurityKind::SignIn,
+        detail: String::new(),
+        ip: String::new(),
+        user_agent: String::new(),
+        session_id: None,
+    };
+    s.security.record_security_event(&theirs).await.unwrap();
+
+    let page = |before: Option<String>, limit: usize, kinds: Vec<SecurityKind>| {
+        let (log, user) = (s.security.clone(), user.clone());
+        async move {
+            log.security_events(&user, before.as_deref(), limit, &kinds)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(page(None, 2, vec![]).await, newest_first[..2]);
+    assert_eq!(
+        page(Some(newest_first[1].clone()), 2, vec![]).await,
+        newest_first[2..4]
+    );
+    assert_eq!(
+        page(Some(newest_first[3].clone()), 2, vec![]).await,
+        newest_first[4..]
+    );
+    assert_eq!(
+        page(None, 10, vec![SecurityKind::SignIn]).await,
+        vec![ids[2].clone(), ids[0].clone()]
+    );
+    let first = s
+        .security
+        .security_events(&user, None, 10, &[])
+        .await
+        .unwrap();
+    let oldest = first.last().unwrap();
+    assert_eq!(
+        (
+            oldest.detail.as_str(),
+            oldest.ip.as_str(),
+            oldest.user_agent.as_str()
+        ),
+        ("d0", "203.0.113.7", "Firefox/130")
+    );
+    assert!(oldest.session_id.is_some() && first[0].session_id.is_none());
+
+    // Trimming by age removes the three oldest of this user (and nothing newer).
+    assert!(s.security.trim_security_events(now - 7_500).await.unwrap() >= 3);
+    assert_eq!(page(None, 10, vec![]).await, newest_first[..2]);
+    assert_eq!(
+        s.security
+            .security_events(&other, None, 10, &[])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }

@@ -307,6 +307,60 @@ async fn an_operator_disables_enables_and_signs_out_an_account(d: Deployment) {
     assert_eq!(metadata_value(&refused, "until"), Some(until.to_string()));
     tokio::time::sleep(Duration::from_millis(2600)).await;
     app.login(&user.email, PASSWORD).await.unwrap();
+
+    // The user's security log, as operators read it (this backend's log: SQLite or MongoDB).
+    let log = |token: &str, kinds: &[&str], page_token: &str| {
+        let mut client = reader.clone();
+        let request = with_token(
+            pb::ListUserSecurityEventsRequest {
+                user_id: user.id.clone(),
+                page_size: 3,
+                page_token: page_token.into(),
+                kinds: kinds.iter().map(|k| k.to_string()).collect(),
+            },
+            token,
+        );
+        async move { client.list_user_security_events(request).await }
+    };
+    assert_error(
+        log(&socket.token, &[], "").await,
+        Code::PermissionDenied,
+        "OPERATOR_ONLY",
+    );
+    let bad = assert_error(
+        log(&ops.token, &["sign_in", "nonsense"], "").await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(violated_fields(&bad), ["kinds"]);
+    let mut kinds = Vec::new();
+    let mut next = String::new();
+    loop {
+        let reply = log(
+            &ops.token,
+            &["disabled", "enabled", "sign_in_refused"],
+            &next,
+        )
+        .await
+        .unwrap()
+        .into_inner();
+        kinds.extend(reply.events.into_iter().map(|e| e.kind));
+        if reply.next_page_token.is_empty() {
+            break;
+        }
+        next = reply.next_page_token;
+    }
+    assert_eq!(
+        kinds,
+        [
+            "sign_in_refused",
+            "disabled",
+            "enabled",
+            "sign_in_refused",
+            "disabled"
+        ],
+        "newest first"
+    );
 }
 
 /// Sign-ins that were checking the password while the suspension landed: whichever finished

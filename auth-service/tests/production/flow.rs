@@ -213,7 +213,10 @@ async fn the_whole_flow_runs_on_mongo_redis_and_smtp_and_nothing_stored_is_a_sec
             .await
             .unwrap();
         while let Some(doc) = cursor.try_next().await.unwrap() {
-            documents += 1;
+            // Users; the security log's entries are read for secrets too, not counted.
+            if collection == "users" {
+                documents += 1;
+            }
             stored.push_str(&format!("{collection}: {doc}\n"));
         }
     }

@@ -1,7 +1,7 @@
 //! The signed-in caller: profile and sessions.
 
 use axum::{
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::StatusCode,
     response::{AppendHeaders, IntoResponse},
 };
@@ -273,4 +273,87 @@ pub async fn confirm_email_change(
     .await?;
     let user = present(reply.user)?.into();
     Ok(ApiResponse::ok(UserData { user }, "Email changed"))
+}
+
+/// One entry of the caller's security log.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityEventView {
+    pub id: String,
+    /// sign_in, sign_in_failed, mfa_failed, sign_in_refused, password_changed, password_reset,
+    /// email_changed, factor_enabled, factor_disabled, recovery_codes_replaced, sessions_ended,
+    /// disabled, enabled, account_deleted.
+    pub kind: String,
+    pub at: Option<String>,
+    /// How a session signed in, the factor, why sessions ended, ...
+    pub detail: String,
+    pub client_ip: String,
+    pub user_agent: String,
+    pub session_id: String,
+}
+
+/// `data` of GET security-events.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityEvents {
+    /// Newest first.
+    pub events: Vec<SecurityEventView>,
+    /// Pass as `pageToken` for the next (older) page; absent on the last.
+    pub next_page_token: Option<String>,
+}
+
+/// The caller's recent security activity, newest first, a page at a time.
+#[utoipa::path(get, path = "/security-events", tag = "account",
+    params(
+        ("pageSize" = Option<i32>, Query, description = "Entries per page, 1-100 (default 50)"),
+        ("pageToken" = Option<String>, Query, description = "nextPageToken of the previous page"),
+    ),
+    security(("accessCookie" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of the log", body = ApiResponse<SecurityEvents>),
+        (status = 400, description = "A query string that does not decode", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 422, description = "pageSize or pageToken invalid", body = ErrorBody),
+    ))]
+pub async fn security_events(
+    State(app): State<AppState>,
+    ctx: CallContext,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Result<ApiResponse<SecurityEvents>, ApiError> {
+    let page_size = match query.get("pageSize").map(|s| s.trim()) {
+        None | Some("") => 0,
+        Some(raw) => raw.parse::<i32>().map_err(|_| {
+            ApiError::one_of("pageSize", "pageSize must be a whole number from 1 to 100")
+        })?,
+    };
+    let request = ctx.signed_in_request(pb::ListSecurityEventsRequest {
+        page_size,
+        page_token: query.get("pageToken").cloned().unwrap_or_default(),
+    })?;
+    let reply = call(
+        "ListSecurityEvents",
+        app.auth().list_security_events(request),
+    )
+    .await?;
+    let events = reply
+        .events
+        .into_iter()
+        .map(|e| SecurityEventView {
+            at: rfc3339(e.time.as_ref()),
+            id: e.id,
+            kind: e.kind,
+            detail: e.detail,
+            client_ip: e.client_ip,
+            user_agent: e.user_agent,
+            session_id: e.session_id,
+        })
+        .collect();
+    let next_page_token = (!reply.next_page_token.is_empty()).then_some(reply.next_page_token);
+    Ok(ApiResponse::ok(
+        SecurityEvents {
+            events,
+            next_page_token,
+        },
+        "Security activity",
+    ))
 }

@@ -67,7 +67,7 @@ pub async fn request_login_code(
     responses(
         (status = 200, description = "Signed in and the token cookies set; or, for an account with a second factor, mfaRequired and the mfaChallenge cookie", body = ApiResponse<SignInStep>),
         (status = 400, description = "CODE_EXPIRED", body = ErrorBody),
-        (status = 403, description = "USER_DISABLED: an operator suspended the account (metadata until, when it ends)", body = ErrorBody),
+        (status = 403, description = "USER_DISABLED: an operator suspended the account", body = ErrorBody),
         (status = 404, description = "LOGIN_NOT_FOUND", body = ErrorBody),
         (status = 422, description = "CODE_INVALID, LOGIN_ID_REQUIRED (no loginId cookie) or invalid fields", body = ErrorBody),
         (status = 429, description = "CODE_ATTEMPTS_EXHAUSTED or TOO_MANY_GUESSES_TODAY", body = ErrorBody),

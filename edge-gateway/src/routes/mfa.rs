@@ -70,7 +70,7 @@ pub struct CompleteMfaBody {
     security(("mfaCookie" = [])),
     responses(
         (status = 200, description = "Signed in; token cookies set", body = ApiResponse<SignedIn>),
-        (status = 403, description = "USER_DISABLED: an operator suspended the account (metadata until, when it ends)", body = ErrorBody),
+        (status = 403, description = "USER_DISABLED: an operator suspended the account", body = ErrorBody),
         (status = 404, description = "MFA_CHALLENGE_NOT_FOUND (expired, completed, or the password changed)", body = ErrorBody),
         (status = 422, description = "MFA_CODE_INVALID or TOTP_REPLAYED (field totpCode, recoveryCode or passkeyCredential), PASSKEY_INVALID (field passkeyCredential: a signature counter that went back, or a passkey removed meanwhile), or invalid fields", body = ErrorBody),
         (status = 429, description = "MFA_RATE_LIMITED, with Retry-After", body = ErrorBody),

@@ -66,6 +66,7 @@ pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_js
         .routes(routes!(account::delete_account))
         .routes(routes!(account::request_email_change))
         .routes(routes!(account::confirm_email_change))
+        .routes(routes!(account::security_events))
         .routes(routes!(password::forgot))
         .routes(routes!(password::reset))
         .routes(routes!(password::change))

@@ -198,7 +198,7 @@ pub async fn start_passkey_login(
     security(("passkeyLoginCookie" = [])),
     responses(
         (status = 200, description = "Signed in; token cookies set", body = ApiResponse<SignedIn>),
-        (status = 403, description = "USER_DISABLED: an operator suspended the account (metadata until, when it ends)", body = ErrorBody),
+        (status = 403, description = "USER_DISABLED: an operator suspended the account", body = ErrorBody),
         (status = 404, description = "PASSKEY_LOGIN_NOT_FOUND (expired or used)", body = ErrorBody),
         (status = 422, description = "PASSKEY_INVALID (field credential, saying why: wrong challenge or origin, bad signature, not user-verified, not registered here, or a signature counter that went back), or invalid fields: credential, or loginId (no passkeyLogin cookie)", body = ErrorBody),
     ))]

@@ -41,7 +41,7 @@ pub struct LoginBody {
     responses(
         (status = 200, description = "Signed in and the token cookies set; or, for an account with a second factor, mfaRequired and the mfaChallenge cookie", body = ApiResponse<SignInStep>),
         (status = 401, description = "INVALID_CREDENTIALS", body = ErrorBody),
-        (status = 403, description = "USER_DISABLED: an operator suspended the account (metadata until, when it ends)", body = ErrorBody),
+        (status = 403, description = "USER_DISABLED: an operator suspended the account", body = ErrorBody),
         (status = 422, description = "Invalid fields", body = ErrorBody),
         (status = 429, description = "LOGIN_RATE_LIMITED, with Retry-After", body = ErrorBody),
     ))]

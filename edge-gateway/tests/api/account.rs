@@ -254,3 +254,50 @@ async fn an_email_change_is_confirmed_by_the_browser_that_asked() {
         (StatusCode::OK, Some(new_email.as_str()))
     );
 }
+
+#[tokio::test]
+async fn the_security_log_lists_this_users_sign_ins_a_page_at_a_time() {
+    let app = spawn_app().await;
+    let (username, _, session) = app.signed_up_user().await;
+    app.login(&username, PASSWORD).await;
+    let get = |query: &str| {
+        app.with_session(
+            Method::GET,
+            &format!("/api/auth/security-events{query}"),
+            &session,
+        )
+        .send()
+    };
+    let (status, body) = read(get("?pageSize=1").await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    let events = body["data"]["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["kind"], "sign_in");
+    let token = body["data"]["nextPageToken"].as_str().unwrap().to_owned();
+    let (status, body) = read(
+        get(&format!("?pageSize=5&pageToken={token}"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    assert_eq!(
+        body["data"]["events"].as_array().unwrap().len(),
+        1,
+        "the sign-up's"
+    );
+    assert!(body["data"]["nextPageToken"].is_null());
+    for (query, field) in [
+        ("?pageSize=many", "pageSize"),
+        ("?pageSize=1000", "pageSize"),
+        ("?pageToken=x", "pageToken"),
+    ] {
+        let (status, body) = read(get(query).await.unwrap()).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{query}: {body:#}"
+        );
+        assert_eq!(detail_fields(&body), [field], "{query}");
+    }
+}

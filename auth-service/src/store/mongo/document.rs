@@ -128,7 +128,13 @@ pub(super) fn user_from_document(doc: &Document) -> StoreResult<User> {
                 at: d.get_datetime("at").map_or(0, |t| t.timestamp_millis()),
                 until: d.get_datetime("until").ok().map(|t| t.timestamp_millis()),
             }),
-            _ => None,
+            None | Some(Bson::Null) => None,
+            // A suspension that does not read holds, for good: failing closed.
+            Some(_) => Some(Disabled {
+                reason: "unreadable".into(),
+                at: 0,
+                until: None,
+            }),
         },
     })
 }

@@ -11,6 +11,7 @@
 mod document;
 mod errors;
 mod factors;
+mod security;
 mod users;
 
 use std::time::Duration;

@@ -13,6 +13,7 @@ mod limits;
 mod mail;
 mod presence;
 mod schema;
+mod security;
 mod sessions;
 mod tickets;
 mod users;

@@ -162,6 +162,19 @@ pub(super) fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
             hash    BLOB NOT NULL,
             PRIMARY KEY (user_id, hash)
         );
+        -- The users' security logs, kept AUDIT_RETENTION; ids are UUID v7 (time-ordered).
+        CREATE TABLE IF NOT EXISTS security_events (
+            id         TEXT PRIMARY KEY,
+            user_id    TEXT NOT NULL,
+            at         INTEGER NOT NULL,
+            kind       TEXT NOT NULL,
+            detail     TEXT NOT NULL DEFAULT '',
+            ip         TEXT NOT NULL DEFAULT '',
+            user_agent TEXT NOT NULL DEFAULT '',
+            session_id TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX IF NOT EXISTS security_events_by_user ON security_events (user_id, id);
+        CREATE INDEX IF NOT EXISTS security_events_by_time ON security_events (at);
         -- Short-lived state of multi-step flows (MFA challenges, enrollments), single use.
         CREATE TABLE IF NOT EXISTS tickets (
             kind       TEXT NOT NULL,

@@ -7,8 +7,8 @@ use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params}
 use super::{SqliteStore, events, internal, presence};
 use crate::domain::{EventKind, RevokeReason, SessionId, SignIn, UnixMs, UserId};
 use crate::store::{
-    NewSession, NextRefresh, RefreshHash, RotateOutcome, SessionRecord, SessionStore, StoreResult,
-    rotated_expiry, session_timed_out, within_grace,
+    EXPIRED_SESSION_RECALL_MS, NewSession, NextRefresh, RefreshHash, RotateOutcome, SessionRecord,
+    SessionStore, StoreResult, rotated_expiry, session_timed_out, within_grace,
 };
 
 const COLUMNS: &str =
@@ -85,15 +85,17 @@ impl SessionStore for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(internal)?;
+            // Sessions that timed out a day ago are forgotten; newer ones stay to answer
+            // SESSION_EXPIRED but count for nothing.
             tx.execute(
                 "DELETE FROM sessions WHERE user_id = ?1 AND expires_at <= ?2",
-                params![s.user_id.0, s.created_at],
+                params![s.user_id.0, s.created_at - EXPIRED_SESSION_RECALL_MS],
             )
             .map_err(internal)?;
             let live: u32 = tx
                 .query_row(
-                    "SELECT COUNT(*) FROM sessions WHERE user_id = ?1",
-                    params![s.user_id.0],
+                    "SELECT COUNT(*) FROM sessions WHERE user_id = ?1 AND expires_at > ?2",
+                    params![s.user_id.0, s.created_at],
                     |r| r.get(0),
                 )
                 .map_err(internal)?;
@@ -102,12 +104,14 @@ impl SessionStore for SqliteStore {
             if excess > 0 {
                 let mut stmt = tx
                     .prepare(
-                        "SELECT id FROM sessions WHERE user_id = ?1 \
+                        "SELECT id FROM sessions WHERE user_id = ?1 AND expires_at > ?3 \
                          ORDER BY last_used_at, created_at, id LIMIT ?2",
                     )
                     .map_err(internal)?;
                 evicted = stmt
-                    .query_map(params![s.user_id.0, excess], |r| r.get::<_, String>(0))
+                    .query_map(params![s.user_id.0, excess, s.created_at], |r| {
+                        r.get::<_, String>(0)
+                    })
                     .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
                     .map_err(internal)?;
                 drop(stmt);

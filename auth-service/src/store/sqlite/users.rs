@@ -32,9 +32,14 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         created_at: row.get(9)?,
         updated_at: row.get(10)?,
         username_changed_at: row.get(11)?,
-        disabled: row
-            .get::<_, Option<String>>(12)?
-            .and_then(|json| serde_json::from_str(&json).ok()),
+        // A suspension that does not read holds, for good: failing closed.
+        disabled: row.get::<_, Option<String>>(12)?.map(|json| {
+            serde_json::from_str(&json).unwrap_or(Disabled {
+                reason: "unreadable".into(),
+                at: 0,
+                until: None,
+            })
+        }),
     })
 }
 
