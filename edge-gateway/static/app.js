@@ -331,8 +331,14 @@ async function loadSecurity(more) {
   if (!result.ok) return sayError(result);
   const items = result.json.data.events.map((e) => {
     const li = document.createElement('li');
-    const where = [e.clientIp, e.userAgent].filter(Boolean).join(' · ');
-    li.textContent = `${e.at} ${e.kind}${e.detail ? ` (${e.detail})` : ''}${where ? ` — ${where}` : ''}`;
+    li.textContent = `${e.at} ${e.kind}${e.detail ? ` (${e.detail})` : ''}${e.clientIp ? ` from ${e.clientIp}` : ''}`;
+    if (e.userAgent) {
+      // The user agent is whatever the client said: shown apart, never as part of the entry.
+      const agent = document.createElement('small');
+      agent.className = 'hint';
+      agent.textContent = ` [${e.userAgent}]`;
+      li.append(agent);
+    }
     return li;
   });
   if (more) $('security-events').append(...items);

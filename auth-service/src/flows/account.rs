@@ -1,14 +1,17 @@
 //! Account deletion: DeleteAccount (the user, proving it again) and DeleteUser (an operator).
 //!
 //! The order never leaves a half-deleted user visible, and a retry finishes the job:
-//! 1. every session ends (session.revoked, reason `account_deleted`): if the process stops
-//!    here the account is whole, only signed out, and its owner can sign in and delete again;
+//! 1. every session ends (session.revoked, reason `account_deleted`), and the address's
+//!    pending sign-ups (one verified later would create the account again): if the process
+//!    stops here the account is whole, only signed out, and its owner can sign in and delete
+//!    again;
 //! 2. the user goes with everything kept beside it (factors, passkeys, presence) in one atomic
 //!    step (user.deleted); the email and username are free from then on;
 //! 3. the sessions end again: a sign-in that had read the user before step 2 and started its
 //!    session after step 1 ends here (and `sign_in`, looking at the user again after starting
 //!    its session, refuses it too);
-//! 4. the email's pending resets and sign-ins by code end, and a goodbye notice is mailed.
+//! 4. the address's pending resets and sign-ins by code end (they name a user that is gone),
+//!    and a goodbye notice is mailed.
 
 use super::security::Entry;
 use super::{AuthCore, Caller, FlowError, ProofInput};
@@ -51,6 +54,13 @@ impl AuthCore {
                 .revoke_all(&user.id, None, RevokeReason::AccountDeleted, now_ms())
         };
         let mut ended = end_sessions().await?;
+        // A sign-up of the address still pending could otherwise create the account again.
+        if let Ok(email) = Email::parse(&user.email) {
+            self.stores
+                .pending
+                .finish_pending(CodePurpose::Registration, &email)
+                .await?;
+        }
         if !self.stores.users.delete_user(&user.id, now_ms()).await? {
             // A racing deletion got there first and finishes the job.
             return Err(FlowError::UserNotFound);
@@ -62,11 +72,7 @@ impl AuthCore {
             }
         }
         if let Ok(email) = Email::parse(&user.email) {
-            for purpose in [
-                CodePurpose::Registration,
-                CodePurpose::PasswordReset,
-                CodePurpose::Login,
-            ] {
+            for purpose in [CodePurpose::PasswordReset, CodePurpose::Login] {
                 if let Err(e) = self.stores.pending.finish_pending(purpose, &email).await {
                     // They name a user that no longer exists, so they can only fail.
                     tracing::warn!(error = %e, "cannot end the pending requests of a deleted account");

@@ -75,11 +75,10 @@ impl AuthCore {
     ) -> Result<SignedIn, FlowError> {
         if let Some(disabled) = user.disabled_at(now_ms()) {
             let until = disabled.until;
-            self.audit(
+            self.audit_failure(
                 &user.id,
                 Entry::new(SecurityKind::SignInRefused).from(client),
-            )
-            .await;
+            );
             return Err(FlowError::UserDisabled { until });
         }
         let tokens = self.start_session(&user.id, sign_in, client).await?;

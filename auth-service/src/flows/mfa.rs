@@ -153,11 +153,10 @@ impl AuthCore {
         // caller learns nothing about the account.
         if let Some(disabled) = user.disabled_at(now_ms()) {
             let until = disabled.until;
-            self.audit(
+            self.audit_failure(
                 &user.id,
                 Entry::new(SecurityKind::SignInRefused).from(client),
-            )
-            .await;
+            );
             return Err(FlowError::UserDisabled { until });
         }
         let factors = self.stores.factors.factor_summary(&user.id).await?;

@@ -7,7 +7,7 @@ use super::limits::{Counter, HOUR_MS};
 use super::{AuthCore, ClientInfo, CodeDelivery, FlowError, SignedIn};
 use crate::domain::{
     AllParsed, AuthMethod, Code, CodeHash, CodePurpose, Email, NewUser, Password, PendingId,
-    Profile, SignIn, UserId, Username, Violations, now_ms,
+    Profile, RevokeReason, SignIn, UserId, Username, Violations, now_ms,
 };
 use crate::store::{CodeIssued, CreateUserError, PendingPayload};
 
@@ -213,6 +213,28 @@ impl AuthCore {
             second: Some(AuthMethod::EmailCode),
         };
         let tokens = self.start_session(&user.id, sign_in, client).await?;
+        // A retried verification of a user created earlier: a suspension or deletion that
+        // landed meanwhile ended every session, but not this one. Look again, as sign_in does.
+        let current = self.stores.users.find_by_id(&user.id).await?;
+        let refused = match &current {
+            None => Some((
+                RevokeReason::AccountDeleted,
+                FlowError::RegistrationNotFound,
+            )),
+            Some(u) => u.disabled_at(now_ms()).map(|d| {
+                (
+                    RevokeReason::Operator,
+                    FlowError::UserDisabled { until: d.until },
+                )
+            }),
+        };
+        if let Some((reason, error)) = refused {
+            self.stores
+                .sessions
+                .revoke_session(&tokens.session_id, &user.id, reason, now_ms())
+                .await?;
+            return Err(error);
+        }
         // Signing in is the session's first heartbeat.
         let presence = self.first_beat(&user.id, &tokens.session_id).await;
         user.status = presence.status;

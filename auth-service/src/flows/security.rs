@@ -6,8 +6,9 @@
 use super::{AuthCore, Caller, ClientInfo, FlowError};
 use crate::domain::{SecurityEvent, SecurityKind, SessionId, UserId, now_ms};
 
-/// Entries of failed sign-ins and second factors written per user per hour; beyond, they are
-/// counted (the login limits) but not written.
+/// Entries of each kind a stranger can cause (a wrong password, a wrong second factor, a
+/// refused sign-in of a suspended account) written per user per hour; beyond, the attempts are
+/// still counted by the login limits but not written.
 pub const FAILURES_PER_HOUR: u32 = 30;
 
 /// Entries of one page when the caller asks for none; and the most it may ask for.
@@ -89,7 +90,9 @@ impl AuthCore {
         let event = entry.event(user);
         let (log, limits) = (self.stores.security.clone(), self.stores.limits.clone());
         tokio::spawn(async move {
-            let key = format!("audit:failures:{}", event.user_id.0);
+            // A share per kind: wrong passwords cannot hide wrong second factors, or the other
+            // way round.
+            let key = format!("audit:{}:{}", event.kind.as_str(), event.user_id.0);
             match limits
                 .hit(&key, FAILURES_PER_HOUR, super::limits::HOUR_MS, event.at)
                 .await
@@ -125,7 +128,13 @@ impl AuthCore {
     ) -> Result<SecurityPage, FlowError> {
         let id = super::operator::user_id_field(user_id)
             .map_err(|e| FlowError::invalid("user_id", e))?;
-        let kinds = kinds
+        if kinds.len() > SecurityKind::ALL.len() {
+            return Err(FlowError::invalid(
+                "kinds",
+                format!("at most {} kinds", SecurityKind::ALL.len()),
+            ));
+        }
+        let mut kinds = kinds
             .iter()
             .map(|k| {
                 SecurityKind::parse(k.trim()).ok_or_else(|| {
@@ -137,6 +146,8 @@ impl AuthCore {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        kinds.sort_by_key(|k| k.as_str());
+        kinds.dedup();
         self.security_page(&id, page_size, page_token, &kinds).await
     }
 

@@ -69,10 +69,28 @@ impl MongoUserStore {
                 )
                 .build()
         };
-        if events.create_index(ttl()).await.is_err() {
-            // Another retention's TTL index: replace it.
-            events.drop_index(TTL_INDEX).await.map_err(store_error)?;
-            events.create_index(ttl()).await.map_err(store_error)?;
+        let Err(e) = events.create_index(ttl()).await else {
+            return Ok(());
+        };
+        // 85/86: the index exists with another retention. Changed in place, so instances
+        // starting together (or a rolling deploy) never drop it; the periodic trim keeps the
+        // retention even where the server cannot change it.
+        let conflict = matches!(
+            e.kind.as_ref(),
+            mongodb::error::ErrorKind::Command(c) if c.code == 85 || c.code == 86
+        );
+        if !conflict {
+            return Err(store_error(e));
+        }
+        let changed = self
+            .database
+            .run_command(doc! {
+                "collMod": COLLECTION,
+                "index": { "name": TTL_INDEX, "expireAfterSeconds": retention.as_secs() as i64 },
+            })
+            .await;
+        if let Err(e) = changed {
+            tracing::warn!(error = %e, "cannot change the security log's TTL index; the periodic trim keeps the retention");
         }
         Ok(())
     }
