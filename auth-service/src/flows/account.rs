@@ -34,8 +34,8 @@ impl AuthCore {
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]
     pub async fn delete_user(&self, user_id: &str, reason: &str) -> Result<(), FlowError> {
         let mut v = crate::domain::Violations::default();
-        let id = v.check("user_id", super::operator::user_id_field(user_id));
-        let reason = v.check("reason", super::operator::reason_field(reason));
+        let id = v.check("user_id", super::fields::user_id_field(user_id));
+        let reason = v.check("reason", super::fields::reason_field(reason));
         let (id, reason) = v.finish(crate::domain::AllParsed::all((id, reason)))?;
         let user = self
             .stores

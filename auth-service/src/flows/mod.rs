@@ -7,6 +7,7 @@ mod codes;
 pub mod directory;
 mod email;
 mod error;
+mod fields;
 mod guard;
 mod limits;
 mod login;

@@ -126,8 +126,8 @@ impl AuthCore {
         page_token: &str,
         kinds: &[String],
     ) -> Result<SecurityPage, FlowError> {
-        let id = super::operator::user_id_field(user_id)
-            .map_err(|e| FlowError::invalid("user_id", e))?;
+        let id =
+            super::fields::user_id_field(user_id).map_err(|e| FlowError::invalid("user_id", e))?;
         if kinds.len() > SecurityKind::ALL.len() {
             return Err(FlowError::invalid(
                 "kinds",
