@@ -79,6 +79,8 @@ pub struct StorageConfig {
 #[derive(Debug, Clone)]
 pub struct KeysConfig {
     pub jwt_private_key_pem: Option<SecretString>,
+    /// JWT_PRIVATE_KEYS_DIR: a folder of keys (`<kid>.pem`), for rotations by hand.
+    pub jwt_private_keys_dir: Option<std::path::PathBuf>,
     pub jwt_key_id: Option<String>,
     pub auth_secret: Option<SecretString>,
 }
@@ -163,6 +165,7 @@ impl Config {
             },
             keys: KeysConfig {
                 jwt_private_key_pem: env.secret("JWT_PRIVATE_KEY", "JWT_PRIVATE_KEY_FILE")?,
+                jwt_private_keys_dir: env.get("JWT_PRIVATE_KEYS_DIR").map(Into::into),
                 jwt_key_id: env.get("JWT_KEY_ID"),
                 auth_secret: env.secret("AUTH_SECRET", "AUTH_SECRET_FILE")?,
             },

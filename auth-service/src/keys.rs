@@ -72,6 +72,88 @@ pub fn signing_key(keys: &KeysConfig, data_dir: &Path) -> Result<SigningKey, Con
     SigningKey::from_pem(&pem, keys.jwt_key_id.clone()).map_err(|m| ConfigError::new(var, m))
 }
 
+/// The signing key and the keys kept beside it. With JWT_PRIVATE_KEYS_DIR, every `<kid>.pem`
+/// in it is published and verifies, and the one JWT_KEY_ID names (or the only one) signs; else
+/// the one key of [`signing_key`].
+pub fn signing_keys(
+    keys: &KeysConfig,
+    data_dir: &Path,
+) -> Result<(SigningKey, Vec<SigningKey>), ConfigError> {
+    const VAR: &str = "JWT_PRIVATE_KEYS_DIR";
+    let Some(dir) = &keys.jwt_private_keys_dir else {
+        return Ok((signing_key(keys, data_dir)?, Vec::new()));
+    };
+    if keys.jwt_private_key_pem.is_some() {
+        return Err(ConfigError::new(
+            VAR,
+            "set either JWT_PRIVATE_KEY (or its _FILE) or JWT_PRIVATE_KEYS_DIR, not both",
+        ));
+    }
+    let unreadable =
+        |e: std::io::Error| ConfigError::new(VAR, format!("cannot read {}: {e}", dir.display()));
+    let mut paths: Vec<std::path::PathBuf> = fs::read_dir(dir)
+        .map_err(unreadable)?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(unreadable)?;
+    paths.retain(|p| p.extension().is_some_and(|e| e == "pem"));
+    paths.sort();
+    let mut found = Vec::new();
+    for path in &paths {
+        let kid = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .filter(|s| {
+                (1..=64).contains(&s.len())
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            })
+            .ok_or_else(|| {
+                ConfigError::new(
+                    VAR,
+                    format!(
+                        "{}: the file's name is its key id: 1-64 letters, digits, '-', '_' or '.'",
+                        path.display()
+                    ),
+                )
+            })?;
+        let pem = fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(VAR, format!("cannot read {}: {e}", path.display())))?;
+        let key = SigningKey::from_pem(&pem, Some(kid.to_owned()))
+            .map_err(|m| ConfigError::new(VAR, format!("{}: {m}", path.display())))?;
+        found.push(key);
+    }
+    let kids: Vec<&str> = found.iter().map(|k| k.kid()).collect();
+    let active = match (&keys.jwt_key_id, found.len()) {
+        (_, 0) => {
+            return Err(ConfigError::new(
+                VAR,
+                format!("{} holds no <kid>.pem key", dir.display()),
+            ));
+        }
+        (Some(kid), _) => kid.clone(),
+        (None, 1) => kids[0].to_owned(),
+        (None, _) => {
+            return Err(ConfigError::new(
+                "JWT_KEY_ID",
+                format!("must name the signing key among {}", kids.join(", ")),
+            ));
+        }
+    };
+    let Some(index) = kids.iter().position(|k| *k == active) else {
+        return Err(ConfigError::new(
+            "JWT_KEY_ID",
+            format!(
+                "{active:?} is none of the keys in {}: {}",
+                dir.display(),
+                kids.join(", ")
+            ),
+        ));
+    };
+    let signing = found.remove(index);
+    Ok((signing, found))
+}
+
 pub fn server_secret(keys: &KeysConfig, data_dir: &Path) -> Result<ServerSecret, ConfigError> {
     let encoded = match &keys.auth_secret {
         Some(s) => s.expose_secret().trim().to_owned(),

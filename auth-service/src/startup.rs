@@ -112,11 +112,12 @@ impl baatcheet_runtime::cli::Service for Application {
 
     async fn build(config: Config) -> Result<Self, StartupError> {
         let data_dir = &config.storage.data_dir;
-        let signing_key = keys::signing_key(&config.keys, data_dir)?;
+        let (signing_key, verifying_keys) = keys::signing_keys(&config.keys, data_dir)?;
         let secret = keys::server_secret(&config.keys, data_dir)?;
         let backends = backends::open(&config.storage, &config.mail, &config.events).await?;
         tracing::info!(backends = %backends.description, "backends chosen");
-        tracing::info!(kid = signing_key.kid(), "access tokens signed with EdDSA");
+        let kept: Vec<&str> = verifying_keys.iter().map(|k| k.kid()).collect();
+        tracing::info!(kid = signing_key.kid(), also_verifying = ?kept, "access tokens signed with EdDSA");
         let outbox = crate::mail::Outbox::new(
             backends.stores.mail.clone(),
             Arc::new(Sealer::for_mail(&secret)),
@@ -131,7 +132,8 @@ impl baatcheet_runtime::cli::Service for Application {
                 config.tokens.issuer.clone(),
                 config.tokens.audience.clone(),
                 crate::config::millis(config.tokens.access_ttl),
-            ),
+            )
+            .with_verifying_keys(verifying_keys),
             codes: CodeHasher::new(&secret),
             refresh_sealer: Sealer::for_refresh_tokens(&secret),
             totp_sealer: Sealer::for_totp(&secret),

@@ -115,33 +115,44 @@ async function startStack() {
     stack.pageOrigin = page.origin;
     stack.foreignOrigin = foreign.origin;
 
-    const grpcPort = await freePort();
-    const httpPort = await freePort();
-    stack.gateway = `http://127.0.0.1:${httpPort}`;
-    // The same gateway by name: WebAuthn needs a domain (localhost), not an IP address.
-    stack.gatewayByName = `http://localhost:${httpPort}`;
-    stack.children.push(start('auth-service', AUTH_SERVICE_BIN, {
-      GRPC_ADDR: `127.0.0.1:${grpcPort}`,
-      DATA_DIR: dataDir,
-      SQLITE_PATH: ':memory:',
-      WEBAUTHN_RP_ID: 'localhost',
-      WEBAUTHN_ORIGINS: stack.gatewayByName,
-    }, tmp));
-    stack.children.push(start('edge-gateway', EDGE_GATEWAY_BIN, {
-      PORT: String(httpPort),
-      HTTP_HOST: '127.0.0.1',
-      AUTH_SERVICE_URL: `http://127.0.0.1:${grpcPort}`,
-      CORS_ORIGINS: page.origin,
-      NODE_ENV: 'development',
-    }, tmp));
-    await waitFor(async () => {
-      for (const child of stack.children) {
-        if (child.exitCode !== null) {
-          throw new Error(`${path.basename(child.spawnfile)} exited:\n${fs.readFileSync(child.log, 'utf8')}`);
-        }
+    // A free port is free when asked, not always when bound: another process on the machine
+    // may take it in between. Then the stack starts again on other ports (at most 3 times).
+    for (let attempt = 1; ; attempt += 1) {
+      const grpcPort = await freePort();
+      const httpPort = await freePort();
+      stack.gateway = `http://127.0.0.1:${httpPort}`;
+      // The same gateway by name: WebAuthn needs a domain (localhost), not an IP address.
+      stack.gatewayByName = `http://localhost:${httpPort}`;
+      stack.children.push(start('auth-service', AUTH_SERVICE_BIN, {
+        GRPC_ADDR: `127.0.0.1:${grpcPort}`,
+        DATA_DIR: dataDir,
+        SQLITE_PATH: ':memory:',
+        WEBAUTHN_RP_ID: 'localhost',
+        WEBAUTHN_ORIGINS: stack.gatewayByName,
+      }, tmp));
+      stack.children.push(start('edge-gateway', EDGE_GATEWAY_BIN, {
+        PORT: String(httpPort),
+        HTTP_HOST: '127.0.0.1',
+        AUTH_SERVICE_URL: `http://127.0.0.1:${grpcPort}`,
+        CORS_ORIGINS: page.origin,
+        NODE_ENV: 'development',
+      }, tmp));
+      try {
+        await waitFor(async () => {
+          for (const child of stack.children) {
+            if (child.exitCode !== null) {
+              throw new Error(`${path.basename(child.spawnfile)} exited:\n${fs.readFileSync(child.log, 'utf8')}`);
+            }
+          }
+          return (await fetch(`${stack.gateway}/readyz`)).ok;
+        }, 'the gateway to be ready');
+        break;
+      } catch (e) {
+        if (attempt >= 3 || !/Address already in use/.test(e.message)) throw e;
+        await Promise.all(stack.children.map(stop));
+        stack.children = [];
       }
-      return (await fetch(`${stack.gateway}/readyz`)).ok;
-    }, 'the gateway to be ready');
+    }
 
     const profile = path.join(tmp, 'chromium-profile');
     stack.context = await chromium.launchPersistentContext(profile, {

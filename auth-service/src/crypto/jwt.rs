@@ -1,6 +1,8 @@
-//! Access tokens: EdDSA (Ed25519) JWTs signed with the one [`SigningKey`], and the JWK that
-//! publishes its public half so other services verify tokens offline. Verification accepts only
-//! EdDSA with our `kid`, issuer and audience, without leeway (README, "Rules it enforces").
+//! Access tokens: EdDSA (Ed25519) JWTs signed with the one active [`SigningKey`], and the JWKs
+//! that publish the public halves of it and of the keys kept beside it during a rotation (they
+//! verify, they never sign), so other services verify tokens offline. Verification accepts only
+//! EdDSA with one of our `kid`s, issuer and audience, without leeway (README, "Rules it
+//! enforces").
 
 use aws_lc_rs::{
     rand::SystemRandom,
@@ -102,6 +104,9 @@ pub enum TokenError {
 /// issuer and audience: `none`, HMAC and foreign keys are refused before any claim is read.
 pub struct AccessTokens {
     key: SigningKey,
+    /// Published and accepted, never used to sign: the next key before it signs, the previous
+    /// one until the tokens it signed have expired.
+    others: Vec<SigningKey>,
     issuer: String,
     audience: String,
     ttl_ms: i64,
@@ -120,11 +125,23 @@ impl AccessTokens {
         validation.validate_nbf = true;
         Self {
             key,
+            others: Vec::new(),
             issuer,
             audience,
             ttl_ms,
             validation,
         }
+    }
+
+    /// Also publishes and accepts `keys` (never signing with them); one with the signing key's
+    /// id is left out.
+    pub fn with_verifying_keys(mut self, keys: Vec<SigningKey>) -> Self {
+        self.others = keys.into_iter().filter(|k| k.kid != self.key.kid).collect();
+        self
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &SigningKey> {
+        std::iter::once(&self.key).chain(&self.others)
     }
 
     pub fn ttl_ms(&self) -> i64 {
@@ -162,10 +179,15 @@ impl AccessTokens {
             return Err(TokenError::Invalid);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
-        if header.alg != Algorithm::EdDSA || header.kid.as_deref() != Some(self.key.kid.as_str()) {
+        if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Invalid);
         }
-        jsonwebtoken::decode::<AccessClaims>(token, &self.key.decoding, &self.validation)
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys().find(|k| k.kid == kid))
+            .ok_or(TokenError::Invalid)?;
+        jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -173,16 +195,18 @@ impl AccessTokens {
             })
     }
 
-    /// The public keys, for GetJwks.
+    /// The public keys, for GetJwks: the signing one first.
     pub fn jwks(&self) -> Vec<Jwk> {
-        vec![Jwk {
-            kty: "OKP",
-            crv: "Ed25519",
-            x: self.key.x.clone(),
-            kid: self.key.kid.clone(),
-            alg: "EdDSA",
-            use_: "sig",
-        }]
+        self.keys()
+            .map(|key| Jwk {
+                kty: "OKP",
+                crv: "Ed25519",
+                x: key.x.clone(),
+                kid: key.kid.clone(),
+                alg: "EdDSA",
+                use_: "sig",
+            })
+            .collect()
     }
 }
 
@@ -221,5 +245,43 @@ mod tests {
             .issue(&UserId("u".into()), &SessionId("s".into()), now - 120_000)
             .unwrap();
         assert_eq!(a.verify(&old), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn keys_kept_beside_the_signing_key_verify_and_are_published_but_never_sign() {
+        let key = |kid: &str| {
+            SigningKey::from_pem(&SigningKey::generate_pem().unwrap(), Some(kid.into())).unwrap()
+        };
+        let (user, sid, now) = (
+            UserId("u".into()),
+            SessionId("s".into()),
+            crate::domain::now_ms(),
+        );
+        let pem_old = SigningKey::generate_pem().unwrap();
+        let old = AccessTokens::new(
+            SigningKey::from_pem(&pem_old, Some("old".into())).unwrap(),
+            "iss".into(),
+            "aud".into(),
+            60_000,
+        );
+        let (signed_by_old, _) = old.issue(&user, &sid, now).unwrap();
+        // The rotation's middle: "new" signs, "old" still verifies.
+        let rotating = AccessTokens::new(key("new"), "iss".into(), "aud".into(), 60_000)
+            .with_verifying_keys(vec![
+                SigningKey::from_pem(&pem_old, Some("old".into())).unwrap(),
+            ]);
+        let kids: Vec<String> = rotating.jwks().into_iter().map(|k| k.kid).collect();
+        assert_eq!(kids, ["new", "old"], "the signing key first");
+        rotating.verify(&signed_by_old).unwrap();
+        let (fresh, _) = rotating.issue(&user, &sid, now).unwrap();
+        let header = jsonwebtoken::decode_header(&fresh).unwrap();
+        assert_eq!(header.kid.as_deref(), Some("new"));
+        // Once "old" is gone, its tokens are refused.
+        let after = AccessTokens::new(key("new2"), "iss".into(), "aud".into(), 60_000);
+        assert_eq!(after.verify(&signed_by_old), Err(TokenError::Invalid));
+        // A token naming a published kid but signed by another key is refused.
+        let impostor = AccessTokens::new(key("old"), "iss".into(), "aud".into(), 60_000);
+        let (forged, _) = impostor.issue(&user, &sid, now).unwrap();
+        assert_eq!(rotating.verify(&forged), Err(TokenError::Invalid));
     }
 }

@@ -4,6 +4,7 @@
 mod account;
 mod concurrency;
 mod email_change;
+mod key_rotation;
 mod login;
 mod login_code;
 pub mod mfa;

@@ -348,6 +348,7 @@ const VARIABLES: &[&str] = &[
     "JWT_AUDIENCE",
     "JWT_PRIVATE_KEY",
     "JWT_KEY_ID",
+    "JWT_PRIVATE_KEYS_DIR",
     "AUTH_SECRET",
     "CODE_TTL",
     "CODE_RESEND_COOLDOWN",
