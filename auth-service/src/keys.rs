@@ -117,6 +117,18 @@ pub fn signing_keys(
                     ),
                 )
             })?;
+        // A key file is a small regular file: not a pipe that blocks or a device without end.
+        let meta = fs::metadata(path)
+            .map_err(|e| ConfigError::new(VAR, format!("cannot read {}: {e}", path.display())))?;
+        if !meta.is_file() || meta.len() > 8 * 1024 {
+            return Err(ConfigError::new(
+                VAR,
+                format!(
+                    "{}: not a key file (a PEM file of at most 8 KiB)",
+                    path.display()
+                ),
+            ));
+        }
         let pem = fs::read_to_string(path)
             .map_err(|e| ConfigError::new(VAR, format!("cannot read {}: {e}", path.display())))?;
         let key = SigningKey::from_pem(&pem, Some(kid.to_owned()))

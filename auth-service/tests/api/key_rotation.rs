@@ -137,6 +137,25 @@ fn a_key_folders_mistakes_are_named() {
         load(keys(Some(dir.path()), None, Some("b"))),
         Err("JWT_PRIVATE_KEYS_DIR")
     );
+    // A real key, padded past 8 KiB: refused before it is read.
+    let padded = format!(
+        "{}{}",
+        SigningKey::generate_pem().unwrap(),
+        "\n".repeat(9 * 1024)
+    );
+    std::fs::write(dir.path().join("c.pem"), padded).unwrap();
+    assert_eq!(
+        load(keys(Some(dir.path()), None, Some("b"))),
+        Err("JWT_PRIVATE_KEYS_DIR"),
+        "too big"
+    );
+    std::fs::remove_file(dir.path().join("c.pem")).unwrap();
+    std::fs::create_dir(dir.path().join("d.pem")).unwrap();
+    assert_eq!(
+        load(keys(Some(dir.path()), None, Some("b"))),
+        Err("JWT_PRIVATE_KEYS_DIR"),
+        "not a file"
+    );
     let missing = dir.path().join("nowhere");
     assert_eq!(
         load(keys(Some(&missing), None, None)),
