@@ -181,15 +181,30 @@ impl baatcheet_runtime::cli::Service for Application {
             .clamp(Duration::from_millis(250), Duration::from_secs(15));
         let presence_sweep =
             tokio::spawn(self.core.clone().sweep_presence(sweep_every, stop.clone()));
-        let event_trim = tokio::spawn(trim_events(
+        // The event log is also capped in count (the Redis stream on every append too).
+        let (events, max_events) = (
             self.core.stores.events.clone(),
-            self.config.events.clone(),
+            self.config.events.max_events,
+        );
+        let event_trim = tokio::spawn(trim_past_retention(
+            "event log",
+            self.config.events.retention,
             stop.clone(),
+            move |before| {
+                let events = events.clone();
+                async move { events.trim(before, max_events).await }
+            },
         ));
-        let security_trim = tokio::spawn(trim_security_events(
-            self.core.stores.security.clone(),
+        // On MongoDB the TTL index removes old entries too.
+        let security = self.core.stores.security.clone();
+        let security_trim = tokio::spawn(trim_past_retention(
+            "security log",
             self.config.events.audit_retention,
             stop.clone(),
+            move |before| {
+                let security = security.clone();
+                async move { security.trim_security_events(before).await }
+            },
         ));
         let watcher = tokio::spawn(watch_backends(
             health.clone(),
@@ -346,37 +361,18 @@ fn grpc_web_cors(origins: &[http::HeaderValue]) -> Option<tower_http::cors::Cors
 /// stream also caps its length on every append.
 const EVENT_TRIM_EVERY: Duration = Duration::from_secs(60);
 
-/// Removes events older than the retention or beyond the cap, every [`EVENT_TRIM_EVERY`].
-async fn trim_events(
-    events: Arc<dyn crate::store::EventLog>,
-    config: crate::config::EventsConfig,
-    stop: CancellationToken,
-) {
-    let retention_ms = crate::config::millis(config.retention);
-    // A short retention is kept to closely too.
-    let every = (config.retention / 2).clamp(Duration::from_millis(500), EVENT_TRIM_EVERY);
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = stop.cancelled() => return,
-        }
-        let before = crate::domain::now_ms() - retention_ms;
-        match events.trim(before, config.max_events).await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(events = n, "trimmed events past the retention"),
-            Err(e) => tracing::warn!(error = %e, "trimming the event log failed"),
-        }
-    }
-}
-
-/// Removes security-log entries older than AUDIT_RETENTION, every [`EVENT_TRIM_EVERY`] (on
-/// MongoDB the TTL index does it too).
-async fn trim_security_events(
-    log: Arc<dyn crate::store::SecurityLog>,
+/// Calls `trim` with the time before which entries of `log` (the event log, the security log)
+/// are past `retention`, every [`EVENT_TRIM_EVERY`] (every half retention when that is
+/// shorter, so a short retention is kept to closely too), until `stop`.
+async fn trim_past_retention<F, Fut>(
+    log: &'static str,
     retention: Duration,
     stop: CancellationToken,
-) {
+    trim: F,
+) where
+    F: Fn(crate::domain::UnixMs) -> Fut,
+    Fut: std::future::Future<Output = crate::store::StoreResult<u64>>,
+{
     let retention_ms = crate::config::millis(retention);
     let every = (retention / 2).clamp(Duration::from_millis(500), EVENT_TRIM_EVERY);
     let mut tick = tokio::time::interval(every);
@@ -385,16 +381,10 @@ async fn trim_security_events(
             _ = tick.tick() => {}
             () = stop.cancelled() => return,
         }
-        match log
-            .trim_security_events(crate::domain::now_ms() - retention_ms)
-            .await
-        {
+        match trim(crate::domain::now_ms() - retention_ms).await {
             Ok(0) => {}
-            Ok(n) => tracing::debug!(
-                entries = n,
-                "trimmed security-log entries past the retention"
-            ),
-            Err(e) => tracing::warn!(error = %e, "trimming the security log failed"),
+            Ok(n) => tracing::debug!(entries = n, log, "trimmed entries past the retention"),
+            Err(e) => tracing::warn!(error = %e, log, "trimming failed"),
         }
     }
 }

@@ -38,6 +38,14 @@ pub fn now_ms() -> UnixMs {
         .unwrap_or_default()
 }
 
+/// `ms` as RFC 3339 to the second (UTC), for mail and log entries people read.
+pub fn rfc3339(ms: UnixMs) -> String {
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
+    )
+    .to_string()
+}
+
 /// A field that failed to parse: its name in the request and a human sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldViolation {

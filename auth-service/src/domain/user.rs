@@ -193,6 +193,16 @@ pub struct Disabled {
 }
 
 impl Disabled {
+    /// What a stored suspension that does not read stands for: one that holds for good
+    /// (failing closed).
+    pub fn unreadable() -> Self {
+        Self {
+            reason: "unreadable".into(),
+            at: 0,
+            until: None,
+        }
+    }
+
     /// Whether it holds at `now`.
     pub fn in_force(&self, now: UnixMs) -> bool {
         self.until.is_none_or(|until| until > now)

@@ -174,10 +174,7 @@ impl AuthCore {
                 }
             }
         }
-        let when = humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(now.max(0) as u64),
-        )
-        .to_string();
+        let when = crate::domain::rfc3339(now);
         let ip = client.ip_text();
         let notice = self.templates.email_changed_notice(
             &old.email,

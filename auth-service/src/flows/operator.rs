@@ -66,14 +66,7 @@ impl AuthCore {
         // After the field: a sign-in that starts a session from here on finds it set.
         let ended = self.end_user_sessions(&id, now).await?;
         tracing::warn!(user_id = %id.0, sessions_ended = ended, until = ?until, "user disabled by an operator");
-        let until_text = until
-            .map(|ms| {
-                humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
-                )
-                .to_string()
-            })
-            .unwrap_or_default();
+        let until_text = until.map(crate::domain::rfc3339).unwrap_or_default();
         self.audit(&id, Entry::new(SecurityKind::Disabled).detail(until_text))
             .await;
         let user = self.user_record(&id).await?;

@@ -7,7 +7,7 @@ use baatcheet_auth_api::v1::{self as pb, EventType, SessionRevokeReason};
 use baatcheet_test_support::totp;
 use tonic::Code;
 
-use super::{Deployment, credential, internal, on_every_backend, with_token};
+use super::{Deployment, credential, internal, on_every_backend, watch, with_token};
 use crate::api::mfa::{challenge, complete, confirm, start};
 use crate::helpers::{PASSWORD, assert_error, authed};
 
@@ -20,36 +20,17 @@ async fn two_factor_sign_in_is_watched_from_enrollment_to_disabling(d: Deploymen
     use pb::complete_mfa_challenge_request::Factor;
     let socket = credential("socket");
     let app = d.instance(&[&socket], &[]).await;
-    let mut stream = internal(&app)
-        .await
-        .watch_events(with_token(
-            pb::WatchEventsRequest {
-                since_event_id: String::new(),
-                types: [
-                    EventType::FactorEnabled,
-                    EventType::FactorDisabled,
-                    EventType::MfaFailed,
-                    EventType::SessionRevoked,
-                ]
-                .iter()
-                .map(|t| *t as i32)
-                .collect(),
-            },
-            &socket.token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut next = async |user: &str| loop {
-        let message = tokio::time::timeout(std::time::Duration::from_secs(15), stream.message())
-            .await
-            .expect("an event within 15 s")
-            .unwrap()
-            .unwrap();
-        if let Some(event) = message.event.filter(|e| e.user_id == user) {
-            return event;
-        }
-    };
+    let mut events = watch(
+        &app,
+        &socket.token,
+        &[
+            EventType::FactorEnabled,
+            EventType::FactorDisabled,
+            EventType::MfaFailed,
+            EventType::SessionRevoked,
+        ],
+    )
+    .await;
 
     let (user, tokens) = d.signup(&app, "factors").await;
     let secret = start(&app, &tokens.access_token).await.unwrap().secret;
@@ -61,7 +42,7 @@ async fn two_factor_sign_in_is_watched_from_enrollment_to_disabling(d: Deploymen
     )
     .await
     .unwrap();
-    let enabled = next(&user.id).await;
+    let enabled = events.next(&user.id).await;
     assert_eq!(
         (enabled.r#type, enabled.factor),
         (EventType::FactorEnabled as i32, pb::AuthMethod::Totp as i32)
@@ -79,7 +60,7 @@ async fn two_factor_sign_in_is_watched_from_enrollment_to_disabling(d: Deploymen
         Code::InvalidArgument,
         "MFA_CODE_INVALID",
     );
-    let failed = next(&user.id).await;
+    let failed = events.next(&user.id).await;
     assert_eq!(
         (failed.r#type, failed.factor),
         (EventType::MfaFailed as i32, pb::AuthMethod::Totp as i32)
@@ -172,7 +153,7 @@ async fn two_factor_sign_in_is_watched_from_enrollment_to_disabling(d: Deploymen
     let mut ended = Vec::new();
     let mut disabled = false;
     while ended.len() < 2 || !disabled {
-        let event = next(&user.id).await;
+        let event = events.next(&user.id).await;
         if event.r#type == EventType::FactorDisabled as i32 {
             disabled = true;
         } else {

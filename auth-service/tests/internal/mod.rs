@@ -97,6 +97,41 @@ impl Deployment {
     }
 }
 
+/// A WatchEvents stream of `types` from now, read as the events of one user at a time.
+pub struct Watcher(tonic::Streaming<pb::WatchEventsResponse>);
+
+/// Watches `types` on `app` with the service credential `token`.
+pub async fn watch(app: &TestApp, token: &str, types: &[pb::EventType]) -> Watcher {
+    let request = pb::WatchEventsRequest {
+        since_event_id: String::new(),
+        types: types.iter().map(|t| *t as i32).collect(),
+    };
+    let stream = internal(app)
+        .await
+        .watch_events(with_token(request, token))
+        .await
+        .unwrap()
+        .into_inner();
+    Watcher(stream)
+}
+
+impl Watcher {
+    /// The next event of `user` (others' are skipped), within 15 s.
+    pub async fn next(&mut self, user: &str) -> pb::Event {
+        loop {
+            let message =
+                tokio::time::timeout(std::time::Duration::from_secs(15), self.0.message())
+                    .await
+                    .expect("an event within 15 s")
+                    .unwrap()
+                    .unwrap();
+            if let Some(event) = message.event.filter(|e| e.user_id == user) {
+                return event;
+            }
+        }
+    }
+}
+
 /// The internal API of `app`.
 pub async fn internal(app: &TestApp) -> InternalAuthServiceClient<Channel> {
     InternalAuthServiceClient::connect(format!("http://{}", app.addr))

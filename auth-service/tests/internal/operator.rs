@@ -8,7 +8,7 @@ use std::time::Duration;
 use baatcheet_auth_api::v1::{self as pb, EventType, SessionRevokeReason};
 use tonic::Code;
 
-use super::{Deployment, credential, internal, on_every_backend, with_token};
+use super::{Deployment, credential, internal, on_every_backend, watch, with_token};
 use crate::helpers::{PASSWORD, assert_error, violated_fields};
 
 on_every_backend!(
@@ -30,34 +30,16 @@ async fn an_operator_disables_enables_and_signs_out_an_account(d: Deployment) {
         .instance(&[&ops, &socket], &[("OPERATOR_SERVICES", "ops")])
         .await;
     let mut client = internal(&app).await;
-    let mut stream = client
-        .watch_events(with_token(
-            pb::WatchEventsRequest {
-                since_event_id: String::new(),
-                types: [
-                    EventType::UserDisabled,
-                    EventType::UserEnabled,
-                    EventType::SessionRevoked,
-                ]
-                .iter()
-                .map(|t| *t as i32)
-                .collect(),
-            },
-            &socket.token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut next = async |user: &str| loop {
-        let message = tokio::time::timeout(Duration::from_secs(15), stream.message())
-            .await
-            .expect("an event within 15 s")
-            .unwrap()
-            .unwrap();
-        if let Some(event) = message.event.filter(|e| e.user_id == user) {
-            return event;
-        }
-    };
+    let mut events = watch(
+        &app,
+        &socket.token,
+        &[
+            EventType::UserDisabled,
+            EventType::UserEnabled,
+            EventType::SessionRevoked,
+        ],
+    )
+    .await;
 
     let (user, phone) = d.signup(&app, "operated").await;
     let laptop = app.login(&user.email, PASSWORD).await.unwrap();
@@ -179,10 +161,10 @@ async fn an_operator_disables_enables_and_signs_out_an_account(d: Deployment) {
     let suspension = disabled.account.unwrap().suspension.unwrap();
     assert_eq!(suspension.reason, "reported for spam");
     assert!(suspension.until_time.is_none());
-    let event = next(&user.id).await;
+    let event = events.next(&user.id).await;
     assert_eq!(event.r#type, EventType::UserDisabled as i32);
     for _ in 0..2 {
-        let event = next(&user.id).await;
+        let event = events.next(&user.id).await;
         assert_eq!(
             (event.r#type, event.reason),
             (
@@ -244,7 +226,10 @@ async fn an_operator_disables_enables_and_signs_out_an_account(d: Deployment) {
         .unwrap()
         .into_inner();
     assert!(enabled.account.unwrap().suspension.is_none());
-    assert_eq!(next(&user.id).await.r#type, EventType::UserEnabled as i32);
+    assert_eq!(
+        events.next(&user.id).await.r#type,
+        EventType::UserEnabled as i32
+    );
     let back = app
         .login(&user.email, PASSWORD)
         .await
@@ -265,7 +250,7 @@ async fn an_operator_disables_enables_and_signs_out_an_account(d: Deployment) {
         .unwrap()
         .into_inner();
     assert_eq!(revoked.sessions_ended, 1);
-    let event = next(&user.id).await;
+    let event = events.next(&user.id).await;
     assert_eq!(
         (event.r#type, event.session_id.as_str(), event.reason),
         (
@@ -431,30 +416,12 @@ async fn an_operator_deletes_an_account(d: Deployment) {
         .instance(&[&ops, &socket], &[("OPERATOR_SERVICES", "ops")])
         .await;
     let mut client = internal(&app).await;
-    let mut stream = client
-        .watch_events(with_token(
-            pb::WatchEventsRequest {
-                since_event_id: String::new(),
-                types: [EventType::UserDeleted, EventType::SessionRevoked]
-                    .iter()
-                    .map(|t| *t as i32)
-                    .collect(),
-            },
-            &socket.token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut next = async |user: &str| loop {
-        let message = tokio::time::timeout(Duration::from_secs(15), stream.message())
-            .await
-            .expect("an event within 15 s")
-            .unwrap()
-            .unwrap();
-        if let Some(event) = message.event.filter(|e| e.user_id == user) {
-            return event;
-        }
-    };
+    let mut events = watch(
+        &app,
+        &socket.token,
+        &[EventType::UserDeleted, EventType::SessionRevoked],
+    )
+    .await;
     let (name, mail) = (
         crate::helpers::username("deleted"),
         crate::helpers::email("deleted"),
@@ -486,7 +453,7 @@ async fn an_operator_deletes_an_account(d: Deployment) {
         .delete_user(request(&ops.token, "asked by email"))
         .await
         .unwrap();
-    let revoked = next(&user.id).await;
+    let revoked = events.next(&user.id).await;
     assert_eq!(
         (revoked.r#type, revoked.reason),
         (
@@ -494,7 +461,10 @@ async fn an_operator_deletes_an_account(d: Deployment) {
             SessionRevokeReason::AccountDeleted as i32
         )
     );
-    assert_eq!(next(&user.id).await.r#type, EventType::UserDeleted as i32);
+    assert_eq!(
+        events.next(&user.id).await.r#type,
+        EventType::UserDeleted as i32
+    );
     assert_error(
         app.validate(&tokens.access_token).await,
         Code::Unauthenticated,

@@ -130,11 +130,7 @@ pub(super) fn user_from_document(doc: &Document) -> StoreResult<User> {
             }),
             None | Some(Bson::Null) => None,
             // A suspension that does not read holds, for good: failing closed.
-            Some(_) => Some(Disabled {
-                reason: "unreadable".into(),
-                at: 0,
-                until: None,
-            }),
+            Some(_) => Some(Disabled::unreadable()),
         },
     })
 }

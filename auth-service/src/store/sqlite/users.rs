@@ -2,6 +2,8 @@
 //! constraints (email, lowercased username) make `create_user` one insert, and a constraint
 //! failure is read back as the field that was taken.
 
+use std::convert::Infallible;
+
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
@@ -33,13 +35,9 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         updated_at: row.get(10)?,
         username_changed_at: row.get(11)?,
         // A suspension that does not read holds, for good: failing closed.
-        disabled: row.get::<_, Option<String>>(12)?.map(|json| {
-            serde_json::from_str(&json).unwrap_or(Disabled {
-                reason: "unreadable".into(),
-                at: 0,
-                until: None,
-            })
-        }),
+        disabled: row
+            .get::<_, Option<String>>(12)?
+            .map(|json| serde_json::from_str(&json).unwrap_or_else(|_| Disabled::unreadable())),
     })
 }
 
@@ -57,7 +55,45 @@ fn taken(e: &rusqlite::Error) -> Option<&'static str> {
     }
 }
 
+/// The one way [`SqliteStore::change_user`] never fails.
+fn unwrap_infallible(r: Result<bool, Infallible>) -> bool {
+    match r {
+        Ok(changed) => changed,
+        Err(never) => match never {},
+    }
+}
+
 impl SqliteStore {
+    /// Runs `change` in a transaction that, when it changed the user (`Ok(true)`) and this file
+    /// is the event log, also writes `event`; an `Err(E)` from `change` is its refusal, and
+    /// nothing is written.
+    async fn change_user<E: Send + 'static>(
+        &self,
+        id: &UserId,
+        event: EventKind,
+        now: UnixMs,
+        change: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<Result<bool, E>>
+        + Send
+        + 'static,
+    ) -> StoreResult<Result<bool, E>> {
+        let (id, user_events) = (id.clone(), self.user_events);
+        let outcome = self
+            .call(move |conn| {
+                let tx = conn.transaction().map_err(internal)?;
+                let outcome = change(&tx).map_err(internal)?;
+                if matches!(outcome, Ok(true)) && user_events {
+                    events::record(&tx, now, &id, &event).map_err(internal)?;
+                }
+                tx.commit().map_err(internal)?;
+                Ok(outcome)
+            })
+            .await?;
+        if matches!(outcome, Ok(true)) && self.user_events {
+            self.events_written();
+        }
+        Ok(outcome)
+    }
+
     async fn find_user_where(
         &self,
         column: &'static str,
@@ -284,29 +320,16 @@ impl UserStore for SqliteStore {
         hash: &PasswordHash,
         now: UnixMs,
     ) -> StoreResult<bool> {
-        let (id, hash) = (id.clone(), hash.0.clone());
-        let user_events = self.user_events;
-        let changed = self
-            .call(move |conn| {
-                let tx = conn.transaction().map_err(internal)?;
-                let changed = tx
-                    .execute(
-                        "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
-                        params![id.0, hash, now],
-                    )
-                    .map_err(internal)?
-                    == 1;
-                if changed && user_events {
-                    events::record(&tx, now, &id, &EventKind::PasswordChanged).map_err(internal)?;
-                }
-                tx.commit().map_err(internal)?;
-                Ok(changed)
-            })
-            .await?;
-        if changed && self.user_events {
-            self.events_written();
-        }
-        Ok(changed)
+        let (row, hash) = (id.0.clone(), hash.0.clone());
+        self.change_user(id, EventKind::PasswordChanged, now, move |tx| {
+            tx.execute(
+                "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
+                params![row, hash, now],
+            )
+            .map(|n| Ok::<_, Infallible>(n == 1))
+        })
+        .await
+        .map(unwrap_infallible)
     }
 
     async fn set_disabled(
@@ -315,7 +338,6 @@ impl UserStore for SqliteStore {
         disabled: Option<&Disabled>,
         now: UnixMs,
     ) -> StoreResult<bool> {
-        let id = id.clone();
         let stored = disabled
             .map(serde_json::to_string)
             .transpose()
@@ -326,63 +348,37 @@ impl UserStore for SqliteStore {
             Some(_) => EventKind::UserDisabled,
             None => EventKind::UserEnabled,
         };
-        let user_events = self.user_events;
-        let changed = self
-            .call(move |conn| {
-                let tx = conn.transaction().map_err(internal)?;
-                let changed = tx
-                    .execute(
-                        "UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1",
-                        params![id.0, stored, now],
-                    )
-                    .map_err(internal)?
-                    == 1;
-                if changed && user_events {
-                    events::record(&tx, now, &id, &kind).map_err(internal)?;
-                }
-                tx.commit().map_err(internal)?;
-                Ok(changed)
-            })
-            .await?;
-        if changed && self.user_events {
-            self.events_written();
-        }
-        Ok(changed)
+        let row = id.0.clone();
+        self.change_user(id, kind, now, move |tx| {
+            tx.execute(
+                "UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1",
+                params![row, stored, now],
+            )
+            .map(|n| Ok::<_, Infallible>(n == 1))
+        })
+        .await
+        .map(unwrap_infallible)
     }
 
     async fn delete_user(&self, id: &UserId, now: UnixMs) -> StoreResult<bool> {
-        let id = id.clone();
-        let user_events = self.user_events;
-        let deleted = self
-            .call(move |conn| {
-                let tx = conn.transaction().map_err(internal)?;
-                let deleted = tx
-                    .execute("DELETE FROM users WHERE id = ?1", params![id.0])
-                    .map_err(internal)?
-                    == 1;
-                for table in [
-                    "totp_factors",
-                    "recovery_codes",
-                    "passkeys",
-                    "user_presence",
-                ] {
-                    tx.execute(
-                        &format!("DELETE FROM {table} WHERE user_id = ?1"),
-                        params![id.0],
-                    )
-                    .map_err(internal)?;
-                }
-                if deleted && user_events {
-                    events::record(&tx, now, &id, &EventKind::UserDeleted).map_err(internal)?;
-                }
-                tx.commit().map_err(internal)?;
-                Ok(deleted)
-            })
-            .await?;
-        if deleted && self.user_events {
-            self.events_written();
-        }
-        Ok(deleted)
+        let row = id.0.clone();
+        self.change_user(id, EventKind::UserDeleted, now, move |tx| {
+            let deleted = tx.execute("DELETE FROM users WHERE id = ?1", params![row])? == 1;
+            for table in [
+                "totp_factors",
+                "recovery_codes",
+                "passkeys",
+                "user_presence",
+            ] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE user_id = ?1"),
+                    params![row],
+                )?;
+            }
+            Ok(Ok::<_, Infallible>(deleted))
+        })
+        .await
+        .map(unwrap_infallible)
     }
 
     async fn set_email(
@@ -391,38 +387,26 @@ impl UserStore for SqliteStore {
         email: &Email,
         now: UnixMs,
     ) -> Result<(), SetEmailError> {
-        let (id, email) = (id.clone(), email.as_str().to_owned());
-        let user_events = self.user_events;
+        let (row, email) = (id.0.clone(), email.as_str().to_owned());
+        let kind = EventKind::UserUpdated {
+            fields: vec!["email".into()],
+        };
         let changed = self
-            .call(move |conn| {
-                let tx = conn.transaction().map_err(internal)?;
-                let changed = tx.execute(
+            .change_user(id, kind, now, move |tx| {
+                match tx.execute(
                     "UPDATE users SET email = ?2, updated_at = ?3 WHERE id = ?1",
-                    params![id.0, email, now],
-                );
-                let changed = match changed {
-                    Ok(n) => n == 1,
-                    Err(e) if taken(&e) == Some("email") => {
-                        return Ok(Err(SetEmailError::EmailTaken));
-                    }
-                    Err(e) => return Err(internal(e)),
-                };
-                if changed && user_events {
-                    let kind = EventKind::UserUpdated {
-                        fields: vec!["email".into()],
-                    };
-                    events::record(&tx, now, &id, &kind).map_err(internal)?;
+                    params![row, email, now],
+                ) {
+                    Ok(n) => Ok(Ok(n == 1)),
+                    Err(e) if taken(&e) == Some("email") => Ok(Err(SetEmailError::EmailTaken)),
+                    Err(e) => Err(e),
                 }
-                tx.commit().map_err(internal)?;
-                Ok(Ok(changed))
             })
             .await??;
-        if !changed {
-            return Err(SetEmailError::NotFound);
+        if changed {
+            Ok(())
+        } else {
+            Err(SetEmailError::NotFound)
         }
-        if self.user_events {
-            self.events_written();
-        }
-        Ok(())
     }
 }
