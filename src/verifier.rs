@@ -197,7 +197,9 @@ impl Builder {
         self
     }
 
-    /// Least time between two JWKS fetches caused by unknown key ids. Default 10 s.
+    /// Least time between two JWKS fetches caused by unknown key ids. Default 10 s. Keep it
+    /// below the service's JWKS_PREPUBLISH (1 h by default): a rotated key is then in the last
+    /// fetch, or a fetch is allowed, by the time a token names it.
     pub fn jwks_refresh_interval(mut self, interval: Duration) -> Self {
         self.jwks_refresh_interval = interval;
         self

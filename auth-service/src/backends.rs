@@ -181,7 +181,8 @@ pub async fn open(
         stores: Stores {
             users: users.clone(),
             factors: users.clone(),
-            security: users,
+            security: users.clone(),
+            keys: users,
             tickets: state.tickets,
             events: state.events,
             presence: state.presence,

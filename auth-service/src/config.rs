@@ -83,6 +83,16 @@ pub struct KeysConfig {
     pub jwt_private_keys_dir: Option<std::path::PathBuf>,
     pub jwt_key_id: Option<String>,
     pub auth_secret: Option<SecretString>,
+    /// JWT_KEY_ROTATION_INTERVAL and JWKS_PREPUBLISH: the service makes its own keys.
+    pub rotation: Option<KeyRotation>,
+}
+
+/// The automatic rotation of signing keys: a new key every `interval`, published `prepublish`
+/// before it signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRotation {
+    pub interval: Duration,
+    pub prepublish: Duration,
 }
 
 /// What the access tokens say and how long they live.
@@ -153,6 +163,7 @@ impl Config {
         }
         let storage = storage_config(&env)?;
         let tokens = service_tokens(&env)?;
+        let access_ttl = env.duration("ACCESS_TOKEN_EXPIRY", "15m", Duration::from_secs(1))?;
         Ok(Config {
             server: ServerConfig {
                 grpc_addr: env.parse("GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?,
@@ -168,11 +179,12 @@ impl Config {
                 jwt_private_keys_dir: env.get("JWT_PRIVATE_KEYS_DIR").map(Into::into),
                 jwt_key_id: env.get("JWT_KEY_ID"),
                 auth_secret: env.secret("AUTH_SECRET", "AUTH_SECRET_FILE")?,
+                rotation: key_rotation(&env, access_ttl)?,
             },
             tokens: TokenConfig {
                 issuer: env.string("JWT_ISSUER", "baatcheet-auth"),
                 audience: env.string("JWT_AUDIENCE", "baatcheet"),
-                access_ttl: env.duration("ACCESS_TOKEN_EXPIRY", "15m", Duration::from_secs(1))?,
+                access_ttl,
             },
             mail: mail_config(&env, &storage.data_dir)?,
             hashing: hash_settings(&env)?,
@@ -187,6 +199,44 @@ impl Config {
             storage,
         })
     }
+}
+
+/// JWT_KEY_ROTATION_INTERVAL (unset: no automatic rotation) and JWKS_PREPUBLISH. A key is
+/// published before it signs and signs at least as long as a token lives, so at most four
+/// keys are ever published (the next, the signing one, the one before it, the configured one).
+fn key_rotation(env: &Env<'_>, access_ttl: Duration) -> Result<Option<KeyRotation>, ConfigError> {
+    let prepublish = env.duration("JWKS_PREPUBLISH", "1h", Duration::from_secs(1))?;
+    if env.get("JWT_KEY_ROTATION_INTERVAL").is_none() {
+        return Ok(None);
+    }
+    let interval = env.duration("JWT_KEY_ROTATION_INTERVAL", "", Duration::from_secs(1))?;
+    let show = |d: Duration| humantime::format_duration(d).to_string();
+    let var = "JWT_KEY_ROTATION_INTERVAL";
+    if interval <= prepublish {
+        return Err(ConfigError::new(
+            var,
+            format!(
+                "must be longer than JWKS_PREPUBLISH ({}): a key is published that long before it signs",
+                show(prepublish)
+            ),
+        ));
+    }
+    if interval < access_ttl {
+        return Err(ConfigError::new(
+            var,
+            format!(
+                "must be at least ACCESS_TOKEN_EXPIRY ({}), so that few keys are kept at a time",
+                show(access_ttl)
+            ),
+        ));
+    }
+    if interval > Duration::from_secs(3650 * 86_400) {
+        return Err(ConfigError::new(var, "must be at most 3650d"));
+    }
+    Ok(Some(KeyRotation {
+        interval,
+        prepublish,
+    }))
 }
 
 /// WEBAUTHN_RP_ID and WEBAUTHN_ORIGINS, checked as a browser would check them. Without
@@ -558,6 +608,40 @@ mod tests {
         }
         let err = load(&[("GRPC_ADDR", "x")]).unwrap_err();
         assert_eq!(err.var, "GRPC_ADDR");
+    }
+
+    #[test]
+    fn key_rotation_bounds_name_their_variable() {
+        assert_eq!(load(&[]).unwrap().keys.rotation, None);
+        let c = load(&[("JWT_KEY_ROTATION_INTERVAL", "30d")]).unwrap();
+        assert_eq!(
+            c.keys.rotation,
+            Some(KeyRotation {
+                interval: Duration::from_secs(30 * 86_400),
+                prepublish: Duration::from_secs(3600),
+            })
+        );
+        for pairs in [
+            // Not longer than the pre-publish time.
+            &[("JWT_KEY_ROTATION_INTERVAL", "1h")][..],
+            &[
+                ("JWT_KEY_ROTATION_INTERVAL", "10m"),
+                ("JWKS_PREPUBLISH", "10m"),
+            ],
+            // Shorter than a token's life.
+            &[
+                ("JWT_KEY_ROTATION_INTERVAL", "5m"),
+                ("JWKS_PREPUBLISH", "1m"),
+                ("ACCESS_TOKEN_EXPIRY", "10m"),
+            ],
+            &[("JWT_KEY_ROTATION_INTERVAL", "3651d")],
+            &[("JWT_KEY_ROTATION_INTERVAL", "soon")],
+        ] {
+            let err = load(pairs).unwrap_err();
+            assert_eq!(err.var, "JWT_KEY_ROTATION_INTERVAL", "{pairs:?}: {err}");
+        }
+        let err = load(&[("JWKS_PREPUBLISH", "0s")]).unwrap_err();
+        assert_eq!(err.var, "JWKS_PREPUBLISH");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use crate::grpc::{
     AuthGrpc,
     internal::{InternalGrpc, ServiceAuth},
 };
-use crate::keys;
+use crate::keys::{self, rotation::Rotator};
 use crate::mail::{MailWorker, Templates};
 use crate::store::Stores;
 
@@ -85,6 +85,8 @@ pub struct Application {
     core: Arc<AuthCore>,
     mail_worker: MailWorker,
     maintenance: Maintenance,
+    /// The automatic rotation of signing keys, when configured.
+    rotator: Option<Rotator>,
     config: Config,
 }
 
@@ -112,12 +114,47 @@ impl baatcheet_runtime::cli::Service for Application {
 
     async fn build(config: Config) -> Result<Self, StartupError> {
         let data_dir = &config.storage.data_dir;
-        let (signing_key, verifying_keys) = keys::signing_keys(&config.keys, data_dir)?;
+        let configured = keys::configured_keys(&config.keys, data_dir)?;
         let secret = keys::server_secret(&config.keys, data_dir)?;
         let backends = backends::open(&config.storage, &config.mail, &config.events).await?;
         tracing::info!(backends = %backends.description, "backends chosen");
-        let kept: Vec<&str> = verifying_keys.iter().map(|k| k.kid()).collect();
-        tracing::info!(kid = signing_key.kid(), also_verifying = ?kept, "access tokens signed with EdDSA");
+        let (issuer, audience) = (&config.tokens.issuer, &config.tokens.audience);
+        let access_ttl_ms = crate::config::millis(config.tokens.access_ttl);
+        let mut tokens = match configured {
+            Some((signing_key, verifying_keys)) => {
+                let kept: Vec<&str> = verifying_keys.iter().map(|k| k.kid()).collect();
+                tracing::info!(configured_kid = signing_key.kid(), also_verifying = ?kept, "configured signing keys");
+                AccessTokens::new(signing_key, issuer.clone(), audience.clone(), access_ttl_ms)
+                    .with_verifying_keys(verifying_keys)
+            }
+            None => AccessTokens::rotating_only(issuer.clone(), audience.clone(), access_ttl_ms),
+        };
+        let rotator = match config.keys.rotation {
+            None => None,
+            Some(rotation) => {
+                // Copies of the JWKS are kept well below the pre-publish time, so a key is in
+                // every copy before it signs.
+                tokens = tokens
+                    .with_jwks_max_age(crate::crypto::JWKS_MAX_AGE.min(rotation.prepublish / 2));
+                let rotator = Rotator::new(
+                    backends.stores.keys.clone(),
+                    Sealer::for_signing_keys(&secret),
+                    rotation,
+                    config.tokens.access_ttl,
+                    tokens.signing_kid(crate::domain::now_ms()).is_some(),
+                );
+                rotator
+                    .sync(&tokens, crate::domain::now_ms())
+                    .await
+                    .map_err(|e| StartupError::Other(format!("signing keys: {e}")))?;
+                Some(rotator)
+            }
+        };
+        tracing::info!(
+            kid = tokens.signing_kid(crate::domain::now_ms()),
+            rotating = rotator.is_some(),
+            "access tokens signed with EdDSA"
+        );
         let outbox = crate::mail::Outbox::new(
             backends.stores.mail.clone(),
             Arc::new(Sealer::for_mail(&secret)),
@@ -127,13 +164,7 @@ impl baatcheet_runtime::cli::Service for Application {
             stores: backends.stores,
             hasher: PasswordHasher::new(&config.hashing)
                 .map_err(|e| StartupError::Other(e.to_string()))?,
-            tokens: AccessTokens::new(
-                signing_key,
-                config.tokens.issuer.clone(),
-                config.tokens.audience.clone(),
-                crate::config::millis(config.tokens.access_ttl),
-            )
-            .with_verifying_keys(verifying_keys),
+            tokens,
             codes: CodeHasher::new(&secret),
             refresh_sealer: Sealer::for_refresh_tokens(&secret),
             totp_sealer: Sealer::for_totp(&secret),
@@ -159,6 +190,7 @@ impl baatcheet_runtime::cli::Service for Application {
             core,
             mail_worker,
             maintenance: backends.maintenance,
+            rotator,
             config,
         })
     }
@@ -173,6 +205,9 @@ impl baatcheet_runtime::cli::Service for Application {
         let _stop_when_dropped = stop.clone().drop_guard();
         let mail_worker = tokio::spawn(self.mail_worker.run(stop.clone()));
         let maintenance = self.maintenance.spawn(stop.clone());
+        let rotation = self
+            .rotator
+            .map(|rotator| tokio::spawn(rotator.run(self.core.clone(), stop.clone())));
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<AuthServiceServer<AuthGrpc>>().await;
         let stop_streams = stop.clone();
@@ -301,11 +336,12 @@ impl baatcheet_runtime::cli::Service for Application {
         {
             tracing::warn!("mail worker did not stop in time; unsent mail stays queued");
         }
-        for task in
-            maintenance
-                .into_iter()
-                .chain([watcher, event_trim, security_trim, presence_sweep])
-        {
+        for task in maintenance.into_iter().chain(rotation).chain([
+            watcher,
+            event_trim,
+            security_trim,
+            presence_sweep,
+        ]) {
             let _ = task.await;
         }
         tracing::info!("stopped");

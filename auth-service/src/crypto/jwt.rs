@@ -1,8 +1,15 @@
-//! Access tokens: EdDSA (Ed25519) JWTs signed with the one active [`SigningKey`], and the JWKs
+//! Access tokens: EdDSA (Ed25519) JWTs signed with the active [`SigningKey`], and the JWKs
 //! that publish the public halves of it and of the keys kept beside it during a rotation (they
 //! verify, they never sign), so other services verify tokens offline. Verification accepts only
 //! EdDSA with one of our `kid`s, issuer and audience, without leeway (README, "Rules it
 //! enforces").
+//!
+//! The keys are the configured ones (fixed for the process's life) and, with the automatic
+//! rotation, the ring's (replaced whenever the ring changes, see `keys::rotation`): each ring
+//! key signs from its own time on, so every instance switches at the same moment.
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use aws_lc_rs::{
     rand::SystemRandom,
@@ -55,12 +62,23 @@ impl SigningKey {
 
     /// A fresh key as PKCS#8 PEM, for development when no key is configured.
     pub fn generate_pem() -> Result<String, String> {
-        let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
-            .map_err(|_| "cannot generate an Ed25519 key".to_string())?;
         Ok(pem::encode(&pem::Pem::new(
             "PRIVATE KEY",
-            doc.as_ref().to_vec(),
+            Self::generate_pkcs8()?.to_vec(),
         )))
+    }
+
+    /// A fresh key as PKCS#8 DER (wiped when dropped).
+    pub fn generate_pkcs8() -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+        let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+            .map_err(|_| "cannot generate an Ed25519 key".to_string())?;
+        Ok(zeroize::Zeroizing::new(doc.as_ref().to_vec()))
+    }
+
+    /// Reads a PKCS#8 DER Ed25519 private key; the key id is its RFC 7638 thumbprint unless
+    /// one is given.
+    pub fn from_der(der: &[u8], kid: Option<String>) -> Result<Self, String> {
+        Self::from_pkcs8(der, kid)
     }
 
     pub fn kid(&self) -> &str {
@@ -100,21 +118,52 @@ pub enum TokenError {
     Invalid,
 }
 
+/// A key with the time it signs from (`None`: it only verifies).
+#[derive(Clone)]
+struct Scheduled {
+    key: Arc<SigningKey>,
+    signs_from: Option<UnixMs>,
+}
+
+/// How long a copy of the JWKS may be kept without the automatic rotation (the gateway's
+/// Cache-Control): below the wait between the steps of a rotation by hand.
+pub const JWKS_MAX_AGE: Duration = Duration::from_secs(300);
+
 /// Issues and verifies EdDSA access tokens. Verification accepts EdDSA only, with our key id,
 /// issuer and audience: `none`, HMAC and foreign keys are refused before any claim is read.
 pub struct AccessTokens {
-    key: SigningKey,
-    /// Published and accepted, never used to sign: the next key before it signs, the previous
-    /// one until the tokens it signed have expired.
-    others: Vec<SigningKey>,
+    /// The configured keys: the signing one (from the start of time) and those kept beside
+    /// it, which are published and accepted but never sign.
+    fixed: Vec<Scheduled>,
+    /// `fixed` and the rotation's keys, swapped whole when the ring changes.
+    keys: RwLock<Arc<Vec<Scheduled>>>,
     issuer: String,
     audience: String,
     ttl_ms: i64,
+    jwks_max_age: Duration,
     validation: Validation,
 }
 
 impl AccessTokens {
+    /// Tokens signed with `key`, the configured one.
     pub fn new(key: SigningKey, issuer: String, audience: String, ttl_ms: i64) -> Self {
+        Self::with_fixed(
+            vec![Scheduled {
+                key: Arc::new(key),
+                signs_from: Some(UnixMs::MIN),
+            }],
+            issuer,
+            audience,
+            ttl_ms,
+        )
+    }
+
+    /// Tokens signed only by the rotation's keys, once [`Self::install_rotating`] gave some.
+    pub fn rotating_only(issuer: String, audience: String, ttl_ms: i64) -> Self {
+        Self::with_fixed(Vec::new(), issuer, audience, ttl_ms)
+    }
+
+    fn with_fixed(fixed: Vec<Scheduled>, issuer: String, audience: String, ttl_ms: i64) -> Self {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[&issuer]);
         validation.set_audience(&[&audience]);
@@ -124,24 +173,74 @@ impl AccessTokens {
         validation.leeway = 0;
         validation.validate_nbf = true;
         Self {
-            key,
-            others: Vec::new(),
+            keys: RwLock::new(Arc::new(fixed.clone())),
+            fixed,
             issuer,
             audience,
             ttl_ms,
+            jwks_max_age: JWKS_MAX_AGE,
             validation,
         }
     }
 
-    /// Also publishes and accepts `keys` (never signing with them); one with the signing key's
-    /// id is left out.
+    /// Also publishes and accepts `keys` (never signing with them); one with a configured
+    /// key's id is left out.
     pub fn with_verifying_keys(mut self, keys: Vec<SigningKey>) -> Self {
-        self.others = keys.into_iter().filter(|k| k.kid != self.key.kid).collect();
+        for key in keys {
+            if !self.fixed.iter().any(|f| f.key.kid == key.kid) {
+                self.fixed.push(Scheduled {
+                    key: Arc::new(key),
+                    signs_from: None,
+                });
+            }
+        }
+        *self.keys.get_mut().unwrap_or_else(PoisonError::into_inner) = Arc::new(self.fixed.clone());
         self
     }
 
-    fn keys(&self) -> impl Iterator<Item = &SigningKey> {
-        std::iter::once(&self.key).chain(&self.others)
+    /// How long a copy of the JWKS may be kept (the gateway's Cache-Control).
+    pub fn with_jwks_max_age(mut self, max_age: Duration) -> Self {
+        self.jwks_max_age = max_age;
+        self
+    }
+
+    pub fn jwks_max_age(&self) -> Duration {
+        self.jwks_max_age
+    }
+
+    /// Replaces the rotation's keys with `rotating` (each with the time it signs from); the
+    /// configured keys stay. A rotation key with a configured key's id is left out.
+    pub fn install_rotating(&self, rotating: Vec<(SigningKey, UnixMs)>) {
+        let mut keys = self.fixed.clone();
+        for (key, signs_from) in rotating {
+            if !keys.iter().any(|k| k.key.kid == key.kid) {
+                keys.push(Scheduled {
+                    key: Arc::new(key),
+                    signs_from: Some(signs_from),
+                });
+            }
+        }
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+    }
+
+    fn current(&self) -> Arc<Vec<Scheduled>> {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The key that signs at `now`: of those whose time has come, the latest to start.
+    fn signer(keys: &[Scheduled], now: UnixMs) -> Option<&Arc<SigningKey>> {
+        keys.iter()
+            .filter_map(|k| k.signs_from.filter(|at| *at <= now).map(|at| (at, &k.key)))
+            .max_by_key(|(at, _)| *at)
+            .map(|(_, key)| key)
+    }
+
+    /// The id of the key that signs at `now`.
+    pub fn signing_kid(&self, now: UnixMs) -> Option<String> {
+        Self::signer(&self.current(), now).map(|k| k.kid.clone())
     }
 
     pub fn ttl_ms(&self) -> i64 {
@@ -166,9 +265,11 @@ impl AccessTokens {
             exp: exp_ms / 1000,
             jti: uuid::Uuid::new_v4().to_string(),
         };
+        let keys = self.current();
+        let key = Self::signer(&keys, now).ok_or("no signing key yet")?;
         let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.key.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.key.encoding)
+        header.kid = Some(key.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
             .map_err(|e| format!("signing failed: {e}"))?;
         Ok((token, (exp_ms / 1000) * 1000))
     }
@@ -182,10 +283,12 @@ impl AccessTokens {
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Invalid);
         }
+        let keys = self.current();
         let key = header
             .kid
             .as_deref()
-            .and_then(|kid| self.keys().find(|k| k.kid == kid))
+            .and_then(|kid| keys.iter().find(|k| k.key.kid == kid))
+            .map(|k| &k.key)
             .ok_or(TokenError::Invalid)?;
         jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &self.validation)
             .map(|data| data.claims)
@@ -195,10 +298,22 @@ impl AccessTokens {
             })
     }
 
-    /// The public keys, for GetJwks: the signing one first.
+    /// The public keys, for GetJwks: the one signing now first, then the others, the next to
+    /// sign before the older ones.
     pub fn jwks(&self) -> Vec<Jwk> {
-        self.keys()
-            .map(|key| Jwk {
+        let now = crate::domain::now_ms();
+        let keys = self.current();
+        let signer = Self::signer(&keys, now).map(|k| k.kid.as_str());
+        let mut ordered: Vec<&Scheduled> = keys.iter().collect();
+        ordered.sort_by_key(|k| {
+            (
+                Some(k.key.kid.as_str()) != signer,
+                std::cmp::Reverse(k.signs_from),
+            )
+        });
+        ordered
+            .into_iter()
+            .map(|Scheduled { key, .. }| Jwk {
                 kty: "OKP",
                 crv: "Ed25519",
                 x: key.x.clone(),

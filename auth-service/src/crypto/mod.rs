@@ -10,7 +10,7 @@ mod service_tokens;
 mod totp;
 
 pub use hasher::{HashError, HashSettings, PasswordHasher};
-pub use jwt::{AccessClaims, AccessTokens, Jwk, SigningKey, TokenError};
+pub use jwt::{AccessClaims, AccessTokens, JWKS_MAX_AGE, Jwk, SigningKey, TokenError};
 pub use passkeys::{
     PasskeyError, PasskeySettings, RelyingParty, from_stored as passkey_from_stored,
     stored as passkey_stored,

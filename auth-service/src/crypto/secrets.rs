@@ -196,6 +196,11 @@ impl Sealer {
         Self::new(secret, "baatcheet-auth/totp-secret/v1")
     }
 
+    /// The sealer of the rotation's signing keys (each sealed to its key id).
+    pub fn for_signing_keys(secret: &ServerSecret) -> Self {
+        Self::new(secret, "baatcheet-auth/signing-key/v1")
+    }
+
     fn new(secret: &ServerSecret, label: &str) -> Self {
         let key = secret.derive(label);
         Self {

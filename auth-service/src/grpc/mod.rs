@@ -712,6 +712,7 @@ impl AuthService for AuthGrpc {
         ok(pb::GetJwksResponse {
             keys: keys.into_iter().map(convert::jwk).collect(),
             jwks_json,
+            max_age: prost_types::Duration::try_from(self.core.tokens.jwks_max_age()).ok(),
         })
     }
 }

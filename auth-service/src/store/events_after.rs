@@ -8,8 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{
-    CreateUserError, EventLog, FactorStore, PasskeyRecord, PasskeyUse, SecurityLog, SetEmailError,
-    StoreResult, TotpFactor, UpdateProfileError, UserStore,
+    CreateUserError, EventLog, FactorStore, KeyRingStore, PasskeyRecord, PasskeyUse, SecurityLog,
+    SetEmailError, StoreResult, TotpFactor, UpdateProfileError, UserStore,
 };
 use crate::domain::{
     AuthMethod, CodeHash, Disabled, Email, EventKind, FactorSummary, NewUser, PasswordHash,
@@ -48,6 +48,21 @@ impl<S: SecurityLog + ?Sized> SecurityLog for EventsAfter<S> {
 
     async fn trim_security_events(&self, before: UnixMs) -> StoreResult<u64> {
         self.users.trim_security_events(before).await
+    }
+}
+
+#[async_trait]
+impl<S: KeyRingStore + ?Sized> KeyRingStore for EventsAfter<S> {
+    async fn signing_key_ring(&self) -> StoreResult<super::SigningKeyRing> {
+        self.users.signing_key_ring().await
+    }
+
+    async fn replace_signing_key_ring(
+        &self,
+        expected: u64,
+        keys: &[super::StoredSigningKey],
+    ) -> StoreResult<bool> {
+        self.users.replace_signing_key_ring(expected, keys).await
     }
 }
 

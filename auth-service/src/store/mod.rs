@@ -832,10 +832,43 @@ pub trait SecurityLog: Send + Sync {
     async fn trim_security_events(&self, before: UnixMs) -> StoreResult<u64>;
 }
 
-/// Users, their second factors and security logs, which one backend keeps together (SQLite or
-/// MongoDB).
-pub trait UserRecords: UserStore + FactorStore + SecurityLog {}
-impl<T: UserStore + FactorStore + SecurityLog + ?Sized> UserRecords for T {}
+/// One signing key of the automatic rotation, as every instance reads it: the PKCS#8 key
+/// sealed with AUTH_SECRET to its key id (base64url), and when it starts signing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSigningKey {
+    pub kid: String,
+    pub sealed: String,
+    pub created_at: UnixMs,
+    pub signs_from: UnixMs,
+}
+
+/// The keys of the rotation and the version of the ring that holds them (0 before the first
+/// write).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SigningKeyRing {
+    pub version: u64,
+    pub keys: Vec<StoredSigningKey>,
+}
+
+/// The signing keys of the automatic rotation, kept with the users (they must outlive a
+/// Redis flush as the users do) and shared by every instance.
+#[async_trait]
+pub trait KeyRingStore: Send + Sync {
+    /// The ring as last written.
+    async fn signing_key_ring(&self) -> StoreResult<SigningKeyRing>;
+    /// Writes `keys` as version `expected + 1` if the stored version is still `expected`
+    /// (compare and set); false, writing nothing, when another instance wrote first.
+    async fn replace_signing_key_ring(
+        &self,
+        expected: u64,
+        keys: &[StoredSigningKey],
+    ) -> StoreResult<bool>;
+}
+
+/// Users, their second factors and security logs, and the signing keys, which one backend
+/// keeps together (SQLite or MongoDB).
+pub trait UserRecords: UserStore + FactorStore + SecurityLog + KeyRingStore {}
+impl<T: UserStore + FactorStore + SecurityLog + KeyRingStore + ?Sized> UserRecords for T {}
 
 /// Whether the backend answers, for readiness.
 #[async_trait]
@@ -856,6 +889,7 @@ pub struct Stores {
     pub factors: Arc<dyn FactorStore>,
     pub tickets: Arc<dyn TicketStore>,
     pub security: Arc<dyn SecurityLog>,
+    pub keys: Arc<dyn KeyRingStore>,
     pub health: Vec<Arc<dyn Health>>,
 }
 
@@ -873,6 +907,7 @@ impl Stores {
             + FactorStore
             + TicketStore
             + SecurityLog
+            + KeyRingStore
             + Health
             + 'static,
     {
@@ -887,6 +922,7 @@ impl Stores {
             factors: backend.clone(),
             tickets: backend.clone(),
             security: backend.clone(),
+            keys: backend.clone(),
             health: vec![backend],
         }
     }

@@ -349,6 +349,8 @@ const VARIABLES: &[&str] = &[
     "JWT_PRIVATE_KEY",
     "JWT_KEY_ID",
     "JWT_PRIVATE_KEYS_DIR",
+    "JWT_KEY_ROTATION_INTERVAL",
+    "JWKS_PREPUBLISH",
     "AUTH_SECRET",
     "CODE_TTL",
     "CODE_RESEND_COOLDOWN",
@@ -492,6 +494,11 @@ fn check_invariants(c: &Config) -> Result<(), TestCaseError> {
     }
     if let Some(redis) = &c.storage.redis {
         prop_assert!((1..=1024).contains(&redis.pool_size));
+    }
+    if let Some(r) = &c.keys.rotation {
+        prop_assert!(r.prepublish >= second && r.interval > r.prepublish);
+        prop_assert!(r.interval >= c.tokens.access_ttl);
+        prop_assert!(r.interval <= Duration::from_secs(3650 * 86_400));
     }
     Ok(())
 }

@@ -39,7 +39,8 @@ pub async fn stores() -> Stores {
     Stores {
         users: records.clone(),
         factors: records.clone(),
-        security: records,
+        security: records.clone(),
+        keys: records,
         tickets: state.clone(),
         pending: state.clone(),
         sessions: state.clone(),

@@ -65,7 +65,8 @@ fn with_users(redis: Arc<RedisStore>) -> Stores {
     Stores {
         users: records.clone(),
         factors: records.clone(),
-        security: records,
+        security: records.clone(),
+        keys: records,
         tickets: redis.clone(),
         pending: redis.clone(),
         sessions: redis.clone(),

@@ -51,6 +51,7 @@ macro_rules! all_tests {
             sessions_time_out_when_idle_and_at_their_maximum_lifetime,
             an_email_changes_only_to_a_free_address_and_a_user_is_deleted_whole,
             the_security_log_pages_newest_first_filters_and_trims,
+            the_signing_key_ring_is_replaced_only_at_the_version_read,
             health_answers
         );
     };
@@ -2325,4 +2326,64 @@ pub async fn the_security_log_pages_newest_first_filters_and_trims(s: Stores) {
             .len(),
         1
     );
+}
+
+/// The signing-key ring: empty at first, written whole, and replaced only by a writer that
+/// names the version it read, so of racing instances exactly one makes the next key.
+pub async fn the_signing_key_ring_is_replaced_only_at_the_version_read(s: Stores) {
+    let key = |kid: &str, signs_from| StoredSigningKey {
+        kid: kid.into(),
+        sealed: format!("sealed-{kid}"),
+        created_at: 1,
+        signs_from,
+    };
+    assert_eq!(
+        s.keys.signing_key_ring().await.unwrap(),
+        SigningKeyRing::default()
+    );
+    // Ten instances start together on an empty ring: one first key.
+    let writes = join_all((0..10).map(|i| {
+        let (keys, first) = (s.keys.clone(), [key(&format!("first-{i}"), 10)]);
+        async move { keys.replace_signing_key_ring(0, &first).await.unwrap() }
+    }))
+    .await;
+    assert_eq!(writes.iter().filter(|w| **w).count(), 1, "{writes:?}");
+    let ring = s.keys.signing_key_ring().await.unwrap();
+    assert_eq!(ring.version, 1);
+    let winner = ring.keys[0].kid.clone();
+    assert_eq!(ring.keys, [key(&winner, 10)]);
+    // A writer that read an older version changes nothing.
+    assert!(
+        !s.keys
+            .replace_signing_key_ring(0, &[key("late", 5)])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.keys
+            .replace_signing_key_ring(7, &[key("late", 5)])
+            .await
+            .unwrap()
+    );
+    // Ten racing to add the next key at version 1: one wins, and its ring is what is read.
+    let writes = join_all((0..10).map(|i| {
+        let keys = s.keys.clone();
+        let next = vec![key(&winner, 10), key(&format!("next-{i}"), 20)];
+        async move { keys.replace_signing_key_ring(1, &next).await.unwrap() }
+    }))
+    .await;
+    assert_eq!(writes.iter().filter(|w| **w).count(), 1, "{writes:?}");
+    let ring = s.keys.signing_key_ring().await.unwrap();
+    assert_eq!(ring.version, 2);
+    assert_eq!(ring.keys.len(), 2);
+    assert!(ring.keys[1].kid.starts_with("next-"));
+    // Retiring is a write like any other.
+    assert!(
+        s.keys
+            .replace_signing_key_ring(2, &ring.keys[1..])
+            .await
+            .unwrap()
+    );
+    let ring = s.keys.signing_key_ring().await.unwrap();
+    assert_eq!((ring.version, ring.keys.len()), (3, 1));
 }

@@ -115,11 +115,19 @@ pub async fn jwks(State(app): State<AppState>) -> Result<impl IntoResponse, ApiE
     .await?;
     Ok((
         [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "public, max-age=300"),
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::CACHE_CONTROL, jwks_cache_control(reply.max_age)),
         ],
         reply.jwks_json,
     ))
+}
+
+/// Cache-Control of the JWKS: as long as the service says a copy may be kept (below the time
+/// a new key is published before it signs), at most an hour; 5 minutes from a service that
+/// does not say.
+fn jwks_cache_control(max_age: Option<prost_types::Duration>) -> String {
+    let seconds = max_age.map_or(300, |d| d.seconds.clamp(0, 3600));
+    format!("public, max-age={seconds}")
 }
 
 /// This document.

@@ -490,11 +490,9 @@ async fn jwks_is_served_and_cacheable() {
         .send()
         .await
         .unwrap();
-    assert!(
-        response.headers()[header::CACHE_CONTROL]
-            .to_str()
-            .unwrap()
-            .contains("max-age")
+    assert_eq!(
+        response.headers()[header::CACHE_CONTROL],
+        "public, max-age=300"
     );
     let (status, body) = read(response).await;
     assert_eq!(status, StatusCode::OK);
@@ -502,6 +500,28 @@ async fn jwks_is_served_and_cacheable() {
     assert_eq!(
         (key["kty"].as_str(), key["alg"].as_str()),
         (Some("OKP"), Some("EdDSA"))
+    );
+}
+
+/// A service that rotates its keys often says how long a copy may be kept, and the gateway's
+/// Cache-Control follows: half the pre-publish time, so a cached JWKS never misses the key of
+/// the next token.
+#[tokio::test]
+async fn the_jwks_cache_time_stays_below_the_services_prepublish_time() {
+    let app = spawn_app_with(
+        Env::default()
+            .service("JWT_KEY_ROTATION_INTERVAL", "1h")
+            .service("JWKS_PREPUBLISH", "4m"),
+    )
+    .await;
+    let response = app
+        .request(Method::GET, "/.well-known/jwks.json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()[header::CACHE_CONTROL],
+        "public, max-age=120"
     );
 }
 

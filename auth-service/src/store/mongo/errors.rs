@@ -69,6 +69,11 @@ fn is_unavailable(e: &Error) -> bool {
     })
 }
 
+/// Whether `e` is a duplicate of the document's `_id` (an insert another writer made first).
+pub(super) fn is_duplicate_id(e: &Error) -> bool {
+    duplicate_key_index(e).as_deref() == Some("_id_")
+}
+
 /// The name of the unique index a duplicate-key error hit, wherever the driver put it: a
 /// single write error, the write errors of a batch, or a command error.
 fn duplicate_key_index(e: &Error) -> Option<String> {

@@ -11,6 +11,7 @@
 mod document;
 mod errors;
 mod factors;
+mod keys;
 mod security;
 mod users;
 

@@ -9,6 +9,7 @@
 mod codes;
 mod events;
 mod factors;
+mod keys;
 mod limits;
 mod mail;
 mod presence;

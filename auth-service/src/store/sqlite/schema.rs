@@ -184,6 +184,13 @@ pub(super) fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
             PRIMARY KEY (kind, id)
         );
         CREATE INDEX IF NOT EXISTS tickets_by_expiry ON tickets (expires_at);
+        -- The signing keys of the automatic rotation: one row, its version (each write
+        -- names the one it read) and the keys, sealed with AUTH_SECRET, as JSON.
+        CREATE TABLE IF NOT EXISTS signing_key_ring (
+            id      INTEGER PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL,
+            keys    TEXT NOT NULL
+        );
         -- Passkeys: the credential as the relying party keeps it (public key, flags) and its
         -- sign counter, which a use may only raise.
         CREATE TABLE IF NOT EXISTS passkeys (

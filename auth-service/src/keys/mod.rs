@@ -1,5 +1,8 @@
 //! Signing key and server secret: from config, or generated once into the data folder for
-//! development (with a log line saying so, since production must configure both).
+//! development (with a log line saying so, since production must configure both); and the
+//! automatic rotation of signing keys ([`rotation`]).
+
+pub mod rotation;
 
 use std::{fs, io::Write, path::Path};
 
@@ -70,6 +73,26 @@ pub fn signing_key(keys: &KeysConfig, data_dir: &Path) -> Result<SigningKey, Con
         ),
     };
     SigningKey::from_pem(&pem, keys.jwt_key_id.clone()).map_err(|m| ConfigError::new(var, m))
+}
+
+/// The configured keys, as [`signing_keys`] reads them; none with the automatic rotation and
+/// no key configured, where the rotation's keys sign from the start.
+pub fn configured_keys(
+    keys: &KeysConfig,
+    data_dir: &Path,
+) -> Result<Option<(SigningKey, Vec<SigningKey>)>, ConfigError> {
+    let none_configured = keys.jwt_private_key_pem.is_none() && keys.jwt_private_keys_dir.is_none();
+    if keys.rotation.is_none() || !none_configured {
+        return signing_keys(keys, data_dir).map(Some);
+    }
+    if keys.jwt_key_id.is_some() {
+        return Err(ConfigError::new(
+            "JWT_KEY_ID",
+            "names a configured key, and none is (JWT_PRIVATE_KEY or JWT_PRIVATE_KEYS_DIR): the \
+             rotation names its keys itself; unset it",
+        ));
+    }
+    Ok(None)
 }
 
 /// The signing key and the keys kept beside it. With JWT_PRIVATE_KEYS_DIR, every `<kid>.pem`
