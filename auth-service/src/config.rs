@@ -201,9 +201,10 @@ impl Config {
     }
 }
 
-/// JWT_KEY_ROTATION_INTERVAL (unset: no automatic rotation) and JWKS_PREPUBLISH. A key is
-/// published before it signs and signs at least as long as a token lives, so at most four
-/// keys are ever published (the next, the signing one, the one before it, the configured one).
+/// JWT_KEY_ROTATION_INTERVAL (unset: no automatic rotation) and JWKS_PREPUBLISH (read even
+/// without it). A key is published before it signs and signs at least as long as a token
+/// lives, so the ring holds a few keys at a time (at most four: the next, the signing one, and
+/// up to two still verifying).
 fn key_rotation(env: &Env<'_>, access_ttl: Duration) -> Result<Option<KeyRotation>, ConfigError> {
     let prepublish = env.duration("JWKS_PREPUBLISH", "1h", Duration::from_secs(1))?;
     if env.get("JWT_KEY_ROTATION_INTERVAL").is_none() {

@@ -147,6 +147,11 @@ impl baatcheet_runtime::cli::Service for Application {
                     .sync(&tokens, crate::domain::now_ms())
                     .await
                     .map_err(|e| StartupError::Other(format!("signing keys: {e}")))?;
+                if tokens.signing_kid(crate::domain::now_ms()).is_none() {
+                    return Err(StartupError::Other(
+                        "signing keys: the ring holds no key to sign with".into(),
+                    ));
+                }
                 Some(rotator)
             }
         };

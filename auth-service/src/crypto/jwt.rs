@@ -213,12 +213,16 @@ impl AccessTokens {
     pub fn install_rotating(&self, rotating: Vec<(SigningKey, UnixMs)>) {
         let mut keys = self.fixed.clone();
         for (key, signs_from) in rotating {
-            if !keys.iter().any(|k| k.key.kid == key.kid) {
-                keys.push(Scheduled {
-                    key: Arc::new(key),
-                    signs_from: Some(signs_from),
-                });
+            if keys.iter().any(|k| k.key.kid == key.kid) {
+                // Only the same key has the same thumbprint; a configured key named like a
+                // ring key is the configuration's mistake.
+                tracing::warn!(kid = %key.kid, "a ring key has a configured key's id; the configured key is used");
+                continue;
             }
+            keys.push(Scheduled {
+                key: Arc::new(key),
+                signs_from: Some(signs_from),
+            });
         }
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
     }
@@ -230,11 +234,19 @@ impl AccessTokens {
             .clone()
     }
 
-    /// The key that signs at `now`: of those whose time has come, the latest to start.
+    /// The key that signs at `now`: of those whose time has come, the latest to start; when
+    /// none has come yet (an instance without a configured key that joined while the ring's
+    /// only key waits, or with a clock behind the others'), the first to start, which is
+    /// published already.
     fn signer(keys: &[Scheduled], now: UnixMs) -> Option<&Arc<SigningKey>> {
-        keys.iter()
-            .filter_map(|k| k.signs_from.filter(|at| *at <= now).map(|at| (at, &k.key)))
+        let scheduled = || {
+            keys.iter()
+                .filter_map(|k| k.signs_from.map(|at| (at, &k.key)))
+        };
+        scheduled()
+            .filter(|(at, _)| *at <= now)
             .max_by_key(|(at, _)| *at)
+            .or_else(|| scheduled().min_by_key(|(at, _)| *at))
             .map(|(_, key)| key)
     }
 
@@ -398,5 +410,32 @@ mod tests {
         let impostor = AccessTokens::new(key("old"), "iss".into(), "aud".into(), 60_000);
         let (forged, _) = impostor.issue(&user, &sid, now).unwrap();
         assert_eq!(rotating.verify(&forged), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn ring_keys_sign_each_from_its_time_and_the_configured_key_until_the_first() {
+        let key = |kid: &str| {
+            SigningKey::from_pem(&SigningKey::generate_pem().unwrap(), Some(kid.into())).unwrap()
+        };
+        let (user, sid) = (UserId("u".into()), SessionId("s".into()));
+        let kid_at = |tokens: &AccessTokens, now| {
+            let (token, _) = tokens.issue(&user, &sid, now).unwrap();
+            jsonwebtoken::decode_header(&token).unwrap().kid.unwrap()
+        };
+        let configured = AccessTokens::new(key("conf"), "iss".into(), "aud".into(), 60_000);
+        configured.install_rotating(vec![(key("r1"), 1_000), (key("r2"), 2_000)]);
+        assert_eq!(kid_at(&configured, 999), "conf");
+        assert_eq!(kid_at(&configured, 1_000), "r1");
+        assert_eq!(kid_at(&configured, 5_000), "r2");
+        // A configured key's id is never taken over by a ring key.
+        configured.install_rotating(vec![(key("conf"), 1_000)]);
+        assert_eq!(kid_at(&configured, 5_000), "conf");
+        // Without a configured key: nothing signs before a ring is installed, and while every
+        // ring key still waits, the first to start signs (it is published already).
+        let ring_only = AccessTokens::rotating_only("iss".into(), "aud".into(), 60_000);
+        assert!(ring_only.issue(&user, &sid, 0).is_err());
+        ring_only.install_rotating(vec![(key("late"), 9_000), (key("soon"), 5_000)]);
+        assert_eq!(kid_at(&ring_only, 1_000), "soon");
+        assert_eq!(ring_only.signing_kid(9_000).as_deref(), Some("late"));
     }
 }

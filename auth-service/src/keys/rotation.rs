@@ -10,8 +10,9 @@
 //!   that differ): it stops signing when its successor starts, so after the successor's start
 //!   plus the access-token life.
 //!
-//! Keys are stored sealed with AUTH_SECRET to their key id: the store's contents alone never
-//! give a key, and a sealed key copied under another id does not open.
+//! Keys are stored sealed with AUTH_SECRET to their key id and signing time: the store's
+//! contents alone never give a key, and a sealed key moved under another id, or to another
+//! time, does not open.
 
 use std::{sync::Arc, time::Duration};
 
@@ -26,8 +27,8 @@ use crate::store::{KeyRingStore, StoreError, StoredSigningKey};
 /// Longest margin kept past a key's last token for clocks that differ between instances.
 const CLOCK_MARGIN: Duration = Duration::from_secs(60);
 
-/// How often the ring is read, at most: a quarter of the pre-publish time, so a new key is
-/// known everywhere long before it signs.
+/// The ring is read four times per pre-publish time, so a new key is known everywhere long
+/// before it signs, and at least this often.
 const MAX_CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// Writes lost to other instances in a row before a round gives up (the next round retries).
@@ -47,6 +48,12 @@ pub enum RotationError {
     Generate(String),
     #[error("the signing-key ring kept changing under this instance; retrying later")]
     Contended,
+}
+
+/// What a key is sealed to: its id and the time it signs from, so a stored key can be
+/// neither moved under another id nor made to sign at another time.
+fn seal_context(key: &StoredSigningKey) -> Vec<u8> {
+    format!("{}|{}|{}", key.kid, key.signs_from, key.created_at).into_bytes()
 }
 
 /// What is due in a ring at a time.
@@ -130,8 +137,9 @@ pub struct Rotator {
     sealer: Sealer,
     schedule: Schedule,
     check_every: Duration,
-    /// The ring version last installed, so an unchanged ring is not opened again.
-    installed: std::sync::Mutex<Option<u64>>,
+    /// The ring last installed, so an unchanged ring is not opened again (compared whole: a
+    /// version alone could come back with other keys, after a database rollback).
+    installed: std::sync::Mutex<Option<Vec<StoredSigningKey>>>,
 }
 
 impl Rotator {
@@ -159,12 +167,12 @@ impl Rotator {
         for _ in 0..MAX_CONFLICTS {
             let ring = self.store.signing_key_ring().await?;
             let due = plan(&ring.keys, now, &self.schedule);
-            if due.is_empty() && self.installed_version() == Some(ring.version) {
+            if due.is_empty() && self.is_installed(&ring.keys) {
                 return Ok(());
             }
             let mut keys = self.open(&ring.keys)?;
             if due.is_empty() {
-                self.install(tokens, ring.version, keys);
+                self.install(tokens, &ring.keys, keys);
                 return Ok(());
             }
             let mut stored: Vec<StoredSigningKey> = ring
@@ -193,7 +201,7 @@ impl Rotator {
                 if let (Some(key), Some(at)) = (stored.last(), due.next_signs_from) {
                     tracing::info!(kid = %key.kid, signs_in_ms = at - now, "signing key made and published");
                 }
-                self.install(tokens, ring.version + 1, keys);
+                self.install(tokens, &stored, keys);
                 return Ok(());
             }
             // Another instance wrote first: read what it wrote.
@@ -208,20 +216,22 @@ impl Rotator {
     ) -> Result<(StoredSigningKey, SigningKey), RotationError> {
         let der = SigningKey::generate_pkcs8().map_err(RotationError::Generate)?;
         let key = SigningKey::from_der(&der, None).map_err(RotationError::Generate)?;
-        let record = StoredSigningKey {
+        let mut record = StoredSigningKey {
             kid: key.kid().to_owned(),
-            sealed: URL_SAFE_NO_PAD.encode(self.sealer.seal_for(&der, key.kid().as_bytes())),
+            sealed: String::new(),
             created_at: now,
             signs_from,
         };
+        record.sealed = URL_SAFE_NO_PAD.encode(self.sealer.seal_for(&der, &seal_context(&record)));
         Ok((record, key))
     }
 
-    fn installed_version(&self) -> Option<u64> {
-        *self
-            .installed
+    fn is_installed(&self, keys: &[StoredSigningKey]) -> bool {
+        self.installed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_deref()
+            == Some(keys)
     }
 
     /// Opens every stored key, or says which one does not open.
@@ -241,7 +251,7 @@ impl Rotator {
                     .map_err(|e| unreadable(e.to_string()))?;
                 let der = zeroize::Zeroizing::new(
                     self.sealer
-                        .open_for(&sealed, stored.kid.as_bytes())
+                        .open_for(&sealed, &seal_context(stored))
                         .map_err(unreadable)?,
                 );
                 let key =
@@ -251,13 +261,18 @@ impl Rotator {
             .collect()
     }
 
-    /// Hands `keys`, the ring at `version`, to `tokens`.
-    fn install(&self, tokens: &AccessTokens, version: u64, keys: Vec<(SigningKey, UnixMs)>) {
+    /// Hands `keys`, opened from `stored`, to `tokens`.
+    fn install(
+        &self,
+        tokens: &AccessTokens,
+        stored: &[StoredSigningKey],
+        keys: Vec<(SigningKey, UnixMs)>,
+    ) {
         tokens.install_rotating(keys);
         *self
             .installed
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(version);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(stored.to_vec());
     }
 
     /// Keeps `tokens` on the ring until `stop`. A failed round is logged and retried at the
@@ -268,7 +283,11 @@ impl Rotator {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(self.check_every) => {}
             }
-            if let Err(e) = self.sync(&core.tokens, now_ms()).await {
+            let result = tokio::select! {
+                () = stop.cancelled() => return,
+                result = self.sync(&core.tokens, now_ms()) => result,
+            };
+            if let Err(e) = result {
                 tracing::warn!(error = %e, "signing-key rotation: this round failed; the keys installed last stay in use");
             }
         }
