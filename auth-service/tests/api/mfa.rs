@@ -479,7 +479,9 @@ async fn turning_totp_off_needs_a_proof_and_ends_the_other_sessions() {
     let user = enrolled(&app, "off").await;
     let token = &user.tokens.access_token;
     let c = challenge(&app, &user.email).await;
-    let other = complete(&app, &c.challenge_id, next_app_code(&user.secret))
+    // The exact code, so that the replay below is of its step even across a step boundary.
+    let signed_in_with = totp::code_next(&user.secret);
+    let other = complete(&app, &c.challenge_id, totp_code(signed_in_with.clone()))
         .await
         .unwrap()
         .tokens
@@ -500,20 +502,8 @@ async fn turning_totp_off_needs_a_proof_and_ends_the_other_sessions() {
         Code::InvalidArgument,
         "MFA_CODE_INVALID",
     );
-    // The code that signed the other session in is spent; the one after it is not.
-    let ended = disable(
-        &app,
-        token,
-        Some(Proof::TotpCode(totp::code_at(
-            &user.secret,
-            (std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs()
-                + 30) as i64,
-        ))),
-    )
-    .await;
+    // The code that signed the other session in is spent.
+    let ended = disable(&app, token, Some(Proof::TotpCode(signed_in_with))).await;
     // The same step as the sign-in above: a replay, refused.
     assert_error(ended, Code::InvalidArgument, "TOTP_REPLAYED");
     let ended = disable(
