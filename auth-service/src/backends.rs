@@ -129,6 +129,7 @@ pub async fn open(
                         command_timeout: redis.timeout,
                         event_retention_ms: crate::config::millis(events.retention),
                         event_max_len: events.max_events,
+                        cluster: redis.cluster,
                         ..RedisSettings::default()
                     },
                 )

@@ -137,6 +137,9 @@ pub struct RedisConfig {
     pub pool_size: u32,
     /// Longest wait for a connection or a command before answering UNAVAILABLE.
     pub timeout: Duration,
+    /// REDIS_CLUSTER: `url` names seed nodes of a Redis Cluster (also implied by a
+    /// `redis+cluster://` URL).
+    pub cluster: bool,
 }
 
 /// A duration in milliseconds, the unit the stores and tokens keep times in.
@@ -257,16 +260,26 @@ fn storage_config(env: &Env<'_>) -> Result<StorageConfig, ConfigError> {
     let data_dir = PathBuf::from(env.string("DATA_DIR", "./data"));
     let redis = match env.get("REDIS_URL") {
         None => None,
-        Some(url) if !(url.starts_with("redis://") || url.starts_with("rediss://")) => {
+        Some(url)
+            if ![
+                "redis://",
+                "rediss://",
+                "redis+cluster://",
+                "rediss+cluster://",
+            ]
+            .iter()
+            .any(|scheme| url.to_ascii_lowercase().starts_with(scheme)) =>
+        {
             return Err(ConfigError::new(
                 "REDIS_URL",
-                "must start with redis:// or rediss://",
+                "must start with redis://, rediss://, redis+cluster:// or rediss+cluster://",
             ));
         }
         Some(url) => Some(RedisConfig {
             url: SecretString::from(url),
             pool_size: env.number("REDIS_POOL_SIZE", 16, 1, 1024)?,
             timeout: env.duration("REDIS_TIMEOUT", "2s", Duration::from_millis(10))?,
+            cluster: env.flag("REDIS_CLUSTER", false)?,
         }),
     };
     Ok(StorageConfig {

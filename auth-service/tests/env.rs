@@ -9,12 +9,14 @@ use crate::helpers::{TestApp, spawn_in};
 use baatcheet_test_support::{
     mail::{Mail, Mailbox, wait_for_code},
     mongo_server::{SecantusServer, Storage, fresh_database_name},
-    redis_server::RedisServer,
+    redis_server::{RedisCluster, RedisServer},
     smtp_server::SmtpServer,
 };
 
 pub struct Backends {
     pub redis: RedisServer,
+    /// A Redis Cluster the instances use instead of `redis`, when started with one.
+    pub cluster: Option<RedisCluster>,
     pub mongo: Option<SecantusServer>,
     pub mongo_uri: String,
     pub database: String,
@@ -42,6 +44,7 @@ impl Backends {
         };
         Self {
             redis,
+            cluster: None,
             mongo,
             mongo_uri,
             database: fresh_database_name(),
@@ -51,10 +54,25 @@ impl Backends {
         }
     }
 
+    /// The same, with the state on a Redis Cluster of its own (three masters, three
+    /// replicas), which the test may break.
+    pub async fn start_on_cluster() -> Self {
+        let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+            .await
+            .unwrap();
+        Self {
+            cluster: Some(cluster),
+            ..Self::start(false).await
+        }
+    }
+
     /// A service instance on these backends; `extra` overrides.
     pub async fn instance(&self, extra: &[(&str, &str)]) -> TestApp {
         let smtp_port = self.smtp.port().to_string();
-        let redis_url = self.redis.url();
+        let redis_url = match &self.cluster {
+            Some(cluster) => cluster.url(),
+            None => self.redis.url(),
+        };
         let mut vars: Vec<(&str, &str)> = vec![
             ("MONGODB_URI", &self.mongo_uri),
             ("DB_NAME", &self.database),

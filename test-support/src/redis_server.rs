@@ -58,6 +58,11 @@ impl RedisServer {
         Self::launch(Kind::Tls)
     }
 
+    /// A node for a cluster of several (see [`RedisCluster`]): cluster mode, no slots yet.
+    fn start_cluster_member() -> Self {
+        Self::launch(Kind::ClusterMember)
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -116,13 +121,28 @@ impl RedisServer {
                 Kind::Tls => Some(make_tls(&dir, &mut args)),
                 _ => None,
             };
-            if let Kind::ClusterNode = kind {
+            if let Kind::ClusterNode | Kind::ClusterMember = kind {
                 args.extend(
                     [
                         "--cluster-enabled",
                         "yes",
                         "--cluster-config-file",
                         "nodes.conf",
+                    ]
+                    .map(String::from),
+                );
+            }
+            if let Kind::ClusterMember = kind {
+                // The bus port must be free too (port + 10000 may be taken or past 65535);
+                // a short node timeout makes failovers take seconds; replicas sync at once.
+                args.extend(
+                    [
+                        "--cluster-port",
+                        &free_port().to_string(),
+                        "--cluster-node-timeout",
+                        "2000",
+                        "--repl-diskless-sync-delay",
+                        "0",
                     ]
                     .map(String::from),
                 );
@@ -202,7 +222,133 @@ impl Drop for RedisServer {
 enum Kind {
     Plain,
     ClusterNode,
+    ClusterMember,
     Tls,
+}
+
+/// How long a new cluster may take to agree on its slots and sync its replicas.
+const CLUSTER_READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// A real Redis Cluster of this test process: three masters and three replicas on loopback,
+/// made with `redis-cli --cluster create`. It never outlives the process (each node is a
+/// [`RedisServer`]).
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..6)
+            .map(|_| RedisServer::start_cluster_member())
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "redis-cli is needed to make a Redis Cluster (apt-get install redis-tools): {e}"
+                )
+            });
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = Self { nodes };
+        cluster.wait_healthy(CLUSTER_READY_WITHIN);
+        cluster
+    }
+
+    /// `redis+cluster://` with every node as a seed.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis+cluster://{}/", hosts.join(","))
+    }
+
+    /// The nodes that are masters now.
+    pub fn masters(&self) -> Vec<&RedisServer> {
+        self.nodes
+            .iter()
+            .filter(|n| {
+                command(n.port, &["INFO", "replication"]).is_ok_and(|i| i.contains("role:master"))
+            })
+            .collect()
+    }
+
+    /// The node that serves `key`'s slot now (a master).
+    pub fn master_of(&self, key: &str) -> &RedisServer {
+        let slot = command(self.nodes[0].port, &["CLUSTER", "KEYSLOT", key]).expect("KEYSLOT");
+        for node in self.masters() {
+            let nodes = command(node.port, &["CLUSTER", "NODES"]).unwrap_or_default();
+            let owns = nodes
+                .lines()
+                .any(|line| line.contains("myself") && owns_slot(line, &slot));
+            if owns {
+                return node;
+            }
+        }
+        panic!("no master serves slot {slot}");
+    }
+
+    /// Waits (bounded) until every live node says the cluster is ok and every live replica's
+    /// link to its master is up.
+    pub fn wait_healthy(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let live: Vec<&RedisServer> = self
+                .nodes
+                .iter()
+                .filter(|n| command(n.port, &["PING"]).is_ok())
+                .collect();
+            let ok = live.iter().all(|n| {
+                command(n.port, &["CLUSTER", "INFO"]).is_ok_and(|i| i.contains("cluster_state:ok"))
+                    && command(n.port, &["INFO", "replication"]).is_ok_and(|i| {
+                        i.contains("role:master") || i.contains("master_link_status:up")
+                    })
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the Redis Cluster was not healthy within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Whether a `CLUSTER NODES` line lists `slot` among its ranges (`a-b` or `a`).
+fn owns_slot(line: &str, slot: &str) -> bool {
+    let Ok(slot) = slot.parse::<u32>() else {
+        return false;
+    };
+    line.split_whitespace().skip(8).any(|range| {
+        let (a, b) = range.split_once('-').unwrap_or((range, range));
+        matches!((a.parse::<u32>(), b.parse::<u32>()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+    })
+}
+
+/// The URL of the three-master cluster the tests share: `TEST_REDIS_CLUSTER_URL` (the test
+/// command starts one for the whole run), or one this test process starts on first use.
+pub fn shared_real_cluster_url() -> String {
+    static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
+    std::env::var("TEST_REDIS_CLUSTER_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| CLUSTER.get_or_init(RedisCluster::start).url())
 }
 
 /// The URL of the server this test process shares: `TEST_REDIS_URL`, or a local one started

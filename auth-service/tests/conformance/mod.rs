@@ -37,3 +37,4 @@ conformance!(mongo, mongo_backend::stores());
 mod redis_backend;
 conformance!(redis, redis_backend::stores());
 conformance!(redis_cluster_node, redis_backend::cluster_stores());
+conformance!(redis_cluster, redis_backend::real_cluster_stores());

@@ -32,7 +32,9 @@ use futures::future::join_all;
 use redis::aio::MultiplexedConnection;
 use sha2::{Digest, Sha256};
 
-use baatcheet_test_support::redis_server::{RedisServer, shared_cluster_url, shared_url};
+use baatcheet_test_support::redis_server::{
+    RedisServer, shared_cluster_url, shared_real_cluster_url, shared_url,
+};
 
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;
@@ -47,6 +49,15 @@ pub async fn stores() -> Stores {
 /// The same on a one-node Redis Cluster.
 pub async fn cluster_stores() -> Stores {
     let url = tokio::task::spawn_blocking(shared_cluster_url)
+        .await
+        .unwrap();
+    with_users(Arc::new(open(&url, &prefix()).await))
+}
+
+/// The same on a Redis Cluster of three masters and three replicas, through the cluster
+/// client (slots on different nodes, MOVED and ASK followed).
+pub async fn real_cluster_stores() -> Stores {
+    let url = tokio::task::spawn_blocking(shared_real_cluster_url)
         .await
         .unwrap();
     with_users(Arc::new(open(&url, &prefix()).await))

@@ -8,11 +8,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::{AsyncConnectionConfig, Client, Value};
+use redis::Value;
 
 use tokio::sync::watch;
 
-use super::{RedisSettings, RedisStore};
+use super::{Connector, RedisSettings, RedisStore};
 use crate::domain::{Event, EventKind, UnixMs, UserId};
 use crate::store::{EventLog, ReadEventsError, StoreResult};
 
@@ -82,22 +82,18 @@ impl Drop for Tail {
 const TAIL_BLOCK_MS: u64 = 5_000;
 
 async fn follow_tail(
-    client: Client,
+    connector: Connector,
     log: String,
     settings: RedisSettings,
     grew: watch::Sender<u64>,
 ) {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(settings.connection_timeout))
-        .set_response_timeout(Some(
-            Duration::from_millis(TAIL_BLOCK_MS) + settings.command_timeout,
-        ));
+    let response = Duration::from_millis(TAIL_BLOCK_MS) + settings.command_timeout;
     let mut conn = None;
     let mut last: Option<String> = None;
     loop {
         if conn.is_none() {
-            match client
-                .get_multiplexed_async_connection_with_config(&config)
+            match connector
+                .connect(settings.connection_timeout, response)
                 .await
             {
                 Ok(c) => conn = Some(c),
@@ -193,7 +189,7 @@ impl RedisStore {
             .get_or_init(|| async {
                 let (tx, rx) = watch::channel(0);
                 let task = tokio::spawn(follow_tail(
-                    self.client.clone(),
+                    self.connector.clone(),
                     self.keys.events().log,
                     self.settings.clone(),
                     tx,

@@ -48,9 +48,15 @@
 //! buys recovery without a failed call). `rediss://` URLs use TLS (rustls) with the webpki
 //! roots, or with [`RedisSettings::tls_root_ca_pem`] for a private CA.
 //!
-//! Needs Redis 6.2 or newer (`SET ... PXAT`). The layout is Cluster-ready, but the client is
-//! a standalone one: on a real multi-node Cluster the pool would hold
-//! `redis::cluster_async` connections (crate feature `cluster-async`) instead.
+//! Needs Redis 6.2 or newer (`SET ... PXAT`).
+//!
+//! # Redis Cluster
+//! A `redis+cluster://host1:port,host2:port` URL (or [`RedisSettings::cluster`] with a list
+//! of seed URLs) makes the pool hold `redis::cluster_async` connections instead: each routes a
+//! command to the node of its key's slot, follows MOVED and ASK, and refreshes the topology
+//! after a failover. Scripts and [`RedisStore::query_pipe`] touch one slot (one hash tag);
+//! what reads many slots at once ([`RedisStore::query_each`]) is one pipeline on a single
+//! server and concurrent commands on a cluster.
 
 mod codes;
 mod events;
@@ -71,8 +77,11 @@ use std::{
 use async_trait::async_trait;
 use bb8::{ErrorSink, ManageConnection, PooledConnection, RunError};
 use redis::{
-    AsyncConnectionConfig, Client, ErrorKind, FromRedisValue, RedisError, ScriptInvocation,
-    ServerErrorKind, TlsCertificates, Value, aio::MultiplexedConnection,
+    AsyncConnectionConfig, Client, ErrorKind, FromRedisValue, RedisError, RedisFuture, RedisResult,
+    ScriptInvocation, ServerErrorKind, TlsCertificates, Value,
+    aio::{ConnectionLike, MultiplexedConnection},
+    cluster::ClusterClientBuilder,
+    cluster_async::ClusterConnection,
 };
 
 use self::{keys::Keys, scripts::Scripts};
@@ -96,6 +105,9 @@ pub struct RedisSettings {
     pub event_retention_ms: i64,
     /// Most events the log keeps (EVENT_LOG_MAX_EVENTS), whatever their age.
     pub event_max_len: u64,
+    /// REDIS_CLUSTER: the URL names seed nodes of a Redis Cluster (one URL, or several
+    /// separated by commas), as a `redis+cluster://` URL does.
+    pub cluster: bool,
 }
 
 impl Default for RedisSettings {
@@ -108,6 +120,7 @@ impl Default for RedisSettings {
             tls_root_ca_pem: None,
             event_retention_ms: 24 * 60 * 60 * 1000,
             event_max_len: 1_000_000,
+            cluster: false,
         }
     }
 }
@@ -116,7 +129,7 @@ impl Default for RedisSettings {
 pub struct RedisStore {
     pool: bb8::Pool<Manager>,
     /// For connections of their own (blocking reads of the event log).
-    client: Client,
+    connector: Connector,
     keys: Keys,
     scripts: Scripts,
     settings: RedisSettings,
@@ -141,27 +154,40 @@ impl RedisStore {
     pub fn connect_lazy(url: &str, settings: RedisSettings) -> StoreResult<Self> {
         let config_error = |m: String| StoreError::Internal(format!("Redis settings: {m}"));
         let keys = Keys::new(&settings.key_prefix).map_err(config_error)?;
-        let tls = url.trim_start().to_ascii_lowercase().starts_with("rediss:");
+        let tls = url.trim_start().to_ascii_lowercase().starts_with("rediss");
         if tls {
             install_crypto_provider();
         }
-        let client = match (&settings.tls_root_ca_pem, tls) {
-            (Some(pem), true) => Client::build_with_tls(
-                url,
-                TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.clone()),
-                },
-            ),
-            _ => Client::open(url),
-        }
+        let root_cert = settings.tls_root_ca_pem.clone().filter(|_| tls);
         // The URL may hold a password: only the reason is reported.
-        .map_err(|e| config_error(format!("invalid Redis URL: {}", e.category())))?;
+        let invalid = |e: RedisError| config_error(format!("invalid Redis URL: {}", e.category()));
+        let connector = match cluster_seeds(url, settings.cluster).map_err(config_error)? {
+            Some(seeds) => Connector::Cluster {
+                seeds: seeds
+                    .iter()
+                    .map(|s| redis::IntoConnectionInfo::into_connection_info(s.as_str()))
+                    .collect::<Result<_, _>>()
+                    .map_err(invalid)?,
+                root_cert,
+            },
+            None => Connector::Single(
+                match root_cert {
+                    Some(pem) => Client::build_with_tls(
+                        url,
+                        TlsCertificates {
+                            client_tls: None,
+                            root_cert: Some(pem),
+                        },
+                    ),
+                    None => Client::open(url),
+                }
+                .map_err(invalid)?,
+            ),
+        };
         let manager = Manager {
-            client: client.clone(),
-            config: AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(settings.connection_timeout))
-                .set_response_timeout(Some(settings.command_timeout)),
+            connector: connector.clone(),
+            connect_timeout: settings.connection_timeout,
+            response_timeout: settings.command_timeout,
         };
         let last_connect_error = Arc::new(Mutex::new(None));
         let pool = bb8::Pool::builder()
@@ -173,7 +199,7 @@ impl RedisStore {
             .build_unchecked(manager);
         Ok(Self {
             pool,
-            client,
+            connector,
             keys,
             scripts: Scripts::new(),
             settings,
@@ -243,7 +269,8 @@ impl RedisStore {
         .await
     }
 
-    /// Sends several commands in one round trip (not atomic: each is a step of its own).
+    /// Sends several commands whose keys are in one slot in one round trip (not atomic: each
+    /// is a step of its own).
     async fn query_pipe<T: FromRedisValue>(
         &self,
         op: &'static str,
@@ -257,6 +284,46 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Runs commands whose keys may be in different slots, and returns their replies in
+    /// order: one pipeline on a single server, concurrent commands on a cluster (a cluster
+    /// refuses a pipeline across slots).
+    async fn query_each(&self, op: &'static str, cmds: Vec<redis::Cmd>) -> StoreResult<Vec<Value>> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.timed(op, async {
+            let conn = self.conn().await?;
+            if matches!(self.connector, Connector::Single(_)) {
+                let mut pipe = redis::pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                return pipe
+                    .query_async(&mut (*conn).clone())
+                    .await
+                    .map_err(redis_error);
+            }
+            let replies = futures_util::future::join_all(cmds.iter().map(|cmd| {
+                let mut conn = (*conn).clone();
+                async move { cmd.query_async::<Value>(&mut conn).await }
+            }))
+            .await;
+            replies
+                .into_iter()
+                .map(|r| r.map_err(redis_error))
+                .collect()
+        })
+        .await
+    }
+}
+
+/// A reply of [`RedisStore::query_each`] as `T`.
+fn parse<T: FromRedisValue>(value: Value) -> StoreResult<T> {
+    T::from_redis_value(value)
+        .map_err(|e| StoreError::Internal(format!("unexpected Redis reply: {e}")))
+}
+
 #[async_trait]
 impl Health for RedisStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -264,20 +331,139 @@ impl Health for RedisStore {
     }
 }
 
-/// Makes bb8 open multiplexed connections with our timeouts (bb8-redis's manager keeps the
-/// redis crate's 500 ms response timeout, shorter than a configured command timeout).
+/// The seed URLs of a cluster: those of a `redis+cluster://` (or `rediss+cluster://`) URL
+/// with its hosts separated by commas, or of a comma-separated list when `cluster` says so;
+/// `None` for a single server.
+fn cluster_seeds(url: &str, cluster: bool) -> Result<Option<Vec<String>>, String> {
+    let url = url.trim();
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| "invalid Redis URL: no scheme".to_owned())?;
+    let scheme = scheme.to_ascii_lowercase();
+    let plain = match scheme.as_str() {
+        "redis+cluster" => "redis",
+        "rediss+cluster" => "rediss",
+        _ if cluster => {
+            return Ok(Some(url.split(',').map(|s| s.trim().to_owned()).collect()));
+        }
+        _ => return Ok(None),
+    };
+    // user:password@host1:port,host2:port/ : the credentials apply to every node.
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if !matches!(path, "" | "0") {
+        return Err("a Redis Cluster has only database 0".into());
+    }
+    let (credentials, hosts) = match authority.rsplit_once('@') {
+        Some((c, h)) => (format!("{c}@"), h),
+        None => (String::new(), authority),
+    };
+    let seeds: Vec<String> = hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| format!("{plain}://{credentials}{h}/"))
+        .collect();
+    if seeds.is_empty() {
+        return Err("a redis+cluster:// URL names no node".into());
+    }
+    Ok(Some(seeds))
+}
+
+/// Where connections go: one server, or a Redis Cluster reached through seed nodes.
+#[derive(Clone)]
+enum Connector {
+    Single(Client),
+    Cluster {
+        seeds: Vec<redis::ConnectionInfo>,
+        root_cert: Option<Vec<u8>>,
+    },
+}
+
+impl Connector {
+    /// A new connection that gives up connecting after `connect` and waiting for a reply
+    /// after `response`.
+    async fn connect(&self, connect: Duration, response: Duration) -> RedisResult<Connection> {
+        match self {
+            Self::Single(client) => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(connect))
+                    .set_response_timeout(Some(response));
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map(Connection::Single)
+            }
+            Self::Cluster { seeds, root_cert } => {
+                let mut builder = ClusterClientBuilder::new(seeds.clone())
+                    .connection_timeout(connect)
+                    .response_timeout(response);
+                if let Some(pem) = root_cert {
+                    builder = builder.certs(TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem.clone()),
+                    });
+                }
+                builder
+                    .build()?
+                    .get_async_connection()
+                    .await
+                    .map(Connection::Cluster)
+            }
+        }
+    }
+}
+
+/// A multiplexed connection to one server, or a cluster connection that routes each command
+/// to its slot's node.
+#[derive(Clone)]
+enum Connection {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Makes bb8 open connections with our timeouts (bb8-redis's manager keeps the redis crate's
+/// 500 ms response timeout, shorter than a configured command timeout, and knows no cluster).
 struct Manager {
-    client: Client,
-    config: AsyncConnectionConfig,
+    connector: Connector,
+    connect_timeout: Duration,
+    response_timeout: Duration,
 }
 
 impl ManageConnection for Manager {
-    type Connection = MultiplexedConnection;
+    type Connection = Connection;
     type Error = RedisError;
 
     async fn connect(&self) -> Result<Self::Connection, Self::Error> {
-        self.client
-            .get_multiplexed_async_connection_with_config(&self.config)
+        self.connector
+            .connect(self.connect_timeout, self.response_timeout)
             .await
     }
 
@@ -419,5 +605,28 @@ mod tests {
             ..RedisSettings::default()
         };
         assert!(RedisStore::connect_lazy("redis://127.0.0.1:1/", braces).is_err());
+        assert!(lazy("redis+cluster://127.0.0.1:1,127.0.0.1:2").is_ok());
+        assert!(lazy("redis+cluster:///").is_err());
+    }
+
+    #[test]
+    fn cluster_urls_name_their_seed_nodes() {
+        assert_eq!(cluster_seeds("redis://h:1/", false), Ok(None));
+        assert_eq!(
+            cluster_seeds("redis+cluster://u:p@a:1,b:2/", false),
+            Ok(Some(vec![
+                "redis://u:p@a:1/".into(),
+                "redis://u:p@b:2/".into()
+            ]))
+        );
+        assert_eq!(
+            cluster_seeds("rediss+cluster://a:1", false),
+            Ok(Some(vec!["rediss://a:1/".into()]))
+        );
+        assert_eq!(
+            cluster_seeds("redis://a:1/, redis://b:2/", true),
+            Ok(Some(vec!["redis://a:1/".into(), "redis://b:2/".into()]))
+        );
+        assert!(cluster_seeds("redis+cluster://a:1/3", false).is_err());
     }
 }

@@ -132,16 +132,20 @@ impl PresenceStore for RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.cmd("HGETALL").arg(self.keys.presence(&id.0));
-        }
-        let hashes: Vec<Vec<(String, String)>> = self.query_pipe("get_presence", &pipe).await?;
-        Ok(ids
+        // One key per user: slots apart on a cluster.
+        let cmds = ids
             .iter()
+            .map(|id| {
+                let mut cmd = redis::cmd("HGETALL");
+                cmd.arg(self.keys.presence(&id.0));
+                cmd
+            })
+            .collect();
+        let hashes = self.query_each("get_presence", cmds).await?;
+        ids.iter()
             .zip(hashes)
-            .map(|(id, fields)| view_from_hash(id.clone(), fields, now))
-            .collect())
+            .map(|(id, fields)| Ok(view_from_hash(id.clone(), super::parse(fields)?, now)))
+            .collect()
     }
 
     /// Batches of due users until none is left (at most [`SWEEP_ROUNDS`] per call); a user

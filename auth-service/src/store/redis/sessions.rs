@@ -49,13 +49,15 @@ impl RedisStore {
         if ids.peek().is_none() {
             return; // an empty pipeline is an error, and there is nothing to forget
         }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.cmd("DEL")
-                .arg(self.keys.session_owner(&SessionId(id.to_owned())))
-                .ignore();
-        }
-        if let Err(e) = self.query_pipe::<()>("forget_session_owner", &pipe).await {
+        // One pointer per session: slots apart on a cluster.
+        let cmds = ids
+            .map(|id| {
+                let mut cmd = redis::cmd("DEL");
+                cmd.arg(self.keys.session_owner(&SessionId(id.to_owned())));
+                cmd
+            })
+            .collect();
+        if let Err(e) = self.query_each("forget_session_owner", cmds).await {
             tracing::warn!(error = %e, "cannot delete a session owner pointer; it expires by itself");
         }
     }
@@ -153,19 +155,19 @@ impl SessionStore for RedisStore {
         // The pointer first (a session is never reachable by id without it, and a pointer
         // whose session never got written names nothing), with the sessions that would be
         // evicted first, in one round trip.
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
+        // The pointer is in the session's slot, the index in the user's.
+        let mut owner = redis::cmd("SET");
+        owner
             .arg(self.keys.session_owner(&s.id))
             .arg(&s.user_id.0)
             .arg("PXAT")
-            .arg(s.expires_at + EXPIRED_SESSION_RECALL_MS)
-            .ignore()
-            .cmd("ZRANGE")
-            .arg(&keys.index)
-            .arg(0)
-            .arg(EVICTION_CANDIDATES - 1);
-        let (mut candidates,): (Vec<String>,) =
-            self.query_pipe("create_session_owner", &pipe).await?;
+            .arg(s.expires_at + EXPIRED_SESSION_RECALL_MS);
+        let mut range = redis::cmd("ZRANGE");
+        range.arg(&keys.index).arg(0).arg(EVICTION_CANDIDATES - 1);
+        let mut replies = self
+            .query_each("create_session_owner", vec![owner, range])
+            .await?;
+        let mut candidates: Vec<String> = super::parse(replies.pop().unwrap_or(Value::Nil))?;
         // The script refuses when the candidates were too few (the index changed meanwhile,
         // or the cap was lowered); a few more rounds always converge.
         for _ in 0..16 {
