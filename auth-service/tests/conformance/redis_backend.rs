@@ -817,47 +817,97 @@ async fn revoking_another_users_session_id_leaves_it_working() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn events_left_in_an_outbox_by_a_dead_process_are_relayed_once() {
+    let url = tokio::task::spawn_blocking(shared_url).await.unwrap();
+    outboxes_left_behind_are_relayed_once(&url).await;
+}
+
+/// The same on a Redis Cluster, where the outboxes are on different masters: each master is
+/// scanned, not only the node a plain SCAN would reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_left_in_outboxes_across_a_cluster_are_relayed_once() {
+    let url = tokio::task::spawn_blocking(shared_real_cluster_url)
+        .await
+        .unwrap();
+    outboxes_left_behind_are_relayed_once(&url).await;
+}
+
+async fn outboxes_left_behind_are_relayed_once(url: &str) {
     use auth_service::domain::EventKind;
     use auth_service::store::EventLog;
-    let (url, prefix) = (
-        tokio::task::spawn_blocking(shared_url).await.unwrap(),
-        prefix(),
-    );
-    let store = open(&url, &prefix).await;
+    let prefix = prefix();
+    let store = open(url, &prefix).await;
     let start = store.latest_id().await.unwrap();
-    // A process wrote a revocation to the user's outbox in its script and died before the
-    // relay; another died after logging it, before taking it off: the entry is there twice.
-    let sid = SessionId::generate();
-    let entry = format!(
-        "r:{0}\u{1f}{1}\u{1f}session.revoked\u{1f}{0}\u{1f}logout",
-        sid.0,
-        now_ms()
-    );
-    let outbox = format!("{prefix}user:{{left}}:outbox");
-    let mut conn = raw(&url).await;
-    let _: () = redis::cmd("RPUSH")
-        .arg(&outbox)
-        .arg(&entry)
-        .arg(&entry)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    // The periodic maintenance finds it.
-    store.trim(0, 1_000_000).await.unwrap();
-    let events = store.read_after(&start, 10, Duration::ZERO).await.unwrap();
-    assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0].user_id, UserId("left".into()));
-    assert_eq!(
-        events[0].kind,
-        EventKind::SessionRevoked {
-            session_id: sid,
-            reason: RevokeReason::Logout
+    // Processes wrote revocations to users' outboxes in their scripts and died before the
+    // relay; one died after logging its entry, before taking it off: that entry is there
+    // twice. Six users, so that a cluster holds their outboxes on different masters.
+    let mut conn = raw_any(url).await;
+    let mut left = Vec::new();
+    for n in 0..6 {
+        let (user, sid) = (format!("left{n}"), SessionId::generate());
+        let entry = format!(
+            "r:{0}\u{1f}{1}\u{1f}session.revoked\u{1f}{0}\u{1f}logout",
+            sid.0,
+            now_ms()
+        );
+        let outbox = format!("{prefix}user:{{{user}}}:outbox");
+        let copies = if n == 0 { 2 } else { 1 };
+        for _ in 0..copies {
+            let _: i64 = conn.run(redis::cmd("RPUSH").arg(&outbox).arg(&entry)).await;
         }
-    );
-    let left: i64 = redis::cmd("LLEN")
-        .arg(&outbox)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(left, 0, "the outbox is emptied");
+        left.push((user, sid, outbox));
+    }
+    // The periodic maintenance finds them.
+    store.trim(0, 1_000_000).await.unwrap();
+    let events = store.read_after(&start, 100, Duration::ZERO).await.unwrap();
+    assert_eq!(events.len(), left.len(), "one event per entry: {events:?}");
+    for (user, sid, outbox) in left {
+        let event = events
+            .iter()
+            .find(|e| e.user_id == UserId(user.clone()))
+            .unwrap_or_else(|| panic!("{user}'s outbox was not relayed: {events:?}"));
+        assert_eq!(
+            event.kind,
+            EventKind::SessionRevoked {
+                session_id: sid,
+                reason: RevokeReason::Logout
+            }
+        );
+        let remaining: i64 = conn.run(redis::cmd("LLEN").arg(&outbox)).await;
+        assert_eq!(remaining, 0, "the outbox is emptied");
+    }
+}
+
+/// A connection to a server or, for a `redis+cluster://` URL, to a cluster.
+enum Raw {
+    One(MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Raw {
+    async fn run<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> T {
+        match self {
+            Raw::One(c) => cmd.query_async(c).await.unwrap(),
+            Raw::Cluster(c) => cmd.query_async(c).await.unwrap(),
+        }
+    }
+}
+
+async fn raw_any(url: &str) -> Raw {
+    match url.strip_prefix("redis+cluster://") {
+        Some(hosts) => {
+            let seeds: Vec<String> = hosts
+                .trim_end_matches('/')
+                .split(',')
+                .map(|h| format!("redis://{h}/"))
+                .collect();
+            Raw::Cluster(
+                redis::cluster::ClusterClient::new(seeds)
+                    .unwrap()
+                    .get_async_connection()
+                    .await
+                    .unwrap(),
+            )
+        }
+        None => Raw::One(raw(url).await),
+    }
 }

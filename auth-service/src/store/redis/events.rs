@@ -321,35 +321,16 @@ impl RedisStore {
         Ok(logged)
     }
 
-    /// Every outbox found by SCAN (standalone Redis: one node holds every key).
+    /// Every outbox found by SCAN (of every master, on a cluster).
     async fn relay_scanned(&self) -> StoreResult<u64> {
         let pattern = format!("{}user:*:outbox", self.keys.prefix());
-        let mut cursor = 0u64;
         let mut logged = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = self
-                .query(
-                    "outbox_scan",
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .arg("TYPE")
-                        .arg("list"),
-                )
-                .await?;
-            for key in &batch {
-                if let Some(user) = self.keys.outbox_user(key) {
-                    logged += self.relay(&UserId(user.to_owned())).await?;
-                }
+        for key in self.scan_all(&pattern, "list").await? {
+            if let Some(user) = self.keys.outbox_user(&key) {
+                logged += self.relay(&UserId(user.to_owned())).await?;
             }
-            if next == 0 {
-                return Ok(logged);
-            }
-            cursor = next;
         }
+        Ok(logged)
     }
 
     /// The floor: a reader whose id is below it missed trimmed events (`0-0` when none was).

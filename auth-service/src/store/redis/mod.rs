@@ -82,6 +82,7 @@ use redis::{
     aio::{ConnectionLike, MultiplexedConnection},
     cluster::ClusterClientBuilder,
     cluster_async::ClusterConnection,
+    cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
 };
 
 use self::{keys::Keys, scripts::Scripts};
@@ -327,8 +328,103 @@ fn parse<T: FromRedisValue>(value: Value) -> StoreResult<T> {
 #[async_trait]
 impl Health for RedisStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.query::<()>("ping", &redis::cmd("PING")).await
+        self.timed("ping", async {
+            let mut conn = (*self.conn().await?).clone();
+            conn.ping_one().await.map_err(redis_error)
+        })
+        .await
     }
+}
+
+impl RedisStore {
+    /// Every key matching `pattern` of type `kind`: SCAN of the server, or of every master of
+    /// a cluster (a cluster's SCAN walks one node).
+    async fn scan_all(&self, pattern: &str, kind: &str) -> StoreResult<Vec<String>> {
+        let scan = |cursor: u64| {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .arg("TYPE")
+                .arg(kind);
+            cmd
+        };
+        let mut conn = self
+            .timed("scan", async { Ok((*self.conn().await?).clone()) })
+            .await?;
+        let nodes = match &mut conn {
+            Connection::Single(_) => vec![None],
+            Connection::Cluster(c) => {
+                let nodes = self
+                    .timed("scan", async {
+                        let mut cmd = redis::cmd("CLUSTER");
+                        cmd.arg("NODES");
+                        let reply = c
+                            .route_command(
+                                cmd,
+                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+                            )
+                            .await
+                            .map_err(redis_error)?;
+                        parse::<String>(reply)
+                    })
+                    .await?;
+                masters(&nodes).into_iter().map(Some).collect()
+            }
+        };
+        let mut found = Vec::new();
+        for node in nodes {
+            let mut cursor = 0u64;
+            loop {
+                let reply = self
+                    .timed("scan", async {
+                        match (&mut conn, &node) {
+                            (Connection::Cluster(c), Some((host, port))) => {
+                                let at = SingleNodeRoutingInfo::ByAddress {
+                                    host: host.clone(),
+                                    port: *port,
+                                };
+                                c.route_command(scan(cursor), RoutingInfo::SingleNode(at))
+                                    .await
+                            }
+                            (c, _) => scan(cursor).query_async(c).await,
+                        }
+                        .map_err(redis_error)
+                    })
+                    .await?;
+                let (next, batch): (u64, Vec<String>) = parse(reply)?;
+                found.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The masters of a `CLUSTER NODES` reply that are not failing, as (host, port).
+fn masters(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (address, flags) = (fields.nth(1)?, fields.next()?);
+            let flags: Vec<&str> = flags.split(',').collect();
+            if !flags.contains(&"master") || flags.iter().any(|f| f.starts_with("fail")) {
+                return None;
+            }
+            let (host, port) = address.split('@').next()?.rsplit_once(':')?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if host.is_empty() {
+                return None; // a node that does not know its own address yet
+            }
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
 }
 
 /// The seed URLs of a cluster: those of a `redis+cluster://` (or `rediss+cluster://`) URL
@@ -421,6 +517,24 @@ enum Connection {
     Cluster(ClusterConnection),
 }
 
+impl Connection {
+    /// PING of one node: a cluster sends a plain PING to every master and fails it when one
+    /// is unreachable, which would make every call and the health check fail during a
+    /// failover, not only those of the failed master's slots.
+    async fn ping_one(&mut self) -> RedisResult<()> {
+        match self {
+            Self::Single(c) => redis::cmd("PING").query_async(c).await,
+            Self::Cluster(c) => c
+                .route_command(
+                    redis::cmd("PING"),
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
+                )
+                .await
+                .map(|_| ()),
+        }
+    }
+}
+
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
         match self {
@@ -467,8 +581,13 @@ impl ManageConnection for Manager {
             .await
     }
 
+    /// A single server's connection answers a PING; a cluster connection reconnects to its
+    /// nodes by itself, so it is always kept.
     async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
-        redis::cmd("PING").query_async(conn).await
+        match conn {
+            Connection::Single(c) => redis::cmd("PING").query_async(c).await,
+            Connection::Cluster(_) => Ok(()),
+        }
     }
 
     fn has_broken(&self, _: &mut Self::Connection) -> bool {
@@ -607,6 +726,25 @@ mod tests {
         assert!(RedisStore::connect_lazy("redis://127.0.0.1:1/", braces).is_err());
         assert!(lazy("redis+cluster://127.0.0.1:1,127.0.0.1:2").is_ok());
         assert!(lazy("redis+cluster:///").is_err());
+    }
+
+    #[test]
+    fn the_masters_of_a_cluster_are_read_from_cluster_nodes() {
+        let nodes = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922
+c3 127.0.0.1:7002@17002 master,fail - 0 0 3 connected
+d4 127.0.0.1:7003@17003 slave a1 0 0 1 connected
+e5 [::1]:7004@17004 master - 0 0 5 connected 10923-16383
+f6 :0@0 master,noaddr - 0 0 6 disconnected";
+        assert_eq!(
+            masters(nodes),
+            [
+                ("127.0.0.1".to_owned(), 7000),
+                ("127.0.0.1".to_owned(), 7001),
+                ("::1".to_owned(), 7004)
+            ]
+        );
     }
 
     #[test]
