@@ -676,6 +676,17 @@ mod tests {
             (smtp.host.as_str(), smtp.port, smtp.tls),
             ("smtp.mailtrap.io", 2525, SmtpTls::None)
         );
+        for (url, cluster) in [
+            ("redis+cluster://a:1,b:2", false),
+            ("REDISS+CLUSTER://a:1", false),
+            ("redis://a:1/,redis://b:2/", true),
+        ] {
+            let flag = if cluster { "true" } else { "false" };
+            let c = load(&[("REDIS_URL", url), ("REDIS_CLUSTER", flag)]).unwrap();
+            assert_eq!(c.storage.redis.unwrap().cluster, cluster, "{url}");
+        }
+        let err = load(&[("REDIS_URL", "cluster://a:1")]).unwrap_err();
+        assert_eq!(err.var, "REDIS_URL");
         let c = load(&[("SMTP_HOST", "relay"), ("SMTP_TLS", "tls")]).unwrap();
         assert_eq!(c.mail.smtp.unwrap().port, 465);
         assert!(load(&[]).unwrap().mail.smtp.is_none());
