@@ -8,7 +8,10 @@
 //! rotation, the ring's (replaced whenever the ring changes, see `keys::rotation`): each ring
 //! key signs from its own time on, so every instance switches at the same moment.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{
+    Arc, PoisonError, RwLock,
+    atomic::{AtomicU64, Ordering},
+};
 use std::time::Duration;
 
 use aws_lc_rs::{
@@ -129,8 +132,16 @@ struct Scheduled {
 /// Cache-Control): below the wait between the steps of a rotation by hand.
 pub const JWKS_MAX_AGE: Duration = Duration::from_secs(300);
 
+/// Most verified tokens remembered (each about 300 bytes with its claims).
+const VERIFIED_CAPACITY: u64 = 16_384;
+
 /// Issues and verifies EdDSA access tokens. Verification accepts EdDSA only, with our key id,
 /// issuer and audience: `none`, HMAC and foreign keys are refused before any claim is read.
+///
+/// A token that passed is remembered by its SHA-256 (bounded, and never past the token's
+/// life), so its signature is checked once: later calls check only its expiry, and that the
+/// keys have not changed since (a change forgets every token checked before it). Whether its
+/// session still lives is the caller's question, asked on every call.
 pub struct AccessTokens {
     /// The configured keys: the signing one (from the start of time) and those kept beside
     /// it, which are published and accepted but never sign.
@@ -142,6 +153,9 @@ pub struct AccessTokens {
     ttl_ms: i64,
     jwks_max_age: Duration,
     validation: Validation,
+    verified: moka::sync::Cache<[u8; 32], (u64, Arc<AccessClaims>)>,
+    /// Bumped whenever the keys change, so a remembered token is checked again.
+    generation: AtomicU64,
 }
 
 impl AccessTokens {
@@ -180,6 +194,11 @@ impl AccessTokens {
             ttl_ms,
             jwks_max_age: JWKS_MAX_AGE,
             validation,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CAPACITY)
+                .time_to_live(Duration::from_millis(ttl_ms.max(1) as u64))
+                .build(),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -195,6 +214,7 @@ impl AccessTokens {
             }
         }
         *self.keys.get_mut().unwrap_or_else(PoisonError::into_inner) = Arc::new(self.fixed.clone());
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self
     }
 
@@ -225,6 +245,7 @@ impl AccessTokens {
             });
         }
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     fn current(&self) -> Arc<Vec<Scheduled>> {
@@ -286,11 +307,32 @@ impl AccessTokens {
         Ok((token, (exp_ms / 1000) * 1000))
     }
 
-    /// Checks signature, algorithm, key id, expiry, issuer and audience.
+    /// Checks signature, algorithm, key id, expiry, issuer and audience (only the expiry for
+    /// a token that passed before with the same keys).
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
         if token.len() > 4096 {
             return Err(TokenError::Invalid);
         }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // Read before the keys: a change of keys during the check makes the entry stale.
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some((checked_with, claims)) = self.verified.get(&digest)
+            && checked_with == generation
+        {
+            // As jsonwebtoken without leeway: valid through the second `exp`.
+            return if claims.exp < crate::domain::now_ms() / 1000 {
+                Err(TokenError::Expired)
+            } else {
+                Ok((*claims).clone())
+            };
+        }
+        let claims = self.verify_signed(token)?;
+        self.verified
+            .insert(digest, (generation, Arc::new(claims.clone())));
+        Ok(claims)
+    }
+
+    fn verify_signed(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Invalid);
@@ -437,5 +479,36 @@ mod tests {
         ring_only.install_rotating(vec![(key("late"), 9_000), (key("soon"), 5_000)]);
         assert_eq!(kid_at(&ring_only, 1_000), "soon");
         assert_eq!(ring_only.signing_kid(9_000).as_deref(), Some("late"));
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_until_it_expires_or_the_keys_change() {
+        let key = |kid: &str| {
+            SigningKey::from_pem(&SigningKey::generate_pem().unwrap(), Some(kid.into())).unwrap()
+        };
+        let (user, sid) = (UserId("u".into()), SessionId("s".into()));
+        let tokens = AccessTokens::new(key("conf"), "iss".into(), "aud".into(), 1_000);
+        tokens.install_rotating(vec![(key("r1"), 0)]);
+        let now = crate::domain::now_ms();
+        let (token, _) = tokens.issue(&user, &sid, now).unwrap();
+        let first = tokens.verify(&token).unwrap();
+        assert_eq!(tokens.verify(&token).unwrap(), first, "remembered");
+        // A token that differs in one character is not the remembered one.
+        let mut tampered = token.clone();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        assert_eq!(tokens.verify(&tampered), Err(TokenError::Invalid));
+        // Its key removed: refused at once, although it was remembered.
+        tokens.install_rotating(Vec::new());
+        assert_eq!(tokens.verify(&token), Err(TokenError::Invalid));
+        // Remembered, then expired: refused as expired.
+        let (short, expires_at) = tokens.issue(&user, &sid, crate::domain::now_ms()).unwrap();
+        tokens.verify(&short).unwrap();
+        // Valid through the second of its `exp`.
+        let after = expires_at + 1_050;
+        while crate::domain::now_ms() < after {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert_eq!(tokens.verify(&short), Err(TokenError::Expired));
     }
 }
