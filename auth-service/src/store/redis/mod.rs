@@ -294,16 +294,13 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         self.timed(op, async {
-            let conn = self.conn().await?;
+            let mut conn = self.conn().await?;
             if matches!(self.connector, Connector::Single(_)) {
                 let mut pipe = redis::pipe();
                 for cmd in cmds {
                     pipe.add_command(cmd);
                 }
-                return pipe
-                    .query_async(&mut (*conn).clone())
-                    .await
-                    .map_err(redis_error);
+                return pipe.query_async(&mut *conn).await.map_err(redis_error);
             }
             let replies = futures_util::future::join_all(cmds.iter().map(|cmd| {
                 let mut conn = (*conn).clone();
@@ -329,8 +326,7 @@ fn parse<T: FromRedisValue>(value: Value) -> StoreResult<T> {
 impl Health for RedisStore {
     async fn ping(&self) -> StoreResult<()> {
         self.timed("ping", async {
-            let mut conn = (*self.conn().await?).clone();
-            conn.ping_one().await.map_err(redis_error)
+            self.conn().await?.ping_one().await.map_err(redis_error)
         })
         .await
     }
