@@ -17,6 +17,13 @@
 //! The line under the argon2id cost times the password policy's rating (zxcvbn) of the same
 //! password, as Register runs it, and gives it as a share of one hash.
 //!
+//! The rows above run with HASH_MAX_WAIT 10 s (unless it is set), so that the sign-in rows
+//! measure throughput, not refusals. The overload table after them runs a second service
+//! with the default HASH_MAX_WAIT (or the one set) and logs one user in: from one client
+//! (unloaded), from as many clients as hashing threads (the sustainable rate), at three times
+//! that rate in an open loop (a new call every 1/(3 × rate) s, whatever the answers), and from
+//! 200 clients that call again at once when refused. Refused means RESOURCE_EXHAUSTED.
+//!
 //! The internal API's rows (BatchGetUsers and GetPresence of 100 users) run against 100
 //! signed-up users; "AccessTokenVerifier (local)" verifies the same token as the
 //! ValidateAccessToken row, in this process on one task, with the `verifier` library.
@@ -247,6 +254,8 @@ async fn main() {
     vars.insert("CODE_REQUESTS_PER_IP_PER_HOUR".into(), "1000000".into());
     vars.insert("CODE_GUESSES_PER_IP_PER_HOUR".into(), "1000000".into());
     vars.insert("PASSKEY_LOGINS_PER_IP_PER_HOUR".into(), "1000000".into());
+    let overload_vars = vars.clone();
+    vars.entry("HASH_MAX_WAIT".into()).or_insert("10s".into());
     let (service_token, service_line) =
         auth_service::crypto::mint_service_token("bench").expect("a service token");
     vars.insert("SERVICE_TOKENS".into(), service_line);
@@ -264,6 +273,7 @@ async fn main() {
         parallelism: 1,
         concurrency: 1,
         queue: 0,
+        max_wait: Duration::ZERO,
     })
     .unwrap();
     let pw = Password::parse(PASSWORD).unwrap();
@@ -685,8 +695,220 @@ async fn main() {
     .await
     .print();
 
+    overload(overload_vars, seconds).await;
+
     println!(
         "\npeak RSS of this process (service + clients): {:.1} MiB",
         peak_rss_mib()
     );
+}
+
+/// Logins of one load: admitted and refused apart.
+struct Overload {
+    name: String,
+    elapsed: Duration,
+    admitted: Vec<Duration>,
+    refused: Vec<Duration>,
+    other_errors: u64,
+}
+
+impl Overload {
+    fn new(name: String) -> Self {
+        Self {
+            name,
+            elapsed: Duration::ZERO,
+            admitted: Vec::new(),
+            refused: Vec::new(),
+            other_errors: 0,
+        }
+    }
+
+    fn count(&mut self, answer: Result<(), tonic::Code>, took: Duration) {
+        match answer {
+            Ok(()) => self.admitted.push(took),
+            Err(tonic::Code::ResourceExhausted) => self.refused.push(took),
+            Err(_) => self.other_errors += 1,
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.admitted.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn ms(list: &[Duration], p: f64) -> f64 {
+        let mut l = list.to_vec();
+        l.sort();
+        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    }
+
+    fn print(&self, sustainable: f64, unloaded_p99: f64) {
+        let p99 = Self::ms(&self.admitted, 0.99);
+        println!(
+            "| {:<34} | {:>10.0} | {:>7.2} | {:>7.1} | {:>7.1} | {:>7.2} | {:>7} | {:>11.3} | {:>11.3} | {:>5} |",
+            self.name,
+            self.rate(),
+            self.rate() / sustainable,
+            Self::ms(&self.admitted, 0.50),
+            p99,
+            p99 / unloaded_p99,
+            self.refused.len(),
+            Self::ms(&self.refused, 0.50),
+            Self::ms(&self.refused, 0.99),
+            self.other_errors,
+        );
+    }
+}
+
+async fn login_once(mut c: AuthServiceClient<Channel>, email: String) -> Result<(), tonic::Code> {
+    c.login(pb::LoginRequest {
+        identifier: email,
+        password: PASSWORD.into(),
+    })
+    .await
+    .map(|_| ())
+    .map_err(|s| s.code())
+}
+
+/// Logins from `clients` tasks in a closed loop for `seconds` (a refused one calls again at
+/// once).
+async fn closed_loop(
+    name: String,
+    c: &AuthServiceClient<Channel>,
+    email: &str,
+    clients: usize,
+    seconds: u64,
+) -> Overload {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (c, email) = (c.clone(), email.to_owned());
+            tokio::spawn(async move {
+                let mut row = Overload::new(String::new());
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let answer = login_once(c.clone(), email.clone()).await;
+                    row.count(answer, t.elapsed());
+                }
+                row
+            })
+        })
+        .collect();
+    let mut row = Overload::new(name);
+    for t in tasks {
+        let part = t.await.expect("bench task");
+        row.admitted.extend(part.admitted);
+        row.refused.extend(part.refused);
+        row.other_errors += part.other_errors;
+    }
+    row.elapsed = start.elapsed();
+    row
+}
+
+/// Logins started at `rate` per second for `seconds`, whatever the answers (an open loop).
+async fn open_loop(
+    name: String,
+    c: &AuthServiceClient<Channel>,
+    email: &str,
+    rate: f64,
+    seconds: u64,
+) -> Overload {
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(1.0)));
+    let mut calls = Vec::new();
+    while start.elapsed() < Duration::from_secs(seconds) {
+        tick.tick().await;
+        let (c, email) = (c.clone(), email.to_owned());
+        calls.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let answer = login_once(c, email).await;
+            (answer, t.elapsed())
+        }));
+    }
+    let mut row = Overload::new(name);
+    for call in calls {
+        let (answer, took) = call.await.expect("bench task");
+        row.count(answer, took);
+    }
+    row.elapsed = start.elapsed();
+    row
+}
+
+/// The overload table: a service of its own, with the default HASH_MAX_WAIT unless set.
+async fn overload(mut vars: HashMap<String, String>, seconds: u64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    vars.insert("DATA_DIR".into(), dir.path().display().to_string());
+    let config = Config::from_lookup(&move |k| vars.get(k).cloned()).expect("config");
+    let (threads, queue, max_wait) = (
+        config.hashing.concurrency,
+        config.hashing.queue,
+        config.hashing.max_wait,
+    );
+    let mail_dir = config.mail.dir.clone();
+    let app = Application::build(config).await.expect("service");
+    let url = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let channel = Channel::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = AuthServiceClient::new(channel);
+    let name = format!("overload{}", std::process::id());
+    sign_up(&mut client, &mail_dir, &name).await;
+    let email = format!("{name}@example.com");
+
+    let unloaded = closed_loop("1 client (unloaded)".into(), &client, &email, 1, seconds).await;
+    let sustained = closed_loop(
+        format!("{threads} clients (= hashing threads)"),
+        &client,
+        &email,
+        threads,
+        seconds,
+    )
+    .await;
+    let (rate, unloaded_p99) = (sustained.rate(), Overload::ms(&unloaded.admitted, 0.99));
+    let open = open_loop(
+        format!("open loop, {:.0} calls/s (3×)", 3.0 * rate),
+        &client,
+        &email,
+        3.0 * rate,
+        seconds,
+    )
+    .await;
+    let storm = closed_loop(
+        "200 clients, calling again at once".into(),
+        &client,
+        &email,
+        200,
+        seconds,
+    )
+    .await;
+
+    println!(
+        "\nLogin under overload: HASH_CONCURRENCY {threads}, HASH_QUEUE {queue}, HASH_MAX_WAIT {} ms; \
+         × = admitted rate ÷ the sustainable rate, p99 × = ÷ the unloaded p99",
+        max_wait.as_millis()
+    );
+    println!(
+        "| {:<34} | {:>10} | {:>7} | {:>7} | {:>7} | {:>7} | {:>7} | {:>11} | {:>11} | {:>5} |",
+        "load",
+        "admitted/s",
+        "×",
+        "p50 ms",
+        "p99 ms",
+        "p99 ×",
+        "refused",
+        "refusal p50",
+        "refusal p99",
+        "other"
+    );
+    println!(
+        "|{:-<36}|{:->12}|{:->9}|{:->9}|{:->9}|{:->9}|{:->9}|{:->13}|{:->13}|{:->7}|",
+        "", "", "", "", "", "", "", "", "", ""
+    );
+    for row in [&unloaded, &sustained, &open, &storm] {
+        row.print(rate, unloaded_p99);
+    }
 }

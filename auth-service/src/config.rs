@@ -323,7 +323,17 @@ fn hash_settings(env: &Env<'_>) -> Result<HashSettings, ConfigError> {
         parallelism: env.number("ARGON2_PARALLELISM", 1, 1, 64)?,
         concurrency: env.number("HASH_CONCURRENCY", cores, 1, 1024)?,
         queue: env.number("HASH_QUEUE", 64, 0, 100_000)?,
+        max_wait: hash_max_wait(env)?,
     })
+}
+
+fn hash_max_wait(env: &Env<'_>) -> Result<Duration, ConfigError> {
+    let max_wait = env.duration("HASH_MAX_WAIT", "100ms", Duration::ZERO)?;
+    // A caller's deadline (the gateway's GRPC_TIMEOUT is 10 s by default) would pass first.
+    if max_wait > Duration::from_secs(10) {
+        return Err(ConfigError::new("HASH_MAX_WAIT", "must be at most 10s"));
+    }
+    Ok(max_wait)
 }
 
 fn policy(env: &Env<'_>) -> Result<Policy, ConfigError> {

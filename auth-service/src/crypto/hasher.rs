@@ -1,12 +1,17 @@
 //! argon2id password hashing ([`PasswordHasher`]) off the async runtime, on a fixed pool of
-//! threads with a bounded queue: past `HASH_CONCURRENCY` running and `HASH_QUEUE` waiting, a
-//! caller is refused at once ([`HashError::Busy`]). Hashes are standard PHC strings, and an
-//! unknown account is checked against a dummy hash so it costs what a wrong password costs.
+//! threads with a bounded queue. A caller is refused at once ([`HashError::Busy`]) when its
+//! expected wait (the jobs ahead of it × the measured time of a hash ÷ the threads) would pass
+//! `HASH_MAX_WAIT`, or when `HASH_CONCURRENCY` run and `HASH_QUEUE` wait already. Hashes are
+//! standard PHC strings, and an unknown account is checked against a dummy hash so it costs
+//! what a wrong password costs.
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicUsize, Ordering},
-    mpsc,
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant},
 };
 
 use argon2::{
@@ -31,6 +36,8 @@ pub struct HashSettings {
     pub concurrency: usize,
     /// Callers allowed to wait for a free thread; past that, callers are refused at once.
     pub queue: usize,
+    /// The longest expected wait for a thread a caller is admitted to; past it, refused.
+    pub max_wait: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +61,11 @@ pub struct PasswordHasher {
     /// Jobs accepted and not finished (running or queued), at most `max_in_flight`.
     in_flight: Arc<AtomicUsize>,
     max_in_flight: usize,
+    threads: usize,
+    max_wait: Duration,
+    /// The time one hash takes on a thread, in microseconds: a moving average of the last
+    /// jobs (each weighs 1/8), seeded by the dummy hash made at start.
+    hash_micros: Arc<AtomicU64>,
     /// A hash of a random password, verified when an account does not exist so that an
     /// unknown account and a wrong password cost the same time.
     dummy: String,
@@ -80,10 +92,12 @@ impl PasswordHasher {
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let random = uuid::Uuid::new_v4().to_string();
         let salt = SaltString::generate(&mut OsRng);
+        let started = Instant::now();
         let dummy = argon2
             .hash_password(random.as_bytes(), &salt)
             .map_err(|e| HashError::Internal(e.to_string()))?
             .to_string();
+        let hash_micros = Arc::new(AtomicU64::new(micros(started.elapsed())));
         let (jobs, inbox) = mpsc::channel::<Job>();
         let inbox = Arc::new(Mutex::new(inbox));
         let concurrency = settings.concurrency.max(1);
@@ -111,24 +125,64 @@ impl PasswordHasher {
             jobs,
             in_flight: Arc::new(AtomicUsize::new(0)),
             max_in_flight: concurrency + settings.queue,
+            threads: concurrency,
+            max_wait: settings.max_wait,
+            hash_micros,
             dummy,
         })
     }
 
-    /// Runs `job` on a hashing thread, or refuses at once when every thread and queue place
-    /// is taken.
+    /// Refuses at once when a hash asked for now would be refused: for a flow to call before
+    /// any store work, so that refusing under overload costs next to nothing. Takes no place:
+    /// the hash itself is admitted again (and may still be refused) when it is asked for.
+    pub fn check_room(&self) -> Result<(), HashError> {
+        if self.admits(self.in_flight.load(Ordering::Acquire)) {
+            Ok(())
+        } else {
+            Err(HashError::Busy)
+        }
+    }
+
+    /// Whether a job that finds `ahead` jobs accepted (running or queued) may join them.
+    fn admits(&self, ahead: usize) -> bool {
+        if ahead >= self.max_in_flight {
+            return false;
+        }
+        // It waits for the queued jobs ahead of it, and for one running job to end: each
+        // thread ends a job every hash time, so rounds = ceil((queued + 1) / threads).
+        let Some(queued) = (ahead + 1).checked_sub(self.threads) else {
+            return true; // a thread is free
+        };
+        let rounds = queued.div_ceil(self.threads) as u64;
+        let hash = Duration::from_micros(self.hash_micros.load(Ordering::Relaxed));
+        hash.saturating_mul(rounds.min(u32::MAX as u64) as u32) <= self.max_wait
+    }
+
+    /// The measured time of one hash.
+    pub fn hash_time(&self) -> Duration {
+        Duration::from_micros(self.hash_micros.load(Ordering::Relaxed))
+    }
+
+    /// Runs `job` on a hashing thread, or refuses at once when its expected wait is too long
+    /// or every thread and queue place is taken.
     async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce(&Argon2<'static>, &mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.max_in_flight {
+        if !self.admits(self.in_flight.fetch_add(1, Ordering::AcqRel)) {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(HashError::Busy);
         }
         let place = Place(self.in_flight.clone());
+        let hash_micros = self.hash_micros.clone();
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |argon2, memory| {
+            let started = Instant::now();
             let result = job(argon2, memory);
+            let took = micros(started.elapsed());
+            let _ = hash_micros.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| {
+                Some(avg - avg / 8 + took / 8)
+            });
             drop(place);
             let _ = reply.send(result);
         });
@@ -201,6 +255,10 @@ impl PasswordHasher {
     }
 }
 
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u64::MAX as u128) as u64
+}
+
 /// argon2 over `memory`, the calling thread's work area, grown once to the cost's size.
 fn compute(
     argon2: &Argon2<'_>,
@@ -236,6 +294,7 @@ mod tests {
             parallelism: 1,
             concurrency,
             queue,
+            max_wait: Duration::from_secs(10),
         })
         .unwrap()
     }
@@ -301,6 +360,7 @@ mod tests {
                 parallelism: 1,
                 concurrency: 1,
                 queue: 1,
+                max_wait: Duration::from_secs(10),
             })
             .unwrap(),
         );
@@ -328,5 +388,91 @@ mod tests {
             "every place given back"
         );
         hasher.hash(&pw()).await.unwrap();
+    }
+
+    #[test]
+    fn admits_by_expected_wait() {
+        let mut hasher = cheap(2, 100);
+        hasher.max_wait = Duration::from_millis(25);
+        hasher.hash_micros.store(10_000, Ordering::Relaxed);
+        // Two threads, 10 ms a hash: the 3rd and 4th wait one hash, the 5th and 6th two, the
+        // 7th three (30 ms, past 25).
+        let admitted: Vec<bool> = (0..8).map(|ahead| hasher.admits(ahead)).collect();
+        assert_eq!(admitted, [true, true, true, true, true, true, false, false]);
+        // No wait allowed: only a free thread admits.
+        hasher.max_wait = Duration::ZERO;
+        assert_eq!(
+            (0..4).map(|a| hasher.admits(a)).collect::<Vec<_>>(),
+            [true, true, false, false]
+        );
+        // HASH_QUEUE still caps the count, however fast a hash is.
+        let capped = cheap(1, 2);
+        capped.hash_micros.store(0, Ordering::Relaxed);
+        assert_eq!(
+            (0..4).map(|a| capped.admits(a)).collect::<Vec<_>>(),
+            [true, true, true, false]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hash_that_would_wait_too_long_is_refused_at_once() {
+        let hasher = Arc::new(
+            PasswordHasher::new(&HashSettings {
+                memory_kib: 19456,
+                iterations: 2,
+                parallelism: 1,
+                concurrency: 1,
+                queue: 100,
+                max_wait: Duration::ZERO,
+            })
+            .unwrap(),
+        );
+        // The measured time is a real hash's, seeded by the dummy hash.
+        assert!(hasher.hash_time() > Duration::from_micros(100));
+        let pw = Password::parse("password123").unwrap();
+        let first = {
+            let h = hasher.clone();
+            tokio::spawn(async move { h.hash(&Password::parse("password123").unwrap()).await })
+        };
+        while hasher.in_flight.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // One running, no wait allowed: the room check and a hash are both refused, although
+        // 100 queue places are free, and neither waits for the running hash.
+        let t = Instant::now();
+        assert!(matches!(hasher.check_room(), Err(HashError::Busy)));
+        assert!(matches!(hasher.hash(&pw).await, Err(HashError::Busy)));
+        assert!(
+            hasher.in_flight.load(Ordering::Acquire) == 1 || first.is_finished(),
+            "the refused hash took no place"
+        );
+        let refused_in = t.elapsed();
+        first.await.unwrap().unwrap();
+        assert!(hasher.check_room().is_ok());
+        hasher.hash(&pw).await.unwrap();
+        assert!(
+            refused_in < hasher.hash_time(),
+            "refused in {refused_in:?}, a hash takes {:?}",
+            hasher.hash_time()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_hash_time_follows_the_hashes() {
+        let hasher = cheap(1, 1);
+        let seeded = hasher.hash_time();
+        hasher
+            .hash_micros
+            .store(seeded.as_micros() as u64 * 1000, Ordering::Relaxed);
+        let pw = Password::parse("password123").unwrap();
+        for _ in 0..40 {
+            hasher.hash(&pw).await.unwrap();
+        }
+        // 40 hashes at 1/8 each leave under 1 % of the wrong seed.
+        assert!(
+            hasher.hash_time() < seeded * 50,
+            "{:?} after 40 hashes of about {seeded:?}",
+            hasher.hash_time()
+        );
     }
 }

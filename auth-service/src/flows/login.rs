@@ -39,6 +39,8 @@ impl AuthCore {
         let identifier = v.check("identifier", LoginIdentifier::parse(identifier));
         let password = v.check("password", Password::parse_existing(password));
         let (identifier, password) = v.finish((identifier, password).all())?;
+        // Under overload, refused before any store work: a refusal must cost next to nothing.
+        self.hasher.check_room()?;
 
         let user = self.find_by_identifier(&identifier).await?;
         let guard = self.password_guard_for_login(&identifier, client);

@@ -485,6 +485,7 @@ impl AuthCore {
         caller: &Caller,
         password: &Password,
     ) -> Result<(), FlowError> {
+        self.hasher.check_room()?;
         let guard = self.password_guard_for_session(&user.id, &caller.session_id);
         guard.admit(self).await?;
         let verified = self

@@ -121,6 +121,7 @@ impl AuthCore {
             }),
         );
         let (current_pw, new_pw) = v.finish((current_pw, new_pw).all())?;
+        self.hasher.check_room()?;
         let user = self.user(&caller.user_id).await?;
         let guard = self.password_guard_for_session(&user.id, &caller.session_id);
         guard.admit(self).await?;

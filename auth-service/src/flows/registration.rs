@@ -42,6 +42,9 @@ impl AuthCore {
         let (username, email, password, bio, avatar_url) =
             v.finish((username, email, password, bio, avatar_url).all())?;
         self.tag_span(&email);
+        // Under overload, refused before any store work (and before the network's budget is
+        // counted: a refusal tells nothing).
+        self.hasher.check_room()?;
         // Counted before anything is looked up, so the answers (even EMAIL_TAKEN) come at a
         // bounded rate per network.
         self.limit_code_requests(client, |retry_at| FlowError::SignupRateLimited { retry_at })

@@ -395,6 +395,73 @@ async fn concurrent_wrong_passwords_never_exceed_the_limit() {
     );
 }
 
+/// HASH_MAX_WAIT: one hashing thread and no wait allowed, with every queue place free. A burst
+/// of wrong passwords is partly refused as busy, and a refusal is decided before any store
+/// work: it counts no wrong password against the account (the owner keeps every attempt the
+/// hashed ones left), so overload is no lever to lock the owner out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hash_that_would_wait_past_hash_max_wait_is_refused_before_any_store_work() {
+    let app = spawn_app_with(&[
+        ("HASH_CONCURRENCY", "1"),
+        ("HASH_QUEUE", "64"),
+        ("HASH_MAX_WAIT", "0s"),
+        ("LOGIN_MAX_ATTEMPTS", "10"),
+    ])
+    .await;
+    let mail = email("overload");
+    app.signup(&username("overload"), &mail).await;
+    let results = race(&app, 8, |mut c, _| {
+        let mail = mail.clone();
+        async move {
+            c.login(pb::LoginRequest {
+                identifier: mail,
+                password: "wrong password!".into(),
+            })
+            .await
+        }
+    })
+    .await;
+    let mut wrong_in_burst = 0;
+    let mut busy = 0;
+    for r in &results {
+        let s = r.as_ref().expect_err("a wrong password never signs in");
+        match reason(s).as_str() {
+            "INVALID_CREDENTIALS" => wrong_in_burst += 1,
+            "SERVER_BUSY" => {
+                assert_eq!(s.code(), Code::ResourceExhausted);
+                assert_eq!(retry_secs(s), Some(1));
+                busy += 1
+            }
+            other => panic!("unexpected {other}: {s:?}"),
+        }
+    }
+    assert!(
+        busy >= 1,
+        "some of 8 at once are refused: {wrong_in_burst} hashed"
+    );
+    assert!(wrong_in_burst >= 1, "one is hashed");
+    // One at a time, the wrong passwords left before the limit are exactly those the hashed
+    // ones did not use.
+    let mut wrong_after = 0;
+    loop {
+        let s = app
+            .login(&mail, "wrong password!")
+            .await
+            .expect_err("a wrong password");
+        match reason(&s).as_str() {
+            "INVALID_CREDENTIALS" => wrong_after += 1,
+            "LOGIN_RATE_LIMITED" => break,
+            other => panic!("unexpected {other}: {s:?}"),
+        }
+        assert!(wrong_after <= 10, "the limit holds");
+    }
+    assert_eq!(
+        wrong_in_burst + wrong_after,
+        10,
+        "{busy} refusals counted no wrong password"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_hash_queue_answers_resource_exhausted_at_once() {
     let app = spawn_app_with(&[("HASH_CONCURRENCY", "1"), ("HASH_QUEUE", "0")]).await;

@@ -373,6 +373,7 @@ const VARIABLES: &[&str] = &[
     "ARGON2_PARALLELISM",
     "HASH_CONCURRENCY",
     "HASH_QUEUE",
+    "HASH_MAX_WAIT",
     "MAIL_FROM",
     "APP_NAME",
     "MAIL_MAX_ATTEMPTS",

@@ -86,6 +86,7 @@ async fn no_plaintext_password_is_stored_only_phc_hashes() {
         parallelism: 1,
         concurrency: 2,
         queue: 16,
+        max_wait: std::time::Duration::from_secs(10),
     })
     .unwrap();
     let mut plaintexts = Vec::new();

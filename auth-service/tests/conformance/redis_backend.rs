@@ -199,6 +199,7 @@ async fn full_run(stores: &Stores) -> Secrets {
             parallelism: 1,
             concurrency: 2,
             queue: 8,
+            max_wait: std::time::Duration::from_secs(10),
         })
         .unwrap(),
         tokens: AccessTokens::new(key, "test".into(), "test".into(), 5 * MIN),

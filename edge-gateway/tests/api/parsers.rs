@@ -140,6 +140,7 @@ const VARS: &[&str] = &[
     "RATE_LIMIT_PER_SECOND",
     "RATE_LIMIT_BURST",
     "REQUEST_TIMEOUT",
+    "MAX_IN_FLIGHT",
     "GRPC_TIMEOUT",
     "SERVE_PAGE",
     "LOG_FORMAT",

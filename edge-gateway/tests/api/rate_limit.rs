@@ -73,3 +73,98 @@ async fn the_service_still_hears_the_full_ipv6_address() {
         .unwrap();
     assert_eq!(current["clientIp"], "2001:db8:aaaa:3:1:2:3:4");
 }
+
+/// MAX_IN_FLIGHT: with its places taken by calls to an auth service that never answers, the
+/// next request is refused at once (503 SERVER_BUSY, Retry-After) instead of queued; /healthz
+/// still answers; and the places come back when those calls end.
+#[tokio::test]
+async fn past_max_in_flight_a_request_is_refused_at_once_not_queued() {
+    // An "auth service" that accepts connections and never answers.
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", hole.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hole.accept().await {
+            held.push(socket);
+        }
+    });
+    let app = std::sync::Arc::new(
+        spawn_gateway(
+            &url,
+            vec![
+                ("MAX_IN_FLIGHT", "2".to_owned()),
+                ("GRPC_TIMEOUT", "4s".to_owned()),
+                ("REQUEST_TIMEOUT", "4s".to_owned()),
+                ("RATE_LIMIT_PER_SECOND", "100000".to_owned()),
+                ("RATE_LIMIT_BURST", "100000".to_owned()),
+            ],
+        )
+        .await,
+    );
+    let login = |app: std::sync::Arc<TestApp>| async move {
+        app.request(Method::POST, "/api/auth/login")
+            .json(&json!({ "identifier": "someone", "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap()
+    };
+    let stuck: Vec<_> = (0..2).map(|_| tokio::spawn(login(app.clone()))).collect();
+
+    // Once both are inside, the next one is refused.
+    let started = std::time::Instant::now();
+    let refused = loop {
+        let response = login(app.clone()).await;
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break response;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "never refused; last answer {}",
+            response.status()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(
+        stuck.iter().all(|s| !s.is_finished()),
+        "refused while the two calls still wait: not queued behind them"
+    );
+    assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
+    let (status, body) = read(refused).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "SERVER_BUSY",
+    );
+    assert_eq!(body["error"]["retryAfterSeconds"], 1, "{body:#}");
+    // Any route but /healthz is refused; /healthz answers.
+    let (status, body) = read(
+        app.request(Method::GET, "/.well-known/jwks.json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "SERVER_BUSY",
+    );
+    let healthz = app.request(Method::GET, "/healthz").send().await.unwrap();
+    assert_eq!(healthz.status(), StatusCode::OK);
+
+    // The two end (the auth service never answered them), and their places come back.
+    for s in stuck {
+        let (status, body) = read(s.await.unwrap()).await;
+        assert_ne!(body["error"]["code"], "SERVER_BUSY", "{status} {body:#}");
+    }
+    let (status, body) = read(
+        app.request(Method::GET, "/.well-known/jwks.json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_ne!(body["error"]["code"], "SERVER_BUSY", "{status} {body:#}");
+}
