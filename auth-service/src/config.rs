@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub service_tokens: ServiceTokens,
     /// The services (names in `service_tokens`) allowed the operator actions.
     pub operator_services: Vec<String>,
+    /// Calls in progress at most; one more is answered RESOURCE_EXHAUSTED at once.
+    pub max_in_flight: usize,
     pub log_format: LogFormat,
 }
 
@@ -175,6 +177,7 @@ impl Config {
                 trusted_proxies: networks(&env, "TRUSTED_PROXIES", "127.0.0.0/8,::1/128")?,
                 operator_services: operator_services(&env, &tokens)?,
                 service_tokens: tokens,
+                max_in_flight: env.number::<usize>("MAX_IN_FLIGHT", 4096, 1, 1_000_000)?,
                 log_format: env.log_format()?,
             },
             keys: KeysConfig {

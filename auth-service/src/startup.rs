@@ -314,6 +314,8 @@ impl baatcheet_runtime::cli::Service for Application {
                 &server.grpc_web_cors_origins,
             )))
             .layer(tonic_web::GrpcWebLayer::new())
+            // Inside the gRPC-Web translation, so a browser's refusal is gRPC-Web too.
+            .layer(crate::grpc::shed::InFlightLayer::new(server.max_in_flight))
             // Innermost, so gRPC-Web answers are rewritten too.
             .layer(tower::util::MapResponseLayer::new(
                 crate::grpc::malformed::as_invalid_argument::<tonic::body::Body>,

@@ -4,6 +4,7 @@
 mod convert;
 pub mod internal;
 pub mod malformed;
+pub mod shed;
 pub mod status;
 
 use std::sync::Arc;

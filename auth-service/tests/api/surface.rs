@@ -198,3 +198,67 @@ async fn grpc_web_cors_answers_listed_origins_only() {
     );
     assert!(answer.contains("access-control-expose-headers"), "{answer}");
 }
+
+/// MAX_IN_FLIGHT: with its one place taken by a sign-in that waits (the account is being
+/// guessed at, so each attempt is slowed down), any other call is refused at once with
+/// RESOURCE_EXHAUSTED SERVER_BUSY, not queued behind it; the health check still answers; and
+/// the place comes back when the sign-in ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_in_flight_a_call_is_refused_at_once_not_queued() {
+    let app = spawn_app_with(&[
+        ("MAX_IN_FLIGHT", "1"),
+        ("LOGIN_SLOWDOWN_AFTER", "1"),
+        ("LOGIN_SLOWDOWN_MAX", "2s"),
+    ])
+    .await;
+    let mail = email("inflight");
+    app.signup(&username("inflight"), &mail).await;
+    app.login(&mail, "a wrong password").await.unwrap_err();
+    // From now on every attempt on this account waits 500 ms first.
+    let slow = {
+        let mut c = app.client();
+        let mail = mail.clone();
+        tokio::spawn(async move {
+            c.login(pb::LoginRequest {
+                identifier: mail,
+                password: PASSWORD.into(),
+            })
+            .await
+        })
+    };
+    let started = std::time::Instant::now();
+    let refused = loop {
+        match app.client().get_jwks(pb::GetJwksRequest {}).await {
+            Err(s) => break s,
+            Ok(_) => {
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(2),
+                    "never refused"
+                );
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    assert!(!slow.is_finished(), "refused while the sign-in still waits");
+    assert_eq!(
+        (refused.code(), reason(&refused).as_str()),
+        (Code::ResourceExhausted, "SERVER_BUSY")
+    );
+    assert_eq!(retry_secs(&refused), Some(1));
+    let mut health = HealthClient::new(channel(&app).await);
+    let status = health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health is never refused")
+        .into_inner()
+        .status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+
+    slow.await.unwrap().expect("the slowed sign-in succeeds");
+    app.client()
+        .get_jwks(pb::GetJwksRequest {})
+        .await
+        .expect("the place came back");
+}
