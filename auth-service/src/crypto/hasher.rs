@@ -106,6 +106,7 @@ impl PasswordHasher {
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
                 .spawn(move || {
+                    yield_to_the_runtime();
                     let mut memory = Vec::new();
                     loop {
                         // The lock is held only while waiting for the next job.
@@ -252,6 +253,17 @@ impl PasswordHasher {
         })
         .await?
         .map_err(|e: argon2::password_hash::Error| HashError::Internal(e.to_string()))
+    }
+}
+
+/// Lowers the calling hashing thread's priority (nice 10, Linux), so that on busy cores the
+/// runtime's threads run first: a refusal, a token check or a refresh is answered in
+/// microseconds while logins queue, and hashing still gets every cycle left over.
+fn yield_to_the_runtime() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only reads its arguments; who = 0 is the calling thread on Linux.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
 }
 
