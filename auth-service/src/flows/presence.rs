@@ -140,10 +140,7 @@ impl AuthCore {
         let ids: Vec<UserId> = users.iter().map(|u| u.id.clone()).collect();
         let views = self.stores.presence.get_presence(&ids, now_ms()).await?;
         for (user, view) in users.iter_mut().zip(views) {
-            user.status = view.status;
-            if view.last_seen.is_some() {
-                user.last_seen = view.last_seen;
-            }
+            apply(user, view);
         }
         Ok(users)
     }
@@ -237,5 +234,13 @@ impl AuthCore {
                 Err(e) => tracing::warn!(error = %e, "presence sweep failed"),
             }
         }
+    }
+}
+
+/// The derived presence of `view` on its user's record.
+pub(super) fn apply(user: &mut User, view: PresenceView) {
+    user.status = view.status;
+    if view.last_seen.is_some() {
+        user.last_seen = view.last_seen;
     }
 }

@@ -20,13 +20,24 @@ impl AuthCore {
     /// Checks an access token and that its session has not ended. Revocation therefore takes
     /// effect at once, not when the token expires.
     pub async fn authenticate(&self, access_token: &str) -> Result<Caller, FlowError> {
+        let claims = self.verified_claims(access_token)?;
+        self.live_session(claims).await
+    }
+
+    /// The claims of a token whose signature, issuer, audience and expiry hold; its session
+    /// is not looked at yet.
+    pub(super) fn verified_claims(&self, access_token: &str) -> Result<AccessClaims, FlowError> {
         if access_token.is_empty() {
             return Err(FlowError::Unauthenticated);
         }
-        let claims = self.tokens.verify(access_token).map_err(|e| match e {
+        self.tokens.verify(access_token).map_err(|e| match e {
             TokenError::Expired => FlowError::AccessTokenExpired,
             TokenError::Invalid => FlowError::AccessTokenInvalid,
-        })?;
+        })
+    }
+
+    /// The caller of verified `claims`, when their session has not ended.
+    pub(super) async fn live_session(&self, claims: AccessClaims) -> Result<Caller, FlowError> {
         let session_id = SessionId(claims.sid.clone());
         let session = self
             .stores

@@ -588,9 +588,13 @@ impl AuthService for AuthGrpc {
         &self,
         request: Request<pb::GetCurrentUserRequest>,
     ) -> Result<Response<pb::GetCurrentUserResponse>, Status> {
-        let caller = self.caller(&request).await?;
-        let user = self.core.current_user(&caller).await.map_err(to_status)?;
-        let factors = self.core.factors(&caller).await.map_err(to_status)?;
+        let token =
+            bearer(&request).ok_or_else(|| to_status(crate::flows::FlowError::Unauthenticated))?;
+        let (user, factors) = self
+            .core
+            .current_user_by_token(token)
+            .await
+            .map_err(to_status)?;
         ok(pb::GetCurrentUserResponse {
             user: Some(convert::own_user(user, factors)),
         })
