@@ -7,6 +7,13 @@ use std::process::ExitCode;
 
 use edge_gateway::{config::Config, startup::Application};
 
+/// mimalloc: the many small allocations of each request (headers, HTTP/2 frames, JSON) cost
+/// less than with the system allocator: 1.4× the requests per second on /healthz and /me for
+/// about 14 MiB more RSS (README, "The gateway under load"). The auth service keeps the system
+/// allocator: it gained nothing measurable there and took 30 MiB more.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     baatcheet_runtime::cli::main::<Application>(Config::from_env()).await
