@@ -177,7 +177,7 @@ impl Config {
                 trusted_proxies: networks(&env, "TRUSTED_PROXIES", "127.0.0.0/8,::1/128")?,
                 operator_services: operator_services(&env, &tokens)?,
                 service_tokens: tokens,
-                max_in_flight: env.number::<usize>("MAX_IN_FLIGHT", 4096, 1, 1_000_000)?,
+                max_in_flight: env.number::<usize>("GRPC_MAX_IN_FLIGHT", 4096, 1, 1_000_000)?,
                 log_format: env.log_format()?,
             },
             keys: KeysConfig {

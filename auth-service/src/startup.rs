@@ -47,6 +47,10 @@ const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 /// Longest a call may run; far above the slowest (a login slowed by LOGIN_SLOWDOWN_MAX).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Concurrent HTTP/2 streams (calls) one connection may open: one client cannot take every
+/// place of GRPC_MAX_IN_FLIGHT by itself. The gateway's 4 connections × 256 cover its 1024.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+
 /// TCP keepalive, so connections to vanished peers are closed.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
@@ -307,6 +311,7 @@ impl baatcheet_runtime::cli::Service for Application {
         let result = Server::builder()
             .accept_http1(true)
             .http2_max_header_list_size(Some(MAX_HEADER_LIST_BYTES))
+            .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
             .timeout(CALL_TIMEOUT)
             .layer(request_layers)
             // CORS answers preflights before gRPC-Web translation sees them.

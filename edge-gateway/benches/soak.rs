@@ -154,6 +154,12 @@ struct Counts {
     /// SERVER_BUSY answers, each followed by the same request after its Retry-After.
     busy: AtomicU64,
     sign_ups: AtomicU64,
+    /// Refreshes by two racing tabs that both kept the session.
+    races: AtomicU64,
+    /// Second devices ended from the first and refused at once.
+    revocations: AtomicU64,
+    /// Lives from sign-up to a checked sign-out.
+    lives: AtomicU64,
     false_401: AtomicU64,
     server_errors: AtomicU64,
     dead_accepted: AtomicU64,
@@ -297,11 +303,27 @@ impl Person {
         })
     }
 
+    /// The new cookies of a successful answer (a refused one clears them: empty values).
     fn tokens(answer: &Answer) -> Option<Tokens> {
+        let get = |name: &str| {
+            answer
+                .cookies
+                .get(name)
+                .filter(|v| !v.is_empty() && answer.status.is_success())
+                .cloned()
+        };
         Some(Tokens {
-            access: answer.cookies.get("accessToken")?.clone(),
-            refresh: answer.cookies.get("refreshToken")?.clone(),
+            access: get("accessToken")?,
+            refresh: get("refreshToken")?,
         })
+    }
+
+    /// A step a life could not take (an answer without what it needs): counted, so that a
+    /// soak that skipped its checks cannot pass.
+    fn stuck(&self, what: &str) -> Option<()> {
+        let c = &self.counts;
+        c.note(&c.unexpected, format!("person {}: {what}", self.id));
+        None
     }
 
     /// One life: sign-up, use, a second device ended from the first, sign-out.
@@ -342,7 +364,9 @@ impl Person {
             .await
             .filter(|a| a.status.is_success())?;
         self.counts.sign_ups.fetch_add(1, Ordering::Relaxed);
-        let mut first = Self::tokens(&verified)?;
+        let Some(mut first) = Self::tokens(&verified) else {
+            return self.stuck("verify-otp set no token cookies");
+        };
 
         for turn in 0..4 {
             if Instant::now() > deadline {
@@ -379,7 +403,13 @@ impl Person {
                 ),
             );
             let (a, b) = (a?, b?);
-            first = Self::tokens(&a).or_else(|| Self::tokens(&b))?;
+            // The tab that came second gets the same successor, within the grace window.
+            match (Self::tokens(&a), Self::tokens(&b)) {
+                (Some(ta), Some(tb)) if ta.refresh == tb.refresh => first = ta,
+                (Some(_), Some(_)) => return self.stuck("the racing tabs got two refresh tokens"),
+                _ => return None, // a refusal, counted by `call`
+            }
+            self.counts.races.fetch_add(1, Ordering::Relaxed);
             let cookie = format!("accessToken={}", first.access);
             self.call(
                 turn + 1,
@@ -402,8 +432,10 @@ impl Person {
                 None,
                 Expect::Live,
             )
-            .await
-            .and_then(|a| Self::tokens(&a))?;
+            .await?;
+        let Some(second) = Self::tokens(&second) else {
+            return None; // a refusal, counted by `call`
+        };
         let cookie = format!("accessToken={}", first.access);
         let sessions = self
             .call(
@@ -416,11 +448,13 @@ impl Person {
             )
             .await?;
         let other = sessions.body["data"]["sessions"]
-            .as_array()?
-            .iter()
-            .find(|s| s["current"] == false)?["id"]
-            .as_str()?
-            .to_owned();
+            .as_array()
+            .and_then(|list| list.iter().find(|s| s["current"] == false))
+            .and_then(|s| s["id"].as_str())
+            .map(str::to_owned);
+        let Some(other) = other else {
+            return self.stuck("the second device's session is not listed");
+        };
         self.call(
             n,
             Method::DELETE,
@@ -450,6 +484,7 @@ impl Person {
             Expect::Ended,
         )
         .await?;
+        self.counts.revocations.fetch_add(1, Ordering::Relaxed);
 
         // Sign-out, then the access token is refused at once.
         self.call(
@@ -470,6 +505,7 @@ impl Person {
             Expect::Ended,
         )
         .await?;
+        self.counts.lives.fetch_add(1, Ordering::Relaxed);
         Some(())
     }
 }
@@ -632,6 +668,9 @@ async fn main() {
     let rows = [
         ("requests", get(&counts.requests)),
         ("sign-ups completed", get(&counts.sign_ups)),
+        ("racing refreshes (both tabs kept)", get(&counts.races)),
+        ("ended sessions checked refused", get(&counts.revocations)),
+        ("lives to a checked sign-out", get(&counts.lives)),
         ("SERVER_BUSY, retried after 1 s", get(&counts.busy)),
         (
             "false 401s (a live session refused)",
@@ -680,7 +719,8 @@ async fn main() {
     }
     drop(procs);
     drop((cluster, mongo, smtp));
-    if broken > 0 || !exited.is_empty() || worst_growth >= 20.0 || get(&counts.sign_ups) == 0 {
+    let idle = get(&counts.lives) == 0 || get(&counts.revocations) == 0 || get(&counts.races) == 0;
+    if broken > 0 || !exited.is_empty() || worst_growth >= 20.0 || idle {
         println!("\nsoak: FAILED");
         std::process::exit(1);
     }

@@ -36,7 +36,8 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_grace: Duration,
-    /// Requests in progress at most; one more is answered 503 SERVER_BUSY at once.
+    /// Calls to the auth service in flight at most; one more is answered 503 SERVER_BUSY at
+    /// once.
     pub max_in_flight: usize,
     pub log_format: LogFormat,
 }
@@ -158,7 +159,12 @@ impl Config {
                 trust_proxy_hops: trust_proxy(&env)?,
                 request_timeout,
                 shutdown_grace: env.duration("SHUTDOWN_GRACE", "10s", Duration::from_millis(1))?,
-                max_in_flight: env.number::<usize>("MAX_IN_FLIGHT", 1024, 1, 1_000_000)?,
+                max_in_flight: env.number::<usize>(
+                    "MAX_IN_FLIGHT",
+                    crate::pool::DEFAULT_MAX_IN_FLIGHT,
+                    1,
+                    1_000_000,
+                )?,
                 log_format,
             },
             upstream: UpstreamConfig {

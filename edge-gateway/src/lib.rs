@@ -21,7 +21,6 @@ pub mod request_id;
 pub mod response;
 pub mod routes;
 pub mod security;
-pub mod shed;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -127,18 +127,11 @@ pub fn document_edge_errors(doc: &mut utoipa::openapi::OpenApi) {
                 api || path == "/.well-known/jwks.json",
             );
             add("500", "INTERNAL", calls_service);
-            if calls_service {
-                add(
-                    "503",
-                    "UNAVAILABLE or DEADLINE_EXCEEDED: the auth service is unreachable or slow; \
-                     SERVER_BUSY: MAX_IN_FLIGHT requests in progress, with Retry-After",
-                    true,
-                );
-            }
             add(
                 "503",
-                "SERVER_BUSY: MAX_IN_FLIGHT requests in progress, with Retry-After",
-                path != "/healthz",
+                "UNAVAILABLE or DEADLINE_EXCEEDED: the auth service is unreachable or slow; \
+                 SERVER_BUSY: MAX_IN_FLIGHT calls to it in flight already, with Retry-After",
+                calls_service,
             );
             add("504", "GATEWAY_TIMEOUT: REQUEST_TIMEOUT passed", true);
         }

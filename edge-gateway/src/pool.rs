@@ -13,6 +13,12 @@
 //!
 //! Every call through the pool, whichever client makes it (auth, health), carries the gateway's
 //! service credential when it has one ([`ConnectionPool::with_service_authorization`]).
+//!
+//! At most `MAX_IN_FLIGHT` calls are in flight to the service ([`ConnectionPool::with_max_in_flight`]):
+//! one more is answered at once, without leaving the gateway, as UNAVAILABLE `SERVER_BUSY` with
+//! a retry delay of 1 s (503 with `Retry-After: 1` to the browser), so nothing queues in front
+//! of a saturated service. A place is taken only for the call itself, once the request body has
+//! been read: a client that sends its body slowly holds none. Health checks are never refused.
 
 use std::{
     future::{Future, poll_fn},
@@ -26,10 +32,12 @@ use std::{
 
 use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
 use tonic::{
     body::Body,
     transport::{Channel, Endpoint},
 };
+use tonic_types::{ErrorDetails, StatusExt};
 use tower::Service;
 
 /// Metadata the gateway proves itself with to a service that has SERVICE_TOKENS: such a service
@@ -53,6 +61,8 @@ pub struct ConnectionPool {
     next: Arc<AtomicUsize>,
     /// `Bearer <service token>`, marked sensitive (never indexed by HPACK, `Debug` hides it).
     service_authorization: Option<HeaderValue>,
+    /// The places of calls in flight (MAX_IN_FLIGHT).
+    places: Arc<Semaphore>,
 }
 
 impl ConnectionPool {
@@ -62,7 +72,14 @@ impl ConnectionPool {
             connections: (0..size.max(1)).map(|_| endpoint.connect_lazy()).collect(),
             next: Arc::new(AtomicUsize::new(0)),
             service_authorization: None,
+            places: Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
         }
+    }
+
+    /// At most `max` calls in flight; one more is answered SERVER_BUSY at once.
+    pub fn with_max_in_flight(mut self, max: usize) -> Self {
+        self.places = Arc::new(Semaphore::new(max.max(1)));
+        self
     }
 
     /// Sends `value` (see [`service_authorization`]) as
@@ -89,11 +106,44 @@ impl Service<http::Request<Body>> for ConnectionPool {
                 .headers_mut()
                 .insert(SERVICE_AUTHORIZATION, value.clone());
         }
+        let health = request.uri().path().starts_with("/grpc.health.v1.Health/");
+        let place = match self.places.clone().try_acquire_owned() {
+            Ok(place) => Some(place),
+            Err(_) if health => None,
+            Err(_) => {
+                crate::metrics::refused("busy");
+                return Box::pin(std::future::ready(Ok(busy())));
+            }
+        };
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
         let mut connection = self.connections[index].clone();
         Box::pin(async move {
             poll_fn(|cx| connection.poll_ready(cx)).await?;
-            connection.call(request).await
+            let response = connection.call(request).await;
+            drop(place);
+            response
         })
     }
+}
+
+/// MAX_IN_FLIGHT by default.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+
+/// The answer to a call past MAX_IN_FLIGHT, as the service would give it: UNAVAILABLE with the
+/// reason SERVER_BUSY and a retry delay of 1 s (the error mapping makes it 503 `SERVER_BUSY`,
+/// `Retry-After: 1`).
+fn busy() -> http::Response<Body> {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(
+        "SERVER_BUSY",
+        "edge.baatcheet",
+        std::collections::HashMap::new(),
+    );
+    details.set_retry_info(Some(std::time::Duration::from_secs(1)));
+    tonic::Status::with_error_details(
+        tonic::Code::Unavailable,
+        "the gateway has MAX_IN_FLIGHT calls to the auth service in flight; try again shortly",
+        details,
+    )
+    .into_http()
 }

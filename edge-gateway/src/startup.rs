@@ -105,7 +105,8 @@ impl baatcheet_runtime::cli::Service for Application {
             );
         }
         let pool = ConnectionPool::lazy(&endpoint, config.upstream.connections)
-            .with_service_authorization(service_authorization);
+            .with_service_authorization(service_authorization)
+            .with_max_in_flight(config.server.max_in_flight);
         let (listener, addr) =
             bind(SocketAddr::new(config.server.host, config.server.port)).await?;
         let metrics = match config.server.metrics_addr {

@@ -74,6 +74,19 @@ pub struct PasswordHasher {
 /// One place in the pool (running or queued), given back when the job ends or is dropped.
 struct Place(Arc<AtomicUsize>);
 
+/// A place taken ahead of its hash ([`PasswordHasher::reserve`]); dropping it gives it back.
+pub struct Reservation<'a> {
+    hasher: &'a PasswordHasher,
+    place: Place,
+}
+
+impl Reservation<'_> {
+    /// [`PasswordHasher::hash`] in the reserved place: never refused.
+    pub async fn hash(self, password: &Password) -> Result<PasswordHash, HashError> {
+        self.hasher.hash_in(self.place, password).await
+    }
+}
+
 impl Drop for Place {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
@@ -164,17 +177,41 @@ impl PasswordHasher {
         Duration::from_micros(self.hash_micros.load(Ordering::Relaxed))
     }
 
+    /// Takes a place for a hash to come, or refuses at once as [`Self::check_room`] would: for a
+    /// flow that must not spend anything (a rate-limit budget) on a hash it could then not get.
+    /// The place counts as a job ahead of later callers until the hash ends or the
+    /// reservation is dropped.
+    pub fn reserve(&self) -> Result<Reservation<'_>, HashError> {
+        Ok(Reservation {
+            hasher: self,
+            place: self.take_place()?,
+        })
+    }
+
+    fn take_place(&self) -> Result<Place, HashError> {
+        if !self.admits(self.in_flight.fetch_add(1, Ordering::AcqRel)) {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(HashError::Busy);
+        }
+        Ok(Place(self.in_flight.clone()))
+    }
+
     /// Runs `job` on a hashing thread, or refuses at once when its expected wait is too long
     /// or every thread and queue place is taken.
     async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce(&Argon2<'static>, &mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        if !self.admits(self.in_flight.fetch_add(1, Ordering::AcqRel)) {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            return Err(HashError::Busy);
-        }
-        let place = Place(self.in_flight.clone());
+        let place = self.take_place()?;
+        self.run_in(place, job).await
+    }
+
+    /// Runs `job` on a hashing thread in a place already taken.
+    async fn run_in<T: Send + 'static>(
+        &self,
+        place: Place,
+        job: impl FnOnce(&Argon2<'static>, &mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, HashError> {
         let hash_micros = self.hash_micros.clone();
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |argon2, memory| {
@@ -197,8 +234,13 @@ impl PasswordHasher {
 
     /// Hashes a new password into a PHC string with a fresh salt.
     pub async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
+        let place = self.take_place()?;
+        self.hash_in(place, password).await
+    }
+
+    async fn hash_in(&self, place: Place, password: &Password) -> Result<PasswordHash, HashError> {
         let secret = SecretString::from(password.expose().to_owned());
-        self.run(move |argon2, memory| {
+        self.run_in(place, move |argon2, memory| {
             let salt = SaltString::generate(&mut OsRng);
             let output = compute(
                 argon2,
@@ -467,6 +509,28 @@ mod tests {
             "refused in {refused_in:?}, a hash takes {:?}",
             hasher.hash_time()
         );
+    }
+
+    #[tokio::test]
+    async fn a_reservation_holds_its_place_until_its_hash_or_its_drop() {
+        let mut hasher = cheap(1, 100);
+        hasher.max_wait = Duration::ZERO;
+        let pw = Password::parse("password123").unwrap();
+        let reserved = hasher.reserve().expect("a free thread");
+        // The reserved place counts: with no wait allowed, nobody else gets in.
+        assert!(matches!(hasher.check_room(), Err(HashError::Busy)));
+        assert!(matches!(hasher.reserve(), Err(HashError::Busy)));
+        assert!(matches!(hasher.hash(&pw).await, Err(HashError::Busy)));
+        // Its own hash is never refused, and gives the place back.
+        reserved.hash(&pw).await.unwrap();
+        assert_eq!(hasher.in_flight.load(Ordering::Acquire), 0);
+        drop(hasher.reserve().unwrap());
+        assert_eq!(
+            hasher.in_flight.load(Ordering::Acquire),
+            0,
+            "a dropped one too"
+        );
+        hasher.hash(&pw).await.unwrap();
     }
 
     #[tokio::test]

@@ -42,9 +42,10 @@ impl AuthCore {
         let (username, email, password, bio, avatar_url) =
             v.finish((username, email, password, bio, avatar_url).all())?;
         self.tag_span(&email);
-        // Under overload, refused before any store work (and before the network's budget is
-        // counted: a refusal tells nothing).
-        self.hasher.check_room()?;
+        // Under overload, refused before any store work, and before the network's budget is
+        // counted: the place is kept for this sign-up's hash, so a counted request is never
+        // refused for want of one.
+        let hashing = self.hasher.reserve()?;
         // Counted before anything is looked up, so the answers (even EMAIL_TAKEN) come at a
         // bounded rate per network.
         self.limit_code_requests(client, |retry_at| FlowError::SignupRateLimited { retry_at })
@@ -68,7 +69,7 @@ impl AuthCore {
             return Err(FlowError::EmailTaken);
         }
         // Hashed for a taken email too, so both answers take the same time.
-        let password_hash = self.hasher.hash(&password).await?;
+        let password_hash = hashing.hash(&password).await?;
         let id = PendingId::generate();
         let Some(owner) = owner else {
             let payload = PendingPayload::Registration(NewUser {

@@ -1,8 +1,10 @@
-//! Load shedding: at most `MAX_IN_FLIGHT` calls in progress on one instance. One more is
+//! Load shedding: at most `GRPC_MAX_IN_FLIGHT` calls in progress on one instance. One more is
 //! answered at once with RESOURCE_EXHAUSTED `SERVER_BUSY` (retry after 1 s) rather than
-//! queued, so everything behind the server (the hashing queue, the SQLite thread's queue, the
-//! Redis and MongoDB pools' waiters) holds at most that many calls. Health checks are never
-//! refused, so a busy instance is not taken for a dead one.
+//! queued, so what waits behind the server (the hashing queue, the SQLite thread's queue, the
+//! Redis and MongoDB pools' waiters) grows with at most that many calls (a call may hand a
+//! few jobs to a store at once). Health checks are never refused, so a busy instance is not
+//! taken for a dead one. One connection cannot take every place by itself: HTTP/2 streams
+//! per connection are capped (`startup::MAX_STREAMS_PER_CONNECTION`).
 
 use std::{
     sync::Arc,

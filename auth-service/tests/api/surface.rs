@@ -199,14 +199,14 @@ async fn grpc_web_cors_answers_listed_origins_only() {
     assert!(answer.contains("access-control-expose-headers"), "{answer}");
 }
 
-/// MAX_IN_FLIGHT: with its one place taken by a sign-in that waits (the account is being
+/// GRPC_MAX_IN_FLIGHT: with its one place taken by a sign-in that waits (the account is being
 /// guessed at, so each attempt is slowed down), any other call is refused at once with
 /// RESOURCE_EXHAUSTED SERVER_BUSY, not queued behind it; the health check still answers; and
 /// the place comes back when the sign-in ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_max_in_flight_a_call_is_refused_at_once_not_queued() {
     let app = spawn_app_with(&[
-        ("MAX_IN_FLIGHT", "1"),
+        ("GRPC_MAX_IN_FLIGHT", "1"),
         ("LOGIN_SLOWDOWN_AFTER", "1"),
         ("LOGIN_SLOWDOWN_MAX", "2s"),
     ])

@@ -374,7 +374,7 @@ const VARIABLES: &[&str] = &[
     "HASH_CONCURRENCY",
     "HASH_QUEUE",
     "HASH_MAX_WAIT",
-    "MAX_IN_FLIGHT",
+    "GRPC_MAX_IN_FLIGHT",
     "MAIL_FROM",
     "APP_NAME",
     "MAIL_MAX_ATTEMPTS",

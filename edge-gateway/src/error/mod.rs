@@ -122,18 +122,6 @@ impl ApiError {
         }
     }
 
-    /// 503: the gateway has `MAX_IN_FLIGHT` requests in progress already.
-    pub fn busy(retry_after_seconds: u64) -> Self {
-        Self {
-            retry_after_seconds: Some(retry_after_seconds),
-            ..Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "SERVER_BUSY",
-                "the server is busy; try again shortly",
-            )
-        }
-    }
-
     /// The answer for a response that a layer produced with a bare status and no JSON body
     /// (body too large, method not allowed, edge timeout, ...).
     pub fn from_bare_status(status: StatusCode) -> Self {

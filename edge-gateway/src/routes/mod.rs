@@ -34,7 +34,6 @@ use crate::client_ip::resolve_client_ip;
 use crate::error::{ApiError, shape_bare_errors};
 use crate::openapi::{self, ApiDoc};
 use crate::ratelimit::{self, IpLimiter};
-use crate::shed::{self, InFlight};
 use crate::{cors, csrf, metrics, page, request_id, security, state::AppState, telemetry};
 
 /// The whole HTTP application.
@@ -112,12 +111,6 @@ pub fn router(app: AppState, limiter: Arc<IpLimiter>) -> Result<Router, serde_js
         .layer(CompressionLayer::new())
         .layer(from_fn_with_state(helmet, security::add_headers))
         .layer(from_fn(shape_bare_errors))
-        // Before anything that costs (the body, the upstream call), after the headers a
-        // browser needs to read the refusal (CORS).
-        .layer(from_fn_with_state(
-            InFlight::new(config.server.max_in_flight),
-            shed::limit,
-        ))
         .layer(cors::layer(&config.browser.cors_origins))
         .layer(from_fn_with_state(app, cors::hide_policy_from_unlisted))
         .layer(PropagateRequestIdLayer::x_request_id())

@@ -75,7 +75,7 @@ async fn the_service_still_hears_the_full_ipv6_address() {
 }
 
 /// MAX_IN_FLIGHT: with its places taken by calls to an auth service that never answers, the
-/// next request is refused at once (503 SERVER_BUSY, Retry-After) instead of queued; /healthz
+/// next call is refused at once (503 SERVER_BUSY, Retry-After) instead of queued; /healthz
 /// still answers; and the places come back when those calls end.
 #[tokio::test]
 async fn past_max_in_flight_a_request_is_refused_at_once_not_queued() {
