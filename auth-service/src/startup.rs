@@ -48,8 +48,9 @@ const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Concurrent HTTP/2 streams (calls) one connection may open: one client cannot take every
-/// place of GRPC_MAX_IN_FLIGHT by itself. The gateway's 4 connections × 256 cover its 1024.
-pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+/// place of GRPC_MAX_IN_FLIGHT (4096) by itself. A gateway's MAX_IN_FLIGHT (1024) fits on one
+/// connection, so its calls never wait for a stream however they are spread.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
 
 /// TCP keepalive, so connections to vanished peers are closed.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);

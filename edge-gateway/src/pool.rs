@@ -126,6 +126,18 @@ impl Service<http::Request<Body>> for ConnectionPool {
     }
 }
 
+/// The ErrorInfo domain of [`busy`]: a refusal of the gateway's own, not of the service.
+pub const EDGE_DOMAIN: &str = "edge.baatcheet";
+
+/// Whether `status` is the pool's own refusal ([`busy`]): the call never reached the service.
+pub fn is_own_refusal(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable
+        && status
+            .get_error_details()
+            .error_info()
+            .is_some_and(|info| info.domain == EDGE_DOMAIN)
+}
+
 /// MAX_IN_FLIGHT by default.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
@@ -134,11 +146,7 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 /// `Retry-After: 1`).
 fn busy() -> http::Response<Body> {
     let mut details = ErrorDetails::new();
-    details.set_error_info(
-        "SERVER_BUSY",
-        "edge.baatcheet",
-        std::collections::HashMap::new(),
-    );
+    details.set_error_info("SERVER_BUSY", EDGE_DOMAIN, std::collections::HashMap::new());
     details.set_retry_info(Some(std::time::Duration::from_secs(1)));
     tonic::Status::with_error_details(
         tonic::Code::Unavailable,

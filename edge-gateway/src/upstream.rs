@@ -215,10 +215,14 @@ pub async fn call<T>(
     let started = Instant::now();
     let result = call.await;
     let code = match &result {
-        Ok(_) => tonic::Code::Ok,
-        Err(status) => status.code(),
+        Ok(_) => Some(tonic::Code::Ok),
+        // Refused in the pool (MAX_IN_FLIGHT): no call was made; counted as refused there.
+        Err(status) if crate::pool::is_own_refusal(status) => None,
+        Err(status) => Some(status.code()),
     };
-    crate::metrics::grpc_call(rpc, code, started.elapsed());
+    if let Some(code) = code {
+        crate::metrics::grpc_call(rpc, code, started.elapsed());
+    }
     result
         .map(tonic::Response::into_inner)
         .map_err(|status| ApiError::from_status(&status))

@@ -45,7 +45,8 @@ impl ApiError {
             Some(reason) => (reason.into(), "internal error".into()),
             None => generic(status.code()),
         };
-        if http.is_server_error() {
+        // The pool's own refusals (MAX_IN_FLIGHT) are counted, not logged one by one.
+        if http.is_server_error() && !crate::pool::is_own_refusal(status) {
             tracing::warn!(grpc_code = ?status.code(), grpc_message = %status.message(), "auth service call failed");
         }
         Self {

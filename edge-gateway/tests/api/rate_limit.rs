@@ -110,11 +110,19 @@ async fn past_max_in_flight_a_request_is_refused_at_once_not_queued() {
     };
     let stuck: Vec<_> = (0..2).map(|_| tokio::spawn(login(app.clone()))).collect();
 
-    // Once both are inside, the next one is refused.
+    // Once both are inside, the next one is refused, at once.
     let started = std::time::Instant::now();
     let refused = loop {
+        let asked = std::time::Instant::now();
         let response = login(app.clone()).await;
         if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            // The stuck calls wait 4 s (GRPC_TIMEOUT): a refusal queued behind them could not
+            // come this soon.
+            assert!(
+                asked.elapsed() < std::time::Duration::from_secs(2),
+                "refused after {:?}",
+                asked.elapsed()
+            );
             break response;
         }
         assert!(
@@ -153,6 +161,18 @@ async fn past_max_in_flight_a_request_is_refused_at_once_not_queued() {
     );
     let healthz = app.request(Method::GET, "/healthz").send().await.unwrap();
     assert_eq!(healthz.status(), StatusCode::OK);
+    // The health check goes through the pool but is never refused: /readyz reaches the
+    // (silent) service and fails as unreachable, not as busy.
+    let readyz = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            read(app.request(Method::GET, "/readyz").send().await.unwrap()).await
+        })
+    };
+
+    let (status, body) = readyz.await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body:#}");
+    assert_ne!(body["error"]["code"], "SERVER_BUSY", "{body:#}");
 
     // The two end (the auth service never answered them), and their places come back.
     for s in stuck {
