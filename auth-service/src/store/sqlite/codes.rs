@@ -1,6 +1,7 @@
 //! Pending requests and the per-email budgets (see `PendingCodeStore`): one transaction per
 //! call, so every check and count is atomic.
 
+use super::Cached as _;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use subtle::ConstantTimeEq;
@@ -29,7 +30,7 @@ fn load_request(
     id: &str,
     now: UnixMs,
 ) -> rusqlite::Result<Option<Request>> {
-    tx.query_row(
+    tx.row(
         "SELECT payload, code_hash, code_expires_at, last_sent_at, attempts_used, verified \
          FROM pending_requests WHERE purpose = ?1 AND id = ?2 AND email = ?3 AND expires_at > ?4",
         params![purpose, id, email, now],
@@ -63,7 +64,7 @@ impl Budget {
         now: UnixMs,
     ) -> rusqlite::Result<Self> {
         let row: Option<(i64, u32, i64, u32)> = tx
-            .query_row(
+            .row(
                 "SELECT sends_window_start, sends, guesses_window_start, guesses \
                  FROM code_budgets WHERE purpose = ?1 AND email = ?2 AND expires_at > ?3",
                 params![purpose, email, now],
@@ -90,7 +91,7 @@ impl Budget {
 
     fn save(&self, tx: &Transaction<'_>, purpose: &str, email: &str) -> rusqlite::Result<()> {
         let expires_at = (self.sends_window_start + DAY_MS).max(self.guesses_window_start + DAY_MS);
-        tx.execute(
+        tx.exec(
             "INSERT OR REPLACE INTO code_budgets (purpose, email, sends_window_start, sends, \
              guesses_window_start, guesses, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
@@ -158,7 +159,7 @@ impl PendingCodeStore for SqliteStore {
             budget.sends += 1;
             budget.save(&tx, purpose, &email).map_err(internal)?;
             let code_expires_at = now + policy.ttl_ms;
-            tx.execute(
+            tx.exec(
                 "INSERT OR REPLACE INTO pending_requests (purpose, id, email, payload, code_hash, \
                  code_expires_at, last_sent_at, attempts_used, verified, expires_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)",
@@ -226,7 +227,7 @@ impl PendingCodeStore for SqliteStore {
                     }));
                 }
                 if matches {
-                    tx.execute(
+                    tx.exec(
                         "UPDATE pending_requests SET verified = 1 WHERE purpose = ?1 AND id = ?2",
                         params![purpose, id],
                     )
@@ -235,7 +236,7 @@ impl PendingCodeStore for SqliteStore {
                     return Ok(Ok(request.payload));
                 }
                 let used = request.attempts_used + 1;
-                tx.execute(
+                tx.exec(
                     "UPDATE pending_requests SET attempts_used = ?3 WHERE purpose = ?1 AND id = ?2",
                     params![purpose, id, used],
                 )
@@ -255,7 +256,7 @@ impl PendingCodeStore for SqliteStore {
     async fn finish_pending(&self, purpose: CodePurpose, email: &Email) -> StoreResult<()> {
         let email = email.as_str().to_owned();
         self.call(move |conn| {
-            conn.execute(
+            conn.exec(
                 "DELETE FROM pending_requests WHERE purpose = ?1 AND email = ?2",
                 params![purpose.as_str(), email],
             )

@@ -3,6 +3,7 @@
 //! wakes this process's watchers after each commit. Retention trims by time; the highest
 //! trimmed id is kept so a watcher resuming from before it is told it missed events.
 
+use super::Cached as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,7 +21,7 @@ pub(super) fn record(
     kind: &EventKind,
 ) -> rusqlite::Result<()> {
     let (type_name, session, detail) = kind.fields();
-    conn.execute(
+    conn.exec(
         "INSERT INTO events (at, type, user_id, session_id, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![now, type_name, user_id.0, session, detail],
     )
@@ -30,13 +31,13 @@ pub(super) fn record(
 /// Deletes events older than `before` and the oldest beyond `max_events`, remembering the
 /// highest id deleted.
 pub(super) fn trim(conn: &Connection, before: UnixMs, max_events: u64) -> rusqlite::Result<usize> {
-    let by_time: Option<i64> = conn.query_row(
+    let by_time: Option<i64> = conn.row(
         "SELECT MAX(id) FROM events WHERE at < ?1",
         params![before],
         |r| r.get(0),
     )?;
     let by_count: Option<i64> = conn
-        .query_row(
+        .row(
             "SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?1",
             params![max_events as i64],
             |r| r.get(0),
@@ -44,12 +45,12 @@ pub(super) fn trim(conn: &Connection, before: UnixMs, max_events: u64) -> rusqli
         .optional()?;
     let last = by_time.max(by_count);
     let Some(last) = last else { return Ok(0) };
-    conn.execute(
+    conn.exec(
         "INSERT INTO events_trimmed (one, last_id) VALUES (1, ?1) \
          ON CONFLICT (one) DO UPDATE SET last_id = MAX(last_id, excluded.last_id)",
         params![last],
     )?;
-    conn.execute("DELETE FROM events WHERE id <= ?1", params![last])
+    conn.exec("DELETE FROM events WHERE id <= ?1", params![last])
 }
 
 fn parse_id(raw: &str) -> Result<i64, ReadEventsError> {
@@ -68,7 +69,7 @@ impl SqliteStore {
     async fn read_rows(&self, after: i64, limit: usize) -> Result<Vec<Event>, ReadEventsError> {
         self.call(move |conn| {
             let trimmed: Option<i64> = conn
-                .query_row(
+                .row(
                     "SELECT last_id FROM events_trimmed WHERE one = 1",
                     [],
                     |r| r.get(0),
@@ -76,7 +77,7 @@ impl SqliteStore {
                 .optional()
                 .map_err(internal)?;
             let latest: i64 = conn
-                .query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))
+                .row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))
                 .map_err(internal)?;
             if trimmed.is_some_and(|t| after < t) {
                 return Ok(Err(ReadEventsError::Expired));
@@ -134,7 +135,7 @@ impl EventLog for SqliteStore {
 
     async fn latest_id(&self) -> StoreResult<String> {
         self.call(|conn| {
-            conn.query_row(
+            conn.row(
                 "SELECT MAX(COALESCE((SELECT MAX(id) FROM events), 0), \
                  COALESCE((SELECT last_id FROM events_trimmed), 0))",
                 [],

@@ -2,6 +2,7 @@
 //! a `recovery_codes` row per unused code, and a `passkeys` row per passkey. Each change is one transaction, with its
 //! factor.enabled / factor.disabled event when this file is the event log.
 
+use super::Cached as _;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
@@ -10,13 +11,13 @@ use crate::domain::{AuthMethod, CodeHash, EventKind, FactorSummary, UnixMs, User
 use crate::store::{FactorStore, PasskeyRecord, PasskeyUse, StoreResult, TotpFactor};
 
 fn insert_codes(tx: &rusqlite::Transaction<'_>, user: &str, codes: &[Vec<u8>]) -> StoreResult<()> {
-    tx.execute(
+    tx.exec(
         "DELETE FROM recovery_codes WHERE user_id = ?1",
         params![user],
     )
     .map_err(internal)?;
     for code in codes {
-        tx.execute(
+        tx.exec(
             "INSERT OR IGNORE INTO recovery_codes (user_id, hash) VALUES (?1, ?2)",
             params![user, code],
         )
@@ -71,7 +72,7 @@ impl FactorStore for SqliteStore {
     async fn totp(&self, user: &UserId) -> StoreResult<Option<TotpFactor>> {
         let user = user.0.clone();
         self.call(move |conn| {
-            conn.query_row(
+            conn.row(
                 "SELECT sealed_secret, last_step, enabled_at FROM totp_factors WHERE user_id = ?1",
                 params![user],
                 |r| {
@@ -91,7 +92,7 @@ impl FactorStore for SqliteStore {
     async fn factor_summary(&self, user: &UserId) -> StoreResult<FactorSummary> {
         let user = user.0.clone();
         self.call(move |conn| {
-            conn.query_row(
+            conn.row(
                 "SELECT EXISTS (SELECT 1 FROM totp_factors WHERE user_id = ?1), \
                         (SELECT COUNT(*) FROM recovery_codes WHERE user_id = ?1), \
                         (SELECT COUNT(*) FROM passkeys WHERE user_id = ?1)",
@@ -122,7 +123,7 @@ impl FactorStore for SqliteStore {
         };
         self.factor_change(user, kind, enabled_at, move |tx| {
             let inserted = tx
-                .execute(
+                .exec(
                     "INSERT OR IGNORE INTO totp_factors \
                      (user_id, sealed_secret, last_step, enabled_at) VALUES (?1, ?2, ?3, ?4)",
                     params![
@@ -145,7 +146,7 @@ impl FactorStore for SqliteStore {
     async fn use_totp_step(&self, user: &UserId, step: i64) -> StoreResult<bool> {
         let user = user.0.clone();
         self.call(move |conn| {
-            conn.execute(
+            conn.exec(
                 "UPDATE totp_factors SET last_step = ?2 WHERE user_id = ?1 AND last_step < ?2",
                 params![user, step],
             )
@@ -158,7 +159,7 @@ impl FactorStore for SqliteStore {
     async fn use_recovery_code(&self, user: &UserId, code: &CodeHash) -> StoreResult<bool> {
         let (user, code) = (user.0.clone(), code.0.to_vec());
         self.call(move |conn| {
-            conn.execute(
+            conn.exec(
                 "DELETE FROM recovery_codes WHERE user_id = ?1 AND hash = ?2",
                 params![user, code],
             )
@@ -175,7 +176,7 @@ impl FactorStore for SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(internal)?;
             let on: bool = tx
-                .query_row(
+                .row(
                     "SELECT EXISTS (SELECT 1 FROM totp_factors WHERE user_id = ?1)",
                     params![user],
                     |r| r.get(0),
@@ -198,7 +199,7 @@ impl FactorStore for SqliteStore {
         };
         self.factor_change(user, kind, now, move |tx| {
             let removed = tx
-                .execute(
+                .exec(
                     "DELETE FROM totp_factors WHERE user_id = ?1",
                     params![owner],
                 )
@@ -251,7 +252,7 @@ impl FactorStore for SqliteStore {
         };
         self.factor_change(user, kind, passkey.created_at, move |tx| {
             let count: u32 = tx
-                .query_row(
+                .row(
                     "SELECT COUNT(*) FROM passkeys WHERE user_id = ?1",
                     params![owner],
                     |r| r.get(0),
@@ -261,7 +262,7 @@ impl FactorStore for SqliteStore {
                 return Ok(false);
             }
             let inserted = tx
-                .execute(
+                .exec(
                     "INSERT OR IGNORE INTO passkeys (user_id, id, name, credential, counter, \
                      backed_up, created_at, last_used_at) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -290,7 +291,7 @@ impl FactorStore for SqliteStore {
         );
         let (counter, backed_up, at) = (used.counter, used.backed_up, used.at);
         self.call(move |conn| {
-            conn.execute(
+            conn.exec(
                 "UPDATE passkeys SET credential = ?3, counter = ?4, backed_up = ?5, \
                  last_used_at = ?6 \
                  WHERE user_id = ?1 AND id = ?2 AND (counter < ?4 OR (counter = 0 AND ?4 = 0))",
@@ -308,7 +309,7 @@ impl FactorStore for SqliteStore {
             factor: AuthMethod::Passkey,
         };
         self.factor_change(user, kind, now, move |tx| {
-            tx.execute(
+            tx.exec(
                 "DELETE FROM passkeys WHERE user_id = ?1 AND id = ?2",
                 params![owner, id],
             )

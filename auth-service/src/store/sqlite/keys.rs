@@ -1,6 +1,7 @@
 //! [`KeyRingStore`] on SQLite: the ring is one row of `signing_key_ring` (its version and the
 //! keys as JSON), replaced only by a write that names the version it read.
 
+use super::Cached as _;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
@@ -12,7 +13,7 @@ impl KeyRingStore for SqliteStore {
     async fn signing_key_ring(&self) -> StoreResult<SigningKeyRing> {
         self.call(|conn| {
             let row: Option<(i64, String)> = conn
-                .query_row(
+                .row(
                     "SELECT version, keys FROM signing_key_ring WHERE id = 1",
                     [],
                     |r| Ok((r.get(0)?, r.get(1)?)),
@@ -41,13 +42,13 @@ impl KeyRingStore for SqliteStore {
         self.call(move |conn| {
             // The first write inserts the row; every later one must name the version it read.
             let written = if expected == 0 {
-                conn.execute(
+                conn.exec(
                     "INSERT INTO signing_key_ring (id, version, keys) VALUES (1, ?1, ?2) \
                      ON CONFLICT (id) DO NOTHING",
                     params![next, json],
                 )
             } else {
-                conn.execute(
+                conn.exec(
                     "UPDATE signing_key_ring SET version = ?1, keys = ?2 \
                      WHERE id = 1 AND version = ?3",
                     params![next, json, expected],

@@ -1,5 +1,6 @@
 //! Fixed-window rate limits: one row per key (same rules as `redis/limits.rs`).
 
+use super::Cached as _;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
@@ -21,7 +22,7 @@ impl RateLimitStore for SqliteStore {
             let tx =
                 conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(internal)?;
             let current: Option<(u32, i64)> = tx
-                .query_row(
+                .row(
                     "SELECT count, window_ends_at FROM rate_limits WHERE key = ?1",
                     params![key],
                     |r| Ok((r.get(0)?, r.get(1)?)),
@@ -37,7 +38,7 @@ impl RateLimitStore for SqliteStore {
                 }
                 _ => (1, now + window_ms),
             };
-            tx.execute(
+            tx.exec(
                 "INSERT OR REPLACE INTO rate_limits (key, count, window_ends_at) VALUES (?1, ?2, ?3)",
                 params![key, count, ends],
             )
@@ -67,7 +68,7 @@ impl RateLimitStore for SqliteStore {
     async fn clear(&self, key: &str) -> StoreResult<()> {
         let key = key.to_owned();
         self.call(move |conn| {
-            conn.execute("DELETE FROM rate_limits WHERE key = ?1", params![key])
+            conn.exec("DELETE FROM rate_limits WHERE key = ?1", params![key])
                 .map(|_| ())
                 .map_err(internal)
         })

@@ -1,6 +1,7 @@
 //! The outgoing mail queue in one table: a claim leases the oldest due message by moving its
 //! due time to the end of the lease in the same transaction that counts the attempt.
 
+use super::Cached as _;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
@@ -14,7 +15,7 @@ impl MailQueue for SqliteStore {
         let (id, sealed) = (uuid::Uuid::now_v7().to_string(), sealed.to_vec());
         let ret = id.clone();
         self.call(move |conn| {
-            conn.execute(
+            conn.exec(
                 "INSERT INTO mail_queue (id, sealed, attempts, due_at, dead, created_at) \
                  VALUES (?1, ?2, 0, ?3, 0, ?3)",
                 params![id, sealed, now],
@@ -31,7 +32,7 @@ impl MailQueue for SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(internal)?;
             let found = tx
-                .query_row(
+                .row(
                     "SELECT id, sealed, attempts FROM mail_queue WHERE dead = 0 AND due_at <= ?1 \
                      ORDER BY due_at, id LIMIT 1",
                     params![now],
@@ -49,7 +50,7 @@ impl MailQueue for SqliteStore {
                 return Ok(None);
             };
             mail.attempts += 1;
-            tx.execute(
+            tx.exec(
                 "UPDATE mail_queue SET due_at = ?2, attempts = ?3 WHERE id = ?1",
                 params![mail.id, now + lease_ms, mail.attempts],
             )
@@ -63,7 +64,7 @@ impl MailQueue for SqliteStore {
     async fn complete(&self, id: &str) -> StoreResult<()> {
         let id = id.to_owned();
         self.call(move |conn| {
-            conn.execute("DELETE FROM mail_queue WHERE id = ?1", params![id])
+            conn.exec("DELETE FROM mail_queue WHERE id = ?1", params![id])
                 .map(|_| ())
                 .map_err(internal)
         })
@@ -73,7 +74,7 @@ impl MailQueue for SqliteStore {
     async fn retry_at(&self, id: &str, at: UnixMs, error: &str) -> StoreResult<()> {
         let (id, error) = (id.to_owned(), error.to_owned());
         self.call(move |conn| {
-            conn.execute(
+            conn.exec(
                 "UPDATE mail_queue SET due_at = ?2, last_error = ?3 WHERE id = ?1",
                 params![id, at, error],
             )
@@ -86,7 +87,7 @@ impl MailQueue for SqliteStore {
     async fn dead_letter(&self, id: &str, error: &str, now: UnixMs) -> StoreResult<()> {
         let (id, error) = (id.to_owned(), error.to_owned());
         self.call(move |conn| {
-            conn.execute(
+            conn.exec(
                 "UPDATE mail_queue SET dead = 1, dead_at = ?3, last_error = ?2 WHERE id = ?1",
                 params![id, error, now],
             )
@@ -98,7 +99,7 @@ impl MailQueue for SqliteStore {
 
     async fn purge_dead_letters(&self, before: UnixMs) -> StoreResult<u64> {
         self.call(move |conn| {
-            conn.execute(
+            conn.exec(
                 "DELETE FROM mail_queue WHERE dead = 1 AND dead_at < ?1",
                 params![before],
             )
@@ -110,7 +111,7 @@ impl MailQueue for SqliteStore {
 
     async fn next_due(&self) -> StoreResult<Option<UnixMs>> {
         self.call(|conn| {
-            conn.query_row(
+            conn.row(
                 "SELECT MIN(due_at) FROM mail_queue WHERE dead = 0",
                 [],
                 |r| r.get(0),
@@ -122,7 +123,7 @@ impl MailQueue for SqliteStore {
 
     async fn dead_letter_count(&self) -> StoreResult<u64> {
         self.call(|conn| {
-            conn.query_row("SELECT COUNT(*) FROM mail_queue WHERE dead = 1", [], |r| {
+            conn.row("SELECT COUNT(*) FROM mail_queue WHERE dead = 1", [], |r| {
                 r.get(0)
             })
             .map_err(internal)

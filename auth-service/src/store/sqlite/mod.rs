@@ -30,6 +30,37 @@ use crate::domain::UnixMs;
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
+/// Statements the connection keeps parsed: more than the stores' distinct statements, so none
+/// is parsed again.
+const STATEMENT_CACHE: usize = 256;
+
+/// `execute` and `query_row` through the connection's statement cache: each statement is
+/// parsed once, not on every call. Every store here uses these instead of rusqlite's own.
+pub(super) trait Cached {
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize>;
+    fn row<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
 /// All stores over one SQLite connection.
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
@@ -55,6 +86,7 @@ impl SqliteStore {
         }
         .map_err(internal)?;
         let mut conn = conn;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         schema::prepare(&mut conn).map_err(internal)?;
         let (jobs, inbox) = mpsc::channel::<Job>();
         std::thread::Builder::new()

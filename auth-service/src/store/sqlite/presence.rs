@@ -3,6 +3,7 @@
 //! (`user_presence`). Every change settles the user's status in its own transaction and
 //! writes presence.changed there when it moved.
 
+use super::Cached as _;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -30,7 +31,7 @@ pub(super) fn settle(
         .collect::<rusqlite::Result<_>>()?;
     let status = derive_status(live, now);
     let before: Option<(String, UnixMs)> = conn
-        .query_row(
+        .row(
             "SELECT status, last_seen FROM user_presence WHERE user_id = ?1",
             params![user_id.0],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -43,7 +44,7 @@ pub(super) fn settle(
         (_, true) | (None, false) => now,
         (Some((_, at)), false) => *at,
     };
-    conn.execute(
+    conn.exec(
         "INSERT INTO user_presence (user_id, status, last_seen) VALUES (?1, ?2, ?3) \
          ON CONFLICT (user_id) DO UPDATE SET status = excluded.status, \
          last_seen = excluded.last_seen",
@@ -73,7 +74,7 @@ pub(super) fn end_sessions(
 ) -> rusqlite::Result<()> {
     let mut ended = 0;
     for id in ids {
-        ended += conn.execute("DELETE FROM presence WHERE session_id = ?1", params![id])?;
+        ended += conn.exec("DELETE FROM presence WHERE session_id = ?1", params![id])?;
     }
     if ended > 0 {
         settle(conn, user_id, now, true)?;
@@ -96,7 +97,7 @@ impl PresenceStore for SqliteStore {
             .call(move |conn| {
                 let tx = conn.transaction().map_err(internal)?;
                 let live = tx
-                    .query_row(
+                    .row(
                         "SELECT 1 FROM sessions WHERE id = ?1 AND user_id = ?2 AND expires_at > ?3",
                         params![session_id.0, user_id.0, now],
                         |_| Ok(()),
@@ -107,7 +108,7 @@ impl PresenceStore for SqliteStore {
                 if !live {
                     return Ok(Err(HeartbeatError::SessionEnded));
                 }
-                tx.execute(
+                tx.exec(
                     "INSERT INTO presence (session_id, user_id, status, expires_at) \
                      VALUES (?1, ?2, ?3, ?4) ON CONFLICT (session_id) DO UPDATE SET \
                      status = excluded.status, expires_at = excluded.expires_at",
@@ -190,7 +191,7 @@ impl PresenceStore for SqliteStore {
                     )
                     .and_then(|mut stmt| stmt.query_map(params![now], |r| r.get(0))?.collect())
                     .map_err(internal)?;
-                tx.execute("DELETE FROM presence WHERE expires_at <= ?1", params![now])
+                tx.exec("DELETE FROM presence WHERE expires_at <= ?1", params![now])
                     .map_err(internal)?;
                 let mut changed = Vec::new();
                 for user in users {

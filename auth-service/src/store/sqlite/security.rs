@@ -1,6 +1,7 @@
 //! [`SecurityLog`] on SQLite: one row per entry in `security_events`, read newest first per
 //! user through the (user_id, id) index (ids are UUID v7 text, so they sort by time).
 
+use super::Cached as _;
 use async_trait::async_trait;
 use rusqlite::{Row, params_from_iter, types::Value};
 
@@ -94,7 +95,7 @@ impl SecurityLog for SqliteStore {
 
     async fn trim_security_events(&self, before: UnixMs) -> StoreResult<u64> {
         self.call(move |conn| {
-            conn.execute(
+            conn.exec(
                 "DELETE FROM security_events WHERE at < ?1",
                 rusqlite::params![before],
             )

@@ -1,6 +1,7 @@
 //! Sessions (see `SessionStore`): one row each, with the current and previous refresh token
 //! hashes and, for the grace window only, the sealed successor.
 
+use super::Cached as _;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
@@ -39,7 +40,7 @@ struct Live {
 impl Live {
     /// The session's row, live or timed out (kept for [`EXPIRED_SESSION_RECALL_MS`]).
     fn load(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<Self>> {
-        tx.query_row(
+        tx.row(
             &format!(
                 "SELECT {COLUMNS}, refresh_hash, previous_hash, previous_used_at, successor \
                  FROM sessions WHERE id = ?1"
@@ -87,13 +88,13 @@ impl SessionStore for SqliteStore {
                 .map_err(internal)?;
             // Sessions that timed out a day ago are forgotten; newer ones stay to answer
             // SESSION_EXPIRED but count for nothing.
-            tx.execute(
+            tx.exec(
                 "DELETE FROM sessions WHERE user_id = ?1 AND expires_at <= ?2",
                 params![s.user_id.0, s.created_at - EXPIRED_SESSION_RECALL_MS],
             )
             .map_err(internal)?;
             let live: u32 = tx
-                .query_row(
+                .row(
                     "SELECT COUNT(*) FROM sessions WHERE user_id = ?1 AND expires_at > ?2",
                     params![s.user_id.0, s.created_at],
                     |r| r.get(0),
@@ -116,14 +117,14 @@ impl SessionStore for SqliteStore {
                     .map_err(internal)?;
                 drop(stmt);
                 for id in &evicted {
-                    tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
+                    tx.exec("DELETE FROM sessions WHERE id = ?1", params![id])
                         .map_err(internal)?;
                     revoked(&tx, s.created_at, &s.user_id, id, RevokeReason::Evicted)?;
                 }
                 presence::end_sessions(&tx, &s.user_id, &evicted, s.created_at)
                     .map_err(internal)?;
             }
-            tx.execute(
+            tx.exec(
                 "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, \
                  user_agent, client_ip, refresh_hash, sign_in) \
                  VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -191,7 +192,7 @@ impl SessionStore for SqliteStore {
                 let expires_at = rotated_expiry(record.created_at, record.expires_at, &next);
                 // The successor is kept sealed for the grace window only (none without one).
                 let successor = (grace_ms > 0).then_some(next.sealed);
-                tx.execute(
+                tx.exec(
                     "UPDATE sessions SET previous_hash = refresh_hash, previous_used_at = ?2, \
                      refresh_hash = ?3, successor = ?4, successor_until = ?5, \
                      last_used_at = ?2, expires_at = ?6 WHERE id = ?1",
@@ -291,7 +292,7 @@ impl SessionStore for SqliteStore {
                 let tx = conn.transaction().map_err(internal)?;
                 // A session that timed out goes too, but does not count as ended now.
                 let ended = tx
-                    .query_row(
+                    .row(
                         "DELETE FROM sessions WHERE id = ?1 AND user_id = ?2 \
                          RETURNING expires_at",
                         params![id, user_id.0],
@@ -401,7 +402,7 @@ fn end_session(
     id: &str,
     reason: RevokeReason,
 ) -> StoreResult<()> {
-    tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
+    tx.exec("DELETE FROM sessions WHERE id = ?1", params![id])
         .map_err(internal)?;
     revoked(tx, now, user_id, id, reason)?;
     presence::end_sessions(tx, user_id, std::slice::from_ref(&id.to_owned()), now).map_err(internal)

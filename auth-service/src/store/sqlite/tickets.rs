@@ -1,6 +1,7 @@
 //! Tickets on SQLite (see `TicketStore`): one `tickets` row each, taken with one
 //! `DELETE ... RETURNING` so two callers never both get it; the sweeper deletes expired rows.
 
+use super::Cached as _;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
@@ -20,7 +21,7 @@ impl TicketStore for SqliteStore {
     ) -> StoreResult<()> {
         let (id, payload) = (id.to_owned(), payload.to_owned());
         self.call(move |conn| {
-            conn.execute(
+            conn.exec(
                 "INSERT INTO tickets (kind, id, payload, expires_at) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT (kind, id) DO UPDATE SET \
                  payload = excluded.payload, expires_at = excluded.expires_at",
@@ -40,7 +41,7 @@ impl TicketStore for SqliteStore {
     ) -> StoreResult<Option<String>> {
         let id = id.to_owned();
         self.call(move |conn| {
-            conn.query_row(
+            conn.row(
                 "SELECT payload FROM tickets WHERE kind = ?1 AND id = ?2 AND expires_at > ?3",
                 params![kind.as_str(), id, now],
                 |r| r.get(0),
@@ -59,7 +60,7 @@ impl TicketStore for SqliteStore {
     ) -> StoreResult<Option<String>> {
         let id = id.to_owned();
         self.call(move |conn| {
-            conn.query_row(
+            conn.row(
                 "DELETE FROM tickets WHERE kind = ?1 AND id = ?2 AND expires_at > ?3 \
                  RETURNING payload",
                 params![kind.as_str(), id, now],

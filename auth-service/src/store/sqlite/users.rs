@@ -2,6 +2,7 @@
 //! constraints (email, lowercased username) make `create_user` one insert, and a constraint
 //! failure is read back as the field that was taken.
 
+use super::Cached as _;
 use std::convert::Infallible;
 
 use async_trait::async_trait;
@@ -100,7 +101,7 @@ impl SqliteStore {
         value: String,
     ) -> StoreResult<Option<User>> {
         self.call(move |conn| {
-            conn.query_row(
+            conn.row(
                 &format!("SELECT {COLUMNS} FROM users WHERE {column} = ?1"),
                 params![value],
                 user_from_row,
@@ -158,7 +159,7 @@ impl UserStore for SqliteStore {
         let user_events = self.user_events;
         self.call(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
-            let inserted = tx.execute(
+            let inserted = tx.exec(
                 "INSERT INTO users (id, username, username_key, email, password_hash, bio, \
                  avatar_url, status, last_seen, friend_ids, created_at, updated_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, '[]', ?9, ?9)",
@@ -235,7 +236,7 @@ impl UserStore for SqliteStore {
             .call(move |conn| {
                 let tx = conn.transaction().map_err(internal)?;
                 let Some(mut user) = tx
-                    .query_row(
+                    .row(
                         &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
                         params![id.0],
                         user_from_row,
@@ -269,7 +270,7 @@ impl UserStore for SqliteStore {
                     user.username = name.as_str().to_owned();
                     user.username_changed_at = Some(now);
                     fields.push("username".to_owned());
-                    let renamed = tx.execute(
+                    let renamed = tx.exec(
                         "UPDATE users SET username = ?2, username_key = ?3, \
                          username_changed_at = ?4 WHERE id = ?1",
                         params![id.0, user.username, name.key(), now],
@@ -282,7 +283,7 @@ impl UserStore for SqliteStore {
                     }
                 }
                 user.updated_at = now;
-                tx.execute(
+                tx.exec(
                     "UPDATE users SET bio = ?2, avatar_url = ?3, updated_at = ?4 WHERE id = ?1",
                     params![id.0, user.profile.bio, user.profile.avatar_url, now],
                 )
@@ -304,7 +305,7 @@ impl UserStore for SqliteStore {
     async fn set_presence(&self, id: &UserId, status: UserStatus, now: UnixMs) -> StoreResult<()> {
         let id = id.0.clone();
         self.call(move |conn| {
-            conn.execute(
+            conn.exec(
                 "UPDATE users SET status = ?2, last_seen = ?3 WHERE id = ?1",
                 params![id, status.as_str(), now],
             )
@@ -322,7 +323,7 @@ impl UserStore for SqliteStore {
     ) -> StoreResult<bool> {
         let (row, hash) = (id.0.clone(), hash.0.clone());
         self.change_user(id, EventKind::PasswordChanged, now, move |tx| {
-            tx.execute(
+            tx.exec(
                 "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
                 params![row, hash, now],
             )
@@ -350,7 +351,7 @@ impl UserStore for SqliteStore {
         };
         let row = id.0.clone();
         self.change_user(id, kind, now, move |tx| {
-            tx.execute(
+            tx.exec(
                 "UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1",
                 params![row, stored, now],
             )
@@ -363,14 +364,14 @@ impl UserStore for SqliteStore {
     async fn delete_user(&self, id: &UserId, now: UnixMs) -> StoreResult<bool> {
         let row = id.0.clone();
         self.change_user(id, EventKind::UserDeleted, now, move |tx| {
-            let deleted = tx.execute("DELETE FROM users WHERE id = ?1", params![row])? == 1;
+            let deleted = tx.exec("DELETE FROM users WHERE id = ?1", params![row])? == 1;
             for table in [
                 "totp_factors",
                 "recovery_codes",
                 "passkeys",
                 "user_presence",
             ] {
-                tx.execute(
+                tx.exec(
                     &format!("DELETE FROM {table} WHERE user_id = ?1"),
                     params![row],
                 )?;
@@ -393,7 +394,7 @@ impl UserStore for SqliteStore {
         };
         let changed = self
             .change_user(id, kind, now, move |tx| {
-                match tx.execute(
+                match tx.exec(
                     "UPDATE users SET email = ?2, updated_at = ?3 WHERE id = ?1",
                     params![row, email, now],
                 ) {
