@@ -213,6 +213,34 @@ impl Person {
         &self.gateways[(self.id + turn) % self.gateways.len()]
     }
 
+    /// GET /api/auth/me with `access`.
+    async fn me(&self, turn: usize, access: &str, expect: Expect) -> Option<Answer> {
+        let cookie = format!("accessToken={access}");
+        self.call(
+            turn,
+            Method::GET,
+            "/api/auth/me",
+            None,
+            Some(cookie),
+            expect,
+        )
+        .await
+    }
+
+    /// POST /api/auth/refresh with `refresh`.
+    async fn refresh(&self, turn: usize, refresh: &str, expect: Expect) -> Option<Answer> {
+        let cookie = format!("refreshToken={refresh}");
+        self.call(
+            turn,
+            Method::POST,
+            "/api/auth/refresh",
+            None,
+            Some(cookie),
+            expect,
+        )
+        .await
+    }
+
     async fn call(
         &self,
         turn: usize,
@@ -372,35 +400,11 @@ impl Person {
             if Instant::now() > deadline {
                 break;
             }
-            let cookie = format!("accessToken={}", first.access);
-            self.call(
-                turn,
-                Method::GET,
-                "/api/auth/me",
-                None,
-                Some(cookie),
-                Expect::Live,
-            )
-            .await?;
+            self.me(turn, &first.access, Expect::Live).await?;
             // Two tabs refresh with the same cookie at once, one through each gateway.
-            let cookie = format!("refreshToken={}", first.refresh);
             let (a, b) = tokio::join!(
-                self.call(
-                    turn,
-                    Method::POST,
-                    "/api/auth/refresh",
-                    None,
-                    Some(cookie.clone()),
-                    Expect::Live
-                ),
-                self.call(
-                    turn + 1,
-                    Method::POST,
-                    "/api/auth/refresh",
-                    None,
-                    Some(cookie),
-                    Expect::Live
-                ),
+                self.refresh(turn, &first.refresh, Expect::Live),
+                self.refresh(turn + 1, &first.refresh, Expect::Live),
             );
             let (a, b) = (a?, b?);
             // The tab that came second gets the same successor, within the grace window.
@@ -410,16 +414,7 @@ impl Person {
                 _ => return None, // a refusal, counted by `call`
             }
             self.counts.races.fetch_add(1, Ordering::Relaxed);
-            let cookie = format!("accessToken={}", first.access);
-            self.call(
-                turn + 1,
-                Method::GET,
-                "/api/auth/me",
-                None,
-                Some(cookie),
-                Expect::Live,
-            )
-            .await?;
+            self.me(turn + 1, &first.access, Expect::Live).await?;
         }
 
         // A second device, ended from the first: refused at once, through either gateway.
@@ -464,26 +459,8 @@ impl Person {
             Expect::Live,
         )
         .await?;
-        let ended_access = format!("accessToken={}", second.access);
-        let ended_refresh = format!("refreshToken={}", second.refresh);
-        self.call(
-            n + 1,
-            Method::GET,
-            "/api/auth/me",
-            None,
-            Some(ended_access),
-            Expect::Ended,
-        )
-        .await?;
-        self.call(
-            n,
-            Method::POST,
-            "/api/auth/refresh",
-            None,
-            Some(ended_refresh),
-            Expect::Ended,
-        )
-        .await?;
+        self.me(n + 1, &second.access, Expect::Ended).await?;
+        self.refresh(n, &second.refresh, Expect::Ended).await?;
         self.counts.revocations.fetch_add(1, Ordering::Relaxed);
 
         // Sign-out, then the access token is refused at once.
@@ -492,19 +469,11 @@ impl Person {
             Method::POST,
             "/api/auth/logout",
             None,
-            Some(cookie.clone()),
+            Some(cookie),
             Expect::Live,
         )
         .await?;
-        self.call(
-            n,
-            Method::GET,
-            "/api/auth/me",
-            None,
-            Some(cookie),
-            Expect::Ended,
-        )
-        .await?;
+        self.me(n, &first.access, Expect::Ended).await?;
         self.counts.lives.fetch_add(1, Ordering::Relaxed);
         Some(())
     }

@@ -353,6 +353,19 @@ mod tests {
         .unwrap()
     }
 
+    /// One thread at the production cost (a hash takes milliseconds), so calls overlap.
+    fn full_cost(queue: usize, max_wait: Duration) -> PasswordHasher {
+        PasswordHasher::new(&HashSettings {
+            memory_kib: 19456,
+            iterations: 2,
+            parallelism: 1,
+            concurrency: 1,
+            queue,
+            max_wait,
+        })
+        .unwrap()
+    }
+
     #[tokio::test]
     async fn hash_and_verify() {
         let hasher = cheap(2, 2);
@@ -407,17 +420,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn refuses_when_full() {
-        let hasher = Arc::new(
-            PasswordHasher::new(&HashSettings {
-                memory_kib: 19456,
-                iterations: 2,
-                parallelism: 1,
-                concurrency: 1,
-                queue: 1,
-                max_wait: Duration::from_secs(10),
-            })
-            .unwrap(),
-        );
+        let hasher = Arc::new(full_cost(1, Duration::from_secs(10)));
         let pw = || Password::parse("password123").unwrap();
         let mut tasks = Vec::new();
         for _ in 0..6 {
@@ -470,17 +473,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_hash_that_would_wait_too_long_is_refused_at_once() {
-        let hasher = Arc::new(
-            PasswordHasher::new(&HashSettings {
-                memory_kib: 19456,
-                iterations: 2,
-                parallelism: 1,
-                concurrency: 1,
-                queue: 100,
-                max_wait: Duration::ZERO,
-            })
-            .unwrap(),
-        );
+        let hasher = Arc::new(full_cost(100, Duration::ZERO));
         // The measured time is a real hash's, seeded by the dummy hash.
         assert!(hasher.hash_time() > Duration::from_micros(100));
         let pw = Password::parse("password123").unwrap();

@@ -1,12 +1,11 @@
 //! Pending requests and the per-email budgets (see `PendingCodeStore`): one transaction per
 //! call, so every check and count is atomic.
 
-use super::Cached as _;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use subtle::ConstantTimeEq;
 
-use super::{SqliteStore, internal};
+use super::{Cached as _, SqliteStore, internal};
 use crate::domain::{CodeHash, Email, PendingId, UnixMs};
 use crate::store::{
     CodeIssued, CodePolicy, CodePurpose, DAY_MS, IssueError, PendingCodeStore, PendingPayload,

@@ -3,13 +3,12 @@
 //! wakes this process's watchers after each commit. Retention trims by time; the highest
 //! trimmed id is kept so a watcher resuming from before it is told it missed events.
 
-use super::Cached as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{SqliteStore, internal};
+use super::{Cached as _, SqliteStore, internal};
 use crate::domain::{Event, EventKind, UnixMs, UserId};
 use crate::store::{EventLog, ReadEventsError, StoreError, StoreResult};
 

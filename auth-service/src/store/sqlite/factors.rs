@@ -2,11 +2,10 @@
 //! a `recovery_codes` row per unused code, and a `passkeys` row per passkey. Each change is one transaction, with its
 //! factor.enabled / factor.disabled event when this file is the event log.
 
-use super::Cached as _;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::{SqliteStore, events, internal};
+use super::{Cached as _, SqliteStore, events, internal};
 use crate::domain::{AuthMethod, CodeHash, EventKind, FactorSummary, UnixMs, UserId};
 use crate::store::{FactorStore, PasskeyRecord, PasskeyUse, StoreResult, TotpFactor};
 

@@ -1,11 +1,10 @@
 //! [`KeyRingStore`] on SQLite: the ring is one row of `signing_key_ring` (its version and the
 //! keys as JSON), replaced only by a write that names the version it read.
 
-use super::Cached as _;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use super::{SqliteStore, internal};
+use super::{Cached as _, SqliteStore, internal};
 use crate::store::{KeyRingStore, SigningKeyRing, StoreError, StoreResult, StoredSigningKey};
 
 #[async_trait]

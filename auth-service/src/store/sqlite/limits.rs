@@ -1,10 +1,9 @@
 //! Fixed-window rate limits: one row per key (same rules as `redis/limits.rs`).
 
-use super::Cached as _;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::{SqliteStore, internal};
+use super::{Cached as _, SqliteStore, internal};
 use crate::domain::UnixMs;
 use crate::store::{RateLimitStore, StoreResult};
 
@@ -52,13 +51,12 @@ impl RateLimitStore for SqliteStore {
     async fn count(&self, key: &str, now: UnixMs) -> StoreResult<(u32, UnixMs)> {
         let key = key.to_owned();
         self.call(move |conn| {
-            conn.prepare_cached(
+            conn.row(
                 "SELECT count, window_ends_at FROM rate_limits WHERE key = ?1 AND window_ends_at > ?2",
+                params![key, now],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .and_then(|mut stmt| {
-                stmt.query_row(params![key, now], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-            })
+            .optional()
             .map(|found| found.unwrap_or((0, now)))
             .map_err(internal)
         })

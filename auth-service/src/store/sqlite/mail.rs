@@ -1,11 +1,10 @@
 //! The outgoing mail queue in one table: a claim leases the oldest due message by moving its
 //! due time to the end of the lease in the same transaction that counts the attempt.
 
-use super::Cached as _;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::{SqliteStore, internal};
+use super::{Cached as _, SqliteStore, internal};
 use crate::domain::UnixMs;
 use crate::store::{MailQueue, QueuedMail, StoreResult};
 

@@ -3,11 +3,10 @@
 //! (`user_presence`). Every change settles the user's status in its own transaction and
 //! writes presence.changed there when it moved.
 
-use super::Cached as _;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{SqliteStore, events, internal};
+use super::{Cached as _, SqliteStore, events, internal};
 use crate::domain::{EventKind, SessionId, UnixMs, UserId, UserStatus};
 use crate::store::{
     Heartbeat, HeartbeatError, PresenceStore, PresenceView, StoreResult, derive_status,

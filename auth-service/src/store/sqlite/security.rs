@@ -1,11 +1,10 @@
 //! [`SecurityLog`] on SQLite: one row per entry in `security_events`, read newest first per
 //! user through the (user_id, id) index (ids are UUID v7 text, so they sort by time).
 
-use super::Cached as _;
 use async_trait::async_trait;
 use rusqlite::{Row, params_from_iter, types::Value};
 
-use super::{SqliteStore, internal};
+use super::{Cached as _, SqliteStore, internal};
 use crate::domain::{SecurityEvent, SecurityKind, SessionId, UnixMs, UserId};
 use crate::store::{SecurityLog, StoreResult};
 
@@ -30,12 +29,10 @@ impl SecurityLog for SqliteStore {
     async fn record_security_event(&self, e: &SecurityEvent) -> StoreResult<()> {
         let e = e.clone();
         self.call(move |conn| {
-            conn.prepare_cached(
+            conn.exec(
                 "INSERT INTO security_events (id, user_id, at, kind, detail, ip, user_agent, \
                  session_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(rusqlite::params![
+                rusqlite::params![
                     e.id,
                     e.user_id.0,
                     e.at,
@@ -44,8 +41,8 @@ impl SecurityLog for SqliteStore {
                     e.ip,
                     e.user_agent,
                     e.session_id.map(|s| s.0).unwrap_or_default()
-                ])
-            })
+                ],
+            )
             .map(|_| ())
             .map_err(internal)
         })

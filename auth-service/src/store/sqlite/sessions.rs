@@ -1,11 +1,10 @@
 //! Sessions (see `SessionStore`): one row each, with the current and previous refresh token
 //! hashes and, for the grace window only, the sealed successor.
 
-use super::Cached as _;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
-use super::{SqliteStore, events, internal, presence};
+use super::{Cached as _, SqliteStore, events, internal, presence};
 use crate::domain::{EventKind, RevokeReason, SessionId, SignIn, UnixMs, UserId};
 use crate::store::{
     EXPIRED_SESSION_RECALL_MS, NewSession, NextRefresh, RefreshHash, RotateOutcome, SessionRecord,
@@ -247,13 +246,12 @@ impl SessionStore for SqliteStore {
     async fn get_session(&self, id: &SessionId, now: UnixMs) -> StoreResult<Option<SessionRecord>> {
         let id = id.0.clone();
         self.call(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND expires_at > ?2"
-            ))
-            .and_then(|mut stmt| {
-                stmt.query_row(params![id, now], session_from_row)
-                    .optional()
-            })
+            conn.row(
+                &format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND expires_at > ?2"),
+                params![id, now],
+                session_from_row,
+            )
+            .optional()
             .map_err(internal)
         })
         .await

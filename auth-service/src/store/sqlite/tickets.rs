@@ -1,11 +1,10 @@
 //! Tickets on SQLite (see `TicketStore`): one `tickets` row each, taken with one
 //! `DELETE ... RETURNING` so two callers never both get it; the sweeper deletes expired rows.
 
-use super::Cached as _;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use super::{SqliteStore, internal};
+use super::{Cached as _, SqliteStore, internal};
 use crate::domain::UnixMs;
 use crate::store::{StoreResult, TicketKind, TicketStore};
 

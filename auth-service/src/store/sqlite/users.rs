@@ -2,13 +2,12 @@
 //! constraints (email, lowercased username) make `create_user` one insert, and a constraint
 //! failure is read back as the field that was taken.
 
-use super::Cached as _;
 use std::convert::Infallible;
 
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{SqliteStore, events, internal};
+use super::{Cached as _, SqliteStore, events, internal};
 use crate::domain::{
     Disabled, Email, EventKind, NewUser, PasswordHash, Profile, ProfileChange, UnixMs, User,
     UserId, UserStatus, Username,
