@@ -21,8 +21,9 @@
 //! measure throughput, not refusals. The overload table after them runs a second service
 //! with the default HASH_MAX_WAIT (or the one set) and logs one user in: from one client
 //! (unloaded), from as many clients as hashing threads (the sustainable rate), at three times
-//! that rate in an open loop (a new call every 1/(3 × rate) s, whatever the answers), and from
-//! 200 clients that call again at once when refused. Refused means RESOURCE_EXHAUSTED. It runs
+//! that rate in an open loop (a new call every 1/(3 × rate) s, whatever the answers; the calls
+//! started in its first second, the burst that fills the queue, are counted apart from the
+//! steady state after it), and from 200 clients that call again at once when refused. Refused means RESOURCE_EXHAUSTED. It runs
 //! twice: with that HASH_MAX_WAIT, and with HASH_MAX_WAIT set to one hash (as measured above).
 //!
 //! The internal API's rows (BatchGetUsers and GetPresence of 100 users) run against 100
@@ -811,33 +812,44 @@ async fn closed_loop(
     row
 }
 
-/// Logins started at `rate` per second for `seconds`, whatever the answers (an open loop).
+/// Logins started at `rate` per second for one second and then `seconds` more, whatever the
+/// answers (an open loop): the calls started in the first second (the burst that fills the
+/// queue, and whatever standing queue it leaves), and those started after it (the steady state).
 async fn open_loop(
-    name: String,
+    name: &str,
     c: &AuthServiceClient<Channel>,
     email: &str,
     rate: f64,
     seconds: u64,
-) -> Overload {
+) -> (Overload, Overload) {
     let start = Instant::now();
+    let first_second = Duration::from_secs(1);
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(1.0)));
     let mut calls = Vec::new();
-    while start.elapsed() < Duration::from_secs(seconds) {
+    while start.elapsed() < first_second + Duration::from_secs(seconds) {
         tick.tick().await;
         let (c, email) = (c.clone(), email.to_owned());
+        let started = start.elapsed();
         calls.push(tokio::spawn(async move {
             let t = Instant::now();
             let answer = login_once(c, email).await;
-            (answer, t.elapsed())
+            (started, answer, t.elapsed())
         }));
     }
-    let mut row = Overload::new(name);
+    let mut first = Overload::new(format!("{name}, 1st second"));
+    let mut then = Overload::new(format!("{name}, after it"));
     for call in calls {
-        let (answer, took) = call.await.expect("bench task");
+        let (started, answer, took) = call.await.expect("bench task");
+        let row = if started < first_second {
+            &mut first
+        } else {
+            &mut then
+        };
         row.count(answer, took);
     }
-    row.elapsed = start.elapsed();
-    row
+    first.elapsed = first_second;
+    then.elapsed = Duration::from_secs(seconds);
+    (first, then)
 }
 
 /// The overload table: a service of its own, with the default HASH_MAX_WAIT unless set.
@@ -853,7 +865,11 @@ async fn overload(mut vars: HashMap<String, String>, seconds: u64) {
     let mail_dir = config.mail.dir.clone();
     let app = Application::build(config).await.expect("service");
     let url = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    // Stopped at the end, so that the next table's service does not share the process with it.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
     let channel = Channel::from_shared(url)
         .unwrap()
         .connect()
@@ -874,8 +890,8 @@ async fn overload(mut vars: HashMap<String, String>, seconds: u64) {
     )
     .await;
     let (rate, unloaded_p99) = (sustained.rate(), Overload::ms(&unloaded.admitted, 0.99));
-    let open = open_loop(
-        format!("open loop, {:.0} calls/s (3×)", 3.0 * rate),
+    let (open_start, open) = open_loop(
+        &format!("open loop {:.0}/s (3×)", 3.0 * rate),
         &client,
         &email,
         3.0 * rate,
@@ -913,7 +929,10 @@ async fn overload(mut vars: HashMap<String, String>, seconds: u64) {
         "|{:-<36}|{:->12}|{:->9}|{:->9}|{:->9}|{:->9}|{:->9}|{:->13}|{:->13}|{:->7}|",
         "", "", "", "", "", "", "", "", "", ""
     );
-    for row in [&unloaded, &sustained, &open, &storm] {
+    for row in [&unloaded, &sustained, &open_start, &open, &storm] {
         row.print(rate, unloaded_p99);
     }
+    drop(client);
+    let _ = stop.send(());
+    let _ = server.await;
 }

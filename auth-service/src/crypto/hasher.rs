@@ -4,12 +4,19 @@
 //! `HASH_MAX_WAIT`, or when `HASH_CONCURRENCY` run and `HASH_QUEUE` wait already. Hashes are
 //! standard PHC strings, and an unknown account is checked against a dummy hash so it costs
 //! what a wrong password costs.
+//!
+//! `HASH_MAX_WAIT` is room for a burst, not for a standing queue (the idea of CoDel, the
+//! controlled-delay queue discipline): once every job has waited longer than one hash for a
+//! whole `HASH_MAX_WAIT`, the load is no burst, and the wait admitted falls to one hash until a
+//! hashing thread finds no job waiting. Under sustained overload an admitted login then waits
+//! at most about one hash, and the excess is refused at once instead of queueing.
 
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         mpsc,
+        mpsc::TryRecvError,
     },
     time::{Duration, Instant},
 };
@@ -66,9 +73,71 @@ pub struct PasswordHasher {
     /// The time one hash takes on a thread, in microseconds: a moving average of the last
     /// jobs (each weighs 1/8), seeded by the dummy hash made at start.
     hash_micros: Arc<AtomicU64>,
+    /// Whether the queue has stood (see the module's documentation).
+    standing: Arc<Standing>,
     /// A hash of a random password, verified when an account does not exist so that an
     /// unknown account and a wrong password cost the same time.
     dummy: String,
+}
+
+/// Tells a standing queue from a burst: jobs that have waited longer than one hash for a whole
+/// `HASH_MAX_WAIT` make it [`Standing::is_tight`], until a hashing thread finds no job waiting.
+struct Standing {
+    epoch: Instant,
+    /// Since when (µs after `epoch`, plus one) every job started has waited longer than one
+    /// hash; 0 when the last one did not.
+    above_since: AtomicU64,
+    tight: AtomicBool,
+}
+
+impl Standing {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            above_since: AtomicU64::new(0),
+            tight: AtomicBool::new(false),
+        }
+    }
+
+    fn is_tight(&self) -> bool {
+        self.tight.load(Ordering::Relaxed)
+    }
+
+    /// A job starts at `started` after waiting since `queued`, with hashes taking `hash`.
+    fn job_started(&self, queued: Instant, started: Instant, hash: Duration, interval: Duration) {
+        if started.saturating_duration_since(queued) <= hash {
+            self.above_since.store(0, Ordering::Relaxed);
+            return;
+        }
+        let now = micros(started.saturating_duration_since(self.epoch)) + 1;
+        let since =
+            match self
+                .above_since
+                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => now, // the first such job
+                Err(since) => since,
+            };
+        if now.saturating_sub(since) >= micros(interval)
+            && !self.tight.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                interval_ms = interval.as_millis() as u64,
+                "logins have waited longer than one hash for HASH_MAX_WAIT: a standing queue, \
+                 so callers are admitted to a wait of one hash until it drains"
+            );
+        }
+    }
+
+    /// A hashing thread found no job waiting: whatever queue there was has drained.
+    fn drained(&self) {
+        self.above_since.store(0, Ordering::Relaxed);
+        if self.tight.swap(false, Ordering::Relaxed) {
+            tracing::info!(
+                "the hashing queue has drained: callers are admitted to HASH_MAX_WAIT again"
+            );
+        }
+    }
 }
 
 /// One place in the pool (running or queued), given back when the job ends or is dropped.
@@ -114,8 +183,9 @@ impl PasswordHasher {
         let (jobs, inbox) = mpsc::channel::<Job>();
         let inbox = Arc::new(Mutex::new(inbox));
         let concurrency = settings.concurrency.max(1);
+        let standing = Arc::new(Standing::new());
         for n in 0..concurrency {
-            let (inbox, argon2) = (inbox.clone(), argon2.clone());
+            let (inbox, argon2, standing) = (inbox.clone(), argon2.clone(), standing.clone());
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
                 .spawn(move || {
@@ -124,7 +194,14 @@ impl PasswordHasher {
                     loop {
                         // The lock is held only while waiting for the next job.
                         let job = match inbox.lock() {
-                            Ok(rx) => rx.recv(),
+                            Ok(rx) => match rx.try_recv() {
+                                Err(TryRecvError::Empty) => {
+                                    standing.drained();
+                                    rx.recv()
+                                }
+                                Err(TryRecvError::Disconnected) => return,
+                                Ok(job) => Ok(job),
+                            },
                             Err(_) => return,
                         };
                         match job {
@@ -142,6 +219,7 @@ impl PasswordHasher {
             threads: concurrency,
             max_wait: settings.max_wait,
             hash_micros,
+            standing,
             dummy,
         })
     }
@@ -168,8 +246,17 @@ impl PasswordHasher {
             return true; // a thread is free
         };
         let rounds = queued.div_ceil(self.threads) as u64;
-        let hash = Duration::from_micros(self.hash_micros.load(Ordering::Relaxed));
-        hash.saturating_mul(rounds.min(u32::MAX as u64) as u32) <= self.max_wait
+        let hash = self.hash_time();
+        hash.saturating_mul(rounds.min(u32::MAX as u64) as u32) <= self.max_wait_now()
+    }
+
+    /// `HASH_MAX_WAIT`, or one hash while the queue stands.
+    fn max_wait_now(&self) -> Duration {
+        if self.standing.is_tight() {
+            self.max_wait.min(self.hash_time())
+        } else {
+            self.max_wait
+        }
     }
 
     /// The measured time of one hash.
@@ -212,10 +299,13 @@ impl PasswordHasher {
         place: Place,
         job: impl FnOnce(&Argon2<'static>, &mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let hash_micros = self.hash_micros.clone();
+        let (hash_micros, standing) = (self.hash_micros.clone(), self.standing.clone());
+        let (interval, queued) = (self.max_wait, Instant::now());
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |argon2, memory| {
             let started = Instant::now();
+            let hash = Duration::from_micros(hash_micros.load(Ordering::Relaxed));
+            standing.job_started(queued, started, hash, interval);
             let result = job(argon2, memory);
             let took = micros(started.elapsed());
             let _ = hash_micros.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| {
@@ -469,6 +559,118 @@ mod tests {
             (0..4).map(|a| capped.admits(a)).collect::<Vec<_>>(),
             [true, true, true, false]
         );
+    }
+
+    #[test]
+    fn a_queue_standing_for_an_interval_is_told_from_a_burst() {
+        let standing = Standing::new();
+        let (hash, interval) = (Duration::from_millis(10), Duration::from_millis(100));
+        let t0 = standing.epoch + Duration::from_secs(1);
+        let ms = |n| Duration::from_millis(n);
+        // A job that waited one hash or less is no queue at all.
+        standing.job_started(t0, t0 + ms(10), hash, interval);
+        assert!(!standing.is_tight());
+        // Jobs waiting longer for less than the interval: a burst.
+        standing.job_started(t0, t0 + ms(30), hash, interval);
+        standing.job_started(t0 + ms(50), t0 + ms(129), hash, interval);
+        assert!(!standing.is_tight(), "99 ms of waiting jobs is a burst");
+        // One job that waits no longer than a hash starts the count again.
+        standing.job_started(t0 + ms(125), t0 + ms(130), hash, interval);
+        standing.job_started(t0 + ms(100), t0 + ms(200), hash, interval);
+        assert!(!standing.is_tight(), "the count starts again at 200 ms");
+        standing.job_started(t0 + ms(250), t0 + ms(299), hash, interval);
+        assert!(!standing.is_tight());
+        standing.job_started(t0 + ms(250), t0 + ms(300), hash, interval);
+        assert!(
+            standing.is_tight(),
+            "every job waited past a hash for 100 ms"
+        );
+        // Short waits do not end it (they are what it admits); a drained queue does.
+        standing.job_started(t0 + ms(400), t0 + ms(401), hash, interval);
+        assert!(standing.is_tight());
+        standing.drained();
+        assert!(!standing.is_tight());
+        standing.job_started(t0 + ms(500), t0 + ms(520), hash, interval);
+        assert!(!standing.is_tight(), "and the count starts again");
+    }
+
+    #[test]
+    fn a_standing_queue_admits_a_wait_of_one_hash() {
+        let mut hasher = cheap(2, 100);
+        hasher.max_wait = Duration::from_millis(25);
+        hasher.hash_micros.store(10_000, Ordering::Relaxed);
+        hasher.standing.tight.store(true, Ordering::Relaxed);
+        // Two threads, 10 ms a hash: the 3rd and 4th wait one hash, the 5th two (20 ms, within
+        // HASH_MAX_WAIT but past one hash).
+        let admitted: Vec<bool> = (0..6).map(|ahead| hasher.admits(ahead)).collect();
+        assert_eq!(admitted, [true, true, true, true, false, false]);
+        // Never more than HASH_MAX_WAIT.
+        hasher.max_wait = Duration::ZERO;
+        assert_eq!(
+            (0..3).map(|a| hasher.admits(a)).collect::<Vec<_>>(),
+            [true, true, false]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn under_sustained_load_the_wait_admitted_falls_to_one_hash_until_the_queue_drains() {
+        let probe = full_cost(0, Duration::ZERO);
+        let hash = probe.hash_time();
+        drop(probe);
+        // Room for a burst of eight hashes on one thread.
+        let hasher = Arc::new(full_cost(100, hash * 8));
+        let pw = || Password::parse("password123").unwrap();
+        let mut running = tokio::task::JoinSet::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // Five jobs at all times: each is admitted (a wait of at most four hashes), and every
+        // job after the first few waits longer than one hash.
+        while !hasher.standing.is_tight() {
+            assert!(Instant::now() < deadline, "no standing queue after 30 s");
+            while hasher.in_flight.load(Ordering::Acquire) < 5 {
+                let (h, p) = (hasher.clone(), pw());
+                running.spawn(async move { h.hash(&p).await });
+                tokio::task::yield_now().await;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // With two jobs ahead (one running, one queued: a wait of two hashes, within
+        // HASH_MAX_WAIT) a caller is now refused, and so is a reservation.
+        while hasher.in_flight.load(Ordering::Acquire) < 2 {
+            let (h, p) = (hasher.clone(), pw());
+            running.spawn(async move { h.hash(&p).await });
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(hasher.check_room(), Err(HashError::Busy)));
+        assert!(matches!(hasher.reserve(), Err(HashError::Busy)));
+        while let Some(done) = running.join_next().await {
+            match done.unwrap() {
+                Ok(_) | Err(HashError::Busy) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // Every job done: the thread finds none waiting, and HASH_MAX_WAIT applies again.
+        while hasher.standing.is_tight() {
+            assert!(
+                Instant::now() < deadline,
+                "the drained queue still counts as standing"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let (first, second) = (hasher.clone(), hasher.clone());
+        let first = tokio::spawn(async move { first.hash(&pw()).await });
+        while hasher.in_flight.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let second = tokio::spawn(async move { second.hash(&pw()).await });
+        while hasher.in_flight.load(Ordering::Acquire) < 2 && !first.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            hasher.check_room().is_ok(),
+            "two jobs ahead fit in HASH_MAX_WAIT"
+        );
+        first.await.unwrap().unwrap();
+        second.await.unwrap().unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
