@@ -7,16 +7,16 @@
 //!
 //! `HASH_MAX_WAIT` is room for a burst, not for a standing queue (the idea of CoDel, the
 //! controlled-delay queue discipline): once every job has waited longer than one hash for a
-//! whole `HASH_MAX_WAIT`, the load is no burst, and the wait admitted falls to one hash until a
-//! hashing thread finds no job waiting. Under sustained overload an admitted login then waits
-//! at most about one hash, and the excess is refused at once instead of queueing.
+//! whole `HASH_MAX_WAIT`, the load is no burst, and a caller is admitted only to a free thread
+//! until a hashing thread has waited one hash for a job. Under sustained overload an admitted
+//! login then waits for no other, and the excess is refused at once instead of queueing.
 
 use std::{
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         mpsc,
-        mpsc::TryRecvError,
+        mpsc::RecvTimeoutError,
     },
     time::{Duration, Instant},
 };
@@ -81,7 +81,8 @@ pub struct PasswordHasher {
 }
 
 /// Tells a standing queue from a burst: jobs that have waited longer than one hash for a whole
-/// `HASH_MAX_WAIT` make it [`Standing::is_tight`], until a hashing thread finds no job waiting.
+/// `HASH_MAX_WAIT` make it [`Standing::is_tight`], until a hashing thread has waited one hash
+/// for a job.
 struct Standing {
     epoch: Instant,
     /// Since when (µs after `epoch`, plus one) every job started has waited longer than one
@@ -123,18 +124,18 @@ impl Standing {
         {
             tracing::warn!(
                 interval_ms = interval.as_millis() as u64,
-                "logins have waited longer than one hash for HASH_MAX_WAIT: a standing queue, \
-                 so callers are admitted to a wait of one hash until it drains"
+                "hashes have waited longer than one hash for HASH_MAX_WAIT: a standing queue, \
+                 so callers are admitted only to a free hashing thread until the load drops"
             );
         }
     }
 
-    /// A hashing thread found no job waiting: whatever queue there was has drained.
+    /// A hashing thread has waited one hash for a job: the load is below what the threads do.
     fn drained(&self) {
         self.above_since.store(0, Ordering::Relaxed);
         if self.tight.swap(false, Ordering::Relaxed) {
             tracing::info!(
-                "the hashing queue has drained: callers are admitted to HASH_MAX_WAIT again"
+                "a hashing thread was idle for a hash: callers are admitted to HASH_MAX_WAIT again"
             );
         }
     }
@@ -185,7 +186,8 @@ impl PasswordHasher {
         let concurrency = settings.concurrency.max(1);
         let standing = Arc::new(Standing::new());
         for n in 0..concurrency {
-            let (inbox, argon2, standing) = (inbox.clone(), argon2.clone(), standing.clone());
+            let (inbox, argon2) = (inbox.clone(), argon2.clone());
+            let (standing, hash_micros) = (standing.clone(), hash_micros.clone());
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
                 .spawn(move || {
@@ -194,14 +196,17 @@ impl PasswordHasher {
                     loop {
                         // The lock is held only while waiting for the next job.
                         let job = match inbox.lock() {
-                            Ok(rx) => match rx.try_recv() {
-                                Err(TryRecvError::Empty) => {
-                                    standing.drained();
-                                    rx.recv()
+                            Ok(rx) => {
+                                let hash = hash_micros.load(Ordering::Relaxed);
+                                match rx.recv_timeout(Duration::from_micros(hash)) {
+                                    Err(RecvTimeoutError::Timeout) => {
+                                        standing.drained();
+                                        rx.recv()
+                                    }
+                                    Err(RecvTimeoutError::Disconnected) => return,
+                                    Ok(job) => Ok(job),
                                 }
-                                Err(TryRecvError::Disconnected) => return,
-                                Ok(job) => Ok(job),
-                            },
+                            }
                             Err(_) => return,
                         };
                         match job {
@@ -250,10 +255,10 @@ impl PasswordHasher {
         hash.saturating_mul(rounds.min(u32::MAX as u64) as u32) <= self.max_wait_now()
     }
 
-    /// `HASH_MAX_WAIT`, or one hash while the queue stands.
+    /// `HASH_MAX_WAIT`, or no wait at all while the queue stands.
     fn max_wait_now(&self) -> Duration {
         if self.standing.is_tight() {
-            self.max_wait.min(self.hash_time())
+            Duration::ZERO
         } else {
             self.max_wait
         }
@@ -585,7 +590,7 @@ mod tests {
             standing.is_tight(),
             "every job waited past a hash for 100 ms"
         );
-        // Short waits do not end it (they are what it admits); a drained queue does.
+        // Short waits do not end it (they are what it admits); an idle thread does.
         standing.job_started(t0 + ms(400), t0 + ms(401), hash, interval);
         assert!(standing.is_tight());
         standing.drained();
@@ -595,25 +600,20 @@ mod tests {
     }
 
     #[test]
-    fn a_standing_queue_admits_a_wait_of_one_hash() {
+    fn a_standing_queue_admits_only_to_a_free_thread() {
         let mut hasher = cheap(2, 100);
-        hasher.max_wait = Duration::from_millis(25);
+        hasher.max_wait = Duration::from_millis(15);
         hasher.hash_micros.store(10_000, Ordering::Relaxed);
-        hasher.standing.tight.store(true, Ordering::Relaxed);
-        // Two threads, 10 ms a hash: the 3rd and 4th wait one hash, the 5th two (20 ms, within
-        // HASH_MAX_WAIT but past one hash).
+        // Two threads, 10 ms a hash: the 3rd and 4th would wait one hash, within HASH_MAX_WAIT.
         let admitted: Vec<bool> = (0..6).map(|ahead| hasher.admits(ahead)).collect();
         assert_eq!(admitted, [true, true, true, true, false, false]);
-        // Never more than HASH_MAX_WAIT.
-        hasher.max_wait = Duration::ZERO;
-        assert_eq!(
-            (0..3).map(|a| hasher.admits(a)).collect::<Vec<_>>(),
-            [true, true, false]
-        );
+        hasher.standing.tight.store(true, Ordering::Relaxed);
+        let admitted: Vec<bool> = (0..6).map(|ahead| hasher.admits(ahead)).collect();
+        assert_eq!(admitted, [true, true, false, false, false, false]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn under_sustained_load_the_wait_admitted_falls_to_one_hash_until_the_queue_drains() {
+    async fn under_sustained_load_only_a_free_thread_admits_until_the_load_drops() {
         let probe = full_cost(0, Duration::ZERO);
         let hash = probe.hash_time();
         drop(probe);
@@ -633,13 +633,9 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        // With two jobs ahead (one running, one queued: a wait of two hashes, within
-        // HASH_MAX_WAIT) a caller is now refused, and so is a reservation.
-        while hasher.in_flight.load(Ordering::Acquire) < 2 {
-            let (h, p) = (hasher.clone(), pw());
-            running.spawn(async move { h.hash(&p).await });
-            tokio::task::yield_now().await;
-        }
+        // With a job running (a wait of one hash, well within HASH_MAX_WAIT) a caller is now
+        // refused, and so is a reservation.
+        assert!(hasher.in_flight.load(Ordering::Acquire) >= 1);
         assert!(matches!(hasher.check_room(), Err(HashError::Busy)));
         assert!(matches!(hasher.reserve(), Err(HashError::Busy)));
         while let Some(done) = running.join_next().await {
@@ -648,11 +644,11 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         }
-        // Every job done: the thread finds none waiting, and HASH_MAX_WAIT applies again.
+        // Every job done: the thread waits a hash for another, and HASH_MAX_WAIT applies again.
         while hasher.standing.is_tight() {
             assert!(
                 Instant::now() < deadline,
-                "the drained queue still counts as standing"
+                "an idle thread left the queue standing"
             );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
