@@ -170,7 +170,15 @@ pub async fn open(
 
     // Users and the log in one SQLite file: their events are written in the same
     // transaction. Otherwise they are appended to the log right after the change.
-    let users: Arc<dyn UserRecords> = if storage.mongo.is_none() && storage.redis.is_none() {
+    let all_in_sqlite = storage.mongo.is_none() && storage.redis.is_none();
+    // Everything in the one SQLite file: GetCurrentUser reads it in one job.
+    let current_user = match &sqlite {
+        Some(sqlite) if all_in_sqlite => {
+            Some(sqlite.clone() as Arc<dyn crate::store::CurrentUserStore>)
+        }
+        _ => None,
+    };
+    let users: Arc<dyn UserRecords> = if all_in_sqlite {
         users
     } else {
         Arc::new(EventsAfter {
@@ -192,6 +200,7 @@ pub async fn open(
             limits: state.limits,
             mail: state.mail,
             health,
+            current_user,
         },
         mailer,
         maintenance: Maintenance { sqlite },

@@ -6,7 +6,7 @@
 use super::{AuthCore, ClientInfo, FlowError, TokenPair};
 use crate::crypto::{AccessClaims, Jwk, RefreshToken, TokenError};
 use crate::domain::{SessionId, SignIn, UserId, now_ms};
-use crate::store::NewSession;
+use crate::store::{NewSession, SessionRecord};
 
 /// An authenticated caller: a valid access token whose session still exists.
 #[derive(Debug, Clone)]
@@ -44,14 +44,7 @@ impl AuthCore {
             .sessions
             .get_session(&session_id, now_ms())
             .await?;
-        match session {
-            Some(s) if s.user_id.0 == claims.sub => Ok(Caller {
-                user_id: s.user_id,
-                session_id,
-                claims,
-            }),
-            _ => Err(FlowError::SessionRevoked),
-        }
+        caller_of(claims, session)
     }
 
     /// ValidateAccessToken: for internal services.
@@ -138,4 +131,20 @@ impl AuthCore {
 
 fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
+}
+
+/// The caller of verified `claims`, given their session as the store read it: refused unless
+/// it is live and the token's own.
+pub(super) fn caller_of(
+    claims: AccessClaims,
+    session: Option<SessionRecord>,
+) -> Result<Caller, FlowError> {
+    match session {
+        Some(s) if s.user_id.0 == claims.sub => Ok(Caller {
+            user_id: s.user_id,
+            session_id: s.id,
+            claims,
+        }),
+        _ => Err(FlowError::SessionRevoked),
+    }
 }

@@ -891,6 +891,35 @@ pub struct Stores {
     pub security: Arc<dyn SecurityLog>,
     pub keys: Arc<dyn KeyRingStore>,
     pub health: Vec<Arc<dyn Health>>,
+    /// GetCurrentUser's reads in one round trip, where one backend holds all four (the
+    /// embedded SQLite); without it they are asked for at once from each store.
+    pub current_user: Option<Arc<dyn CurrentUserStore>>,
+}
+
+/// What GetCurrentUser reads about an access token's session and user, as one snapshot.
+#[derive(Debug, Clone)]
+pub struct CurrentUserRead {
+    /// The session, unless it has ended or expired.
+    pub session: Option<SessionRecord>,
+    pub user: Option<User>,
+    pub presence: PresenceView,
+    pub factors: FactorSummary,
+}
+
+/// A backend that holds the sessions, users, presence and second factors together reads what
+/// GetCurrentUser needs in one round trip (for SQLite, one job and one transaction) instead of
+/// four.
+#[async_trait]
+pub trait CurrentUserStore: Send + Sync {
+    /// What [`SessionStore::get_session`], [`UserStore::find_by_id`],
+    /// [`PresenceStore::get_presence`] and [`FactorStore::factor_summary`] answer for
+    /// `session` and `user`.
+    async fn current_user(
+        &self,
+        session: &SessionId,
+        user: &UserId,
+        now: UnixMs,
+    ) -> StoreResult<CurrentUserRead>;
 }
 
 impl Stores {
@@ -924,6 +953,14 @@ impl Stores {
             security: backend.clone(),
             keys: backend.clone(),
             health: vec![backend],
+            current_user: None,
         }
+    }
+
+    /// GetCurrentUser's reads from `backend` in one round trip: only for a backend that holds
+    /// the sessions, users, presence and factors these stores use.
+    pub fn with_current_user(mut self, backend: Arc<dyn CurrentUserStore>) -> Self {
+        self.current_user = Some(backend);
+        self
     }
 }

@@ -18,18 +18,33 @@ macro_rules! conformance {
 }
 
 async fn sqlite_memory() -> Stores {
-    Stores::single(Arc::new(SqliteStore::open(Path::new(":memory:")).unwrap()))
+    sqlite(SqliteStore::open(Path::new(":memory:")).unwrap())
 }
 
 async fn sqlite_file() -> Stores {
     let dir = tempfile::tempdir().unwrap().keep();
-    Stores::single(Arc::new(
-        SqliteStore::open(&dir.join("conformance.sqlite3")).unwrap(),
-    ))
+    sqlite(SqliteStore::open(&dir.join("conformance.sqlite3")).unwrap())
+}
+
+/// Every store from one SQLite file, GetCurrentUser's one-job read included.
+fn sqlite(store: SqliteStore) -> Stores {
+    let store = Arc::new(store);
+    Stores::single(store.clone()).with_current_user(store)
 }
 
 conformance!(sqlite_in_memory, sqlite_memory());
 conformance!(sqlite_on_disk, sqlite_file());
+
+/// What only the embedded backend has: GetCurrentUser's reads in one job.
+mod sqlite_only {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_current_user_read_agrees_with_the_four_stores() {
+        suite::the_current_user_read_agrees_with_the_four_stores(sqlite_file().await).await;
+        suite::the_current_user_read_agrees_with_the_four_stores(sqlite_memory().await).await;
+    }
+}
 
 mod mongo_backend;
 conformance!(mongo, mongo_backend::stores());

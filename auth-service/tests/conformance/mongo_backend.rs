@@ -37,6 +37,7 @@ pub async fn stores() -> Stores {
         log: state.clone(),
     });
     Stores {
+        current_user: None,
         users: records.clone(),
         factors: records.clone(),
         security: records.clone(),

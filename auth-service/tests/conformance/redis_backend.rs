@@ -74,6 +74,7 @@ fn with_users(redis: Arc<RedisStore>) -> Stores {
         log: redis.clone(),
     });
     Stores {
+        current_user: None,
         users: records.clone(),
         factors: records.clone(),
         security: records.clone(),

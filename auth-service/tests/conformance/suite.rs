@@ -2387,3 +2387,92 @@ pub async fn the_signing_key_ring_is_replaced_only_at_the_version_read(s: Stores
     let ring = s.keys.signing_key_ring().await.unwrap();
     assert_eq!((ring.version, ring.keys.len()), (3, 1));
 }
+
+/// A backend's one-round-trip read for GetCurrentUser answers what the four stores answer
+/// apart: a live session or none, the user or none, the presence and the second factors.
+pub async fn the_current_user_read_agrees_with_the_four_stores(s: Stores) {
+    let reader = s
+        .current_user
+        .clone()
+        .expect("a backend with GetCurrentUser's one-round-trip read");
+    let now = now_ms();
+    let user = new_user("cu");
+    s.users.create_user(&user, now).await.unwrap();
+    let phone = new_session(&user.id, hash(1), now);
+    let laptop = new_session(&user.id, hash(2), now);
+    for sess in [&phone, &laptop] {
+        create(&s, sess).await;
+    }
+    s.presence
+        .heartbeat(&user.id, &phone.id, UserStatus::Away, now, 90_000)
+        .await
+        .unwrap();
+    let factor = TotpFactor {
+        sealed_secret: vec![1, 2, 3],
+        last_step: 0,
+        enabled_at: now,
+    };
+    assert!(
+        s.factors
+            .enable_totp(&user.id, &factor, &[code(1), code(2)])
+            .await
+            .unwrap()
+    );
+    let at = now + 1;
+    let apart = |session: SessionId| {
+        let (s, id) = (s.clone(), user.id.clone());
+        async move {
+            (
+                s.sessions.get_session(&session, at).await.unwrap(),
+                format!("{:?}", s.users.find_by_id(&id).await.unwrap()),
+                s.presence
+                    .get_presence(std::slice::from_ref(&id), at)
+                    .await
+                    .unwrap(),
+                s.factors.factor_summary(&id).await.unwrap(),
+            )
+        }
+    };
+    let read = reader.current_user(&phone.id, &user.id, at).await.unwrap();
+    let (session, found, presence, factors) = apart(phone.id.clone()).await;
+    assert_eq!(read.session, session);
+    assert_eq!(read.session.as_ref().map(|r| &r.id), Some(&phone.id));
+    assert_eq!(format!("{:?}", read.user), found);
+    assert!(read.user.is_some());
+    assert_eq!(vec![read.presence.clone()], presence);
+    assert_eq!(read.presence.status, UserStatus::Away);
+    assert_eq!(read.factors, factors);
+    assert_eq!((read.factors.totp, read.factors.recovery_codes), (true, 2));
+
+    // An ended session reads as none; the user is still read (the flow refuses the token).
+    assert!(
+        s.sessions
+            .revoke_session(&phone.id, &user.id, RevokeReason::Revoked, now)
+            .await
+            .unwrap()
+    );
+    let read = reader.current_user(&phone.id, &user.id, at).await.unwrap();
+    assert_eq!(read.session, None);
+    assert!(read.user.is_some());
+    // So does an expired one, and the other device's is its own.
+    let past_expiry = laptop.expires_at + 1;
+    let read = reader
+        .current_user(&laptop.id, &user.id, past_expiry)
+        .await
+        .unwrap();
+    assert_eq!(read.session, None);
+    let read = reader.current_user(&laptop.id, &user.id, at).await.unwrap();
+    assert_eq!(read.session.map(|r| r.id), Some(laptop.id.clone()));
+
+    // Nobody: no session, no user, offline, no factors.
+    let nobody = UserId::generate();
+    let read = reader
+        .current_user(&SessionId::generate(), &nobody, at)
+        .await
+        .unwrap();
+    assert_eq!(read.session, None);
+    assert!(read.user.is_none());
+    assert_eq!(read.presence.user_id, nobody);
+    assert_eq!(read.presence.status, UserStatus::Offline);
+    assert_eq!(read.factors, FactorSummary::default());
+}

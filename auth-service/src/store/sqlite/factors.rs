@@ -3,7 +3,7 @@
 //! factor.enabled / factor.disabled event when this file is the event log.
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{Cached as _, SqliteStore, events, internal};
 use crate::domain::{AuthMethod, CodeHash, EventKind, FactorSummary, UnixMs, UserId};
@@ -90,23 +90,8 @@ impl FactorStore for SqliteStore {
 
     async fn factor_summary(&self, user: &UserId) -> StoreResult<FactorSummary> {
         let user = user.0.clone();
-        self.call(move |conn| {
-            conn.row(
-                "SELECT EXISTS (SELECT 1 FROM totp_factors WHERE user_id = ?1), \
-                        (SELECT COUNT(*) FROM recovery_codes WHERE user_id = ?1), \
-                        (SELECT COUNT(*) FROM passkeys WHERE user_id = ?1)",
-                params![user],
-                |r| {
-                    Ok(FactorSummary {
-                        totp: r.get(0)?,
-                        recovery_codes: r.get(1)?,
-                        passkeys: r.get(2)?,
-                    })
-                },
-            )
-            .map_err(internal)
-        })
-        .await
+        self.call(move |conn| summary(conn, &user).map_err(internal))
+            .await
     }
 
     async fn enable_totp(
@@ -317,4 +302,21 @@ impl FactorStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Which second factors `user` has.
+pub(super) fn summary(conn: &Connection, user: &str) -> rusqlite::Result<FactorSummary> {
+    conn.row(
+        "SELECT EXISTS (SELECT 1 FROM totp_factors WHERE user_id = ?1), \
+                (SELECT COUNT(*) FROM recovery_codes WHERE user_id = ?1), \
+                (SELECT COUNT(*) FROM passkeys WHERE user_id = ?1)",
+        params![user],
+        |r| {
+            Ok(FactorSummary {
+                totp: r.get(0)?,
+                recovery_codes: r.get(1)?,
+                passkeys: r.get(2)?,
+            })
+        },
+    )
 }

@@ -7,6 +7,7 @@
 //! keeps the runtime free and the memory of the process bounded.
 
 mod codes;
+mod current_user;
 mod events;
 mod factors;
 mod keys;

@@ -130,51 +130,8 @@ impl PresenceStore for SqliteStore {
             return Ok(Vec::new());
         }
         let ids: Vec<String> = ids.iter().map(|i| i.0.clone()).collect();
-        self.call(move |conn| {
-            let marks = vec!["?"; ids.len()].join(",");
-            let mut live: std::collections::HashMap<String, Vec<(UserStatus, UnixMs)>> =
-                std::collections::HashMap::new();
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT user_id, status, expires_at FROM presence \
-                     WHERE user_id IN ({marks}) AND expires_at > {now}"
-                ))
-                .map_err(internal)?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(ids.iter()), |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        UserStatus::from_stored(&r.get::<_, String>(1)?),
-                        r.get::<_, i64>(2)?,
-                    ))
-                })
-                .map_err(internal)?;
-            for row in rows {
-                let (user, status, expires_at) = row.map_err(internal)?;
-                live.entry(user).or_default().push((status, expires_at));
-            }
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT user_id, last_seen FROM user_presence WHERE user_id IN ({marks})"
-                ))
-                .map_err(internal)?;
-            let seen: std::collections::HashMap<String, i64> = stmt
-                .query_map(rusqlite::params_from_iter(ids.iter()), |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .map_err(internal)?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(internal)?;
-            Ok(ids
-                .into_iter()
-                .map(|id| PresenceView {
-                    status: derive_status(live.remove(&id).unwrap_or_default(), now),
-                    last_seen: seen.get(&id).copied(),
-                    user_id: UserId(id),
-                })
-                .collect())
-        })
-        .await
+        self.call(move |conn| presence_of(conn, ids, now).map_err(internal))
+            .await
     }
 
     async fn expire_presence(&self, now: UnixMs) -> StoreResult<Vec<PresenceView>> {
@@ -208,4 +165,71 @@ impl PresenceStore for SqliteStore {
         }
         Ok(changed)
     }
+}
+
+/// Runs `f` on `sql` prepared: kept in the statement cache when `keep`, else parsed for this
+/// call only (lists of any length would crowd the cache out).
+fn with_statement<T>(
+    conn: &Connection,
+    sql: &str,
+    keep: bool,
+    f: impl FnOnce(&mut rusqlite::Statement<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    if keep {
+        f(&mut *conn.prepare_cached(sql)?)
+    } else {
+        f(&mut conn.prepare(sql)?)
+    }
+}
+
+/// The presence of `ids`, in their order. One user's statements (GetCurrentUser, a profile)
+/// are kept parsed; a list's are prepared for its length.
+pub(super) fn presence_of(
+    conn: &Connection,
+    ids: Vec<String>,
+    now: UnixMs,
+) -> rusqlite::Result<Vec<PresenceView>> {
+    let marks = vec!["?"; ids.len()].join(",");
+    let live_sql = format!(
+        "SELECT user_id, status, expires_at FROM presence \
+         WHERE user_id IN ({marks}) AND expires_at > ?"
+    );
+    let seen_sql =
+        format!("SELECT user_id, last_seen FROM user_presence WHERE user_id IN ({marks})");
+    let keep = ids.len() == 1;
+    let mut live: std::collections::HashMap<String, Vec<(UserStatus, UnixMs)>> =
+        std::collections::HashMap::new();
+    with_statement(conn, &live_sql, keep, |stmt| {
+        let params = ids
+            .iter()
+            .map(|id| id as &dyn rusqlite::ToSql)
+            .chain([&now as &dyn rusqlite::ToSql]);
+        let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                UserStatus::from_stored(&r.get::<_, String>(1)?),
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (user, status, expires_at) = row?;
+            live.entry(user).or_default().push((status, expires_at));
+        }
+        Ok(())
+    })?;
+    let seen: std::collections::HashMap<String, i64> =
+        with_statement(conn, &seen_sql, keep, |stmt| {
+            stmt.query_map(rusqlite::params_from_iter(ids.iter()), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect()
+        })?;
+    Ok(ids
+        .into_iter()
+        .map(|id| PresenceView {
+            status: derive_status(live.remove(&id).unwrap_or_default(), now),
+            last_seen: seen.get(&id).copied(),
+            user_id: UserId(id),
+        })
+        .collect())
 }

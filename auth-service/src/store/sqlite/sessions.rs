@@ -2,7 +2,7 @@
 //! hashes and, for the grace window only, the sealed successor.
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use super::{Cached as _, SqliteStore, events, internal, presence};
 use crate::domain::{EventKind, RevokeReason, SessionId, SignIn, UnixMs, UserId};
@@ -245,16 +245,8 @@ impl SessionStore for SqliteStore {
 
     async fn get_session(&self, id: &SessionId, now: UnixMs) -> StoreResult<Option<SessionRecord>> {
         let id = id.0.clone();
-        self.call(move |conn| {
-            conn.row(
-                &format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND expires_at > ?2"),
-                params![id, now],
-                session_from_row,
-            )
-            .optional()
-            .map_err(internal)
-        })
-        .await
+        self.call(move |conn| live_session(conn, &id, now).map_err(internal))
+            .await
     }
 
     async fn list_sessions(
@@ -424,4 +416,18 @@ fn revoked(
         },
     )
     .map_err(internal)
+}
+
+/// The session `id` unless it has expired (or never was).
+pub(super) fn live_session(
+    conn: &Connection,
+    id: &str,
+    now: UnixMs,
+) -> rusqlite::Result<Option<SessionRecord>> {
+    conn.row(
+        &format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND expires_at > ?2"),
+        params![id, now],
+        session_from_row,
+    )
+    .optional()
 }

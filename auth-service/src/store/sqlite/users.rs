@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Cached as _, SqliteStore, events, internal};
 use crate::domain::{
@@ -99,16 +99,8 @@ impl SqliteStore {
         column: &'static str,
         value: String,
     ) -> StoreResult<Option<User>> {
-        self.call(move |conn| {
-            conn.row(
-                &format!("SELECT {COLUMNS} FROM users WHERE {column} = ?1"),
-                params![value],
-                user_from_row,
-            )
-            .optional()
-            .map_err(internal)
-        })
-        .await
+        self.call(move |conn| user_where(conn, column, &value).map_err(internal))
+            .await
     }
 
     /// Users whose `column` is one of `values`, in one statement.
@@ -409,4 +401,18 @@ impl UserStore for SqliteStore {
             Err(SetEmailError::NotFound)
         }
     }
+}
+
+/// The user whose `column` (a unique one: id, email, username_key) is `value`.
+pub(super) fn user_where(
+    conn: &Connection,
+    column: &'static str,
+    value: &str,
+) -> rusqlite::Result<Option<User>> {
+    conn.row(
+        &format!("SELECT {COLUMNS} FROM users WHERE {column} = ?1"),
+        params![value],
+        user_from_row,
+    )
+    .optional()
 }
