@@ -8,15 +8,16 @@
 //! `HASH_MAX_WAIT` is room for a burst, not for a standing queue (the idea of CoDel, the
 //! controlled-delay queue discipline): once every job has waited longer than one hash for a
 //! whole `HASH_MAX_WAIT`, the load is no burst, and a caller is admitted only to a free thread
-//! until a hashing thread has waited one hash for a job. Under sustained overload an admitted
-//! login then waits for no other, and the excess is refused at once instead of queueing.
+//! until, over a window of `HASH_MAX_WAIT`, the hashes asked for (admitted or refused) are fewer
+//! than the threads can do in it. Under sustained overload an admitted login then waits for no
+//! other, and the excess is refused at once instead of queueing; once the load falls below what
+//! the threads do, callers may wait again.
 
 use std::{
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         mpsc,
-        mpsc::RecvTimeoutError,
     },
     time::{Duration, Instant},
 };
@@ -81,14 +82,18 @@ pub struct PasswordHasher {
 }
 
 /// Tells a standing queue from a burst: jobs that have waited longer than one hash for a whole
-/// `HASH_MAX_WAIT` make it [`Standing::is_tight`], until a hashing thread has waited one hash
-/// for a job.
+/// `HASH_MAX_WAIT` make it [`Standing::is_tight`], until a window of `HASH_MAX_WAIT` in which
+/// the hashes asked for (admitted or refused) are fewer than the threads can do in it.
 struct Standing {
     epoch: Instant,
     /// Since when (µs after `epoch`, plus one) every job started has waited longer than one
     /// hash; 0 when the last one did not.
     above_since: AtomicU64,
     tight: AtomicBool,
+    /// While tight: when the current window began (µs after `epoch`), and the hashes asked for
+    /// in it.
+    window_start: AtomicU64,
+    asked: AtomicU64,
 }
 
 impl Standing {
@@ -97,11 +102,17 @@ impl Standing {
             epoch: Instant::now(),
             above_since: AtomicU64::new(0),
             tight: AtomicBool::new(false),
+            window_start: AtomicU64::new(0),
+            asked: AtomicU64::new(0),
         }
     }
 
     fn is_tight(&self) -> bool {
         self.tight.load(Ordering::Relaxed)
+    }
+
+    fn at(&self, t: Instant) -> u64 {
+        micros(t.saturating_duration_since(self.epoch)) + 1
     }
 
     /// A job starts at `started` after waiting since `queued`, with hashes taking `hash`.
@@ -110,7 +121,7 @@ impl Standing {
             self.above_since.store(0, Ordering::Relaxed);
             return;
         }
-        let now = micros(started.saturating_duration_since(self.epoch)) + 1;
+        let now = self.at(started);
         let since =
             match self
                 .above_since
@@ -119,24 +130,50 @@ impl Standing {
                 Ok(_) => now, // the first such job
                 Err(since) => since,
             };
-        if now.saturating_sub(since) >= micros(interval)
-            && !self.tight.swap(true, Ordering::Relaxed)
-        {
-            tracing::warn!(
-                interval_ms = interval.as_millis() as u64,
-                "hashes have waited longer than one hash for HASH_MAX_WAIT: a standing queue, \
-                 so callers are admitted only to a free hashing thread until the load drops"
-            );
+        if now.saturating_sub(since) >= micros(interval) && !self.is_tight() {
+            self.asked.store(0, Ordering::Relaxed);
+            self.window_start.store(now, Ordering::Relaxed);
+            if !self.tight.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    interval_ms = interval.as_millis() as u64,
+                    "hashes have waited longer than one hash for HASH_MAX_WAIT: a standing \
+                     queue, so callers are admitted only to a free hashing thread until fewer \
+                     hashes are asked for than the threads can do"
+                );
+            }
         }
     }
 
-    /// A hashing thread has waited one hash for a job: the load is below what the threads do.
-    fn drained(&self) {
-        self.above_since.store(0, Ordering::Relaxed);
-        if self.tight.swap(false, Ordering::Relaxed) {
-            tracing::info!(
-                "a hashing thread was idle for a hash: callers are admitted to HASH_MAX_WAIT again"
-            );
+    /// A hash is asked for at `now` (admitted or not). While tight, a window that has lasted
+    /// `interval` is judged: when its hashes would have kept fewer than `threads` busy, the
+    /// load is below what the pool does, and HASH_MAX_WAIT applies again; else a new window
+    /// begins.
+    fn asked(&self, now: Instant, hash: Duration, threads: usize, interval: Duration) {
+        if !self.is_tight() {
+            return;
+        }
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        let now = self.at(now);
+        let start = self.window_start.load(Ordering::Relaxed);
+        let window = now.saturating_sub(start);
+        if window < micros(interval).max(1)
+            || self
+                .window_start
+                .compare_exchange(start, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return; // the window goes on, or another caller judges it
+        }
+        let asked = self.asked.swap(0, Ordering::Relaxed);
+        let work = asked.saturating_mul(micros(hash));
+        if work < (threads as u64).saturating_mul(window) {
+            self.above_since.store(0, Ordering::Relaxed);
+            if self.tight.swap(false, Ordering::Relaxed) {
+                tracing::info!(
+                    "fewer hashes asked for than the threads can do: callers are admitted to \
+                     HASH_MAX_WAIT again"
+                );
+            }
         }
     }
 }
@@ -187,7 +224,6 @@ impl PasswordHasher {
         let standing = Arc::new(Standing::new());
         for n in 0..concurrency {
             let (inbox, argon2) = (inbox.clone(), argon2.clone());
-            let (standing, hash_micros) = (standing.clone(), hash_micros.clone());
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
                 .spawn(move || {
@@ -196,17 +232,7 @@ impl PasswordHasher {
                     loop {
                         // The lock is held only while waiting for the next job.
                         let job = match inbox.lock() {
-                            Ok(rx) => {
-                                let hash = hash_micros.load(Ordering::Relaxed);
-                                match rx.recv_timeout(Duration::from_micros(hash)) {
-                                    Err(RecvTimeoutError::Timeout) => {
-                                        standing.drained();
-                                        rx.recv()
-                                    }
-                                    Err(RecvTimeoutError::Disconnected) => return,
-                                    Ok(job) => Ok(job),
-                                }
-                            }
+                            Ok(rx) => rx.recv(),
                             Err(_) => return,
                         };
                         match job {
@@ -236,8 +262,20 @@ impl PasswordHasher {
         if self.admits(self.in_flight.load(Ordering::Acquire)) {
             Ok(())
         } else {
+            // Asked for and refused; one admitted here is counted when its hash is asked for.
+            self.asked();
             Err(HashError::Busy)
         }
+    }
+
+    /// Counts a hash asked for in the standing queue's window (see [`Standing::asked`]).
+    fn asked(&self) {
+        self.standing.asked(
+            Instant::now(),
+            self.hash_time(),
+            self.threads,
+            self.max_wait,
+        );
     }
 
     /// Whether a job that finds `ahead` jobs accepted (running or queued) may join them.
@@ -281,6 +319,7 @@ impl PasswordHasher {
     }
 
     fn take_place(&self) -> Result<Place, HashError> {
+        self.asked();
         if !self.admits(self.in_flight.fetch_add(1, Ordering::AcqRel)) {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(HashError::Busy);
@@ -590,13 +629,34 @@ mod tests {
             standing.is_tight(),
             "every job waited past a hash for 100 ms"
         );
-        // Short waits do not end it (they are what it admits); an idle thread does.
-        standing.job_started(t0 + ms(400), t0 + ms(401), hash, interval);
+        // Short waits do not end it (they are what it admits).
+        standing.job_started(t0 + ms(301), t0 + ms(302), hash, interval);
         assert!(standing.is_tight());
-        standing.drained();
-        assert!(!standing.is_tight());
+        // Two threads, 10 ms a hash: 20 hashes fill a window of 100 ms. 26 asked for in the
+        // first window (refused or not) are more than that: the load is still past the pool.
+        let ask = |at| standing.asked(at, hash, 2, interval);
+        for n in 0..25 {
+            ask(t0 + ms(300 + n * 4));
+        }
+        assert!(standing.is_tight(), "the window is not over");
+        ask(t0 + ms(400));
+        assert!(standing.is_tight(), "26 hashes asked for in a window of 20");
+        // 11 in the next one are fewer: it ends.
+        for n in 0..10 {
+            ask(t0 + ms(400 + n * 9));
+        }
+        assert!(standing.is_tight());
+        ask(t0 + ms(500));
+        assert!(
+            !standing.is_tight(),
+            "11 hashes asked for in a window of 20"
+        );
+        // And the count of waiting jobs starts again.
         standing.job_started(t0 + ms(500), t0 + ms(520), hash, interval);
-        assert!(!standing.is_tight(), "and the count starts again");
+        assert!(!standing.is_tight());
+        // Asked for while not tight, nothing is counted.
+        ask(t0 + ms(700));
+        assert_eq!(standing.asked.load(Ordering::Relaxed), 0);
     }
 
     #[test]
@@ -644,13 +704,15 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         }
-        // Every job done: the thread waits a hash for another, and HASH_MAX_WAIT applies again.
+        // Every job done, and one caller a hash: fewer than the thread can do, so once a window
+        // of HASH_MAX_WAIT has passed, HASH_MAX_WAIT applies again.
         while hasher.standing.is_tight() {
             assert!(
                 Instant::now() < deadline,
-                "an idle thread left the queue standing"
+                "a load below the pool's left the queue standing"
             );
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            hasher.hash(&pw()).await.unwrap();
+            tokio::time::sleep(hash).await;
         }
         let (first, second) = (hasher.clone(), hasher.clone());
         let first = tokio::spawn(async move { first.hash(&pw()).await });
