@@ -90,8 +90,8 @@ struct Standing {
     /// hash; 0 when the last one did not.
     above_since: AtomicU64,
     tight: AtomicBool,
-    /// While tight: when the current window began (µs after `epoch`), and the hashes asked for
-    /// in it.
+    /// While tight: when the current window began (µs after `epoch`, plus one), and the hashes
+    /// asked for in it.
     window_start: AtomicU64,
     asked: AtomicU64,
 }
@@ -112,7 +112,7 @@ impl Standing {
     }
 
     fn at(&self, t: Instant) -> u64 {
-        micros(t.saturating_duration_since(self.epoch)) + 1
+        micros(t.saturating_duration_since(self.epoch)).saturating_add(1)
     }
 
     /// A job starts at `started` after waiting since `queued`, with hashes taking `hash`.
@@ -130,10 +130,16 @@ impl Standing {
                 Ok(_) => now, // the first such job
                 Err(since) => since,
             };
-        if now.saturating_sub(since) >= micros(interval) && !self.is_tight() {
+        // `since` may be stale when the tight mode has just ended (which resets it): only a
+        // count still running enters.
+        if now.saturating_sub(since) >= micros(interval)
+            && !self.is_tight()
+            && self.above_since.load(Ordering::Relaxed) != 0
+        {
             self.asked.store(0, Ordering::Relaxed);
             self.window_start.store(now, Ordering::Relaxed);
-            if !self.tight.swap(true, Ordering::Relaxed) {
+            // Release: whoever sees the mode sees its window.
+            if !self.tight.swap(true, Ordering::Release) {
                 tracing::warn!(
                     interval_ms = interval.as_millis() as u64,
                     "hashes have waited longer than one hash for HASH_MAX_WAIT: a standing \
@@ -145,18 +151,21 @@ impl Standing {
     }
 
     /// A hash is asked for at `now` (admitted or not). While tight, a window that has lasted
-    /// `interval` is judged: when its hashes would have kept fewer than `threads` busy, the
-    /// load is below what the pool does, and HASH_MAX_WAIT applies again; else a new window
-    /// begins.
+    /// `interval` (and at least eight hashes ÷ `threads`) is judged at the next hash asked
+    /// for: when its hashes would have kept fewer than `threads` busy, the load is below what
+    /// the pool does, and HASH_MAX_WAIT applies again; else a new window begins.
     fn asked(&self, now: Instant, hash: Duration, threads: usize, interval: Duration) {
-        if !self.is_tight() {
+        if !self.tight.load(Ordering::Acquire) {
             return;
         }
         self.asked.fetch_add(1, Ordering::Relaxed);
         let now = self.at(now);
         let start = self.window_start.load(Ordering::Relaxed);
         let window = now.saturating_sub(start);
-        if window < micros(interval).max(1)
+        // At least eight hashes' worth per thread: a window that holds only a few hashes would
+        // be emptied now and then by a random gap in the arrivals of an overload.
+        let shortest = interval.max(hash.saturating_mul(8) / threads.max(1) as u32);
+        if window < micros(shortest).max(1)
             || self
                 .window_start
                 .compare_exchange(start, now, Ordering::Relaxed, Ordering::Relaxed)
@@ -654,9 +663,48 @@ mod tests {
         // And the count of waiting jobs starts again.
         standing.job_started(t0 + ms(500), t0 + ms(520), hash, interval);
         assert!(!standing.is_tight());
+        standing.job_started(t0 + ms(600), t0 + ms(620), hash, interval);
+        assert!(
+            standing.is_tight(),
+            "every job waited past a hash from 520 to 620 ms"
+        );
+        // A window is judged over its whole length: one hash asked for 300 ms later ends it.
+        ask(t0 + ms(920));
+        assert!(!standing.is_tight(), "1 hash asked for in a window of 60");
         // Asked for while not tight, nothing is counted.
         ask(t0 + ms(700));
         assert_eq!(standing.asked.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn refused_room_checks_count_as_asked_and_admitted_ones_do_not() {
+        let mut hasher = cheap(2, 100);
+        hasher.max_wait = Duration::from_millis(20);
+        hasher.hash_micros.store(10_000, Ordering::Relaxed);
+        let standing = hasher.standing.clone();
+        standing
+            .window_start
+            .store(standing.at(Instant::now()), Ordering::Relaxed);
+        standing.tight.store(true, Ordering::Release);
+        // A free thread: admitted, and not counted (its hash is, when it is asked for).
+        assert!(hasher.check_room().is_ok());
+        assert_eq!(standing.asked.load(Ordering::Relaxed), 0);
+        // Both threads busy: refused and counted. Over more than a window (8 hashes ÷ 2
+        // threads = 40 ms) far more hashes are asked for than the threads can do.
+        hasher.in_flight.store(2, Ordering::Release);
+        let first_window = standing.window_start.load(Ordering::Relaxed);
+        let until = Instant::now() + Duration::from_millis(100);
+        let mut refused = 0u64;
+        while Instant::now() < until {
+            assert!(matches!(hasher.check_room(), Err(HashError::Busy)));
+            refused += 1;
+        }
+        assert!(
+            standing.window_start.load(Ordering::Relaxed) > first_window,
+            "the refusals were counted, and a window judged"
+        );
+        assert!(standing.is_tight(), "{refused} refusals in 100 ms");
+        hasher.in_flight.store(0, Ordering::Release);
     }
 
     #[test]
