@@ -82,7 +82,7 @@ use redis::{
     aio::{ConnectionLike, MultiplexedConnection},
     cluster::ClusterClientBuilder,
     cluster_async::ClusterConnection,
-    cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
+    cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr},
 };
 
 use self::{keys::Keys, scripts::Scripts};
@@ -377,11 +377,11 @@ impl RedisStore {
                 let reply = self
                     .timed("scan", async {
                         match (&mut conn, &node) {
-                            (Connection::Cluster(c), Some((host, port))) => {
-                                let at = SingleNodeRoutingInfo::ByAddress {
-                                    host: host.clone(),
-                                    port: *port,
-                                };
+                            (Connection::Cluster(c), Some(slot)) => {
+                                let at = SingleNodeRoutingInfo::SpecificNode(Route::new(
+                                    *slot,
+                                    SlotAddr::Master,
+                                ));
                                 c.route_command(scan(cursor), RoutingInfo::SingleNode(at))
                                     .await
                             }
@@ -398,29 +398,33 @@ impl RedisStore {
                 cursor = next;
             }
         }
+        // Two masters' slots reach one node while the connection's map lags a failover.
+        found.sort_unstable();
+        found.dedup();
         Ok(found)
     }
 }
 
-/// The masters of a `CLUSTER NODES` reply, as (host, port), but those the cluster agreed
-/// have failed (`fail`; one only suspected, `fail?`, still serves its slots, maybe just
-/// slowly on a loaded machine).
-fn masters(nodes: &str) -> Vec<(String, u16)> {
+/// The masters of a `CLUSTER NODES` reply, each as a slot it serves, but those the cluster
+/// agreed have failed (`fail`; one only suspected, `fail?`, still serves its slots, maybe just
+/// slowly on a loaded machine) and those with no slot (which hold no key). A command is sent to
+/// a master by its slot, not its address: the cluster connection opens a connection for a slot
+/// on demand, but answers a command by address only on a connection it already has (on a
+/// fresh one, `ClusterConnectionNotFound`).
+fn masters(nodes: &str) -> Vec<u16> {
     nodes
         .lines()
         .filter_map(|line| {
             let mut fields = line.split_whitespace();
-            let (address, flags) = (fields.nth(1)?, fields.next()?);
-            let flags: Vec<&str> = flags.split(',').collect();
+            let flags: Vec<&str> = fields.nth(2)?.split(',').collect();
             if !flags.contains(&"master") || flags.contains(&"fail") {
                 return None;
             }
-            let (host, port) = address.split('@').next()?.rsplit_once(':')?;
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            if host.is_empty() {
-                return None; // a node that does not know its own address yet
-            }
-            Some((host.to_owned(), port.parse().ok()?))
+            // The first slot of its first range (`a-b` or `a`; `[…]` marks a slot moving).
+            fields
+                .skip(5)
+                .find(|range| !range.starts_with('['))
+                .and_then(|range| range.split('-').next()?.parse().ok())
         })
         .collect()
 }
@@ -735,14 +739,11 @@ c3 127.0.0.1:7002@17002 master,fail - 0 0 3 connected
 d4 127.0.0.1:7003@17003 slave a1 0 0 1 connected
 e5 [::1]:7004@17004 master - 0 0 5 connected 10923-16383
 f6 :0@0 master,noaddr - 0 0 6 disconnected";
-        assert_eq!(
-            masters(nodes),
-            [
-                ("127.0.0.1".to_owned(), 7000),
-                ("127.0.0.1".to_owned(), 7001),
-                ("::1".to_owned(), 7004)
-            ]
-        );
+        assert_eq!(masters(nodes), [0, 5461, 10923]);
+        // A master's first slot may be on the move; a slot it serves is taken after it.
+        let moving = "g7 127.0.0.1:7005@17005 myself,master - 0 0 7 connected \
+                      [93->-h8] 94-200 300";
+        assert_eq!(masters(moving), [94]);
     }
 
     #[test]
