@@ -921,3 +921,75 @@ async fn raw_any(url: &str) -> Raw {
         None => Raw::One(raw(url).await),
     }
 }
+
+/// On a cluster, the presence of many users (keys on every master) goes as one pipeline per
+/// master, and answers what each user's own read answers, in the order asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_presence_of_many_users_across_a_cluster_is_read_in_order() {
+    use auth_service::domain::UserStatus;
+    use auth_service::store::PresenceStore;
+    let url = tokio::task::spawn_blocking(shared_real_cluster_url)
+        .await
+        .unwrap();
+    let store = open(&url, &prefix()).await;
+    let now = now_ms();
+    let users: Vec<UserId> = (0..40).map(|n| UserId(format!("many{n}"))).collect();
+    // Every third user online, every third away, the rest never seen.
+    for (n, user) in users.iter().enumerate().filter(|(n, _)| n % 3 != 2) {
+        let id = SessionId::generate();
+        store
+            .create_session(
+                &NewSession {
+                    id: id.clone(),
+                    user_id: user.clone(),
+                    refresh_hash: [1; 32],
+                    expires_at: now + HOUR,
+                    user_agent: String::new(),
+                    client_ip: String::new(),
+                    created_at: now,
+                    sign_in: SignIn::one(AuthMethod::Password),
+                },
+                50,
+            )
+            .await
+            .unwrap();
+        let status = if n % 3 == 0 {
+            UserStatus::Online
+        } else {
+            UserStatus::Away
+        };
+        store
+            .heartbeat(user, &id, status, now, 90_000)
+            .await
+            .unwrap();
+    }
+    let mut asked = users.clone();
+    asked.insert(5, UserId("nobody".into()));
+    asked.reverse();
+    let together = store.get_presence(&asked, now + 1).await.unwrap();
+    assert_eq!(together.len(), asked.len());
+    for (id, view) in asked.iter().zip(&together) {
+        assert_eq!(&view.user_id, id);
+        let alone = store
+            .get_presence(std::slice::from_ref(id), now + 1)
+            .await
+            .unwrap();
+        assert_eq!(view, &alone[0]);
+    }
+    let status = |n: usize| {
+        together
+            .iter()
+            .find(|v| v.user_id == users[n])
+            .unwrap()
+            .status
+    };
+    assert_eq!(
+        [0, 1, 2, 39].map(status),
+        [
+            UserStatus::Online,
+            UserStatus::Away,
+            UserStatus::Offline,
+            UserStatus::Online
+        ]
+    );
+}

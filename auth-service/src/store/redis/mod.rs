@@ -66,6 +66,7 @@ mod mail;
 mod presence;
 mod scripts;
 mod sessions;
+mod slots;
 mod tickets;
 
 use std::{
@@ -138,6 +139,8 @@ pub struct RedisStore {
     tail: tokio::sync::OnceCell<events::Tail>,
     /// Whether this process looked for outboxes left behind (once, at its first trim).
     scanned_outboxes: std::sync::atomic::AtomicBool,
+    /// On a cluster: which master serves which slot, as last read.
+    slot_owners: slots::OwnersCache,
     last_connect_error: Arc<Mutex<Option<String>>>,
 }
 
@@ -206,6 +209,7 @@ impl RedisStore {
             settings,
             tail: tokio::sync::OnceCell::new(),
             scanned_outboxes: std::sync::atomic::AtomicBool::new(false),
+            slot_owners: slots::OwnersCache::default(),
             last_connect_error,
         })
     }
@@ -286,21 +290,33 @@ impl RedisStore {
 }
 
 impl RedisStore {
-    /// Runs commands whose keys may be in different slots, and returns their replies in
-    /// order: one pipeline on a single server, concurrent commands on a cluster (a cluster
-    /// refuses a pipeline across slots).
+    /// Runs single-key commands whose keys may be in different slots, and returns their
+    /// replies in order: one pipeline on a single server; on a cluster one pipeline per master
+    /// (the cluster connection refuses a pipeline across slots, but a master takes one on
+    /// any slots it serves), or, when that fails (a master moved since the map was read),
+    /// concurrent commands that the connection routes one by one.
     async fn query_each(&self, op: &'static str, cmds: Vec<redis::Cmd>) -> StoreResult<Vec<Value>> {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
         self.timed(op, async {
             let mut conn = self.conn().await?;
-            if matches!(self.connector, Connector::Single(_)) {
-                let mut pipe = redis::pipe();
-                for cmd in cmds {
-                    pipe.add_command(cmd);
+            let cluster = match &mut *conn {
+                Connection::Single(c) => {
+                    let mut pipe = redis::pipe();
+                    for cmd in cmds {
+                        pipe.add_command(cmd);
+                    }
+                    return pipe.query_async(c).await.map_err(redis_error);
                 }
-                return pipe.query_async(&mut *conn).await.map_err(redis_error);
+                Connection::Cluster(c) => c.clone(),
+            };
+            let grouped = match cmds.len() {
+                1 => None,
+                _ => self.query_per_master(cluster, &cmds).await,
+            };
+            if let Some(replies) = grouped {
+                return Ok(replies);
             }
             let replies = futures_util::future::join_all(cmds.iter().map(|cmd| {
                 let mut conn = (*conn).clone();
@@ -313,6 +329,79 @@ impl RedisStore {
                 .collect()
         })
         .await
+    }
+}
+
+impl RedisStore {
+    /// Which master serves which slot: the map read at most [`slots::FRESH_FOR`] ago, or
+    /// `CLUSTER NODES` of any node now.
+    async fn slot_owners(&self, c: &mut ClusterConnection) -> StoreResult<Arc<slots::SlotOwners>> {
+        if let Some(owners) = self.slot_owners.fresh() {
+            return Ok(owners);
+        }
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("NODES");
+        let reply = c
+            .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+            .await
+            .map_err(redis_error)?;
+        let owners = Arc::new(slots::SlotOwners::parse(&parse::<String>(reply)?));
+        self.slot_owners.store(owners.clone());
+        Ok(owners)
+    }
+
+    /// `cmds` (single-key commands) as one pipeline per master, by the slot map; their replies
+    /// in order. `None` when a key's master is not in the map, or a pipeline fails or answers
+    /// an error: the map may be stale, so it is forgotten, and the caller sends the commands
+    /// one by one.
+    async fn query_per_master(
+        &self,
+        mut c: ClusterConnection,
+        cmds: &[redis::Cmd],
+    ) -> Option<Vec<Value>> {
+        let owners = self.slot_owners(&mut c).await.ok()?;
+        let mut groups: std::collections::HashMap<u16, (Vec<usize>, redis::Pipeline)> =
+            std::collections::HashMap::new();
+        for (i, cmd) in cmds.iter().enumerate() {
+            let Some(redis::Arg::Simple(key)) = cmd.args_iter().nth(1) else {
+                return None;
+            };
+            let master = owners.owner(slots::slot_of(key))?;
+            let (indices, pipe) = groups
+                .entry(master)
+                .or_insert_with(|| (Vec::new(), redis::pipe()));
+            indices.push(i);
+            pipe.add_command(cmd.clone());
+        }
+        let replies =
+            futures_util::future::join_all(groups.into_iter().map(|(master, (indices, pipe))| {
+                let mut c = c.clone();
+                async move {
+                    let route =
+                        SingleNodeRoutingInfo::SpecificNode(Route::new(master, SlotAddr::Master));
+                    let count = indices.len();
+                    (indices, c.route_pipeline(pipe, 0, count, route).await)
+                }
+            }))
+            .await;
+        let mut out = vec![Value::Nil; cmds.len()];
+        for (indices, reply) in replies {
+            let values = match reply {
+                Ok(values) if values.len() == indices.len() => values,
+                _ => {
+                    self.slot_owners.forget();
+                    return None;
+                }
+            };
+            for (i, value) in indices.into_iter().zip(values) {
+                if matches!(value, Value::ServerError(_)) {
+                    self.slot_owners.forget();
+                    return None;
+                }
+                out[i] = value;
+            }
+        }
+        Some(out)
     }
 }
 
@@ -350,25 +439,18 @@ impl RedisStore {
         let mut conn = self
             .timed("scan", async { Ok((*self.conn().await?).clone()) })
             .await?;
+        // A master is reached by a slot it serves, not by its address: the cluster connection
+        // opens a connection for a slot on demand, but answers a command by address only on
+        // a connection it already has (on a fresh one, `ClusterConnectionNotFound`).
         let nodes = match &mut conn {
             Connection::Single(_) => vec![None],
-            Connection::Cluster(c) => {
-                let nodes = self
-                    .timed("scan", async {
-                        let mut cmd = redis::cmd("CLUSTER");
-                        cmd.arg("NODES");
-                        let reply = c
-                            .route_command(
-                                cmd,
-                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-                            )
-                            .await
-                            .map_err(redis_error)?;
-                        parse::<String>(reply)
-                    })
-                    .await?;
-                masters(&nodes).into_iter().map(Some).collect()
-            }
+            Connection::Cluster(c) => self
+                .timed("scan", self.slot_owners(c))
+                .await?
+                .masters()
+                .into_iter()
+                .map(Some)
+                .collect(),
         };
         let mut found = Vec::new();
         for node in nodes {
@@ -403,30 +485,6 @@ impl RedisStore {
         found.dedup();
         Ok(found)
     }
-}
-
-/// The masters of a `CLUSTER NODES` reply, each as a slot it serves, but those the cluster
-/// agreed have failed (`fail`; one only suspected, `fail?`, still serves its slots, maybe just
-/// slowly on a loaded machine) and those with no slot (which hold no key). A command is sent to
-/// a master by its slot, not its address: the cluster connection opens a connection for a slot
-/// on demand, but answers a command by address only on a connection it already has (on a
-/// fresh one, `ClusterConnectionNotFound`).
-fn masters(nodes: &str) -> Vec<u16> {
-    nodes
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let flags: Vec<&str> = fields.nth(2)?.split(',').collect();
-            if !flags.contains(&"master") || flags.contains(&"fail") {
-                return None;
-            }
-            // The first slot of its first range (`a-b` or `a`; `[…]` marks a slot moving).
-            fields
-                .skip(5)
-                .find(|range| !range.starts_with('['))
-                .and_then(|range| range.split('-').next()?.parse().ok())
-        })
-        .collect()
 }
 
 /// The seed URLs of a cluster: those of a `redis+cluster://` (or `rediss+cluster://`) URL
@@ -728,22 +786,6 @@ mod tests {
         assert!(RedisStore::connect_lazy("redis://127.0.0.1:1/", braces).is_err());
         assert!(lazy("redis+cluster://127.0.0.1:1,127.0.0.1:2").is_ok());
         assert!(lazy("redis+cluster:///").is_err());
-    }
-
-    #[test]
-    fn the_masters_of_a_cluster_are_read_from_cluster_nodes() {
-        let nodes = "\
-a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
-b2 127.0.0.1:7001@17001 master,fail? - 0 0 2 connected 5461-10922
-c3 127.0.0.1:7002@17002 master,fail - 0 0 3 connected
-d4 127.0.0.1:7003@17003 slave a1 0 0 1 connected
-e5 [::1]:7004@17004 master - 0 0 5 connected 10923-16383
-f6 :0@0 master,noaddr - 0 0 6 disconnected";
-        assert_eq!(masters(nodes), [0, 5461, 10923]);
-        // A master's first slot may be on the move; a slot it serves is taken after it.
-        let moving = "g7 127.0.0.1:7005@17005 myself,master - 0 0 7 connected \
-                      [93->-h8] 94-200 300";
-        assert_eq!(masters(moving), [94]);
     }
 
     #[test]
