@@ -150,32 +150,53 @@ pub fn clear(policy: &CookiePolicy) -> SetCookies {
     ]
 }
 
-/// The value of cookie `name` in the request, if any and not empty.
-pub fn read(headers: &HeaderMap, name: &str) -> Option<String> {
+/// The cookies of the request, as sent.
+fn sent(headers: &HeaderMap) -> impl Iterator<Item = Cookie<'_>> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|c| c.name() == name && !c.value().is_empty())
-        .map(|c| c.value().to_owned())
 }
 
-/// Whether the request carries any cookie that acts for the browser under the policy's names:
-/// a token, or a pending request's id (the CSRF check cares).
-pub fn has_auth_cookie(headers: &HeaderMap, policy: &CookiePolicy) -> bool {
+/// The value of cookie `name` in the request, if any and not empty.
+pub fn read(headers: &HeaderMap, name: &str) -> Option<String> {
+    let [value] = read_all(headers, [name]);
+    value
+}
+
+/// The values of cookies `names` in the request (each the first one sent that is not empty),
+/// read in one pass over its `Cookie` headers.
+pub fn read_all<const N: usize>(headers: &HeaderMap, names: [&str; N]) -> [Option<String>; N] {
+    let mut found: [Option<String>; N] = std::array::from_fn(|_| None);
+    for cookie in sent(headers).filter(|c| !c.value().is_empty()) {
+        if let Some(i) = names.iter().position(|name| *name == cookie.name()) {
+            found[i].get_or_insert_with(|| cookie.value().to_owned());
+        }
+    }
+    found
+}
+
+/// The cookies that act for the browser under the policy's names: the two tokens, then the
+/// ids of pending requests (sign-up, reset, second factor, sign-in by code, passkey sign-in).
+pub fn acting(policy: &CookiePolicy) -> [CookieSpec; 7] {
     [
         access_cookie(policy),
         refresh_cookie(policy),
         registration_cookie(policy),
         reset_cookie(policy),
-        login_code_cookie(policy),
         mfa_cookie(policy),
+        login_code_cookie(policy),
         passkey_login_cookie(policy),
     ]
-    .iter()
-    .any(|spec| read(headers, spec.name).is_some())
+}
+
+/// Whether the request carries any cookie that acts for the browser under the policy's names:
+/// a token, or a pending request's id (the CSRF check cares).
+pub fn has_auth_cookie(headers: &HeaderMap, policy: &CookiePolicy) -> bool {
+    let names = acting(policy).map(|spec| spec.name);
+    sent(headers).any(|c| !c.value().is_empty() && names.contains(&c.name()))
 }
 
 fn set_cookie(
@@ -365,6 +386,34 @@ mod tests {
         assert_eq!(read(&h, access_cookie(&plain).name).as_deref(), Some("abc"));
         assert_eq!(read(&h, refresh_cookie(&plain).name), None);
         assert!(has_auth_cookie(&h, &plain));
+    }
+
+    #[test]
+    fn many_cookies_are_read_in_one_pass_each_the_first_sent_that_is_not_empty() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            "refreshToken=; accessToken=first; registrationId=r"
+                .parse()
+                .unwrap(),
+        );
+        h.append(
+            header::COOKIE,
+            "accessToken=second; refreshToken=later".parse().unwrap(),
+        );
+        let plain = policy(SameSite::Strict, false, None);
+        let names = acting(&plain).map(|spec| spec.name);
+        let [access, refresh, registration, reset, ..] = read_all(&h, names);
+        assert_eq!(access.as_deref(), Some("first"));
+        assert_eq!(refresh.as_deref(), Some("later"), "an empty one is skipped");
+        assert_eq!(registration.as_deref(), Some("r"));
+        assert_eq!(reset, None);
+        // The pending requests' ids act for the browser too.
+        let mut only_pending = HeaderMap::new();
+        only_pending.insert(header::COOKIE, "theme=x; registrationId=r".parse().unwrap());
+        assert!(has_auth_cookie(&only_pending, &plain));
+        only_pending.insert(header::COOKIE, "theme=x; registrationId=".parse().unwrap());
+        assert!(!has_auth_cookie(&only_pending, &plain));
     }
 
     #[test]

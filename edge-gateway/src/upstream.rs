@@ -98,19 +98,29 @@ impl FromRequestParts<AppState> for CallContext {
         let agent = header_str(headers, header::USER_AGENT.as_str())
             .map(|ua| &ua[..ua.len().min(MAX_USER_AGENT)]);
         put("x-client-user-agent", agent);
-        let cookie = |spec: cookies::CookieSpec| cookies::read(headers, spec.name);
+        // One pass over the Cookie headers, in the order of `cookies::acting`.
+        let [
+            access,
+            refresh,
+            registration,
+            reset,
+            mfa,
+            login,
+            passkey_login,
+        ] = cookies::read_all(
+            headers,
+            cookies::acting(app.cookies()).map(|spec| spec.name),
+        );
         Ok(Self {
             metadata,
             // A bearer header is explicit; it wins over an ambient cookie.
-            access_token: Credential::from(
-                bearer(headers).or_else(|| cookie(cookies::access_cookie(app.cookies()))),
-            ),
-            refresh_token: Credential::from(cookie(cookies::refresh_cookie(app.cookies()))),
-            registration_id: cookie(cookies::registration_cookie(app.cookies())),
-            reset_id: cookie(cookies::reset_cookie(app.cookies())),
-            mfa_challenge_id: cookie(cookies::mfa_cookie(app.cookies())),
-            login_id: cookie(cookies::login_code_cookie(app.cookies())),
-            passkey_login_id: cookie(cookies::passkey_login_cookie(app.cookies())),
+            access_token: Credential::from(bearer(headers).or(access)),
+            refresh_token: Credential::from(refresh),
+            registration_id: registration,
+            reset_id: reset,
+            mfa_challenge_id: mfa,
+            login_id: login,
+            passkey_login_id: passkey_login,
         })
     }
 }
