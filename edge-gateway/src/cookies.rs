@@ -160,7 +160,8 @@ fn sent(headers: &HeaderMap) -> impl Iterator<Item = Cookie<'_>> {
         .filter_map(Result::ok)
 }
 
-/// The value of cookie `name` in the request, if any and not empty.
+/// The value of cookie `name` in the request, if any and not empty (the request's handlers
+/// read theirs together, with [`read_all`]).
 pub fn read(headers: &HeaderMap, name: &str) -> Option<String> {
     let [value] = read_all(headers, [name]);
     value

@@ -55,8 +55,8 @@
 //! of seed URLs) makes the pool hold `redis::cluster_async` connections instead: each routes a
 //! command to the node of its key's slot, follows MOVED and ASK, and refreshes the topology
 //! after a failover. Scripts and [`RedisStore::query_pipe`] touch one slot (one hash tag);
-//! what reads many slots at once ([`RedisStore::query_each`]) is one pipeline on a single
-//! server and concurrent commands on a cluster.
+//! what touches many slots at once ([`RedisStore::query_each`]) is one pipeline on a single
+//! server and one pipeline per master on a cluster (see `slots`).
 
 mod codes;
 mod events;
@@ -294,7 +294,9 @@ impl RedisStore {
     /// replies in order: one pipeline on a single server; on a cluster one pipeline per master
     /// (the cluster connection refuses a pipeline across slots, but a master takes one on
     /// any slots it serves), or, when that fails (a master moved since the map was read),
-    /// concurrent commands that the connection routes one by one.
+    /// concurrent commands that the connection routes one by one. The commands must be
+    /// idempotent: on a cluster the connection re-sends a redirected pipeline whole, and the
+    /// fallback sends each again (today: HGETALL, ZRANGE, DEL, SET of a fixed value).
     async fn query_each(&self, op: &'static str, cmds: Vec<redis::Cmd>) -> StoreResult<Vec<Value>> {
         if cmds.is_empty() {
             return Ok(Vec::new());
@@ -316,7 +318,7 @@ impl RedisStore {
                 _ => self.query_per_master(cluster, &cmds).await,
             };
             if let Some(replies) = grouped {
-                return Ok(replies);
+                return replies;
             }
             let replies = futures_util::future::join_all(cmds.iter().map(|cmd| {
                 let mut conn = (*conn).clone();
@@ -336,29 +338,45 @@ impl RedisStore {
     /// Which master serves which slot: the map read at most [`slots::FRESH_FOR`] ago, or
     /// `CLUSTER NODES` of any node now.
     async fn slot_owners(&self, c: &mut ClusterConnection) -> StoreResult<Arc<slots::SlotOwners>> {
-        if let Some(owners) = self.slot_owners.fresh() {
-            return Ok(owners);
+        let owners = match self.slot_owners.fresh() {
+            Some(owners) => owners,
+            None => {
+                let mut cmd = redis::cmd("CLUSTER");
+                cmd.arg("NODES");
+                let nodes = c
+                    .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+                    .await
+                    .map_err(redis_error)
+                    .and_then(parse::<String>);
+                // A failed read is kept too (as no master), so that calls do not ask again
+                // and again: for FRESH_FOR they send their commands one by one.
+                let owners = Arc::new(match &nodes {
+                    Ok(nodes) => slots::SlotOwners::parse(nodes),
+                    Err(_) => slots::SlotOwners::default(),
+                });
+                self.slot_owners.store(owners.clone());
+                nodes?;
+                owners
+            }
+        };
+        if owners.masters().is_empty() {
+            return Err(StoreError::Unavailable(
+                "Redis: CLUSTER NODES named no master that serves a slot".into(),
+            ));
         }
-        let mut cmd = redis::cmd("CLUSTER");
-        cmd.arg("NODES");
-        let reply = c
-            .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
-            .await
-            .map_err(redis_error)?;
-        let owners = Arc::new(slots::SlotOwners::parse(&parse::<String>(reply)?));
-        self.slot_owners.store(owners.clone());
         Ok(owners)
     }
 
     /// `cmds` (single-key commands) as one pipeline per master, by the slot map; their replies
-    /// in order. `None` when a key's master is not in the map, or a pipeline fails or answers
-    /// an error: the map may be stale, so it is forgotten, and the caller sends the commands
-    /// one by one.
+    /// in order, or the error one of them answered. `None` when a key's master is not in the
+    /// map or a pipeline fails (a master moved: the connection re-sent it, redirected, until
+    /// it gave up): the map may be stale, so it is forgotten, and the caller sends the
+    /// commands one by one.
     async fn query_per_master(
         &self,
         mut c: ClusterConnection,
         cmds: &[redis::Cmd],
-    ) -> Option<Vec<Value>> {
+    ) -> Option<StoreResult<Vec<Value>>> {
         let owners = self.slot_owners(&mut c).await.ok()?;
         let mut groups: std::collections::HashMap<u16, (Vec<usize>, redis::Pipeline)> =
             std::collections::HashMap::new();
@@ -394,14 +412,13 @@ impl RedisStore {
                 }
             };
             for (i, value) in indices.into_iter().zip(values) {
-                if matches!(value, Value::ServerError(_)) {
-                    self.slot_owners.forget();
-                    return None;
-                }
-                out[i] = value;
+                out[i] = match value.extract_error() {
+                    Ok(value) => value,
+                    Err(e) => return Some(Err(redis_error(e))),
+                };
             }
         }
-        Some(out)
+        Some(Ok(out))
     }
 }
 
@@ -439,16 +456,19 @@ impl RedisStore {
         let mut conn = self
             .timed("scan", async { Ok((*self.conn().await?).clone()) })
             .await?;
-        // A master is reached by a slot it serves, not by its address: the cluster connection
-        // opens a connection for a slot on demand, but answers a command by address only on
-        // a connection it already has (on a fresh one, `ClusterConnectionNotFound`).
+        // A master is reached by a slot it serves (by address, a fresh connection answered
+        // `ClusterConnectionNotFound`). A keyless SCAN is not redirected, and the connection
+        // sends a command for a master it has no live link to to another node, so each page
+        // goes with `CLUSTER MYID` on one connection, and a page from any other node fails the
+        // scan (the caller tries again at its next round).
         let nodes = match &mut conn {
             Connection::Single(_) => vec![None],
             Connection::Cluster(c) => self
                 .timed("scan", self.slot_owners(c))
                 .await?
                 .masters()
-                .into_iter()
+                .iter()
+                .cloned()
                 .map(Some)
                 .collect(),
         };
@@ -459,17 +479,35 @@ impl RedisStore {
                 let reply = self
                     .timed("scan", async {
                         match (&mut conn, &node) {
-                            (Connection::Cluster(c), Some(slot)) => {
+                            (Connection::Cluster(c), Some((slot, id))) => {
                                 let at = SingleNodeRoutingInfo::SpecificNode(Route::new(
                                     *slot,
                                     SlotAddr::Master,
                                 ));
-                                c.route_command(scan(cursor), RoutingInfo::SingleNode(at))
+                                let mut pipe = redis::pipe();
+                                pipe.cmd("CLUSTER").arg("MYID");
+                                pipe.add_command(scan(cursor));
+                                let mut replies = c
+                                    .route_pipeline(pipe, 0, 2, at)
                                     .await
+                                    .map_err(redis_error)?
+                                    .into_iter();
+                                let (Some(me), Some(page)) = (replies.next(), replies.next())
+                                else {
+                                    return Err(StoreError::Internal(
+                                        "a short reply to CLUSTER MYID and SCAN".into(),
+                                    ));
+                                };
+                                if parse::<String>(me)? != *id {
+                                    return Err(StoreError::Unavailable(format!(
+                                        "Redis: the scan of the master of slot {slot} \
+                                         reached another node"
+                                    )));
+                                }
+                                Ok(page)
                             }
-                            (c, _) => scan(cursor).query_async(c).await,
+                            (c, _) => scan(cursor).query_async(c).await.map_err(redis_error),
                         }
-                        .map_err(redis_error)
                     })
                     .await?;
                 let (next, batch): (u64, Vec<String>) = parse(reply)?;
@@ -480,9 +518,6 @@ impl RedisStore {
                 cursor = next;
             }
         }
-        // Two masters' slots reach one node while the connection's map lags a failover.
-        found.sort_unstable();
-        found.dedup();
         Ok(found)
     }
 }

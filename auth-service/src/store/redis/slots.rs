@@ -34,6 +34,8 @@ pub(super) fn slot_of(key: &[u8]) -> u16 {
 pub(super) struct SlotOwners {
     /// (first slot, last slot, the master's name), sorted by first slot.
     ranges: Vec<(u16, u16, u16)>,
+    /// Each master's name and node id, by name.
+    masters: Vec<(u16, String)>,
 }
 
 impl SlotOwners {
@@ -41,10 +43,12 @@ impl SlotOwners {
     /// one only suspected, `fail?`, still serves its slots, maybe just slowly) and those with
     /// no slot (which hold no key). `[…]` entries are slots on the move, left out.
     pub(super) fn parse(nodes: &str) -> Self {
-        let mut ranges = Vec::new();
+        let (mut ranges, mut masters) = (Vec::new(), Vec::new());
         for line in nodes.lines() {
             let mut fields = line.split_whitespace();
-            let Some(flags) = fields.nth(2) else { continue };
+            let (Some(id), Some(flags)) = (fields.next(), fields.nth(1)) else {
+                continue;
+            };
             let flags: Vec<&str> = flags.split(',').collect();
             if !flags.contains(&"master") || flags.contains(&"fail") {
                 continue;
@@ -58,17 +62,18 @@ impl SlotOwners {
                 let name = *name.get_or_insert(a);
                 ranges.push((a, b, name));
             }
+            if let Some(name) = name {
+                masters.push((name, id.to_owned()));
+            }
         }
         ranges.sort_unstable();
-        Self { ranges }
+        masters.sort_unstable();
+        Self { ranges, masters }
     }
 
-    /// Each master once, by its name.
-    pub(super) fn masters(&self) -> Vec<u16> {
-        let mut names: Vec<u16> = self.ranges.iter().map(|&(_, _, name)| name).collect();
-        names.sort_unstable();
-        names.dedup();
-        names
+    /// Each master once: its name and node id.
+    pub(super) fn masters(&self) -> &[(u16, String)] {
+        &self.masters
     }
 
     /// The name of the master that serves `slot`.
@@ -115,7 +120,6 @@ mod tests {
         assert_eq!(slot_of(b"123456789"), 0x31C3);
         assert_eq!(slot_of(b"foo"), 12182);
         assert_eq!(slot_of(b"{user1000}.following"), slot_of(b"user1000"));
-        assert_eq!(slot_of(b"foo{}{bar}"), slot_of(b"foo{}{bar}"));
         assert_ne!(
             slot_of(b"foo{}{bar}"),
             slot_of(b"bar"),
@@ -135,7 +139,9 @@ d4 127.0.0.1:7003@17003 slave a1 0 0 1 connected
 e5 [::1]:7004@17004 master - 0 0 5 connected 10923-16000 16001 16002-16383
 f6 :0@0 master,noaddr - 0 0 6 disconnected";
         let owners = SlotOwners::parse(nodes);
-        assert_eq!(owners.masters(), [0, 5461, 10923]);
+        let names: Vec<u16> = owners.masters().iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, [0, 5461, 10923]);
+        assert_eq!(owners.masters()[2].1, "e5");
         let owner = |slot| owners.owner(slot);
         assert_eq!(
             [0, 5460, 5461, 10922, 10923, 16001, 16383].map(owner),
@@ -153,7 +159,7 @@ f6 :0@0 master,noaddr - 0 0 6 disconnected";
         let moving = SlotOwners::parse(
             "g7 127.0.0.1:7005@17005 myself,master - 0 0 7 connected [93->-h8] 94-200 300",
         );
-        assert_eq!(moving.masters(), [94]);
+        assert_eq!(moving.masters(), [(94, "g7".to_owned())]);
         assert_eq!(
             [93, 94, 201, 300].map(|s| moving.owner(s)),
             [None, Some(94), None, Some(94)]
