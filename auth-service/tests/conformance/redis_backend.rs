@@ -90,6 +90,20 @@ fn with_users(redis: Arc<RedisStore>) -> Stores {
     }
 }
 
+/// A session `id` of `user`, signed in with a password at `now`, for an hour.
+fn session(id: &SessionId, user: UserId, now: i64) -> NewSession {
+    NewSession {
+        id: id.clone(),
+        user_id: user,
+        refresh_hash: [1; 32],
+        expires_at: now + HOUR,
+        user_agent: String::new(),
+        client_ip: String::new(),
+        created_at: now,
+        sign_in: SignIn::one(AuthMethod::Password),
+    }
+}
+
 /// A prefix of its own, so tests sharing one server never see each other's keys.
 fn prefix() -> String {
     format!("test:{}:", uuid::Uuid::new_v4().simple())
@@ -543,19 +557,7 @@ async fn ttls_follow_the_times_the_caller_passes() {
 
     let (user, id) = (UserId("ttl-user".into()), SessionId::generate());
     store
-        .create_session(
-            &NewSession {
-                id: id.clone(),
-                user_id: user.clone(),
-                refresh_hash: [1; 32],
-                expires_at: now + HOUR,
-                user_agent: String::new(),
-                client_ip: String::new(),
-                created_at: now,
-                sign_in: SignIn::one(AuthMethod::Password),
-            },
-            50,
-        )
+        .create_session(&session(&id, user.clone(), now), 50)
         .await
         .unwrap();
     // The record and its owner pointer outlive the session by the day a timed-out session is
@@ -775,19 +777,7 @@ async fn revoking_another_users_session_id_leaves_it_working() {
         SessionId::generate(),
     );
     store
-        .create_session(
-            &NewSession {
-                id: id.clone(),
-                user_id: alice,
-                refresh_hash: [1; 32],
-                expires_at: now + HOUR,
-                user_agent: String::new(),
-                client_ip: String::new(),
-                created_at: now,
-                sign_in: SignIn::one(AuthMethod::Password),
-            },
-            50,
-        )
+        .create_session(&session(&id, alice, now), 50)
         .await
         .unwrap();
     assert!(
@@ -938,19 +928,7 @@ async fn the_presence_of_many_users_across_a_cluster_is_read_in_order() {
     for (n, user) in users.iter().enumerate().filter(|(n, _)| n % 3 != 2) {
         let id = SessionId::generate();
         store
-            .create_session(
-                &NewSession {
-                    id: id.clone(),
-                    user_id: user.clone(),
-                    refresh_hash: [1; 32],
-                    expires_at: now + HOUR,
-                    user_agent: String::new(),
-                    client_ip: String::new(),
-                    created_at: now,
-                    sign_in: SignIn::one(AuthMethod::Password),
-                },
-                50,
-            )
+            .create_session(&session(&id, user.clone(), now), 50)
             .await
             .unwrap();
         let status = if n % 3 == 0 {
